@@ -1,0 +1,155 @@
+//! Commands: what a caller asked for, already validated, on its way to a decider.
+//!
+//! Every command carries a [`CommandId`]. A client's `Idempotency-Key` becomes the id
+//! (scoped to the caller), otherwise the command-api draws one at random. The decider
+//! applies a command id at most once.
+
+use crate::{Email, Id, ShortCode, TargetUrl, Ts};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CommandId(pub String);
+
+impl CommandId {
+    pub fn random() -> CommandId {
+        CommandId(uuid::Uuid::new_v4().to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who issued a command, as the command-api authenticated them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum Actor {
+    /// `KURZ_AUTH=open`, or an unauthenticated public endpoint such as register.
+    Anonymous,
+    Admin,
+    User(Id),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub v: u16,
+    pub id: CommandId,
+    pub issued_at: Ts,
+    pub actor: Actor,
+    /// W3C trace context of the request that issued the command, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    pub body: CommandBody,
+}
+
+impl Command {
+    pub const VERSION: u16 = 1;
+
+    pub fn new(id: CommandId, actor: Actor, body: CommandBody) -> Command {
+        Command { v: Self::VERSION, id, issued_at: Ts::now(), actor, traceparent: None, body }
+    }
+
+    /// The aggregate key: every command for one aggregate lands in one partition.
+    pub fn key(&self) -> String {
+        self.body.key()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("commands always serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Command, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CommandBody {
+    CreateUser { email: Email, username: Option<String>, password_hash: Option<String> },
+    UpdateUser { id: Id, email: Option<Email>, username: Option<String> },
+    DeleteUser { id: Id },
+    ImportUsers { rows: Vec<UserRow> },
+    /// `existing_ok`: `/shorten` semantics, where the same active URL for the same
+    /// owner under this code is an answer, not a conflict.
+    CreateLink {
+        code: ShortCode,
+        custom: bool,
+        original_url: TargetUrl,
+        title: Option<String>,
+        user_id: Option<Id>,
+        existing_ok: bool,
+    },
+    UpdateLink {
+        code: ShortCode,
+        id: Id,
+        title: Option<String>,
+        original_url: Option<TargetUrl>,
+        is_active: Option<bool>,
+        /// When set, the link must belong to this user (token mode ownership).
+        owner: Option<Id>,
+    },
+    DeleteLink { code: ShortCode, id: Id, owner: Option<Id> },
+    /// Rows for links whose codes all route to one partition.
+    ImportLinks { key: String, rows: Vec<LinkRow> },
+    RecordEvent {
+        code: ShortCode,
+        url_id: Id,
+        user_id: Option<Id>,
+        event_type: String,
+        details: serde_json::Map<String, serde_json::Value>,
+        owner: Option<Id>,
+    },
+    /// History rows whose links all route to one partition.
+    ImportEvents { key: String, rows: Vec<EventRow> },
+}
+
+impl CommandBody {
+    pub fn key(&self) -> String {
+        use CommandBody::*;
+        match self {
+            CreateUser { .. } | UpdateUser { .. } | DeleteUser { .. } | ImportUsers { .. } => crate::USERS_KEY.to_string(),
+            CreateLink { code, .. } | UpdateLink { code, .. } | DeleteLink { code, .. } | RecordEvent { code, .. } => {
+                link_key(code)
+            }
+            ImportLinks { key, .. } | ImportEvents { key, .. } => key.clone(),
+        }
+    }
+}
+
+/// A link's aggregate key. Short codes never change, so they route every command for a
+/// link; uniqueness of a code is decided by the one partition that owns it.
+pub fn link_key(code: &ShortCode) -> String {
+    format!("link:{}", code.as_str())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub id: Option<Id>,
+    pub email: Email,
+    pub username: Option<String>,
+    pub created_at: Option<Ts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkRow {
+    pub id: Option<Id>,
+    pub code: ShortCode,
+    pub original_url: TargetUrl,
+    pub title: Option<String>,
+    pub is_active: bool,
+    pub user_id: Option<Id>,
+    pub created_at: Option<Ts>,
+    pub updated_at: Option<Ts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    pub id: Option<Id>,
+    pub code: ShortCode,
+    pub url_id: Id,
+    pub user_id: Option<Id>,
+    pub event_type: String,
+    pub timestamp: Option<Ts>,
+    pub details: serde_json::Map<String, serde_json::Value>,
+}

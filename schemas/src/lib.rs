@@ -1,0 +1,33 @@
+//! Wire types shared by every kurz role.
+//!
+//! This crate does no I/O: it holds validated newtypes ([`ShortCode`], [`Email`],
+//! [`TargetUrl`], [`Id`]), the commands the write side accepts, and the versioned event
+//! encodings that the log stores. Decoders accept every version ever written; see
+//! `tests/fixtures.rs`.
+
+pub mod click;
+pub mod command;
+pub mod event;
+pub mod ids;
+pub mod model;
+pub mod time;
+pub mod values;
+
+pub use click::{Click, ClickEnvelope};
+pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, UserRow};
+pub use event::{Answer, DecodeError, Event, EventBody, EventEnvelope};
+pub use ids::{Id, IdGen, IdError, MAX_JSON_ID};
+pub use model::{HistoryEvent, Link, User};
+pub use time::Ts;
+pub use values::{Email, ShortCode, TargetUrl, ValueError};
+
+/// Topic names. The `.v1` suffix is part of the public contract for outside consumers.
+pub mod topics {
+    pub const COMMANDS: &str = "kurz.commands.v1";
+    pub const EVENTS: &str = "kurz.events.v1";
+    pub const CLICKS: &str = "kurz.clicks.v1";
+}
+
+/// The aggregate key every user command is routed by. User volume is low and e-mail
+/// uniqueness needs one writer, so all users live in one decider partition.
+pub const USERS_KEY: &str = "users";

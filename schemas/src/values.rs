@@ -1,0 +1,184 @@
+//! Validated newtypes. Construct them only through `parse`, so an invalid value cannot
+//! reach a command or an event.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum ValueError {
+    #[error("short_code must be 3 to 32 characters of A-Z, a-z, 0-9, '-' or '_'")]
+    BadShortCode,
+    #[error("short_code '{0}' is reserved")]
+    ReservedShortCode(String),
+    #[error("email must look like name@domain and be at most 254 characters")]
+    BadEmail,
+    #[error("url must be an absolute http or https URL")]
+    BadUrl,
+    #[error("url must be at most {0} characters")]
+    UrlTooLong(usize),
+}
+
+/// Paths the HTTP API serves itself; an alias may not shadow them.
+const RESERVED: &[&str] = &["health", "users", "urls", "events", "auth", "shorten", "links", "metrics", "api", "admin", "static"];
+pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ShortCode(String);
+
+impl ShortCode {
+    pub fn parse(s: &str) -> Result<ShortCode, ValueError> {
+        if !(3..=32).contains(&s.len()) || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(ValueError::BadShortCode);
+        }
+        if RESERVED.contains(&s.to_ascii_lowercase().as_str()) {
+            return Err(ValueError::ReservedShortCode(s.to_string()));
+        }
+        Ok(ShortCode(s.to_string()))
+    }
+
+    /// Codes already stored by the replaced service are taken as they are, as long as
+    /// they are URL-safe; used by bulk loads of history.
+    pub fn parse_lenient(s: &str) -> Result<ShortCode, ValueError> {
+        if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(ValueError::BadShortCode);
+        }
+        Ok(ShortCode(s.to_string()))
+    }
+
+    /// A base62 code of `len` characters built from `bytes` (each byte picks one
+    /// character; bytes >= 248 are skipped to keep the draw unbiased). Returns `None` when
+    /// `bytes` runs out; callers pass CSPRNG or keyed-hash output.
+    pub fn from_entropy(bytes: &[u8], len: usize) -> Option<ShortCode> {
+        let mut out = String::with_capacity(len);
+        for &b in bytes {
+            if out.len() == len {
+                break;
+            }
+            if b < 248 {
+                out.push(BASE62[(b % 62) as usize] as char);
+            }
+        }
+        (out.len() == len).then_some(ShortCode(out))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ShortCode {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        ShortCode::parse_lenient(&s)
+    }
+}
+impl From<ShortCode> for String {
+    fn from(c: ShortCode) -> String {
+        c.0
+    }
+}
+impl std::fmt::Display for ShortCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An e-mail address, trimmed and compared case-insensitively (stored lowercased).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Email, ValueError> {
+        let s = s.trim();
+        let Some((local, domain)) = s.rsplit_once('@') else { return Err(ValueError::BadEmail) };
+        if local.is_empty() || domain.is_empty() || s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ValueError::BadEmail);
+        }
+        Ok(Email(s.to_lowercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for Email {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Email::parse(&s)
+    }
+}
+impl From<Email> for String {
+    fn from(e: Email) -> String {
+        e.0
+    }
+}
+
+/// A redirect target: an absolute `http` or `https` URL with a host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TargetUrl(String);
+
+pub const MAX_URL_LEN: usize = 8192;
+
+impl TargetUrl {
+    pub fn parse(s: &str) -> Result<TargetUrl, ValueError> {
+        let s = s.trim();
+        if s.len() > MAX_URL_LEN {
+            return Err(ValueError::UrlTooLong(MAX_URL_LEN));
+        }
+        let u = url::Url::parse(s).map_err(|_| ValueError::BadUrl)?;
+        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(|h| h.is_empty()) {
+            return Err(ValueError::BadUrl);
+        }
+        // Keep the caller's spelling: the redirect must send back what was stored.
+        // A Location header cannot carry control characters; url::Url already rejects
+        // them in the parsed form, check the raw form too.
+        if s.chars().any(|c| c.is_control()) {
+            return Err(ValueError::BadUrl);
+        }
+        Ok(TargetUrl(s.to_string()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl TryFrom<String> for TargetUrl {
+    type Error = ValueError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        TargetUrl::parse(&s)
+    }
+}
+impl From<TargetUrl> for String {
+    fn from(u: TargetUrl) -> String {
+        u.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_codes() {
+        assert!(ShortCode::parse("my-alias_1").is_ok());
+        for bad in ["ab", "", "has space", "ünï", "a+b", "x".repeat(33).as_str()] {
+            assert_eq!(ShortCode::parse(bad), Err(ValueError::BadShortCode), "{bad}");
+        }
+        assert!(matches!(ShortCode::parse("Health"), Err(ValueError::ReservedShortCode(_))));
+        let c = ShortCode::from_entropy(&[0, 61, 62, 250, 123, 7, 8, 9, 10], 7).unwrap();
+        assert_eq!(c.as_str(), "0z0z789");
+        assert!(ShortCode::from_entropy(&[250, 251], 2).is_none());
+    }
+
+    #[test]
+    fn emails_and_urls() {
+        assert_eq!(Email::parse(" A@B.io ").unwrap().as_str(), "a@b.io");
+        assert!(Email::parse("nope").is_err());
+        assert!(Email::parse("@x").is_err());
+        assert!(TargetUrl::parse("https://example.com/a?b=c").is_ok());
+        assert!(TargetUrl::parse("ftp://example.com").is_err());
+        assert!(TargetUrl::parse("javascript:alert(1)").is_err());
+        assert!(TargetUrl::parse("http://").is_err());
+        assert!(TargetUrl::parse("not a url").is_err());
+    }
+}

@@ -1,0 +1,38 @@
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("no {port} backend for scheme '{scheme}'")]
+    UnsupportedBackend { port: &'static str, scheme: String },
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("partition {partition} out of range for topic '{topic}'")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("storage engine: {0}")]
+    Engine(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("the {0} is shut down")]
+    Closed(&'static str),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StorageError {
+    pub fn engine(e: impl std::fmt::Display) -> StorageError {
+        StorageError::Engine(e.to_string())
+    }
+}
+
+macro_rules! engine_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StorageError {
+            fn from(e: $t) -> Self { StorageError::Engine(e.to_string()) }
+        }
+    )*};
+}
+engine_from!(redb::Error, redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
+
+impl From<serde_json::Error> for StorageError {
+    fn from(e: serde_json::Error) -> Self {
+        StorageError::Corrupt(e.to_string())
+    }
+}

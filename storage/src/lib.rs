@@ -1,0 +1,78 @@
+//! Ports at kurz's storage edges and their adapters.
+//!
+//! - [`log::EventLog`]: the partitioned, durable log (commands, events, clicks).
+//! - [`store::ReadStore`]: the read models the projector writes and the edge reads.
+//! - [`cache::LinkCache`]: the hot redirect cache in front of the store.
+//!
+//! The backend behind each port is chosen by URL scheme ([`open_log`], [`open_store`],
+//! [`open_cache`]). Metrics are counted once, in the `Instrumented*` wrappers that every
+//! opened port is wrapped in, never inside a backend. Each port has a scenario suite in
+//! [`scenarios`] that every backend must pass.
+
+pub mod cache;
+pub mod error;
+pub mod log;
+pub mod metrics;
+pub mod scenarios;
+pub mod store;
+
+pub use cache::{CachedLink, LinkCache};
+pub use error::StorageError;
+pub use log::{EventLog, NewRecord, Record};
+pub use store::{ReadStore, StoreBatch};
+
+use std::path::Path;
+use std::sync::Arc;
+
+/// Opens the event log named by `url`: `embedded` (or `embedded://<dir>`) keeps it in
+/// `<data_dir>/log.redb`.
+pub fn open_log(url: &str, data_dir: &Path) -> Result<Arc<dyn EventLog>, StorageError> {
+    let (scheme, rest) = split_url(url);
+    let inner: Arc<dyn EventLog> = match scheme {
+        "embedded" | "redb" | "file" => {
+            let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
+            Arc::new(log::embedded::RedbLog::open(&dir.join("log.redb"))?)
+        }
+        other => return Err(StorageError::UnsupportedBackend { port: "log", scheme: other.to_string() }),
+    };
+    Ok(Arc::new(log::Instrumented::new(inner)))
+}
+
+/// Opens the read store named by `url`: `embedded` keeps it in `<data_dir>/store.redb`.
+pub fn open_store(url: &str, data_dir: &Path) -> Result<Arc<dyn ReadStore>, StorageError> {
+    let (scheme, rest) = split_url(url);
+    let inner: Arc<dyn ReadStore> = match scheme {
+        "embedded" | "redb" | "file" => {
+            let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
+            Arc::new(store::embedded::RedbStore::open(&dir.join("store.redb"))?)
+        }
+        other => return Err(StorageError::UnsupportedBackend { port: "store", scheme: other.to_string() }),
+    };
+    Ok(Arc::new(store::Instrumented::new(inner)))
+}
+
+/// Opens the hot cache named by `url`: `memory` (or `memory://?capacity=N`) is an
+/// in-process moka cache.
+pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
+    let (scheme, rest) = split_url(url);
+    let inner: Arc<dyn LinkCache> = match scheme {
+        "memory" | "embedded" | "moka" => {
+            let capacity = rest
+                .trim_start_matches('?')
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("capacity="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000);
+            Arc::new(cache::memory::MokaCache::new(capacity))
+        }
+        other => return Err(StorageError::UnsupportedBackend { port: "cache", scheme: other.to_string() }),
+    };
+    Ok(Arc::new(cache::Instrumented::new(inner)))
+}
+
+fn split_url(url: &str) -> (&str, &str) {
+    match url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => (url, ""),
+    }
+}

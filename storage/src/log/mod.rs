@@ -1,0 +1,216 @@
+//! The event-log port: topics split into partitions; records with the same key land in
+//! the same partition, in append order; consumers read from any offset and store their
+//! positions by group.
+
+pub mod embedded;
+
+use crate::{metrics, StorageError};
+use async_trait::async_trait;
+use kurz_schemas::Ts;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A record to append. `key` picks the partition (see [`partition_for`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRecord {
+    pub key: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub payload: Vec<u8>,
+}
+
+impl NewRecord {
+    pub fn new(key: impl Into<String>, payload: Vec<u8>) -> NewRecord {
+        NewRecord { key: key.into(), headers: Vec::new(), payload }
+    }
+    pub fn header(mut self, name: &str, value: impl Into<Vec<u8>>) -> NewRecord {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub partition: u32,
+    pub offset: u64,
+    pub timestamp: Ts,
+    pub key: String,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub payload: Vec<u8>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    }
+}
+
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Creates `topic` with `partitions` partitions if it does not exist; an existing
+    /// topic keeps its partition count, which is returned.
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, StorageError>;
+
+    async fn partitions(&self, topic: &str) -> Result<u32, StorageError>;
+
+    /// Appends records to one partition and returns their offsets once durable.
+    async fn append(&self, topic: &str, partition: u32, records: Vec<NewRecord>) -> Result<Vec<u64>, StorageError>;
+
+    /// Reads up to `max` records of a partition starting at offset `from`.
+    async fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<Record>, StorageError>;
+
+    /// The offset the next appended record will get (the high watermark).
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, StorageError>;
+
+    /// Waits until the partition holds a record at `offset` or `timeout` passes; returns
+    /// the end offset.
+    async fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<u64, StorageError>;
+
+    /// Stores a consumer group's position: the next offset it will read.
+    async fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> Result<(), StorageError>;
+
+    async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, StorageError>;
+}
+
+/// Appends records to the partitions their keys hash to; returns `(partition, offset)`
+/// per record, in input order.
+pub async fn append_keyed(log: &dyn EventLog, topic: &str, records: Vec<NewRecord>) -> Result<Vec<(u32, u64)>, StorageError> {
+    let n = log.partitions(topic).await?;
+    let mut by_partition: Vec<Vec<(usize, NewRecord)>> = (0..n).map(|_| Vec::new()).collect();
+    let total = records.len();
+    for (i, r) in records.into_iter().enumerate() {
+        by_partition[partition_for(&r.key, n) as usize].push((i, r));
+    }
+    let mut out = vec![(0, 0); total];
+    for (p, batch) in by_partition.into_iter().enumerate() {
+        if batch.is_empty() {
+            continue;
+        }
+        let (idx, recs): (Vec<usize>, Vec<NewRecord>) = batch.into_iter().unzip();
+        let offsets = log.append(topic, p as u32, recs).await?;
+        for (i, o) in idx.into_iter().zip(offsets) {
+            out[i] = (p as u32, o);
+        }
+    }
+    Ok(out)
+}
+
+/// The partition for `key`: murmur2 as Kafka's default partitioner computes it, so
+/// kurz and any Kafka client agree on where a key lives.
+pub fn partition_for(key: &str, partitions: u32) -> u32 {
+    (murmur2(key.as_bytes()) & 0x7fff_ffff) % partitions.max(1)
+}
+
+/// Kafka's murmur2 (seed 0x9747b28c), as in `org.apache.kafka.common.utils.Utils`.
+pub fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let len = data.len();
+    let mut h: u32 = 0x9747_b28c ^ len as u32;
+    let chunks = data.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    match tail.len() {
+        3 => {
+            h ^= (tail[2] as u32) << 16;
+            h ^= (tail[1] as u32) << 8;
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        2 => {
+            h ^= (tail[1] as u32) << 8;
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        1 => {
+            h ^= tail[0] as u32;
+            h = h.wrapping_mul(M);
+        }
+        _ => {}
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+/// Counts every log operation once, whatever the backend.
+pub struct Instrumented {
+    inner: Arc<dyn EventLog>,
+}
+
+impl Instrumented {
+    pub fn new(inner: Arc<dyn EventLog>) -> Instrumented {
+        Instrumented { inner }
+    }
+}
+
+fn observe<T>(op: &str, topic: &str, started: std::time::Instant, r: &Result<T, StorageError>) {
+    let m = metrics::get();
+    m.log_ops.with_label_values(&[op, topic, if r.is_ok() { "ok" } else { "error" }]).inc();
+    m.log_seconds.with_label_values(&[op]).observe(started.elapsed().as_secs_f64());
+}
+
+#[async_trait]
+impl EventLog for Instrumented {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, StorageError> {
+        self.inner.ensure_topic(topic, partitions).await
+    }
+    async fn partitions(&self, topic: &str) -> Result<u32, StorageError> {
+        self.inner.partitions(topic).await
+    }
+    async fn append(&self, topic: &str, partition: u32, records: Vec<NewRecord>) -> Result<Vec<u64>, StorageError> {
+        let t = std::time::Instant::now();
+        let n = records.len();
+        let r = self.inner.append(topic, partition, records).await;
+        observe("append", topic, t, &r);
+        if r.is_ok() {
+            metrics::get().log_records_appended.with_label_values(&[topic]).inc_by(n as u64);
+        }
+        r
+    }
+    async fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<Record>, StorageError> {
+        let t = std::time::Instant::now();
+        let r = self.inner.read(topic, partition, from, max).await;
+        observe("read", topic, t, &r);
+        r
+    }
+    async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        self.inner.end_offset(topic, partition).await
+    }
+    async fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<u64, StorageError> {
+        self.inner.wait_for(topic, partition, offset, timeout).await
+    }
+    async fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> Result<(), StorageError> {
+        let t = std::time::Instant::now();
+        let r = self.inner.commit(group, topic, partition, next_offset).await;
+        observe("commit", topic, t, &r);
+        r
+    }
+    async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, StorageError> {
+        self.inner.committed(group, topic, partition).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21") as i32, -973932308);
+        assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(murmur2(b"abc") as i32, 479470107);
+    }
+}

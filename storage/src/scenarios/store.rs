@@ -1,0 +1,188 @@
+//! The read-store scenario suite. `run` takes a fresh, empty store.
+
+use crate::store::{ApplyError, EventQuery, LinkQuery, Mutation, Position, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
+use kurz_schemas::event::Answer;
+use kurz_schemas::{HistoryEvent, Id, Link, Ts, User};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn id(n: u64) -> Id {
+    Id::new(n).unwrap()
+}
+
+pub fn user(n: u64, email: &str) -> User {
+    User { id: id(n), email: email.into(), username: Some(format!("u{n}")), created_at: Ts(1000), updated_at: Ts(1000), password_hash: None }
+}
+
+pub fn link(n: u64, code: &str, owner: Option<u64>, url: &str, active: bool) -> Link {
+    Link {
+        id: id(n),
+        short_code: code.into(),
+        original_url: url.into(),
+        title: Some(format!("t{n}")),
+        is_active: active,
+        user_id: owner.map(id),
+        created_at: Ts(2000),
+        updated_at: Ts(2000),
+    }
+}
+
+fn hist(n: u64, url: u64, user: Option<u64>, ty: &str) -> HistoryEvent {
+    HistoryEvent { id: id(n), url_id: id(url), user_id: user.map(id), event_type: ty.into(), timestamp: Ts(3000), details: Default::default() }
+}
+
+/// A batch for projection `p`, partition 0, moving `from` → `to`.
+fn batch(from: u64, to: u64, mutations: Vec<Mutation>) -> StoreBatch {
+    StoreBatch { positions: vec![Position { projection: "p".into(), topic: "t".into(), partition: 0, from, to }], mutations }
+}
+
+pub async fn run(store: Arc<dyn ReadStore>) {
+    let s = &*store;
+    positions_guard_every_batch(s).await;
+    users_by_id_email_and_page(s).await;
+    links_by_code_owner_and_filters(s).await;
+    older_link_versions_never_win(s).await;
+    history_filters_by_index(s).await;
+    clicks_add_exactly_once_with_their_position(s).await;
+    outcomes_wake_waiters(store.clone()).await;
+}
+
+async fn positions_guard_every_batch(s: &dyn ReadStore) {
+    assert_eq!(s.position("p", "t", 0).await.unwrap(), 0);
+    s.apply(batch(0, 5, vec![])).await.unwrap();
+    assert_eq!(s.position("p", "t", 0).await.unwrap(), 5);
+    // A redelivered batch (same start) is refused and changes nothing.
+    let again = s.apply(batch(0, 5, vec![Mutation::PutUser(user(99, "dup@x.io"))])).await;
+    assert!(matches!(again, Err(ApplyError::PositionMismatch { stored: 5, expected: 0, .. })), "{again:?}");
+    assert_eq!(s.user(id(99)).await.unwrap(), None, "refused batch wrote nothing");
+    assert_eq!(s.position("p", "t", 0).await.unwrap(), 5);
+    assert_eq!(s.position("other", "t", 0).await.unwrap(), 0, "positions are per projection");
+}
+
+async fn users_by_id_email_and_page(s: &dyn ReadStore) {
+    let mut m: Vec<Mutation> = (1..=25).map(|n| Mutation::PutUser(user(n, &format!("u{n}@x.io")))).collect();
+    let mut changed = user(3, "new3@x.io");
+    changed.username = Some("renamed".into());
+    m.push(Mutation::PutUser(changed.clone()));
+    m.push(Mutation::DeleteUser(user(4, "u4@x.io")));
+    s.apply(batch(5, 6, m)).await.unwrap();
+    assert_eq!(s.user(id(3)).await.unwrap(), Some(changed));
+    assert_eq!(s.user_by_email("u3@x.io").await.unwrap(), None, "old email released");
+    assert_eq!(s.user_by_email("new3@x.io").await.unwrap().unwrap().id, id(3));
+    assert_eq!(s.user(id(4)).await.unwrap(), None);
+    assert_eq!(s.user_by_email("u4@x.io").await.unwrap(), None);
+    let p1: Vec<u64> = s.users(1, 10).await.unwrap().iter().map(|u| u.id.get()).collect();
+    assert_eq!(p1, vec![1, 2, 3, 5, 6, 7, 8, 9, 10, 11]);
+    let p3: Vec<u64> = s.users(3, 10).await.unwrap().iter().map(|u| u.id.get()).collect();
+    assert_eq!(p3, vec![22, 23, 24, 25]);
+    assert!(s.users(9, 10).await.unwrap().is_empty());
+}
+
+async fn links_by_code_owner_and_filters(s: &dyn ReadStore) {
+    let put = |l: Link, v: u64| Mutation::PutLink(VersionedLink { link: l, version: v });
+    s.apply(batch(
+        6,
+        7,
+        vec![
+            put(link(10, "aaa", Some(1), "https://a.io", true), 1),
+            put(link(11, "bbb", Some(1), "https://b.io", false), 2),
+            put(link(12, "ccc", Some(2), "https://a.io", true), 3),
+            put(link(13, "ddd", None, "https://a.io", true), 4),
+            put(link(14, "eee", Some(1), "https://a.io", true), 5),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.link_by_code("bbb").await.unwrap().unwrap().link.id, id(11));
+    assert_eq!(s.link(id(12)).await.unwrap().unwrap().version, 3);
+    assert_eq!(s.link_by_code("zzz").await.unwrap(), None);
+    let ids = |v: Vec<Link>| v.iter().map(|l| l.id.get()).collect::<Vec<_>>();
+    let q = |user_id, is_active, limit| LinkQuery { user_id, is_active, limit };
+    assert_eq!(ids(s.links(&q(None, None, 100)).await.unwrap()), vec![10, 11, 12, 13, 14]);
+    assert_eq!(ids(s.links(&q(Some(id(1)), None, 100)).await.unwrap()), vec![10, 11, 14]);
+    assert_eq!(ids(s.links(&q(Some(id(1)), Some(false), 100)).await.unwrap()), vec![11]);
+    assert_eq!(ids(s.links(&q(None, Some(true), 2)).await.unwrap()), vec![10, 12]);
+    assert_eq!(s.active_link_for(Some(id(1)), "https://a.io").await.unwrap().unwrap().id, id(10));
+    assert_eq!(s.active_link_for(None, "https://a.io").await.unwrap().unwrap().id, id(13));
+    assert_eq!(s.active_link_for(Some(id(1)), "https://b.io").await.unwrap(), None, "inactive links are not reused");
+    // Delete, and an owner change moves the link between owner indexes.
+    s.apply(batch(
+        7,
+        8,
+        vec![
+            Mutation::DeleteLink(VersionedLink { link: link(10, "aaa", Some(1), "https://a.io", true), version: 6 }),
+            put(link(14, "eee", Some(2), "https://c.io", true), 7),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.link(id(10)).await.unwrap(), None);
+    assert_eq!(s.link_by_code("aaa").await.unwrap(), None);
+    assert_eq!(ids(s.links(&q(Some(id(1)), None, 100)).await.unwrap()), vec![11]);
+    assert_eq!(ids(s.links(&q(Some(id(2)), None, 100)).await.unwrap()), vec![12, 14]);
+    assert_eq!(s.active_link_for(Some(id(1)), "https://a.io").await.unwrap(), None);
+}
+
+async fn older_link_versions_never_win(s: &dyn ReadStore) {
+    let put = |l: Link, v: u64| Mutation::PutLink(VersionedLink { link: l, version: v });
+    s.apply(batch(8, 9, vec![put(link(20, "vvv", None, "https://new.io", true), 50), put(link(20, "vvv", None, "https://old.io", true), 40)]))
+        .await
+        .unwrap();
+    assert_eq!(s.link_by_code("vvv").await.unwrap().unwrap().link.original_url, "https://new.io");
+}
+
+async fn history_filters_by_index(s: &dyn ReadStore) {
+    let m = vec![
+        Mutation::PutHistory(hist(100, 10, Some(1), "created")),
+        Mutation::PutHistory(hist(101, 10, None, "click")),
+        Mutation::PutHistory(hist(102, 12, Some(2), "click")),
+        Mutation::PutHistory(hist(103, 10, Some(1), "updated")),
+        Mutation::PutHistory(hist(100, 10, Some(1), "created")), // applied twice: same state
+    ];
+    s.apply(batch(9, 10, m)).await.unwrap();
+    let ids = |v: Vec<HistoryEvent>| v.iter().map(|e| e.id.get()).collect::<Vec<_>>();
+    let q = |url_id: Option<u64>, user_id: Option<u64>, ty: Option<&str>, limit| EventQuery {
+        url_id: url_id.map(id),
+        user_id: user_id.map(id),
+        event_type: ty.map(str::to_string),
+        limit,
+    };
+    assert_eq!(ids(s.history(&q(None, None, None, 100)).await.unwrap()), vec![100, 101, 102, 103]);
+    assert_eq!(ids(s.history(&q(Some(10), None, None, 100)).await.unwrap()), vec![100, 101, 103]);
+    assert_eq!(ids(s.history(&q(Some(10), Some(1), None, 100)).await.unwrap()), vec![100, 103]);
+    assert_eq!(ids(s.history(&q(None, Some(2), None, 100)).await.unwrap()), vec![102]);
+    assert_eq!(ids(s.history(&q(None, None, Some("click"), 100)).await.unwrap()), vec![101, 102]);
+    assert_eq!(ids(s.history(&q(Some(10), None, Some("click"), 100)).await.unwrap()), vec![101]);
+    assert_eq!(ids(s.history(&q(None, None, None, 2)).await.unwrap()), vec![100, 101]);
+    assert_eq!(s.history_event(id(102)).await.unwrap().unwrap().event_type, "click");
+    assert_eq!(s.history_event(id(999)).await.unwrap(), None);
+}
+
+async fn clicks_add_exactly_once_with_their_position(s: &dyn ReadStore) {
+    s.apply(batch(10, 11, vec![Mutation::AddClicks { link_id: id(12), n: 3 }])).await.unwrap();
+    // Redelivery of the same batch is refused, so the count does not move.
+    assert!(s.apply(batch(10, 11, vec![Mutation::AddClicks { link_id: id(12), n: 3 }])).await.is_err());
+    s.apply(batch(11, 12, vec![Mutation::AddClicks { link_id: id(12), n: 2 }])).await.unwrap();
+    assert_eq!(s.click_count(id(12)).await.unwrap(), 5);
+    assert_eq!(s.click_count(id(77)).await.unwrap(), 0);
+}
+
+async fn outcomes_wake_waiters(store: Arc<dyn ReadStore>) {
+    let outcome = StoredOutcome { status: 201, answer: Answer::Deleted { id: id(5) }, at: Ts::now() };
+    assert_eq!(store.wait_outcome("cmd-1", Duration::from_millis(30)).await.unwrap(), None);
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move { store.wait_outcome("cmd-1", Duration::from_secs(30)).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store
+        .apply(batch(12, 13, vec![Mutation::PutOutcome { command_id: "cmd-1".into(), outcome: outcome.clone() }]))
+        .await
+        .unwrap();
+    assert_eq!(waiter.await.unwrap(), Some(outcome.clone()));
+    // The first outcome of a command id is kept.
+    let other = StoredOutcome { status: 409, ..outcome.clone() };
+    store.apply(batch(13, 14, vec![Mutation::PutOutcome { command_id: "cmd-1".into(), outcome: other }])).await.unwrap();
+    assert_eq!(store.outcome("cmd-1").await.unwrap(), Some(outcome));
+    store.ping().await.unwrap();
+}

@@ -1,0 +1,183 @@
+//! The read-store port: the read models the projector writes and the edge serves.
+//!
+//! Writes arrive as a [`StoreBatch`]: absolute mutations plus the log positions they
+//! bring each projection to, applied in one atomic step. A batch whose starting
+//! positions do not match the stored ones is refused ([`ApplyError::PositionMismatch`]),
+//! so a replayed or redelivered batch can never be applied twice.
+
+pub mod embedded;
+
+use crate::{metrics, StorageError};
+use async_trait::async_trait;
+use kurz_schemas::event::Answer;
+use kurz_schemas::{HistoryEvent, Id, Link, Ts, User};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionedLink {
+    pub link: Link,
+    /// Offset of the event that wrote this state; grows with every change of the link
+    /// (all of a link's events share one partition).
+    pub version: u64,
+}
+
+/// What a command's caller is answered, kept for idempotent retries and for the
+/// request that is waiting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredOutcome {
+    pub status: u16,
+    pub answer: Answer,
+    pub at: Ts,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mutation {
+    PutUser(User),
+    DeleteUser(User),
+    PutLink(VersionedLink),
+    DeleteLink(VersionedLink),
+    PutHistory(HistoryEvent),
+    /// Adds to a link's click count; exactly-once because it commits with its position.
+    AddClicks { link_id: Id, n: u64 },
+    PutOutcome { command_id: String, outcome: StoredOutcome },
+}
+
+/// A projection's progress over one log partition: the batch moves it `from` → `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub projection: String,
+    pub topic: String,
+    pub partition: u32,
+    pub from: u64,
+    pub to: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreBatch {
+    pub positions: Vec<Position>,
+    pub mutations: Vec<Mutation>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("position mismatch for {projection} {topic}/{partition}: stored {stored}, batch starts at {expected}")]
+    PositionMismatch { projection: String, topic: String, partition: u32, stored: u64, expected: u64 },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LinkQuery {
+    pub user_id: Option<Id>,
+    pub is_active: Option<bool>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub url_id: Option<Id>,
+    pub user_id: Option<Id>,
+    pub event_type: Option<String>,
+    pub limit: usize,
+}
+
+#[async_trait]
+pub trait ReadStore: Send + Sync + 'static {
+    /// The next offset `projection` will apply from `topic`/`partition` (0 if none).
+    async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError>;
+    async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError>;
+
+    async fn user(&self, id: Id) -> Result<Option<User>, StorageError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StorageError>;
+    /// Users ordered by id; `page` starts at 1.
+    async fn users(&self, page: usize, per_page: usize) -> Result<Vec<User>, StorageError>;
+
+    async fn link(&self, id: Id) -> Result<Option<VersionedLink>, StorageError>;
+    async fn link_by_code(&self, code: &str) -> Result<Option<VersionedLink>, StorageError>;
+    /// The lowest-id active link of `owner` (None: anonymous) that targets `url`.
+    async fn active_link_for(&self, owner: Option<Id>, url: &str) -> Result<Option<Link>, StorageError>;
+    async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError>;
+
+    async fn history_event(&self, id: Id) -> Result<Option<HistoryEvent>, StorageError>;
+    async fn history(&self, q: &EventQuery) -> Result<Vec<HistoryEvent>, StorageError>;
+    async fn click_count(&self, link_id: Id) -> Result<u64, StorageError>;
+
+    async fn outcome(&self, command_id: &str) -> Result<Option<StoredOutcome>, StorageError>;
+    /// Waits until the outcome of `command_id` is stored, or `timeout` passes.
+    async fn wait_outcome(&self, command_id: &str, timeout: Duration) -> Result<Option<StoredOutcome>, StorageError>;
+    /// Answers if the backend is reachable.
+    async fn ping(&self) -> Result<(), StorageError>;
+}
+
+/// Counts every store operation once, whatever the backend.
+pub struct Instrumented {
+    inner: Arc<dyn ReadStore>,
+}
+
+impl Instrumented {
+    pub fn new(inner: Arc<dyn ReadStore>) -> Instrumented {
+        Instrumented { inner }
+    }
+}
+
+macro_rules! timed {
+    ($op:literal, $e:expr) => {{
+        let t = std::time::Instant::now();
+        let r = $e.await;
+        let m = metrics::get();
+        m.store_ops.with_label_values(&[$op, if r.is_ok() { "ok" } else { "error" }]).inc();
+        m.store_seconds.with_label_values(&[$op]).observe(t.elapsed().as_secs_f64());
+        r
+    }};
+}
+
+#[async_trait]
+impl ReadStore for Instrumented {
+    async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        timed!("position", self.inner.position(projection, topic, partition))
+    }
+    async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError> {
+        timed!("apply", self.inner.apply(batch))
+    }
+    async fn user(&self, id: Id) -> Result<Option<User>, StorageError> {
+        timed!("user", self.inner.user(id))
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StorageError> {
+        timed!("user_by_email", self.inner.user_by_email(email))
+    }
+    async fn users(&self, page: usize, per_page: usize) -> Result<Vec<User>, StorageError> {
+        timed!("users", self.inner.users(page, per_page))
+    }
+    async fn link(&self, id: Id) -> Result<Option<VersionedLink>, StorageError> {
+        timed!("link", self.inner.link(id))
+    }
+    async fn link_by_code(&self, code: &str) -> Result<Option<VersionedLink>, StorageError> {
+        timed!("link_by_code", self.inner.link_by_code(code))
+    }
+    async fn active_link_for(&self, owner: Option<Id>, url: &str) -> Result<Option<Link>, StorageError> {
+        timed!("active_link_for", self.inner.active_link_for(owner, url))
+    }
+    async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError> {
+        timed!("links", self.inner.links(q))
+    }
+    async fn history_event(&self, id: Id) -> Result<Option<HistoryEvent>, StorageError> {
+        timed!("history_event", self.inner.history_event(id))
+    }
+    async fn history(&self, q: &EventQuery) -> Result<Vec<HistoryEvent>, StorageError> {
+        timed!("history", self.inner.history(q))
+    }
+    async fn click_count(&self, link_id: Id) -> Result<u64, StorageError> {
+        timed!("click_count", self.inner.click_count(link_id))
+    }
+    async fn outcome(&self, command_id: &str) -> Result<Option<StoredOutcome>, StorageError> {
+        timed!("outcome", self.inner.outcome(command_id))
+    }
+    async fn wait_outcome(&self, command_id: &str, timeout: Duration) -> Result<Option<StoredOutcome>, StorageError> {
+        self.inner.wait_outcome(command_id, timeout).await
+    }
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.inner.ping().await
+    }
+}
