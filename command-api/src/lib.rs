@@ -1,1 +1,134 @@
-pub fn x(){}
+//! kurz's write side.
+//!
+//! `routes` turns each HTTP write into a validated [`kurz_schemas::Command`]; `submit`
+//! appends it to the commands topic under its aggregate key and waits for its outcome;
+//! `decider` runs one writer per command partition that decides every command against
+//! the partition's state and appends the resulting events.
+
+pub mod auth;
+pub mod codes;
+pub mod decider;
+mod error;
+pub mod metrics;
+pub mod routes;
+pub mod submit;
+
+pub use auth::{AuthMode, Principal};
+pub use error::Error;
+
+use kurz_storage::{EventLog, ReadStore};
+use kurz_web::ApiError;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub auth: AuthMode,
+    pub admin_token: Option<String>,
+    /// Signs session tokens and keys derived short codes. Every command-api process of
+    /// one deployment must share it.
+    pub secret: Vec<u8>,
+    pub import_dir: Option<PathBuf>,
+    /// Base of `short_url` in `/shorten` answers; the request's Host when unset.
+    pub public_url: Option<String>,
+    /// How long a request waits for its command's outcome before answering 504.
+    pub outcome_timeout: Duration,
+    pub code_len: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            auth: AuthMode::Token,
+            admin_token: None,
+            secret: Vec::new(),
+            import_dir: None,
+            public_url: None,
+            outcome_timeout: Duration::from_secs(10),
+            code_len: codes::DEFAULT_CODE_LEN,
+        }
+    }
+}
+
+pub struct Inner {
+    pub log: Arc<dyn EventLog>,
+    pub store: Arc<dyn ReadStore>,
+    pub auth: auth::Auth,
+    pub settings: Settings,
+    pub command_partitions: u32,
+}
+
+/// Shared by every write handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub async fn principal(&self, headers: &axum::http::HeaderMap) -> Result<Principal, ApiError> {
+        self.auth.principal(headers, &*self.store).await
+    }
+}
+
+/// The command-api role: write routes plus the deciders.
+pub struct CommandApi {
+    state: AppState,
+}
+
+impl CommandApi {
+    /// The log's topics must exist (see `kurz_storage::log::ensure_topics`).
+    pub async fn build(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, settings: Settings) -> Result<CommandApi, Error> {
+        let command_partitions = log.partitions(kurz_schemas::topics::COMMANDS).await?;
+        let auth = auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone());
+        Ok(CommandApi { state: AppState(Arc::new(Inner { log, store, auth, settings, command_partitions })) })
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// The write routes, for assembling with other roles' routes.
+    pub fn routes(&self) -> Vec<(&'static str, axum::routing::MethodRouter)> {
+        routes::all(self.state.clone())
+    }
+
+    /// The role's whole HTTP surface when it runs alone.
+    pub fn router(&self) -> axum::Router {
+        let store = self.state.store.clone();
+        let log = self.state.log.clone();
+        let checks: Vec<(&'static str, kurz_web::health::Check)> = vec![
+            ("store", Arc::new(move || {
+                let s = store.clone();
+                Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
+            })),
+            ("log", Arc::new(move || {
+                let l = log.clone();
+                Box::pin(async move { l.partitions(kurz_schemas::topics::COMMANDS).await.map(|_| ()).map_err(|e| e.to_string()) })
+            })),
+        ];
+        kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks)))
+    }
+
+    pub fn deciders(&self) -> decider::Deciders {
+        decider::Deciders::new(self.state.log.clone())
+    }
+
+    /// Serves the write API and runs the deciders until `stop` fires; then stops
+    /// accepting, drains in-flight requests and stops the deciders.
+    pub async fn run_until_stopped(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+        let deciders = tokio::spawn(self.deciders().run_until_stopped(stop.clone()));
+        let app = self.router();
+        let s = stop.clone();
+        axum::serve(listener, app).with_graceful_shutdown(async move { s.cancelled().await }).await?;
+        stop.cancel();
+        let _ = deciders.await;
+        Ok(())
+    }
+}

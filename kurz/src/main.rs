@@ -1,1 +1,65 @@
-fn main(){}
+use clap::{Parser, Subcommand};
+use kurz::Config;
+
+/// kurz: an event-sourced URL shortener. With no command, runs `serve`.
+#[derive(Parser)]
+#[command(name = "kurz", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every role in one process (the default).
+    Serve(Config),
+    /// The write API and the per-partition deciders.
+    CommandApi(Config),
+    /// The projections that build the read models.
+    Projector(Config),
+    /// Redirects and the read API.
+    QueryEdge(Config),
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = kurz::config::load_config_file(&args) {
+        eprintln!("kurz: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    let cli = Cli::parse_from(args);
+    let (role, cfg) = match cli.command {
+        None => ("serve", cli.config),
+        Some(Command::Serve(c)) => ("serve", c),
+        Some(Command::CommandApi(c)) => ("command-api", c),
+        Some(Command::Projector(c)) => ("projector", c),
+        Some(Command::QueryEdge(c)) => ("query-edge", c),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(async move {
+        kurz::telemetry::init(&cfg.log, match role {
+            "command-api" => "command-api",
+            "projector" => "projector",
+            "query-edge" => "query-edge",
+            _ => "kurz",
+        });
+        let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await?;
+        let stop = kurz::shutdown_signal();
+        match role {
+            "command-api" => kurz::run_command_api(cfg, listener, stop).await,
+            "projector" => kurz::run_projector(cfg, listener, stop).await,
+            "query-edge" => kurz::run_query_edge(cfg, listener, stop).await,
+            _ => kurz::App::build(cfg).await?.run_until_stopped(listener, stop).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(event = "fatal", error = %e);
+            eprintln!("kurz: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,84 @@
-pub fn x(){}
+//! kurz's query edge: redirects served from the hot cache over the read store, the
+//! read half of the HTTP API, and click capture that never holds up a redirect.
+
+pub mod clicks;
+pub mod follow;
+pub mod metrics;
+pub mod routes;
+
+use kurz_storage::{EventLog, LinkCache, ReadStore};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Storage(#[from] kurz_storage::StorageError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Inner {
+    pub store: Arc<dyn ReadStore>,
+    pub cache: Arc<dyn LinkCache>,
+    pub clicks: clicks::ClickSink,
+}
+
+#[derive(Clone)]
+pub struct EdgeState(Arc<Inner>);
+
+impl std::ops::Deref for EdgeState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+pub struct QueryEdge {
+    state: EdgeState,
+    flusher: clicks::ClickFlusher,
+}
+
+impl QueryEdge {
+    pub fn build(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, cache: Arc<dyn LinkCache>) -> QueryEdge {
+        let (sink, flusher) = clicks::channel(log);
+        QueryEdge { state: EdgeState(Arc::new(Inner { store, cache, clicks: sink })), flusher }
+    }
+
+    pub fn state(&self) -> EdgeState {
+        self.state.clone()
+    }
+
+    pub fn routes(&self) -> Vec<(&'static str, axum::routing::MethodRouter)> {
+        routes::all(self.state.clone())
+    }
+
+    pub fn router(&self) -> axum::Router {
+        let store = self.state.store.clone();
+        let checks: Vec<(&'static str, kurz_web::health::Check)> = vec![(
+            "store",
+            Arc::new(move || {
+                let s = store.clone();
+                Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
+            }),
+        )];
+        kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks)))
+    }
+
+    /// The click flusher, for processes that assemble their own server.
+    pub fn into_flusher(self) -> clicks::ClickFlusher {
+        self.flusher
+    }
+
+    pub async fn run_until_stopped(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+        let app = self.router();
+        let flusher_stop = CancellationToken::new();
+        let flusher = tokio::spawn(self.flusher.run_until_stopped(flusher_stop.clone()));
+        let s = stop.clone();
+        axum::serve(listener, app).with_graceful_shutdown(async move { s.cancelled().await }).await?;
+        // Requests have drained: flush the clicks they captured, then stop.
+        flusher_stop.cancel();
+        let _ = flusher.await;
+        Ok(())
+    }
+}

@@ -214,3 +214,20 @@ mod tests {
         assert_eq!(murmur2(b"abc") as i32, 479470107);
     }
 }
+
+/// Creates kurz's topics. Commands and events must have the same partition count: the
+/// decider of command partition `p` writes events partition `p`.
+pub async fn ensure_topics(log: &dyn EventLog, partitions: u32, click_partitions: u32) -> Result<(), StorageError> {
+    use kurz_schemas::topics;
+    let c = log.ensure_topic(topics::COMMANDS, partitions).await?;
+    let e = log.ensure_topic(topics::EVENTS, c).await?;
+    if c != e {
+        return Err(StorageError::Engine(format!(
+            "{} has {c} partitions but {} has {e}; they must match",
+            topics::COMMANDS,
+            topics::EVENTS
+        )));
+    }
+    log.ensure_topic(topics::CLICKS, click_partitions).await?;
+    Ok(())
+}

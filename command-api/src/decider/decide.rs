@@ -1,0 +1,227 @@
+//! The decision function: a command and the current state in, events out. Pure: the
+//! clock and the id generator come in as arguments, so it is tested without I/O.
+//!
+//! Every command ends with exactly one `Decided` event, the answer its caller gets.
+
+use super::state::PartitionState;
+use kurz_schemas::event::Answer;
+use kurz_schemas::{Command, CommandBody, Event, EventBody, HistoryEvent, Id, Link, Ts, User};
+
+/// Decides `cmd` against `state` and folds the resulting events into it.
+pub fn handle(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<Event> {
+    let bodies = decide(state, cmd, now);
+    let mut out = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let ev = Event { id: state.ids.next(now.0), command_id: cmd.id.clone(), at: now, body };
+        state.evolve(&ev);
+        out.push(ev);
+    }
+    out
+}
+
+fn reject(status: u16, message: impl Into<String>) -> Vec<EventBody> {
+    vec![EventBody::Decided { status, answer: Answer::Rejected { message: message.into() } }]
+}
+
+fn decided(status: u16, answer: Answer) -> EventBody {
+    EventBody::Decided { status, answer }
+}
+
+/// Ids minted inside one decision, before the state has seen them.
+struct Mint<'a> {
+    state: &'a mut PartitionState,
+    now: Ts,
+}
+
+impl Mint<'_> {
+    fn id(&mut self) -> Id {
+        self.state.ids.next(self.now.0)
+    }
+}
+
+fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> {
+    use CommandBody::*;
+    match &cmd.body {
+        CreateUser { email, username, password_hash } => {
+            if state.emails.contains_key(email.as_str()) {
+                return reject(409, "a user with this email already exists");
+            }
+            let id = Mint { state, now }.id();
+            let user = User {
+                id,
+                email: email.as_str().to_string(),
+                username: username.clone(),
+                created_at: now,
+                updated_at: now,
+                password_hash: password_hash.clone(),
+            };
+            vec![EventBody::UserCreated { user: user.clone(), imported: false }, decided(201, Answer::User { user })]
+        }
+        UpdateUser { id, email, username } => {
+            let Some(old) = state.users.get(id) else { return reject(404, "user not found") };
+            if let Some(e) = email {
+                if state.emails.get(e.as_str()).is_some_and(|owner| owner != id) {
+                    return reject(409, "a user with this email already exists");
+                }
+            }
+            let mut user = old.clone();
+            if let Some(e) = email {
+                user.email = e.as_str().to_string();
+            }
+            if let Some(u) = username {
+                user.username = Some(u.clone());
+            }
+            user.updated_at = now;
+            vec![EventBody::UserUpdated { user: user.clone() }, decided(200, Answer::User { user })]
+        }
+        DeleteUser { id } => {
+            let Some(user) = state.users.get(id).cloned() else { return reject(404, "user not found") };
+            vec![EventBody::UserDeleted { user }, decided(200, Answer::Deleted { id: *id })]
+        }
+        ImportUsers { rows } => {
+            let mut out = Vec::new();
+            let mut skipped = Vec::new();
+            let mut seen_emails = std::collections::HashSet::new();
+            let mut batch_ids = std::collections::HashSet::new();
+            for (i, row) in rows.iter().enumerate() {
+                if state.emails.contains_key(row.email.as_str()) || !seen_emails.insert(row.email.clone()) {
+                    skipped.push(format!("row {}: email {} already exists", i + 1, row.email.as_str()));
+                    continue;
+                }
+                if let Some(id) = row.id {
+                    if state.user_ids.contains(&id) || !batch_ids.insert(id) {
+                        skipped.push(format!("row {}: user id {id} already exists", i + 1));
+                        continue;
+                    }
+                }
+                let id = row.id.unwrap_or_else(|| Mint { state, now }.id());
+                let at = row.created_at.unwrap_or(now);
+                let user = User { id, email: row.email.as_str().to_string(), username: row.username.clone(), created_at: at, updated_at: at, password_hash: None };
+                out.push(EventBody::UserCreated { user, imported: true });
+            }
+            let count = out.len() as u64;
+            out.push(decided(201, Answer::Count { count, skipped }));
+            out
+        }
+        CreateLink { code, original_url, title, user_id, existing_ok, .. } => {
+            if let Some(existing) = state.links.get(code.as_str()) {
+                let l = &existing.link;
+                if *existing_ok && !existing.deleted && l.is_active && l.user_id == *user_id && l.original_url == original_url.as_str() {
+                    return vec![decided(200, Answer::Link { link: l.clone() })];
+                }
+                return reject(409, format!("short_code '{}' already exists", code.as_str()));
+            }
+            let id = Mint { state, now }.id();
+            let link = Link {
+                id,
+                short_code: code.as_str().to_string(),
+                original_url: original_url.as_str().to_string(),
+                title: title.clone(),
+                is_active: true,
+                user_id: *user_id,
+                created_at: now,
+                updated_at: now,
+            };
+            vec![EventBody::LinkCreated { link: link.clone(), imported: false }, decided(201, Answer::Link { link })]
+        }
+        UpdateLink { code, id, title, original_url, is_active, owner } => {
+            let Some(old) = state.live_link(code.as_str()).filter(|l| l.id == *id) else { return reject(404, "url not found") };
+            if owner.is_some() && old.user_id != *owner {
+                return reject(403, "this url belongs to another user");
+            }
+            let mut link = old.clone();
+            if let Some(t) = title {
+                link.title = Some(t.clone());
+            }
+            if let Some(u) = original_url {
+                link.original_url = u.as_str().to_string();
+            }
+            if let Some(a) = is_active {
+                link.is_active = *a;
+            }
+            link.updated_at = now;
+            vec![EventBody::LinkUpdated { link: link.clone() }, decided(200, Answer::Link { link })]
+        }
+        DeleteLink { code, id, owner } => {
+            let Some(old) = state.live_link(code.as_str()).filter(|l| l.id == *id) else { return reject(404, "url not found") };
+            if owner.is_some() && old.user_id != *owner {
+                return reject(403, "this url belongs to another user");
+            }
+            let mut link = old.clone();
+            link.updated_at = now;
+            vec![EventBody::LinkDeleted { link }, decided(200, Answer::Deleted { id: *id })]
+        }
+        ImportLinks { rows, .. } => {
+            let mut out = Vec::new();
+            let mut skipped = Vec::new();
+            let mut batch_codes = std::collections::HashSet::new();
+            let mut batch_ids = std::collections::HashSet::new();
+            for (i, row) in rows.iter().enumerate() {
+                if state.links.contains_key(row.code.as_str()) || !batch_codes.insert(row.code.clone()) {
+                    skipped.push(format!("row {}: short_code {} already exists", i + 1, row.code.as_str()));
+                    continue;
+                }
+                if let Some(id) = row.id {
+                    if state.link_ids.contains(&id) || !batch_ids.insert(id) {
+                        skipped.push(format!("row {}: url id {id} already exists", i + 1));
+                        continue;
+                    }
+                }
+                let id = row.id.unwrap_or_else(|| Mint { state, now }.id());
+                let created = row.created_at.unwrap_or(now);
+                let link = Link {
+                    id,
+                    short_code: row.code.as_str().to_string(),
+                    original_url: row.original_url.as_str().to_string(),
+                    title: row.title.clone(),
+                    is_active: row.is_active,
+                    user_id: row.user_id,
+                    created_at: created,
+                    updated_at: row.updated_at.unwrap_or(created),
+                };
+                out.push(EventBody::LinkCreated { link, imported: true });
+            }
+            let count = out.len() as u64;
+            out.push(decided(201, Answer::Count { count, skipped }));
+            out
+        }
+        RecordEvent { code, url_id, user_id, event_type, details, owner } => {
+            let Some(link) = state.live_link(code.as_str()).filter(|l| l.id == *url_id) else { return reject(404, "url not found") };
+            if owner.is_some() && link.user_id != *owner {
+                return reject(403, "this url belongs to another user");
+            }
+            if !link.is_active {
+                return reject(400, "url is inactive");
+            }
+            let id = Mint { state, now }.id();
+            let event = HistoryEvent { id, url_id: *url_id, user_id: *user_id, event_type: event_type.clone(), timestamp: now, details: details.clone() };
+            vec![EventBody::EventRecorded { event: event.clone() }, decided(201, Answer::Event { event })]
+        }
+        ImportEvents { rows, .. } => {
+            let mut out = Vec::new();
+            let mut skipped = Vec::new();
+            let mut batch_ids = std::collections::HashSet::new();
+            for (i, row) in rows.iter().enumerate() {
+                if let Some(id) = row.id {
+                    if state.history_ids.contains(&id) || !batch_ids.insert(id) {
+                        skipped.push(format!("row {}: event id {id} already exists", i + 1));
+                        continue;
+                    }
+                }
+                let id = row.id.unwrap_or_else(|| Mint { state, now }.id());
+                let event = HistoryEvent {
+                    id,
+                    url_id: row.url_id,
+                    user_id: row.user_id,
+                    event_type: row.event_type.clone(),
+                    timestamp: row.timestamp.unwrap_or(now),
+                    details: row.details.clone(),
+                };
+                out.push(EventBody::EventRecorded { event });
+            }
+            let count = out.len() as u64;
+            out.push(decided(201, Answer::Count { count, skipped }));
+            out
+        }
+    }
+}

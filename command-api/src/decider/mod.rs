@@ -1,0 +1,155 @@
+//! The deciders: one writer per partition of the commands topic.
+//!
+//! A partition's decider restores its state by folding its partition of the events
+//! topic, then reads commands from its stored position. For each batch of commands it
+//! decides every command in order against the state, appends all resulting events to
+//! the same partition of the events topic in one append, and only then stores its
+//! position in the commands topic.
+//!
+//! Exactly-once: if the decider dies after appending events but before storing its
+//! position, it re-reads those commands on restart; their ids are already in the
+//! restored state (every command ends with a `Decided` event carrying its id), so they
+//! are skipped. A command id retried by a client is skipped the same way.
+
+pub mod decide;
+pub mod state;
+
+use crate::Error as ApiErrorKind;
+use kurz_schemas::{topics, Command, Event, Ts};
+use kurz_storage::{EventLog, NewRecord};
+use state::PartitionState;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub const GROUP: &str = "kurz-decider";
+const BATCH: usize = 256;
+
+#[derive(Clone)]
+pub struct Deciders {
+    log: Arc<dyn EventLog>,
+}
+
+impl Deciders {
+    pub fn new(log: Arc<dyn EventLog>) -> Deciders {
+        Deciders { log }
+    }
+
+    /// Runs one decider per command partition until `stop` fires; a partition whose
+    /// decider fails is restored from the log and restarted with backoff.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), ApiErrorKind> {
+        let n = self.log.partitions(topics::COMMANDS).await?;
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in 0..n {
+            let log = self.log.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                let mut backoff = Duration::from_millis(50);
+                while !stop.is_cancelled() {
+                    match run_partition(&*log, p, &stop).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::error!(event = "decider_failed", partition = p, error = %e, "restoring from the log");
+                            crate::metrics::get().decider_restarts.with_label_values(&[&p.to_string()]).inc();
+                            tokio::select! {
+                                _ = stop.cancelled() => break,
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+/// Folds partition `p` of the events topic into a fresh state.
+pub async fn restore(log: &dyn EventLog, p: u32) -> Result<PartitionState, ApiErrorKind> {
+    let mut state = PartitionState::new(p);
+    let mut offset = 0;
+    loop {
+        let recs = log.read(topics::EVENTS, p, offset, 4096).await?;
+        let Some(last) = recs.last() else { break };
+        offset = last.offset + 1;
+        for r in &recs {
+            match Event::decode(&r.payload) {
+                Ok(ev) => state.evolve(&ev),
+                Err(e) => tracing::error!(event = "undecodable_event", partition = p, offset = r.offset, error = %e),
+            }
+        }
+    }
+    Ok(state)
+}
+
+async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> Result<(), ApiErrorKind> {
+    let mut state = restore(log, p).await?;
+    let mut pos = log.committed(GROUP, topics::COMMANDS, p).await?.unwrap_or(0);
+    let m = crate::metrics::get();
+    let plabel = p.to_string();
+    tracing::info!(event = "decider_started", partition = p, position = pos);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = log.wait_for(topics::COMMANDS, p, pos, Duration::from_secs(1)) => { r?; }
+        }
+        let cmds = log.read(topics::COMMANDS, p, pos, BATCH).await?;
+        let Some(last) = cmds.last() else { continue };
+        let next = last.offset + 1;
+        let now = Ts::now();
+        let mut out = Vec::new();
+        for rec in &cmds {
+            let cmd = match Command::decode(&rec.payload) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Nothing can decide a command this build cannot read; it is
+                    // answered so its caller does not wait, and logged.
+                    tracing::error!(event = "undecodable_command", partition = p, offset = rec.offset, error = %e);
+                    m.decider_commands.with_label_values(&[&plabel, "undecodable"]).inc();
+                    if let Some(id) = rec.header("command-id").and_then(|v| std::str::from_utf8(v).ok()) {
+                        let ev = Event {
+                            id: state.ids.next(now.0),
+                            command_id: kurz_schemas::CommandId(id.to_string()),
+                            at: now,
+                            body: kurz_schemas::EventBody::Decided {
+                                status: 400,
+                                answer: kurz_schemas::event::Answer::Rejected { message: "command could not be decoded".into() },
+                            },
+                        };
+                        state.evolve(&ev);
+                        out.push((rec.key.clone(), None, ev));
+                    }
+                    continue;
+                }
+            };
+            if state.is_decided(&cmd.id) {
+                m.decider_commands.with_label_values(&[&plabel, "duplicate"]).inc();
+                continue;
+            }
+            let evs = decide::handle(&mut state, &cmd, now);
+            m.decider_commands.with_label_values(&[&plabel, "decided"]).inc();
+            for ev in evs {
+                out.push((rec.key.clone(), cmd.traceparent.clone(), ev));
+            }
+        }
+        if !out.is_empty() {
+            let records: Vec<NewRecord> = out
+                .into_iter()
+                .map(|(key, tp, ev)| {
+                    let mut r = NewRecord::new(key, ev.encode())
+                        .header("command-id", ev.command_id.as_str())
+                        .header("schema-version", kurz_schemas::event::CURRENT_VERSION.to_string());
+                    if let Some(tp) = tp {
+                        r = r.header("traceparent", tp);
+                    }
+                    r
+                })
+                .collect();
+            log.append(topics::EVENTS, p, records).await?;
+        }
+        log.commit(GROUP, topics::COMMANDS, p, next).await?;
+        pos = next;
+    }
+}

@@ -1,0 +1,101 @@
+//! A decider partition's state: everything it needs to decide the next command, and
+//! nothing it cannot rebuild from its own partition of the events topic.
+
+use kurz_schemas::{CommandId, Event, EventBody, Id, IdGen, Link, Ts, User};
+use std::collections::{HashMap, HashSet};
+
+/// How long a decided command id is remembered for deduplication.
+pub const DEDUP_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+#[derive(Debug, Clone)]
+pub struct LinkState {
+    pub link: Link,
+    /// Deleted links keep their code: a code is never handed out twice, so an old
+    /// printed short link can never start pointing somewhere new.
+    pub deleted: bool,
+}
+
+#[derive(Debug)]
+pub struct PartitionState {
+    pub partition: u32,
+    pub ids: IdGen,
+    pub users: HashMap<Id, User>,
+    pub emails: HashMap<String, Id>,
+    /// Ids of users that were ever created here, deleted ones included.
+    pub user_ids: HashSet<Id>,
+    pub links: HashMap<String, LinkState>,
+    pub link_ids: HashSet<Id>,
+    pub history_ids: HashSet<Id>,
+    /// Decided command ids and when they were decided.
+    pub decided: HashMap<CommandId, Ts>,
+    last_prune: Ts,
+}
+
+impl PartitionState {
+    pub fn new(partition: u32) -> PartitionState {
+        PartitionState {
+            partition,
+            ids: IdGen::new(partition),
+            users: HashMap::new(),
+            emails: HashMap::new(),
+            user_ids: HashSet::new(),
+            links: HashMap::new(),
+            link_ids: HashSet::new(),
+            history_ids: HashSet::new(),
+            decided: HashMap::new(),
+            last_prune: Ts(0),
+        }
+    }
+
+    pub fn is_decided(&self, id: &CommandId) -> bool {
+        self.decided.contains_key(id)
+    }
+
+    /// Folds one event into the state. Used both to restore from the log and after
+    /// deciding, so the two can never disagree.
+    pub fn evolve(&mut self, ev: &Event) {
+        self.ids.observe(ev.id);
+        match &ev.body {
+            EventBody::UserCreated { user, .. } | EventBody::UserUpdated { user } => {
+                if let Some(old) = self.users.get(&user.id) {
+                    if old.email != user.email {
+                        self.emails.remove(&old.email);
+                    }
+                }
+                self.ids.observe(user.id);
+                self.user_ids.insert(user.id);
+                self.emails.insert(user.email.clone(), user.id);
+                self.users.insert(user.id, user.clone());
+            }
+            EventBody::UserDeleted { user } => {
+                if let Some(old) = self.users.remove(&user.id) {
+                    self.emails.remove(&old.email);
+                }
+            }
+            EventBody::LinkCreated { link, .. } | EventBody::LinkUpdated { link } => {
+                self.ids.observe(link.id);
+                self.link_ids.insert(link.id);
+                self.links.insert(link.short_code.clone(), LinkState { link: link.clone(), deleted: false });
+            }
+            EventBody::LinkDeleted { link } => {
+                self.links.insert(link.short_code.clone(), LinkState { link: link.clone(), deleted: true });
+            }
+            EventBody::EventRecorded { event } => {
+                self.ids.observe(event.id);
+                self.history_ids.insert(event.id);
+            }
+            EventBody::Decided { .. } => {
+                self.decided.insert(ev.command_id.clone(), ev.at);
+                if ev.at.0 - self.last_prune.0 > 60_000 {
+                    let cutoff = ev.at.0 - DEDUP_WINDOW_MS;
+                    self.decided.retain(|_, at| at.0 >= cutoff);
+                    self.last_prune = ev.at;
+                }
+            }
+        }
+    }
+
+    pub fn live_link(&self, code: &str) -> Option<&Link> {
+        self.links.get(code).filter(|l| !l.deleted).map(|l| &l.link)
+    }
+}

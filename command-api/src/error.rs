@@ -1,0 +1,21 @@
+use kurz_web::ApiError;
+
+/// Errors of the write side outside a single HTTP request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Storage(#[from] kurz_storage::StorageError),
+    #[error("topic layout: {0}")]
+    Topics(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        match e {
+            Error::Storage(s) => ApiError::from(s),
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Bulk CSV loads. Rows become import commands, grouped by the partition their
+//! aggregate lives in and chunked, so each chunk is decided by the one writer that owns
+//! its keys and each row becomes one event. A row that cannot be used (bad value,
+//! duplicate) is skipped and reported; the rest load. Chunk command ids derive from the
+//! request's command id, so a retry with the same `Idempotency-Key` completes a load
+//! that was cut off without loading any row twice.
+
+use crate::codes::random_code;
+use crate::submit::command_id;
+use crate::AppState;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use kurz_schemas::command::link_key;
+use kurz_schemas::event::Answer;
+use kurz_schemas::ids::MAX_EXPLICIT_ID;
+use kurz_schemas::{Command, CommandBody, CommandId, Email, EventRow, Id, LinkRow, ShortCode, TargetUrl, Ts, UserRow};
+use kurz_storage::log::partition_for;
+use kurz_web::{ApiError, JsonObject};
+use std::collections::{BTreeMap, HashMap};
+
+const CHUNK_ROWS: usize = 500;
+const PARALLEL_CHUNKS: usize = 4;
+
+/// The CSV of a bulk request: the body itself (`Content-Type: text/csv`), or a file in
+/// the import directory named by `{"file": "<name>"}`.
+async fn csv_input(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let ctype = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    if ctype.starts_with("text/csv") || ctype.starts_with("application/csv") || ctype.starts_with("text/plain") {
+        return Ok(body.to_vec());
+    }
+    let obj = JsonObject::parse(body).map_err(|_| {
+        ApiError::BadRequest("send a CSV body with Content-Type: text/csv, or a JSON object {\"file\": \"<name>\"}".into())
+    })?;
+    let name = obj.str("file")?;
+    let escapes = name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') || name.contains("..");
+    if escapes {
+        return Err(ApiError::BadRequest("file must name a file inside the import directory".into()));
+    }
+    let dir = s.settings.import_dir.as_ref().ok_or_else(|| ApiError::NotFound(format!("file '{name}' not found: no import directory is configured")))?;
+    match tokio::fs::read(dir.join(name)).await {
+        Ok(b) => Ok(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound(format!("file '{name}' not found"))),
+        Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => Err(ApiError::BadRequest(format!("'{name}' is not a file"))),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// CSV rows as column-name → value maps (names lowercased; unknown columns ignored by
+/// the callers).
+fn parse_csv(bytes: &[u8]) -> Result<Vec<HashMap<String, String>>, ApiError> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(bytes);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| ApiError::BadRequest(format!("CSV header: {e}")))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_ascii_lowercase())
+        .collect();
+    let mut rows = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.map_err(|e| ApiError::BadRequest(format!("CSV row {}: {e}", i + 1)))?;
+        rows.push(headers.iter().cloned().zip(rec.iter().map(str::to_string)).collect());
+    }
+    Ok(rows)
+}
+
+fn field<'a>(row: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    row.get(name).map(String::as_str).filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("null") && !v.eq_ignore_ascii_case("none"))
+}
+
+fn explicit_id(row: &HashMap<String, String>, name: &str) -> Result<Option<Id>, String> {
+    match field(row, name) {
+        None => Ok(None),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 && n < MAX_EXPLICIT_ID => Ok(Some(Id::new(n).map_err(|e| e.to_string())?)),
+            _ => Err(format!("{name} '{v}' is not an integer id below 2^40")),
+        },
+    }
+}
+
+fn parse_bool(v: Option<&str>) -> Result<bool, String> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(true),
+        Some("true" | "t" | "1" | "yes") => Ok(true),
+        Some("false" | "f" | "0" | "no") => Ok(false),
+        Some(other) => Err(format!("is_active '{other}' is not a boolean")),
+    }
+}
+
+struct Chunk {
+    key: String,
+    body: CommandBody,
+}
+
+/// Submits chunks (a few at a time) and sums their counts.
+async fn submit_chunks(s: &AppState, headers: &HeaderMap, route: &str, chunks: Vec<Chunk>, mut problems: Vec<String>) -> Result<Response, ApiError> {
+    let p = s.principal(headers).await?;
+    let base = command_id(headers, &p.scope(), route)?;
+    let outcomes: Vec<_> = stream::iter(chunks.into_iter().enumerate())
+        .map(|(i, chunk)| {
+            let id = CommandId(format!("{}/{}/{i}", base.as_str(), chunk.key));
+            s.submit(Command::new(id, p.actor(), chunk.body))
+        })
+        .buffered(PARALLEL_CHUNKS)
+        .try_collect()
+        .await?;
+    let mut count = 0;
+    for o in outcomes {
+        match o.answer {
+            Answer::Count { count: c, skipped } => {
+                count += c;
+                problems.extend(skipped);
+            }
+            Answer::Rejected { message } => return Err(ApiError::Status(o.status, message)),
+            other => return Err(ApiError::internal(format!("unexpected answer to an import: {other:?}"))),
+        }
+    }
+    for pr in problems.iter().take(20) {
+        tracing::warn!(event = "bulk_row_skipped", endpoint = route, problem = %pr);
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "count": count, "skipped": problems.len(), "problems": problems.iter().take(100).collect::<Vec<_>>() })),
+    )
+        .into_response())
+}
+
+async fn admin_csv(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<HashMap<String, String>>, ApiError> {
+    s.principal(headers).await?.require_admin()?;
+    parse_csv(&csv_input(s, headers, body).await?)
+}
+
+pub async fn users(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let rows = admin_csv(&s, &headers, &body).await?;
+    let mut problems = Vec::new();
+    let mut good = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let parsed = (|| -> Result<UserRow, String> {
+            let email = Email::parse(field(row, "email").ok_or("email is missing")?).map_err(|e| e.to_string())?;
+            Ok(UserRow {
+                id: explicit_id(row, "id")?,
+                email,
+                username: field(row, "username").map(str::to_string),
+                created_at: field(row, "created_at").and_then(Ts::parse),
+            })
+        })();
+        match parsed {
+            Ok(r) => good.push(r),
+            Err(e) => problems.push(format!("row {}: {e}", i + 1)),
+        }
+    }
+    let chunks = good
+        .chunks(CHUNK_ROWS)
+        .map(|c| Chunk { key: kurz_schemas::USERS_KEY.to_string(), body: CommandBody::ImportUsers { rows: c.to_vec() } })
+        .collect();
+    submit_chunks(&s, &headers, "POST /users/bulk", chunks, problems).await
+}
+
+pub async fn urls(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let rows = admin_csv(&s, &headers, &body).await?;
+    let mut problems = Vec::new();
+    let mut by_partition: BTreeMap<u32, Vec<LinkRow>> = BTreeMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let parsed = (|| -> Result<LinkRow, String> {
+            let code = match field(row, "short_code") {
+                Some(c) => ShortCode::parse_lenient(c).map_err(|e| e.to_string())?,
+                None => random_code(s.settings.code_len),
+            };
+            let url = TargetUrl::parse(field(row, "original_url").ok_or("original_url is missing")?).map_err(|e| e.to_string())?;
+            Ok(LinkRow {
+                id: explicit_id(row, "id")?,
+                code,
+                original_url: url,
+                title: field(row, "title").map(str::to_string),
+                is_active: parse_bool(field(row, "is_active"))?,
+                user_id: explicit_id(row, "user_id")?,
+                created_at: field(row, "created_at").and_then(Ts::parse),
+                updated_at: field(row, "updated_at").and_then(Ts::parse),
+            })
+        })();
+        match parsed {
+            Ok(r) => by_partition.entry(partition_for(&link_key(&r.code), s.command_partitions)).or_default().push(r),
+            Err(e) => problems.push(format!("row {}: {e}", i + 1)),
+        }
+    }
+    let mut chunks = Vec::new();
+    for (p, rows) in by_partition {
+        for c in rows.chunks(CHUNK_ROWS) {
+            let key = link_key(&c[0].code);
+            chunks.push(Chunk { key: format!("p{p}"), body: CommandBody::ImportLinks { key, rows: c.to_vec() } });
+        }
+    }
+    submit_chunks(&s, &headers, "POST /urls/bulk", chunks, problems).await
+}
+
+pub async fn events(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let rows = admin_csv(&s, &headers, &body).await?;
+    let mut problems = Vec::new();
+    let mut by_partition: BTreeMap<u32, Vec<EventRow>> = BTreeMap::new();
+    let mut codes: HashMap<Id, Option<ShortCode>> = HashMap::new();
+    for (i, row) in rows.iter().enumerate() {
+        let parsed: Result<EventRow, String> = async {
+            let url_id = explicit_id(row, "url_id")?.ok_or("url_id is missing")?;
+            let code = match codes.get(&url_id) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = s.store.link(url_id).await.map_err(|e| e.to_string())?.and_then(|l| ShortCode::parse_lenient(&l.link.short_code).ok());
+                    codes.insert(url_id, c.clone());
+                    c
+                }
+            }
+            .ok_or_else(|| format!("url {url_id} is unknown"))?;
+            let details = match field(row, "details") {
+                None => serde_json::Map::new(),
+                Some(d) => match serde_json::from_str::<serde_json::Value>(d) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => return Err("details is not a JSON object".to_string()),
+                },
+            };
+            Ok(EventRow {
+                id: explicit_id(row, "id")?,
+                code,
+                url_id,
+                user_id: explicit_id(row, "user_id")?,
+                event_type: field(row, "event_type").ok_or("event_type is missing")?.to_string(),
+                timestamp: field(row, "timestamp").and_then(Ts::parse),
+                details,
+            })
+        }
+        .await;
+        match parsed {
+            Ok(r) => by_partition.entry(partition_for(&link_key(&r.code), s.command_partitions)).or_default().push(r),
+            Err(e) => problems.push(format!("row {}: {e}", i + 1)),
+        }
+    }
+    let mut chunks = Vec::new();
+    for (p, rows) in by_partition {
+        for c in rows.chunks(CHUNK_ROWS) {
+            let key = link_key(&c[0].code);
+            chunks.push(Chunk { key: format!("p{p}"), body: CommandBody::ImportEvents { key, rows: c.to_vec() } });
+        }
+    }
+    submit_chunks(&s, &headers, "POST /events/bulk", chunks, problems).await
+}

@@ -1,0 +1,44 @@
+use super::to_response;
+use crate::submit::{command_id, render};
+use crate::{AppState, Principal};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use kurz_schemas::{Command, CommandBody, Id, ShortCode};
+use kurz_web::{ApiError, JsonObject, RawBody};
+
+pub const MAX_EVENT_TYPE_LEN: usize = 64;
+
+pub async fn create(State(s): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+    let p = s.principal(&headers).await?;
+    let body = JsonObject::parse(&body)?;
+    let url_id = body.opt_id("url_id")?.ok_or_else(|| ApiError::BadRequest("url_id is required".into()))?;
+    let event_type = body.str("event_type")?.trim().to_string();
+    if event_type.is_empty() || event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(ApiError::BadRequest(format!("event_type must be 1 to {MAX_EVENT_TYPE_LEN} characters")));
+    }
+    let user_id = body.opt_id("user_id")?;
+    let details = body.opt_object("details")?.cloned().unwrap_or_default();
+
+    let link = match Id::new(url_id) {
+        Ok(id) => s.store.link(id).await?,
+        Err(_) => None,
+    }
+    .ok_or_else(|| ApiError::NotFound("url not found".into()))?
+    .link;
+    let user_id = match (p, user_id) {
+        (Principal::User(me), Some(u)) if u != me.get() => return Err(ApiError::Forbidden("events can only be recorded as yourself".into())),
+        (Principal::User(me), _) => Some(me),
+        (_, Some(u)) => {
+            let id = Id::new(u).map_err(|_| ApiError::NotFound("user not found".into()))?;
+            s.store.user(id).await?.ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+            Some(id)
+        }
+        (_, None) => None,
+    };
+    let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
+    let id = command_id(&headers, &p.scope(), "POST /events")?;
+    let cmd = CommandBody::RecordEvent { code, url_id: link.id, user_id, event_type, details, owner: p.owner() };
+    let o = s.submit(Command::new(id, p.actor(), cmd)).await?;
+    Ok(to_response(render(&o)?))
+}

@@ -1,0 +1,47 @@
+//! Write routes. Each handler authenticates, validates the request into a command, and
+//! submits it.
+
+mod auth;
+mod bulk;
+mod events;
+mod urls;
+mod users;
+
+use crate::AppState;
+use axum::routing::{post, put, MethodRouter};
+use kurz_schemas::Id;
+use kurz_web::ApiError;
+
+pub fn all(state: AppState) -> Vec<(&'static str, MethodRouter)> {
+    let bulk_limit = axum::extract::DefaultBodyLimit::max(kurz_web::BULK_BODY_LIMIT);
+    let json_limit = axum::extract::DefaultBodyLimit::max(kurz_web::JSON_BODY_LIMIT);
+    let s = state;
+    vec![
+        ("/users", post(users::create).with_state(s.clone()).layer(json_limit)),
+        ("/users/bulk", post(bulk::users).with_state(s.clone()).layer(bulk_limit)),
+        ("/users/{id}", put(users::update).delete(users::delete).with_state(s.clone()).layer(json_limit)),
+        ("/urls", post(urls::create).with_state(s.clone()).layer(json_limit)),
+        ("/links/create", post(urls::create).with_state(s.clone()).layer(json_limit)),
+        ("/urls/bulk", post(bulk::urls).with_state(s.clone()).layer(bulk_limit)),
+        ("/urls/{id}", put(urls::update).delete(urls::delete).with_state(s.clone()).layer(json_limit)),
+        ("/shorten", post(urls::shorten).with_state(s.clone()).layer(json_limit)),
+        ("/events", post(events::create).with_state(s.clone()).layer(json_limit)),
+        ("/events/bulk", post(bulk::events).with_state(s.clone()).layer(bulk_limit)),
+        ("/auth/register", post(auth::register).with_state(s.clone()).layer(json_limit)),
+        ("/auth/login", post(auth::login).with_state(s).layer(json_limit)),
+    ]
+}
+
+/// A path id; anything that is not one is a 404, as an unmatched route would be.
+pub(crate) fn path_id(raw: &str, what: &str) -> Result<Id, ApiError> {
+    raw.parse::<u64>().ok().and_then(|v| Id::new(v).ok()).ok_or_else(|| ApiError::NotFound(format!("{what} not found")))
+}
+
+pub(crate) fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}
+
+pub(crate) fn to_response(r: (axum::http::StatusCode, serde_json::Value)) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (r.0, axum::Json(r.1)).into_response()
+}

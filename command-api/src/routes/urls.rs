@@ -1,0 +1,155 @@
+use super::{bad, path_id, to_response};
+use crate::codes::{keyed_code, random_code};
+use crate::submit::{command_id, has_key, render};
+use crate::{AppState, Principal};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kurz_schemas::event::Answer;
+use kurz_schemas::{Command, CommandBody, CommandId, Id, Link, ShortCode, TargetUrl};
+use kurz_storage::store::StoredOutcome;
+use kurz_web::{ApiError, JsonObject, RawBody};
+
+/// Attempts at drawing a free generated code before giving up (a collision at 7 base62
+/// characters needs billions of links; five in a row means something is wrong).
+const CODE_ATTEMPTS: u32 = 5;
+
+/// The owner a new link gets: a session user always owns what it creates.
+async fn owner_for(s: &AppState, p: Principal, requested: Option<u64>) -> Result<Option<Id>, ApiError> {
+    let requested = requested.map(|v| Id::new(v).map_err(|_| ApiError::NotFound("user not found".into()))).transpose()?;
+    let owner = match (p, requested) {
+        (Principal::User(me), Some(other)) if other != me => return Err(ApiError::Forbidden("links can only be created for yourself".into())),
+        (Principal::User(me), _) => Some(me),
+        (_, r) => r,
+    };
+    if let Some(u) = owner {
+        if s.store.user(u).await?.is_none() {
+            return Err(ApiError::NotFound("user not found".into()));
+        }
+    }
+    Ok(owner)
+}
+
+struct NewLink {
+    url: TargetUrl,
+    title: Option<String>,
+    owner: Option<Id>,
+}
+
+/// Creates a link under `alias`, or under generated codes until one is free.
+/// `derive`: draw codes from the link's identity (for `/shorten`), so concurrent
+/// requests for the same URL meet at the same code.
+async fn create_link(s: &AppState, headers: &HeaderMap, p: Principal, route: &str, link: NewLink, alias: Option<ShortCode>, derive: bool) -> Result<StoredOutcome, ApiError> {
+    let base = command_id(headers, &p.scope(), route)?;
+    let keyed = has_key(headers);
+    let attempts = if alias.is_some() { 1 } else { CODE_ATTEMPTS };
+    for attempt in 0..attempts {
+        let code = match &alias {
+            Some(a) => a.clone(),
+            None if derive => {
+                let owner = link.owner.map(|o| o.get().to_string()).unwrap_or_default();
+                keyed_code(s.auth.secret(), &[b"shorten", owner.as_bytes(), link.url.as_str().as_bytes()], attempt, s.settings.code_len)
+            }
+            None if keyed => keyed_code(s.auth.secret(), &[b"create", base.as_str().as_bytes()], attempt, s.settings.code_len),
+            None => random_code(s.settings.code_len),
+        };
+        let id = if attempt == 0 { base.clone() } else { CommandId(format!("{}#{attempt}", base.as_str())) };
+        let body = CommandBody::CreateLink {
+            code,
+            custom: alias.is_some(),
+            original_url: link.url.clone(),
+            title: link.title.clone(),
+            user_id: link.owner,
+            existing_ok: derive,
+        };
+        let o = s.submit(Command::new(id, p.actor(), body)).await?;
+        if o.status == 409 && alias.is_none() {
+            continue; // the generated code is taken: draw the next one
+        }
+        return Ok(o);
+    }
+    Err(ApiError::Unavailable("could not find a free short code".into()))
+}
+
+pub async fn create(State(s): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+    let p = s.principal(&headers).await?;
+    let body = JsonObject::parse(&body)?;
+    let url = TargetUrl::parse(body.str("original_url")?).map_err(bad)?;
+    let title = body.opt_str("title")?.map(str::to_string);
+    let user_id = body.opt_id("user_id")?;
+    let alias = body.opt_str("short_code")?.map(ShortCode::parse).transpose().map_err(bad)?;
+    let owner = owner_for(&s, p, user_id).await?;
+    let o = create_link(&s, &headers, p, "POST /urls", NewLink { url, title, owner }, alias, false).await?;
+    Ok(to_response(render(&o)?))
+}
+
+pub async fn shorten(State(s): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+    let p = s.principal(&headers).await?;
+    let body = JsonObject::parse(&body)?;
+    let url = TargetUrl::parse(body.str("url")?).map_err(|_| ApiError::BadRequest("url must be an absolute http or https URL".into()))?;
+    let title = body.opt_str("title")?.map(str::to_string);
+    let user_id = body.opt_id("user_id")?;
+    let owner = owner_for(&s, p, user_id).await?;
+    let base = short_base(&s, &headers);
+    if let Some(existing) = s.store.active_link_for(owner, url.as_str()).await? {
+        return Ok((StatusCode::OK, Json(shorten_json(&base, &existing))).into_response());
+    }
+    let o = create_link(&s, &headers, p, "POST /shorten", NewLink { url, title, owner }, None, true).await?;
+    match &o.answer {
+        Answer::Link { link } => {
+            Ok((StatusCode::from_u16(o.status).unwrap_or(StatusCode::CREATED), Json(shorten_json(&base, link))).into_response())
+        }
+        _ => Ok(to_response(render(&o)?)),
+    }
+}
+
+fn short_base(s: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &s.settings.public_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)))
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn shorten_json(base: &str, l: &Link) -> serde_json::Value {
+    serde_json::json!({
+        "id": l.id,
+        "short_code": l.short_code,
+        "short_url": format!("{base}/{}", l.short_code),
+        "original_url": l.original_url,
+        "title": l.title,
+    })
+}
+
+async fn existing_link(s: &AppState, raw: &str) -> Result<Link, ApiError> {
+    let id = path_id(raw, "url")?;
+    Ok(s.store.link(id).await?.ok_or_else(|| ApiError::NotFound("url not found".into()))?.link)
+}
+
+pub async fn update(State(s): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+    let p = s.principal(&headers).await?;
+    let link = existing_link(&s, &raw).await?;
+    let body = JsonObject::parse(&body)?;
+    let title = body.opt_str("title")?.map(str::to_string);
+    let original_url = body.opt_str("original_url")?.map(TargetUrl::parse).transpose().map_err(bad)?;
+    let is_active = body.opt_bool("is_active")?;
+    let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
+    let id = command_id(&headers, &p.scope(), &format!("PUT /urls/{}", link.id))?;
+    let cmd = CommandBody::UpdateLink { code, id: link.id, title, original_url, is_active, owner: p.owner() };
+    let o = s.submit(Command::new(id, p.actor(), cmd)).await?;
+    Ok(to_response(render(&o)?))
+}
+
+pub async fn delete(State(s): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let p = s.principal(&headers).await?;
+    let link = existing_link(&s, &raw).await?;
+    let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
+    let id = command_id(&headers, &p.scope(), &format!("DELETE /urls/{}", link.id))?;
+    let o = s.submit(Command::new(id, p.actor(), CommandBody::DeleteLink { code, id: link.id, owner: p.owner() })).await?;
+    Ok(to_response(render(&o)?))
+}

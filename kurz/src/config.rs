@@ -1,0 +1,115 @@
+//! Configuration: flags, environment variables, and an optional env-style file.
+//!
+//! Precedence: command-line flag, then environment variable, then the file named by
+//! `--config`/`KURZ_CONFIG` (lines of `KURZ_NAME=value`, `#` comments), then the default.
+
+use clap::Args;
+use kurz_command_api::AuthMode;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the HTTP API listens on (port 0 picks a free port; the bound address is
+    /// logged as event "listening").
+    #[arg(long, env = "KURZ_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: String,
+
+    /// Directory of the embedded backends' files, the secret and the generated admin token.
+    #[arg(long, env = "KURZ_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Event-log backend: `embedded` (redb file under the data dir).
+    #[arg(long, env = "KURZ_LOG_URL", default_value = "embedded")]
+    pub log_url: String,
+
+    /// Read-store backend: `embedded` (redb file under the data dir).
+    #[arg(long, env = "KURZ_STORE_URL", default_value = "embedded")]
+    pub store_url: String,
+
+    /// Hot-cache backend: `memory` (in-process moka; `memory://?capacity=N` entries).
+    #[arg(long, env = "KURZ_CACHE_URL", default_value = "memory")]
+    pub cache_url: String,
+
+    /// Access mode: `token` (writes need a bearer token) or `open` (no tokens anywhere).
+    #[arg(long, env = "KURZ_AUTH", default_value = "token", value_parser = parse_auth)]
+    pub auth: AuthMode,
+
+    /// Admin bearer token. In token mode without one, kurz generates one and stores it in
+    /// `<data dir>/admin.token`.
+    #[arg(long, env = "KURZ_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Directory that `{"file": …}` bulk loads read from. Unset: file loads answer 404.
+    #[arg(long, env = "KURZ_IMPORT_DIR")]
+    pub import_dir: Option<PathBuf>,
+
+    /// Server secret (signs session tokens, keys derived short codes). Every command-api
+    /// process must share it. Unset: generated once into `<data dir>/secret.key`.
+    #[arg(long, env = "KURZ_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Partitions of the commands and events topics, when kurz creates them (max 64).
+    #[arg(long, env = "KURZ_PARTITIONS", default_value_t = 8)]
+    pub partitions: u32,
+
+    /// Partitions of the clicks topic, when kurz creates it (max 64).
+    #[arg(long, env = "KURZ_CLICK_PARTITIONS", default_value_t = 8)]
+    pub click_partitions: u32,
+
+    /// Base of `short_url` in `/shorten` answers. Unset: `http://<Host header>`.
+    #[arg(long, env = "KURZ_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// How long a write waits for its outcome before answering 504 (ms).
+    #[arg(long, env = "KURZ_OUTCOME_TIMEOUT_MS", default_value_t = 10_000)]
+    pub outcome_timeout_ms: u64,
+
+    /// On SIGTERM, how long in-flight requests may take to finish (ms).
+    #[arg(long, env = "KURZ_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub drain_timeout_ms: u64,
+
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kurz=debug,info`.
+    #[arg(long, env = "KURZ_LOG", default_value = "info")]
+    pub log: String,
+
+    /// An env-style file of `KURZ_*=value` settings, read before the environment.
+    #[arg(long, env = "KURZ_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+fn parse_auth(s: &str) -> Result<AuthMode, String> {
+    s.parse()
+}
+
+/// Loads the config file named by `--config <path>`, `--config=<path>` or `KURZ_CONFIG`
+/// into the environment, without overriding variables that are already set. Runs before
+/// argument parsing, so the file's values act as env-level defaults.
+pub fn load_config_file(args: &[String]) -> Result<(), String> {
+    let mut path = std::env::var("KURZ_CONFIG").ok();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--config" {
+            path = it.next().cloned();
+        } else if let Some(p) = a.strip_prefix("--config=") {
+            path = Some(p.to_string());
+        }
+    }
+    let Some(path) = path else { return Ok(()) };
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("config file {path}: {e}"))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| format!("config file {path}:{}: expected KEY=value", n + 1))?;
+        let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+        if !k.starts_with("KURZ_") {
+            return Err(format!("config file {path}:{}: unknown setting {k} (settings start with KURZ_)", n + 1));
+        }
+        if std::env::var_os(k).is_none() {
+            // SAFETY: runs in main before any thread is started.
+            unsafe { std::env::set_var(k, v) };
+        }
+    }
+    Ok(())
+}

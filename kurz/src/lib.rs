@@ -1,0 +1,226 @@
+//! The `kurz` binary's library: configuration, and the assembly of the roles into
+//! processes. `kurz serve` runs every role in one process; `kurz command-api`,
+//! `kurz projector` and `kurz query-edge` run one role each.
+
+pub mod config;
+pub mod secrets;
+pub mod telemetry;
+
+pub use config::Config;
+
+use kurz_command_api::{CommandApi, Settings};
+use kurz_projector::Projector;
+use kurz_query_edge::QueryEdge;
+use kurz_storage::{EventLog, LinkCache, ReadStore};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Storage(#[from] kurz_storage::StorageError),
+    #[error(transparent)]
+    CommandApi(#[from] kurz_command_api::Error),
+    #[error(transparent)]
+    Projector(#[from] kurz_projector::Error),
+    #[error(transparent)]
+    QueryEdge(#[from] kurz_query_edge::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The opened storage ports.
+#[derive(Clone)]
+pub struct Ports {
+    pub log: Arc<dyn EventLog>,
+    pub store: Arc<dyn ReadStore>,
+    pub cache: Arc<dyn LinkCache>,
+}
+
+impl Ports {
+    pub async fn open(cfg: &Config) -> Result<Ports, Error> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let log = kurz_storage::open_log(&cfg.log_url, &cfg.data_dir)?;
+        kurz_storage::log::ensure_topics(&*log, cfg.partitions, cfg.click_partitions).await?;
+        let store = kurz_storage::open_store(&cfg.store_url, &cfg.data_dir)?;
+        let cache = kurz_storage::open_cache(&cfg.cache_url)?;
+        Ok(Ports { log, store, cache })
+    }
+}
+
+fn settings(cfg: &Config) -> Result<Settings, Error> {
+    let secret = secrets::secret(cfg.secret.as_deref(), &cfg.data_dir)?;
+    let admin_token = match cfg.auth {
+        kurz_command_api::AuthMode::Token => Some(secrets::admin_token(cfg.admin_token.as_deref(), &cfg.data_dir)?),
+        kurz_command_api::AuthMode::Open => cfg.admin_token.clone(),
+    };
+    Ok(Settings {
+        auth: cfg.auth,
+        admin_token,
+        secret,
+        import_dir: cfg.import_dir.clone(),
+        public_url: cfg.public_url.clone(),
+        outcome_timeout: Duration::from_millis(cfg.outcome_timeout_ms),
+        ..Settings::default()
+    })
+}
+
+fn health_checks(ports: &Ports) -> Vec<(&'static str, kurz_web::health::Check)> {
+    let (store, log) = (ports.store.clone(), ports.log.clone());
+    vec![
+        ("store", Arc::new(move || {
+            let s = store.clone();
+            Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
+        })),
+        ("log", Arc::new(move || {
+            let l = log.clone();
+            Box::pin(async move { l.partitions(kurz_schemas::topics::EVENTS).await.map(|_| ()).map_err(|e| e.to_string()) })
+        })),
+    ]
+}
+
+/// Every role in one process: the default `kurz serve`.
+pub struct App {
+    cfg: Config,
+    ports: Ports,
+    command_api: CommandApi,
+    projector: Projector,
+    edge: QueryEdge,
+}
+
+impl App {
+    pub async fn build(cfg: Config) -> Result<App, Error> {
+        let ports = Ports::open(&cfg).await?;
+        let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings(&cfg)?).await?;
+        let projector = Projector::new(ports.log.clone(), ports.store.clone(), Some(ports.cache.clone()));
+        let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone());
+        Ok(App { cfg, ports, command_api, projector, edge })
+    }
+
+    pub fn router(&self) -> axum::Router {
+        let mut routes = self.command_api.routes();
+        routes.extend(self.edge.routes());
+        kurz_web::finish(kurz_web::assemble(routes).merge(kurz_web::health::routes(health_checks(&self.ports))))
+    }
+
+    /// Runs until `stop` fires. Startup: the projector catches up with the log before
+    /// the listener accepts, so after a restart every acknowledged write is served.
+    /// Shutdown, in order: stop accepting and drain in-flight requests (they still need
+    /// the deciders and the projector), flush captured clicks, then stop the deciders and
+    /// the projector, which finish their batch and store their positions.
+    pub async fn run_until_stopped(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+        let workers = CancellationToken::new();
+        let router = self.router();
+        let mut tasks = tokio::task::JoinSet::new();
+        {
+            let p = self.projector.clone();
+            let w = workers.clone();
+            tasks.spawn(async move {
+                let _ = p.run_until_stopped(w).await;
+            });
+            let d = self.command_api.deciders();
+            let w = workers.clone();
+            tasks.spawn(async move {
+                let _ = d.run_until_stopped(w).await;
+            });
+        }
+        let caught_up = self.projector.wait_caught_up(Duration::from_secs(300)).await?;
+        if !caught_up {
+            tracing::warn!(event = "startup_catch_up_incomplete", "serving before the projector caught up with the log");
+        }
+        let addr = listener.local_addr()?;
+        tracing::info!(event = "listening", addr = %addr, auth = ?self.cfg.auth);
+
+        let flusher_stop = CancellationToken::new();
+        let flusher = tokio::spawn(self.edge.into_flusher().run_until_stopped(flusher_stop.clone()));
+
+        serve_with_drain(listener, router, stop, Duration::from_millis(self.cfg.drain_timeout_ms)).await?;
+        flusher_stop.cancel();
+        let _ = flusher.await;
+        workers.cancel();
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(event = "stopped");
+        Ok(())
+    }
+}
+
+/// Serves until `stop`, then lets in-flight requests finish for at most `drain`.
+pub async fn serve_with_drain(listener: tokio::net::TcpListener, router: axum::Router, stop: CancellationToken, drain: Duration) -> Result<(), Error> {
+    let s = stop.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move { s.cancelled().await });
+    let limit = async {
+        stop.cancelled().await;
+        tokio::time::sleep(drain).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = limit => tracing::warn!(event = "drain_limit_reached", "in-flight requests cut off"),
+    }
+    Ok(())
+}
+
+/// `kurz command-api`: write routes and the deciders.
+pub async fn run_command_api(cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+    let ports = Ports::open(&cfg).await?;
+    let api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings(&cfg)?).await?;
+    let workers = CancellationToken::new();
+    let deciders = tokio::spawn(api.deciders().run_until_stopped(workers.clone()));
+    tracing::info!(event = "listening", addr = %listener.local_addr()?);
+    serve_with_drain(listener, api.router(), stop, Duration::from_millis(cfg.drain_timeout_ms)).await?;
+    workers.cancel();
+    let _ = deciders.await;
+    Ok(())
+}
+
+/// `kurz projector`: the projections, with health and metrics on the HTTP address.
+pub async fn run_projector(cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+    let ports = Ports::open(&cfg).await?;
+    let projector = Projector::new(ports.log.clone(), ports.store.clone(), None);
+    let workers = CancellationToken::new();
+    let task = tokio::spawn(projector.run_until_stopped(workers.clone()));
+    let router = kurz_web::finish(kurz_web::health::routes(health_checks(&ports)));
+    tracing::info!(event = "listening", addr = %listener.local_addr()?);
+    serve_with_drain(listener, router, stop, Duration::from_millis(cfg.drain_timeout_ms)).await?;
+    workers.cancel();
+    let _ = task.await;
+    Ok(())
+}
+
+/// `kurz query-edge`: read routes and redirects. Its process-local cache follows the
+/// events topic, since no projector runs in this process.
+pub async fn run_query_edge(cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+    let ports = Ports::open(&cfg).await?;
+    let follower_stop = CancellationToken::new();
+    let follower = tokio::spawn(kurz_query_edge::follow::run_until_stopped(ports.log.clone(), ports.cache.clone(), follower_stop.clone()));
+    let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone());
+    tracing::info!(event = "listening", addr = %listener.local_addr()?);
+    edge.run_until_stopped(listener, stop).await?;
+    follower_stop.cancel();
+    let _ = follower.await;
+    Ok(())
+}
+
+/// A token cancelled on SIGTERM or SIGINT.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!(event = "shutdown_requested");
+        t.cancel();
+    });
+    token
+}

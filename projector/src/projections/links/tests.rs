@@ -1,0 +1,30 @@
+use super::Links;
+use crate::projections::{Input, Projection};
+use kurz_schemas::{CommandId, Event, EventBody, Id, Link, Ts};
+use kurz_storage::store::{Mutation, VersionedLink};
+
+#[test]
+fn link_events_carry_their_offset_as_version() {
+    let link = Link {
+        id: Id::new(5).unwrap(),
+        short_code: "abc1234".into(),
+        original_url: "https://x.io".into(),
+        title: None,
+        is_active: true,
+        user_id: None,
+        created_at: Ts(1),
+        updated_at: Ts(1),
+    };
+    let ev = |body| Event { id: Id::new(100).unwrap(), command_id: CommandId("c".into()), at: Ts(1), body };
+    let mut out = Vec::new();
+    Links.apply(Input::Event { event: &ev(EventBody::LinkCreated { link: link.clone(), imported: false }), partition: 2, offset: 10 }, &mut out);
+    Links.apply(Input::Event { event: &ev(EventBody::LinkDeleted { link: link.clone() }), partition: 2, offset: 11 }, &mut out);
+    Links.apply(Input::Event { event: &ev(EventBody::Decided { status: 200, answer: kurz_schemas::event::Answer::Deleted { id: link.id } }), partition: 2, offset: 12 }, &mut out);
+    assert_eq!(
+        out,
+        vec![
+            Mutation::PutLink(VersionedLink { link: link.clone(), version: 10 }),
+            Mutation::DeleteLink(VersionedLink { link, version: 11 })
+        ]
+    );
+}

@@ -1,0 +1,45 @@
+//! Keeps a process-local hot cache in step with the log when no projector runs in the
+//! same process: tails the events topic from its end and offers every link state to
+//! the cache, exactly as the projector does.
+
+use kurz_schemas::{topics, Event, EventBody};
+use kurz_storage::{CachedLink, EventLog, LinkCache};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub async fn run_until_stopped(log: Arc<dyn EventLog>, cache: Arc<dyn LinkCache>, stop: CancellationToken) -> Result<(), crate::Error> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..log.partitions(topics::EVENTS).await? {
+        let (log, cache, stop) = (log.clone(), cache.clone(), stop.clone());
+        tasks.spawn(async move {
+            let mut pos = match log.end_offset(topics::EVENTS, p).await {
+                Ok(e) => e,
+                Err(_) => 0,
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = log.wait_for(topics::EVENTS, p, pos, Duration::from_secs(1)) => {}
+                }
+                let Ok(recs) = log.read(topics::EVENTS, p, pos, 1024).await else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                for r in &recs {
+                    pos = r.offset + 1;
+                    let Ok(ev) = Event::decode(&r.payload) else { continue };
+                    match &ev.body {
+                        EventBody::LinkCreated { link, .. } | EventBody::LinkUpdated { link } => {
+                            cache.offer(&link.short_code, CachedLink { link: Some(Arc::new(link.clone())), version: r.offset }).await
+                        }
+                        EventBody::LinkDeleted { link } => cache.offer(&link.short_code, CachedLink { link: None, version: r.offset }).await,
+                        _ => {}
+                    }
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}

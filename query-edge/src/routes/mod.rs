@@ -1,0 +1,35 @@
+//! Read routes.
+
+mod events;
+mod redirect;
+mod reads;
+
+use crate::EdgeState;
+use axum::routing::{get, MethodRouter};
+use kurz_schemas::Id;
+use kurz_web::ApiError;
+
+/// `limit` when absent or not an integer, and its cap.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 500;
+
+pub fn all(s: EdgeState) -> Vec<(&'static str, MethodRouter)> {
+    vec![
+        ("/users", get(reads::users).with_state(s.clone())),
+        ("/users/{id}", get(reads::user).with_state(s.clone())),
+        ("/urls", get(reads::links).with_state(s.clone())),
+        ("/urls/{id}", get(reads::link).with_state(s.clone())),
+        ("/links/{id}", get(reads::link).with_state(s.clone())),
+        ("/events", get(events::list).with_state(s.clone())),
+        ("/events/{id}", get(events::one).with_state(s.clone())),
+        ("/{code}", get(redirect::redirect_or_stats).with_state(s)),
+    ]
+}
+
+pub(crate) fn path_id(raw: &str, what: &str) -> Result<Id, ApiError> {
+    raw.parse::<u64>().ok().and_then(|v| Id::new(v).ok()).ok_or_else(|| ApiError::NotFound(format!("{what} not found")))
+}
+
+pub(crate) fn query_id(v: Option<u64>, name: &str) -> Result<Option<Id>, ApiError> {
+    v.map(|v| Id::new(v).map_err(|_| ApiError::BadRequest(format!("{name} must be a positive integer below 2^53")))).transpose()
+}

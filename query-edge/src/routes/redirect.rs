@@ -1,0 +1,83 @@
+//! `GET /{code}` (redirect) and `GET /{code}+` (link stats).
+//!
+//! Lookups go to the hot cache first, then the read store; a store answer (found or
+//! not) is offered back to the cache with the version it was read at, so it can never
+//! replace a newer state the projector already put there.
+
+use crate::{metrics, EdgeState};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kurz_schemas::{Click, Link, Ts};
+use kurz_storage::CachedLink;
+use kurz_web::ApiError;
+use std::sync::Arc;
+
+const MAX_UA: usize = 256;
+
+async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, &'static str), ApiError> {
+    if let Some(hit) = s.cache.get(code).await {
+        return Ok((hit.link, "cache"));
+    }
+    let found = s.store.link_by_code(code).await?;
+    let entry = match found {
+        Some(vl) => CachedLink { link: Some(Arc::new(vl.link)), version: vl.version },
+        None => CachedLink { link: None, version: 0 },
+    };
+    s.cache.offer(code, entry.clone()).await;
+    Ok((entry.link, "store"))
+}
+
+pub async fn redirect_or_stats(State(s): State<EdgeState>, method: Method, Path(code): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(code) = code.strip_suffix('+') {
+        return stats(&s, code).await;
+    }
+    let (link, source) = resolve(&s, &code).await?;
+    let m = metrics::get();
+    let link = match link {
+        Some(l) if l.is_active => l,
+        Some(_) => {
+            m.redirects.with_label_values(&["inactive", source]).inc();
+            return Err(ApiError::NotFound("short link not found or inactive".into()));
+        }
+        None => {
+            m.redirects.with_label_values(&["not_found", source]).inc();
+            return Err(ApiError::NotFound("short link not found or inactive".into()));
+        }
+    };
+    m.redirects.with_label_values(&["found", source]).inc();
+    let location = HeaderValue::from_str(&link.original_url)
+        .or_else(|_| url::Url::parse(&link.original_url).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))
+        .map_err(|_| ApiError::internal(format!("link {} has a target that is not a valid Location", link.id)))?;
+    if method != Method::HEAD {
+        s.clicks.record(Click {
+            link_id: link.id,
+            code: link.short_code.clone(),
+            at: Ts::now(),
+            referrer_host: headers
+                .get(header::REFERER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|r| url::Url::parse(r).ok())
+                .and_then(|u| u.host_str().map(str::to_string)),
+            user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(MAX_UA).collect()),
+            owner_id: link.user_id,
+        });
+    }
+    Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
+}
+
+async fn stats(s: &EdgeState, code: &str) -> Result<Response, ApiError> {
+    let (link, _) = resolve(s, code).await?;
+    let link = link.ok_or_else(|| ApiError::NotFound("short link not found".into()))?;
+    let clicks = s.store.click_count(link.id).await?;
+    Ok(Json(serde_json::json!({
+        "short_code": link.short_code,
+        "original_url": link.original_url,
+        "title": link.title,
+        "is_active": link.is_active,
+        "click_count": clicks,
+        "created_at": link.created_at.to_rfc3339(),
+    }))
+    .into_response())
+}

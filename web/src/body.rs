@@ -1,0 +1,96 @@
+//! Body extractors that answer every malformed body with a JSON 4xx.
+
+use crate::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde_json::{Map, Value};
+
+/// The raw body, with the oversize case answered as JSON 413.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(b) => Ok(RawBody(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::PayloadTooLarge(crate::JSON_BODY_LIMIT)),
+            Err(e) => Err(ApiError::BadRequest(format!("could not read request body: {}", e.body_text()))),
+        }
+    }
+}
+
+/// A JSON object body. Fields are read with the typed getters below, whose messages
+/// name the field and the expected type.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        JsonObject::parse(&bytes)
+    }
+}
+
+impl JsonObject {
+    pub fn parse(bytes: &[u8]) -> Result<JsonObject, ApiError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::BadRequest("request body must be a JSON object".into()));
+        }
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(m)) => Ok(JsonObject(m)),
+            Ok(_) => Err(ApiError::BadRequest("request body must be a JSON object".into())),
+            Err(e) => Err(ApiError::BadRequest(format!("request body is not valid JSON: {e}"))),
+        }
+    }
+
+    fn present(&self, field: &str) -> Option<&Value> {
+        self.0.get(field).filter(|v| !v.is_null())
+    }
+
+    /// A required string field.
+    pub fn str(&self, field: &str) -> Result<&str, ApiError> {
+        match self.present(field) {
+            None => Err(ApiError::BadRequest(format!("{field} is required"))),
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(ApiError::BadRequest(format!("{field} must be a string"))),
+        }
+    }
+
+    pub fn opt_str(&self, field: &str) -> Result<Option<&str>, ApiError> {
+        match self.present(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::BadRequest(format!("{field} must be a string"))),
+        }
+    }
+
+    /// An optional integer id; integers sent as strings of digits are accepted.
+    pub fn opt_id(&self, field: &str) -> Result<Option<u64>, ApiError> {
+        let bad = || ApiError::BadRequest(format!("{field} must be an integer"));
+        match self.present(field) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(bad),
+            Some(Value::String(s)) => s.trim().parse::<u64>().map(Some).map_err(|_| bad()),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    pub fn opt_bool(&self, field: &str) -> Result<Option<bool>, ApiError> {
+        match self.present(field) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
+            Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
+            Some(_) => Err(ApiError::BadRequest(format!("{field} must be a boolean"))),
+        }
+    }
+
+    pub fn opt_object(&self, field: &str) -> Result<Option<&Map<String, Value>>, ApiError> {
+        match self.present(field) {
+            None => Ok(None),
+            Some(Value::Object(m)) => Ok(Some(m)),
+            Some(_) => Err(ApiError::BadRequest(format!("{field} must be a JSON object"))),
+        }
+    }
+}
