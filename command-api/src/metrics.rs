@@ -10,8 +10,23 @@ pub struct Metrics {
 pub fn get() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| Metrics {
-        decider_commands: register_int_counter_vec!("kurz_decider_commands_total", "Commands seen by the deciders, by partition and result.", &["partition", "result"]).unwrap(),
-        decider_restarts: register_int_counter_vec!("kurz_decider_restarts_total", "Decider partitions restored from the log after an error.", &["partition"]).unwrap(),
-        commands_submitted: register_int_counter_vec!("kurz_commands_submitted_total", "Commands submitted by the command-api, by outcome.", &["outcome"]).unwrap(),
+        decider_commands: register_int_counter_vec!(
+            "kurz_decider_commands_total",
+            "Commands seen by the deciders, by partition and result.",
+            &["partition", "result"]
+        )
+        .unwrap(),
+        decider_restarts: register_int_counter_vec!(
+            "kurz_decider_restarts_total",
+            "Decider partitions restored from the log after an error.",
+            &["partition"]
+        )
+        .unwrap(),
+        commands_submitted: register_int_counter_vec!(
+            "kurz_commands_submitted_total",
+            "Commands submitted by the command-api, by outcome.",
+            &["outcome"]
+        )
+        .unwrap(),
     })
 }

@@ -22,9 +22,8 @@ impl AppState {
         }
         let key = cmd.key();
         let partition = partition_for(&key, self.command_partitions);
-        let mut rec = NewRecord::new(key, cmd.encode())
-            .header("command-id", cmd.id.as_str())
-            .header("schema-version", Command::VERSION.to_string());
+        let mut rec =
+            NewRecord::new(key, cmd.encode()).header("command-id", cmd.id.as_str()).header("schema-version", Command::VERSION.to_string());
         if let Some(tp) = &cmd.traceparent {
             rec = rec.header("traceparent", tp.as_str());
         }
@@ -82,7 +81,9 @@ pub fn render(o: &StoredOutcome) -> Result<(axum::http::StatusCode, serde_json::
         Answer::User { user } => user.to_json(),
         Answer::Link { link } => link.to_json(),
         Answer::Event { event } => event.to_json(),
-        Answer::Count { count, skipped } => serde_json::json!({ "count": count, "skipped": skipped.len(), "problems": skipped.iter().take(100).collect::<Vec<_>>() }),
+        Answer::Count { count, skipped } => {
+            serde_json::json!({ "count": count, "skipped": skipped.len(), "problems": skipped.iter().take(100).collect::<Vec<_>>() })
+        }
         Answer::Deleted { id } => serde_json::json!({ "message": "deleted", "id": id }),
     };
     Ok((axum::http::StatusCode::from_u16(o.status).unwrap_or(axum::http::StatusCode::OK), body))

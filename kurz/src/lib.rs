@@ -71,14 +71,20 @@ fn settings(cfg: &Config) -> Result<Settings, Error> {
 fn health_checks(ports: &Ports) -> Vec<(&'static str, kurz_web::health::Check)> {
     let (store, log) = (ports.store.clone(), ports.log.clone());
     vec![
-        ("store", Arc::new(move || {
-            let s = store.clone();
-            Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
-        })),
-        ("log", Arc::new(move || {
-            let l = log.clone();
-            Box::pin(async move { l.partitions(kurz_schemas::topics::EVENTS).await.map(|_| ()).map_err(|e| e.to_string()) })
-        })),
+        (
+            "store",
+            Arc::new(move || {
+                let s = store.clone();
+                Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
+            }),
+        ),
+        (
+            "log",
+            Arc::new(move || {
+                let l = log.clone();
+                Box::pin(async move { l.partitions(kurz_schemas::topics::EVENTS).await.map(|_| ()).map_err(|e| e.to_string()) })
+            }),
+        ),
     ]
 }
 
@@ -148,7 +154,12 @@ impl App {
 }
 
 /// Serves until `stop`, then lets in-flight requests finish for at most `drain`.
-pub async fn serve_with_drain(listener: tokio::net::TcpListener, router: axum::Router, stop: CancellationToken, drain: Duration) -> Result<(), Error> {
+pub async fn serve_with_drain(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+    drain: Duration,
+) -> Result<(), Error> {
     let s = stop.clone();
     let server = axum::serve(listener, router).with_graceful_shutdown(async move { s.cancelled().await });
     let limit = async {

@@ -6,13 +6,13 @@ use kurz::Config;
 #[command(name = "kurz", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<Role>,
     #[command(flatten)]
     config: Config,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Role {
     /// Every role in one process (the default).
     Serve(Config),
     /// The write API and the per-partition deciders.
@@ -32,19 +32,22 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse_from(args);
     let (role, cfg) = match cli.command {
         None => ("serve", cli.config),
-        Some(Command::Serve(c)) => ("serve", c),
-        Some(Command::CommandApi(c)) => ("command-api", c),
-        Some(Command::Projector(c)) => ("projector", c),
-        Some(Command::QueryEdge(c)) => ("query-edge", c),
+        Some(Role::Serve(c)) => ("serve", c),
+        Some(Role::CommandApi(c)) => ("command-api", c),
+        Some(Role::Projector(c)) => ("projector", c),
+        Some(Role::QueryEdge(c)) => ("query-edge", c),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async move {
-        kurz::telemetry::init(&cfg.log, match role {
-            "command-api" => "command-api",
-            "projector" => "projector",
-            "query-edge" => "query-edge",
-            _ => "kurz",
-        });
+        kurz::telemetry::init(
+            &cfg.log,
+            match role {
+                "command-api" => "command-api",
+                "projector" => "projector",
+                "query-edge" => "query-edge",
+                _ => "kurz",
+            },
+        );
         let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await?;
         let stop = kurz::shutdown_signal();
         match role {

@@ -13,10 +13,7 @@ pub async fn run_until_stopped(log: Arc<dyn EventLog>, cache: Arc<dyn LinkCache>
     for p in 0..log.partitions(topics::EVENTS).await? {
         let (log, cache, stop) = (log.clone(), cache.clone(), stop.clone());
         tasks.spawn(async move {
-            let mut pos = match log.end_offset(topics::EVENTS, p).await {
-                Ok(e) => e,
-                Err(_) => 0,
-            };
+            let mut pos = log.end_offset(topics::EVENTS, p).await.unwrap_or_default();
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
@@ -33,7 +30,9 @@ pub async fn run_until_stopped(log: Arc<dyn EventLog>, cache: Arc<dyn LinkCache>
                         EventBody::LinkCreated { link, .. } | EventBody::LinkUpdated { link } => {
                             cache.offer(&link.short_code, CachedLink { link: Some(Arc::new(link.clone())), version: r.offset }).await
                         }
-                        EventBody::LinkDeleted { link } => cache.offer(&link.short_code, CachedLink { link: None, version: r.offset }).await,
+                        EventBody::LinkDeleted { link } => {
+                            cache.offer(&link.short_code, CachedLink { link: None, version: r.offset }).await
+                        }
                         _ => {}
                     }
                 }

@@ -66,10 +66,22 @@ impl Command {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CommandBody {
-    CreateUser { email: Email, username: Option<String>, password_hash: Option<String> },
-    UpdateUser { id: Id, email: Option<Email>, username: Option<String> },
-    DeleteUser { id: Id },
-    ImportUsers { rows: Vec<UserRow> },
+    CreateUser {
+        email: Email,
+        username: Option<String>,
+        password_hash: Option<String>,
+    },
+    UpdateUser {
+        id: Id,
+        email: Option<Email>,
+        username: Option<String>,
+    },
+    DeleteUser {
+        id: Id,
+    },
+    ImportUsers {
+        rows: Vec<UserRow>,
+    },
     /// `existing_ok`: `/shorten` semantics, where the same active URL for the same
     /// owner under this code is an answer, not a conflict.
     CreateLink {
@@ -89,9 +101,16 @@ pub enum CommandBody {
         /// When set, the link must belong to this user (token mode ownership).
         owner: Option<Id>,
     },
-    DeleteLink { code: ShortCode, id: Id, owner: Option<Id> },
+    DeleteLink {
+        code: ShortCode,
+        id: Id,
+        owner: Option<Id>,
+    },
     /// Rows for links whose codes all route to one partition.
-    ImportLinks { key: String, rows: Vec<LinkRow> },
+    ImportLinks {
+        key: String,
+        rows: Vec<LinkRow>,
+    },
     RecordEvent {
         code: ShortCode,
         url_id: Id,
@@ -101,7 +120,10 @@ pub enum CommandBody {
         owner: Option<Id>,
     },
     /// History rows whose links all route to one partition.
-    ImportEvents { key: String, rows: Vec<EventRow> },
+    ImportEvents {
+        key: String,
+        rows: Vec<EventRow>,
+    },
 }
 
 impl CommandBody {
@@ -109,9 +131,7 @@ impl CommandBody {
         use CommandBody::*;
         match self {
             CreateUser { .. } | UpdateUser { .. } | DeleteUser { .. } | ImportUsers { .. } => crate::USERS_KEY.to_string(),
-            CreateLink { code, .. } | UpdateLink { code, .. } | DeleteLink { code, .. } | RecordEvent { code, .. } => {
-                link_key(code)
-            }
+            CreateLink { code, .. } | UpdateLink { code, .. } | DeleteLink { code, .. } | RecordEvent { code, .. } => link_key(code),
             ImportLinks { key, .. } | ImportEvents { key, .. } => key.clone(),
         }
     }

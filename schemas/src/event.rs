@@ -28,16 +28,35 @@ pub struct Event {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     /// `imported`: loaded from an outside history; no lifecycle event is recorded.
-    UserCreated { user: User, imported: bool },
-    UserUpdated { user: User },
-    UserDeleted { user: User },
-    LinkCreated { link: Link, imported: bool },
-    LinkUpdated { link: Link },
-    LinkDeleted { link: Link },
+    UserCreated {
+        user: User,
+        imported: bool,
+    },
+    UserUpdated {
+        user: User,
+    },
+    UserDeleted {
+        user: User,
+    },
+    LinkCreated {
+        link: Link,
+        imported: bool,
+    },
+    LinkUpdated {
+        link: Link,
+    },
+    LinkDeleted {
+        link: Link,
+    },
     /// A client-posted or imported history row for `/events`.
-    EventRecorded { event: HistoryEvent },
+    EventRecorded {
+        event: HistoryEvent,
+    },
     /// The last event of every decided command: what its caller is answered.
-    Decided { status: u16, answer: Answer },
+    Decided {
+        status: u16,
+        answer: Answer,
+    },
 }
 
 /// What a command's caller gets back. Snapshots, so an answer can be rendered even

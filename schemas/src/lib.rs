@@ -16,7 +16,7 @@ pub mod values;
 pub use click::{Click, ClickEnvelope};
 pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, UserRow};
 pub use event::{Answer, DecodeError, Event, EventBody, EventEnvelope};
-pub use ids::{Id, IdGen, IdError, MAX_JSON_ID};
+pub use ids::{Id, IdError, IdGen, MAX_JSON_ID};
 pub use model::{HistoryEvent, Link, User};
 pub use time::Ts;
 pub use values::{Email, ShortCode, TargetUrl, ValueError};

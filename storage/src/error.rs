@@ -29,7 +29,15 @@ macro_rules! engine_from {
         }
     )*};
 }
-engine_from!(redb::Error, redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
+engine_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
 
 impl From<serde_json::Error> for StorageError {
     fn from(e: serde_json::Error) -> Self {

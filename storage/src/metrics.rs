@@ -15,7 +15,12 @@ pub struct StorageMetrics {
 pub fn get() -> &'static StorageMetrics {
     static M: OnceLock<StorageMetrics> = OnceLock::new();
     M.get_or_init(|| StorageMetrics {
-        log_ops: register_int_counter_vec!("kurz_log_operations_total", "Event-log operations by kind and result.", &["op", "topic", "result"]).unwrap(),
+        log_ops: register_int_counter_vec!(
+            "kurz_log_operations_total",
+            "Event-log operations by kind and result.",
+            &["op", "topic", "result"]
+        )
+        .unwrap(),
         log_seconds: register_histogram_vec!(
             "kurz_log_operation_duration_seconds",
             "Event-log operation latency.",
@@ -23,8 +28,14 @@ pub fn get() -> &'static StorageMetrics {
             vec![0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]
         )
         .unwrap(),
-        log_records_appended: register_int_counter_vec!("kurz_log_records_appended_total", "Records appended to the event log.", &["topic"]).unwrap(),
-        store_ops: register_int_counter_vec!("kurz_store_operations_total", "Read-store operations by kind and result.", &["op", "result"]).unwrap(),
+        log_records_appended: register_int_counter_vec!(
+            "kurz_log_records_appended_total",
+            "Records appended to the event log.",
+            &["topic"]
+        )
+        .unwrap(),
+        store_ops: register_int_counter_vec!("kurz_store_operations_total", "Read-store operations by kind and result.", &["op", "result"])
+            .unwrap(),
         store_seconds: register_histogram_vec!(
             "kurz_store_operation_duration_seconds",
             "Read-store operation latency.",
@@ -32,6 +43,11 @@ pub fn get() -> &'static StorageMetrics {
             vec![0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5]
         )
         .unwrap(),
-        cache_lookups: register_int_counter_vec!("kurz_cache_lookups_total", "Hot-cache lookups by result (hit, negative_hit, miss).", &["result"]).unwrap(),
+        cache_lookups: register_int_counter_vec!(
+            "kurz_cache_lookups_total",
+            "Hot-cache lookups by result (hit, negative_hit, miss).",
+            &["result"]
+        )
+        .unwrap(),
     })
 }

@@ -31,7 +31,10 @@ pub fn routes(checks: Vec<(&'static str, Check)>) -> Router {
                     } else {
                         let names: Vec<&String> = failing.keys().collect();
                         let msg = format!("not ready: {}", names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "));
-                        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": msg, "status": "unavailable", "failing": failing})))
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            Json(serde_json::json!({"error": msg, "status": "unavailable", "failing": failing})),
+                        )
                             .into_response()
                     }
                 }

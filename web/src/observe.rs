@@ -17,7 +17,12 @@ pub struct HttpMetrics {
 pub fn http_metrics() -> &'static HttpMetrics {
     static M: OnceLock<HttpMetrics> = OnceLock::new();
     M.get_or_init(|| HttpMetrics {
-        requests: register_int_counter_vec!("kurz_http_requests_total", "HTTP requests by route, method and status.", &["route", "method", "status"]).unwrap(),
+        requests: register_int_counter_vec!(
+            "kurz_http_requests_total",
+            "HTTP requests by route, method and status.",
+            &["route", "method", "status"]
+        )
+        .unwrap(),
         duration: register_histogram_vec!(
             "kurz_http_request_duration_seconds",
             "HTTP request latency by route and method, measured in the server.",

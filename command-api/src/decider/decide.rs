@@ -96,7 +96,14 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 }
                 let id = row.id.unwrap_or_else(|| Mint { state, now }.id());
                 let at = row.created_at.unwrap_or(now);
-                let user = User { id, email: row.email.as_str().to_string(), username: row.username.clone(), created_at: at, updated_at: at, password_hash: None };
+                let user = User {
+                    id,
+                    email: row.email.as_str().to_string(),
+                    username: row.username.clone(),
+                    created_at: at,
+                    updated_at: at,
+                    password_hash: None,
+                };
                 out.push(EventBody::UserCreated { user, imported: true });
             }
             let count = out.len() as u64;
@@ -194,7 +201,14 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 return reject(400, "url is inactive");
             }
             let id = Mint { state, now }.id();
-            let event = HistoryEvent { id, url_id: *url_id, user_id: *user_id, event_type: event_type.clone(), timestamp: now, details: details.clone() };
+            let event = HistoryEvent {
+                id,
+                url_id: *url_id,
+                user_id: *user_id,
+                event_type: event_type.clone(),
+                timestamp: now,
+                details: details.clone(),
+            };
             vec![EventBody::EventRecorded { event: event.clone() }, decided(201, Answer::Event { event })]
         }
         ImportEvents { rows, .. } => {

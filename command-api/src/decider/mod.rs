@@ -153,3 +153,6 @@ async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> 
         pos = next;
     }
 }
+
+#[cfg(test)]
+mod tests;

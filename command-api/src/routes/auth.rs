@@ -54,7 +54,9 @@ pub async fn login(State(s): State<AppState>, RawBody(body): RawBody) -> Result<
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     let ok = password.len() <= MAX_PASSWORD_LEN && verify_password(hash, password).await;
     match (ok, user) {
-        (true, Some(user)) => Ok(Json(serde_json::json!({ "session_token": s.auth.issue(user.id), "user": user.to_json() })).into_response()),
+        (true, Some(user)) => {
+            Ok(Json(serde_json::json!({ "session_token": s.auth.issue(user.id), "user": user.to_json() })).into_response())
+        }
         _ => Err(ApiError::Unauthorized("invalid email or password".into())),
     }
 }

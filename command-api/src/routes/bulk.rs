@@ -31,15 +31,18 @@ async fn csv_input(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec
     if ctype.starts_with("text/csv") || ctype.starts_with("application/csv") || ctype.starts_with("text/plain") {
         return Ok(body.to_vec());
     }
-    let obj = JsonObject::parse(body).map_err(|_| {
-        ApiError::BadRequest("send a CSV body with Content-Type: text/csv, or a JSON object {\"file\": \"<name>\"}".into())
-    })?;
+    let obj = JsonObject::parse(body)
+        .map_err(|_| ApiError::BadRequest("send a CSV body with Content-Type: text/csv, or a JSON object {\"file\": \"<name>\"}".into()))?;
     let name = obj.str("file")?;
     let escapes = name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') || name.contains("..");
     if escapes {
         return Err(ApiError::BadRequest("file must name a file inside the import directory".into()));
     }
-    let dir = s.settings.import_dir.as_ref().ok_or_else(|| ApiError::NotFound(format!("file '{name}' not found: no import directory is configured")))?;
+    let dir = s
+        .settings
+        .import_dir
+        .as_ref()
+        .ok_or_else(|| ApiError::NotFound(format!("file '{name}' not found: no import directory is configured")))?;
     match tokio::fs::read(dir.join(name)).await {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound(format!("file '{name}' not found"))),
@@ -95,7 +98,13 @@ struct Chunk {
 }
 
 /// Submits chunks (a few at a time) and sums their counts.
-async fn submit_chunks(s: &AppState, headers: &HeaderMap, route: &str, chunks: Vec<Chunk>, mut problems: Vec<String>) -> Result<Response, ApiError> {
+async fn submit_chunks(
+    s: &AppState,
+    headers: &HeaderMap,
+    route: &str,
+    chunks: Vec<Chunk>,
+    mut problems: Vec<String>,
+) -> Result<Response, ApiError> {
     let p = s.principal(headers).await?;
     let base = command_id(headers, &p.scope(), route)?;
     let outcomes: Vec<_> = stream::iter(chunks.into_iter().enumerate())
@@ -206,7 +215,12 @@ pub async fn events(State(s): State<AppState>, headers: HeaderMap, body: axum::b
             let code = match codes.get(&url_id) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = s.store.link(url_id).await.map_err(|e| e.to_string())?.and_then(|l| ShortCode::parse_lenient(&l.link.short_code).ok());
+                    let c = s
+                        .store
+                        .link(url_id)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .and_then(|l| ShortCode::parse_lenient(&l.link.short_code).ok());
                     codes.insert(url_id, c.clone());
                     c
                 }

@@ -27,7 +27,9 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, RawBody(body)
     .ok_or_else(|| ApiError::NotFound("url not found".into()))?
     .link;
     let user_id = match (p, user_id) {
-        (Principal::User(me), Some(u)) if u != me.get() => return Err(ApiError::Forbidden("events can only be recorded as yourself".into())),
+        (Principal::User(me), Some(u)) if u != me.get() => {
+            return Err(ApiError::Forbidden("events can only be recorded as yourself".into()))
+        }
         (Principal::User(me), _) => Some(me),
         (_, Some(u)) => {
             let id = Id::new(u).map_err(|_| ApiError::NotFound("user not found".into()))?;

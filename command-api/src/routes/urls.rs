@@ -19,7 +19,9 @@ const CODE_ATTEMPTS: u32 = 5;
 async fn owner_for(s: &AppState, p: Principal, requested: Option<u64>) -> Result<Option<Id>, ApiError> {
     let requested = requested.map(|v| Id::new(v).map_err(|_| ApiError::NotFound("user not found".into()))).transpose()?;
     let owner = match (p, requested) {
-        (Principal::User(me), Some(other)) if other != me => return Err(ApiError::Forbidden("links can only be created for yourself".into())),
+        (Principal::User(me), Some(other)) if other != me => {
+            return Err(ApiError::Forbidden("links can only be created for yourself".into()))
+        }
         (Principal::User(me), _) => Some(me),
         (_, r) => r,
     };
@@ -40,7 +42,15 @@ struct NewLink {
 /// Creates a link under `alias`, or under generated codes until one is free.
 /// `derive`: draw codes from the link's identity (for `/shorten`), so concurrent
 /// requests for the same URL meet at the same code.
-async fn create_link(s: &AppState, headers: &HeaderMap, p: Principal, route: &str, link: NewLink, alias: Option<ShortCode>, derive: bool) -> Result<StoredOutcome, ApiError> {
+async fn create_link(
+    s: &AppState,
+    headers: &HeaderMap,
+    p: Principal,
+    route: &str,
+    link: NewLink,
+    alias: Option<ShortCode>,
+    derive: bool,
+) -> Result<StoredOutcome, ApiError> {
     let base = command_id(headers, &p.scope(), route)?;
     let keyed = has_key(headers);
     let attempts = if alias.is_some() { 1 } else { CODE_ATTEMPTS };
@@ -131,7 +141,12 @@ async fn existing_link(s: &AppState, raw: &str) -> Result<Link, ApiError> {
     Ok(s.store.link(id).await?.ok_or_else(|| ApiError::NotFound("url not found".into()))?.link)
 }
 
-pub async fn update(State(s): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+pub async fn update(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let p = s.principal(&headers).await?;
     let link = existing_link(&s, &raw).await?;
     let body = JsonObject::parse(&body)?;

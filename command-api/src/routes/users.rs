@@ -18,7 +18,12 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, RawBody(body)
     Ok(to_response(render(&o)?))
 }
 
-pub async fn update(State(s): State<AppState>, Path(raw): Path<String>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
+pub async fn update(
+    State(s): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
     let user = path_id(&raw, "user")?;
     let p = s.principal(&headers).await?;
     p.require_self(user)?;

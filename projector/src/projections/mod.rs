@@ -28,11 +28,5 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Every projection kurz maintains.
 pub fn all() -> Vec<Box<dyn Projection>> {
-    vec![
-        Box::new(users::Users),
-        Box::new(links::Links),
-        Box::new(history::History),
-        Box::new(outcomes::Outcomes),
-        Box::new(clicks::Clicks),
-    ]
+    vec![Box::new(users::Users), Box::new(links::Links), Box::new(history::History), Box::new(outcomes::Outcomes), Box::new(clicks::Clicks)]
 }

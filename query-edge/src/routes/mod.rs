@@ -1,8 +1,8 @@
 //! Read routes.
 
 mod events;
-mod redirect;
 mod reads;
+mod redirect;
 
 use crate::EdgeState;
 use axum::routing::{get, MethodRouter};

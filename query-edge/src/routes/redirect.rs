@@ -29,7 +29,12 @@ async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, &'stat
     Ok((entry.link, "store"))
 }
 
-pub async fn redirect_or_stats(State(s): State<EdgeState>, method: Method, Path(code): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn redirect_or_stats(
+    State(s): State<EdgeState>,
+    method: Method,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(code) = code.strip_suffix('+') {
         return stats(&s, code).await;
     }

@@ -85,9 +85,7 @@ impl RedbLog {
         let topics = Arc::new(RwLock::new(topics));
         let (tx, rx) = mpsc::channel(1024);
         let (wdb, wtopics) = (db.clone(), topics.clone());
-        std::thread::Builder::new()
-            .name("kurz-log-writer".into())
-            .spawn(move || writer_loop(wdb, wtopics, rx))?;
+        std::thread::Builder::new().name("kurz-log-writer".into()).spawn(move || writer_loop(wdb, wtopics, rx))?;
         Ok(RedbLog { db, topics, writer: tx })
     }
 
@@ -153,10 +151,9 @@ fn write_batch(
         let mut buf = Vec::new();
         for req in batch {
             let parts = topics.get(&req.topic).ok_or_else(|| StorageError::UnknownTopic(req.topic.clone()))?;
-            let p = parts.get(req.partition as usize).ok_or_else(|| StorageError::UnknownPartition {
-                topic: req.topic.clone(),
-                partition: req.partition,
-            })?;
+            let p = parts
+                .get(req.partition as usize)
+                .ok_or_else(|| StorageError::UnknownPartition { topic: req.topic.clone(), partition: req.partition })?;
             let next = ends.entry((req.topic.clone(), req.partition)).or_insert_with(|| *p.end.borrow());
             let mut table = w.open_table(topic_table(&req.topic))?;
             let mut offs = Vec::with_capacity(req.records.len());

@@ -199,22 +199,6 @@ impl EventLog for Instrumented {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn murmur2_matches_kafka() {
-        // Vectors from Kafka's UtilsTest.testMurmur2.
-        assert_eq!(murmur2(b"21") as i32, -973932308);
-        assert_eq!(murmur2(b"foobar") as i32, -790332482);
-        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
-        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
-        assert_eq!(murmur2(b"abc") as i32, 479470107);
-    }
-}
-
 /// Creates kurz's topics. Commands and events must have the same partition count: the
 /// decider of command partition `p` writes events partition `p`.
 pub async fn ensure_topics(log: &dyn EventLog, partitions: u32, click_partitions: u32) -> Result<(), StorageError> {
@@ -230,4 +214,20 @@ pub async fn ensure_topics(log: &dyn EventLog, partitions: u32, click_partitions
     }
     log.ensure_topic(topics::CLICKS, click_partitions).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21") as i32, -973932308);
+        assert_eq!(murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+        assert_eq!(murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(murmur2(b"abc") as i32, 479470107);
+    }
 }

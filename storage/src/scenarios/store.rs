@@ -11,7 +11,14 @@ fn id(n: u64) -> Id {
 }
 
 pub fn user(n: u64, email: &str) -> User {
-    User { id: id(n), email: email.into(), username: Some(format!("u{n}")), created_at: Ts(1000), updated_at: Ts(1000), password_hash: None }
+    User {
+        id: id(n),
+        email: email.into(),
+        username: Some(format!("u{n}")),
+        created_at: Ts(1000),
+        updated_at: Ts(1000),
+        password_hash: None,
+    }
 }
 
 pub fn link(n: u64, code: &str, owner: Option<u64>, url: &str, active: bool) -> Link {
@@ -28,7 +35,14 @@ pub fn link(n: u64, code: &str, owner: Option<u64>, url: &str, active: bool) -> 
 }
 
 fn hist(n: u64, url: u64, user: Option<u64>, ty: &str) -> HistoryEvent {
-    HistoryEvent { id: id(n), url_id: id(url), user_id: user.map(id), event_type: ty.into(), timestamp: Ts(3000), details: Default::default() }
+    HistoryEvent {
+        id: id(n),
+        url_id: id(url),
+        user_id: user.map(id),
+        event_type: ty.into(),
+        timestamp: Ts(3000),
+        details: Default::default(),
+    }
 }
 
 /// A batch for projection `p`, partition 0, moving `from` → `to`.
@@ -125,9 +139,13 @@ async fn links_by_code_owner_and_filters(s: &dyn ReadStore) {
 
 async fn older_link_versions_never_win(s: &dyn ReadStore) {
     let put = |l: Link, v: u64| Mutation::PutLink(VersionedLink { link: l, version: v });
-    s.apply(batch(8, 9, vec![put(link(20, "vvv", None, "https://new.io", true), 50), put(link(20, "vvv", None, "https://old.io", true), 40)]))
-        .await
-        .unwrap();
+    s.apply(batch(
+        8,
+        9,
+        vec![put(link(20, "vvv", None, "https://new.io", true), 50), put(link(20, "vvv", None, "https://old.io", true), 40)],
+    ))
+    .await
+    .unwrap();
     assert_eq!(s.link_by_code("vvv").await.unwrap().unwrap().link.original_url, "https://new.io");
 }
 
@@ -175,10 +193,7 @@ async fn outcomes_wake_waiters(store: Arc<dyn ReadStore>) {
         tokio::spawn(async move { store.wait_outcome("cmd-1", Duration::from_secs(30)).await.unwrap() })
     };
     tokio::time::sleep(Duration::from_millis(20)).await;
-    store
-        .apply(batch(12, 13, vec![Mutation::PutOutcome { command_id: "cmd-1".into(), outcome: outcome.clone() }]))
-        .await
-        .unwrap();
+    store.apply(batch(12, 13, vec![Mutation::PutOutcome { command_id: "cmd-1".into(), outcome: outcome.clone() }])).await.unwrap();
     assert_eq!(waiter.await.unwrap(), Some(outcome.clone()));
     // The first outcome of a command id is kept.
     let other = StoredOutcome { status: 409, ..outcome.clone() };

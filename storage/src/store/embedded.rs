@@ -217,9 +217,7 @@ impl ReadStore for RedbStore {
 
     async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || apply_batch(&db, &batch))
-            .await
-            .map_err(|e| ApplyError::Storage(StorageError::engine(e)))??;
+        tokio::task::spawn_blocking(move || apply_batch(&db, &batch)).await.map_err(|e| ApplyError::Storage(StorageError::engine(e)))??;
         self.generation.send_modify(|g| *g += 1);
         Ok(())
     }
@@ -245,11 +243,7 @@ impl ReadStore for RedbStore {
         let r = self.db.begin_read()?;
         let t = r.open_table(USERS)?;
         let skip = page.saturating_sub(1).saturating_mul(per_page);
-        t.iter()?
-            .skip(skip)
-            .take(per_page)
-            .map(|e| Ok(serde_json::from_slice(e?.1.value())?))
-            .collect()
+        t.iter()?.skip(skip).take(per_page).map(|e| Ok(serde_json::from_slice(e?.1.value())?)).collect()
     }
 
     async fn link(&self, id: Id) -> Result<Option<VersionedLink>, StorageError> {

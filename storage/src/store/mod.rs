@@ -40,8 +40,14 @@ pub enum Mutation {
     DeleteLink(VersionedLink),
     PutHistory(HistoryEvent),
     /// Adds to a link's click count; exactly-once because it commits with its position.
-    AddClicks { link_id: Id, n: u64 },
-    PutOutcome { command_id: String, outcome: StoredOutcome },
+    AddClicks {
+        link_id: Id,
+        n: u64,
+    },
+    PutOutcome {
+        command_id: String,
+        outcome: StoredOutcome,
+    },
 }
 
 /// A projection's progress over one log partition: the batch moves it `from` → `to`.

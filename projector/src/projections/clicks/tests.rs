@@ -5,7 +5,14 @@ use kurz_storage::store::Mutation;
 
 #[test]
 fn a_click_counts_once_and_gets_a_position_derived_id() {
-    let c = Click { link_id: Id::new(3).unwrap(), code: "abc".into(), at: Ts(9), referrer_host: Some("news.io".into()), user_agent: None, owner_id: None };
+    let c = Click {
+        link_id: Id::new(3).unwrap(),
+        code: "abc".into(),
+        at: Ts(9),
+        referrer_host: Some("news.io".into()),
+        user_agent: None,
+        owner_id: None,
+    };
     let mut a = Vec::new();
     let mut b = Vec::new();
     Clicks.apply(Input::Click { click: &c, partition: 1, offset: 77 }, &mut a);

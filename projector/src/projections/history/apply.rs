@@ -8,20 +8,23 @@ fn row(event_id: kurz_schemas::Id, link: &Link, kind: &str, at: kurz_schemas::Ts
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    Mutation::PutHistory(HistoryEvent { id: event_id, url_id: link.id, user_id: link.user_id, event_type: kind.into(), timestamp: at, details })
+    Mutation::PutHistory(HistoryEvent {
+        id: event_id,
+        url_id: link.id,
+        user_id: link.user_id,
+        event_type: kind.into(),
+        timestamp: at,
+        details,
+    })
 }
 
 pub fn apply(input: Input<'_>, out: &mut Vec<Mutation>) {
     let Input::Event { event, .. } = input else { return };
     match &event.body {
         // Imported links bring their own history (see `/events/bulk`).
-        EventBody::LinkCreated { link, imported: false } => out.push(row(
-            event.id,
-            link,
-            "created",
-            event.at,
-            json!({ "short_code": link.short_code, "original_url": link.original_url }),
-        )),
+        EventBody::LinkCreated { link, imported: false } => {
+            out.push(row(event.id, link, "created", event.at, json!({ "short_code": link.short_code, "original_url": link.original_url })))
+        }
         EventBody::LinkUpdated { link } => out.push(row(
             event.id,
             link,

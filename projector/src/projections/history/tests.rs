@@ -20,8 +20,14 @@ fn link() -> Link {
 fn lifecycle_rows_use_the_event_id_and_skip_imports() {
     let ev = |id: u64, body| Event { id: Id::new(id).unwrap(), command_id: CommandId("c".into()), at: Ts(42), body };
     let mut out = Vec::new();
-    History.apply(Input::Event { event: &ev(100, EventBody::LinkCreated { link: link(), imported: false }), partition: 0, offset: 0 }, &mut out);
-    History.apply(Input::Event { event: &ev(101, EventBody::LinkCreated { link: link(), imported: true }), partition: 0, offset: 1 }, &mut out);
+    History.apply(
+        Input::Event { event: &ev(100, EventBody::LinkCreated { link: link(), imported: false }), partition: 0, offset: 0 },
+        &mut out,
+    );
+    History.apply(
+        Input::Event { event: &ev(101, EventBody::LinkCreated { link: link(), imported: true }), partition: 0, offset: 1 },
+        &mut out,
+    );
     History.apply(Input::Event { event: &ev(102, EventBody::LinkDeleted { link: link() }), partition: 0, offset: 2 }, &mut out);
     let rows: Vec<_> = out
         .iter()

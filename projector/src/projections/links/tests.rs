@@ -17,9 +17,19 @@ fn link_events_carry_their_offset_as_version() {
     };
     let ev = |body| Event { id: Id::new(100).unwrap(), command_id: CommandId("c".into()), at: Ts(1), body };
     let mut out = Vec::new();
-    Links.apply(Input::Event { event: &ev(EventBody::LinkCreated { link: link.clone(), imported: false }), partition: 2, offset: 10 }, &mut out);
+    Links.apply(
+        Input::Event { event: &ev(EventBody::LinkCreated { link: link.clone(), imported: false }), partition: 2, offset: 10 },
+        &mut out,
+    );
     Links.apply(Input::Event { event: &ev(EventBody::LinkDeleted { link: link.clone() }), partition: 2, offset: 11 }, &mut out);
-    Links.apply(Input::Event { event: &ev(EventBody::Decided { status: 200, answer: kurz_schemas::event::Answer::Deleted { id: link.id } }), partition: 2, offset: 12 }, &mut out);
+    Links.apply(
+        Input::Event {
+            event: &ev(EventBody::Decided { status: 200, answer: kurz_schemas::event::Answer::Deleted { id: link.id } }),
+            partition: 2,
+            offset: 12,
+        },
+        &mut out,
+    );
     assert_eq!(
         out,
         vec![

@@ -1,0 +1,170 @@
+//! The decision function, without I/O.
+
+use super::decide::handle;
+use super::state::PartitionState;
+use kurz_schemas::event::Answer;
+use kurz_schemas::{Actor, Command, CommandBody, CommandId, Email, Event, EventBody, Id, LinkRow, ShortCode, TargetUrl, Ts};
+
+fn cmd(id: &str, body: CommandBody) -> Command {
+    Command::new(CommandId(id.into()), Actor::Anonymous, body)
+}
+
+fn create_link(code: &str, owner: Option<Id>) -> CommandBody {
+    CommandBody::CreateLink {
+        code: ShortCode::parse(code).unwrap(),
+        custom: true,
+        original_url: TargetUrl::parse("https://example.com/a").unwrap(),
+        title: None,
+        user_id: owner,
+        existing_ok: false,
+    }
+}
+
+fn decided(evs: &[Event]) -> (u16, Answer) {
+    match &evs.last().unwrap().body {
+        EventBody::Decided { status, answer } => (*status, answer.clone()),
+        other => panic!("last event must be Decided, got {other:?}"),
+    }
+}
+
+fn now() -> Ts {
+    Ts(1_800_000_000_000)
+}
+
+#[test]
+fn an_alias_is_decided_once() {
+    let mut s = PartitionState::new(1);
+    let first = handle(&mut s, &cmd("a", create_link("my-alias", None)), now());
+    assert_eq!(decided(&first).0, 201);
+    assert!(matches!(first[0].body, EventBody::LinkCreated { .. }));
+    let second = handle(&mut s, &cmd("b", create_link("my-alias", None)), now());
+    assert_eq!(second.len(), 1, "a rejection has no effect events");
+    assert_eq!(decided(&second).0, 409);
+    assert!(s.is_decided(&CommandId("a".into())) && s.is_decided(&CommandId("b".into())));
+}
+
+#[test]
+fn deleted_codes_are_never_handed_out_again() {
+    let mut s = PartitionState::new(0);
+    let created = handle(&mut s, &cmd("a", create_link("gone1", None)), now());
+    let link = match &decided(&created).1 {
+        Answer::Link { link } => link.clone(),
+        other => panic!("{other:?}"),
+    };
+    let del = CommandBody::DeleteLink { code: ShortCode::parse("gone1").unwrap(), id: link.id, owner: None };
+    assert_eq!(decided(&handle(&mut s, &cmd("b", del.clone()), now())).0, 200);
+    assert_eq!(decided(&handle(&mut s, &cmd("c", del), now())).0, 404, "already deleted");
+    assert_eq!(decided(&handle(&mut s, &cmd("d", create_link("gone1", None)), now())).0, 409);
+}
+
+#[test]
+fn ownership_and_activity_are_checked_against_state() {
+    let mut s = PartitionState::new(0);
+    let owner = Id::new(7).unwrap();
+    let link = match decided(&handle(&mut s, &cmd("a", create_link("owned", Some(owner))), now())).1 {
+        Answer::Link { link } => link,
+        other => panic!("{other:?}"),
+    };
+    let code = ShortCode::parse("owned").unwrap();
+    let upd = |owner: Option<Id>, active: Option<bool>| CommandBody::UpdateLink {
+        code: code.clone(),
+        id: link.id,
+        title: None,
+        original_url: None,
+        is_active: active,
+        owner,
+    };
+    assert_eq!(decided(&handle(&mut s, &cmd("b", upd(Some(Id::new(8).unwrap()), Some(false))), now())).0, 403);
+    assert_eq!(decided(&handle(&mut s, &cmd("c", upd(Some(owner), Some(false))), now())).0, 200);
+    let rec = CommandBody::RecordEvent {
+        code: code.clone(),
+        url_id: link.id,
+        user_id: None,
+        event_type: "view".into(),
+        details: Default::default(),
+        owner: None,
+    };
+    let (status, answer) = decided(&handle(&mut s, &cmd("d", rec), now()));
+    assert_eq!(status, 400);
+    assert!(matches!(answer, Answer::Rejected { message } if message.contains("inactive")));
+    let wrong_id = CommandBody::DeleteLink { code, id: Id::new(999).unwrap(), owner: None };
+    assert_eq!(decided(&handle(&mut s, &cmd("e", wrong_id), now())).0, 404, "id and code must name the same link");
+}
+
+#[test]
+fn emails_are_unique_and_a_user_may_keep_their_own() {
+    let mut s = PartitionState::new(0);
+    let mk = |e: &str| CommandBody::CreateUser { email: Email::parse(e).unwrap(), username: None, password_hash: None };
+    let a = match decided(&handle(&mut s, &cmd("1", mk("a@x.io")), now())).1 {
+        Answer::User { user } => user,
+        other => panic!("{other:?}"),
+    };
+    handle(&mut s, &cmd("2", mk("b@x.io")), now());
+    assert_eq!(decided(&handle(&mut s, &cmd("3", mk("A@X.io")), now())).0, 409, "case-insensitive");
+    let upd = |e: &str| CommandBody::UpdateUser { id: a.id, email: Some(Email::parse(e).unwrap()), username: None };
+    assert_eq!(decided(&handle(&mut s, &cmd("4", upd("b@x.io")), now())).0, 409);
+    assert_eq!(decided(&handle(&mut s, &cmd("5", upd("a@x.io")), now())).0, 200);
+    assert_eq!(decided(&handle(&mut s, &cmd("6", upd("c@x.io")), now())).0, 200);
+    assert_eq!(decided(&handle(&mut s, &cmd("7", mk("a@x.io")), now())).0, 201, "the old email is free again");
+}
+
+#[test]
+fn imports_skip_duplicates_and_report_them() {
+    let mut s = PartitionState::new(0);
+    handle(&mut s, &cmd("a", create_link("taken", None)), now());
+    let row = |id: u64, code: &str| LinkRow {
+        id: Some(Id::new(id).unwrap()),
+        code: ShortCode::parse_lenient(code).unwrap(),
+        original_url: TargetUrl::parse("https://x.io").unwrap(),
+        title: None,
+        is_active: false,
+        user_id: None,
+        created_at: Some(Ts(5)),
+        updated_at: None,
+    };
+    let rows = vec![row(1, "one"), row(2, "taken"), row(1, "dupid"), row(3, "one"), row(4, "four")];
+    let evs = handle(&mut s, &cmd("b", CommandBody::ImportLinks { key: "link:one".into(), rows: rows.clone() }), now());
+    match decided(&evs) {
+        (201, Answer::Count { count, skipped }) => {
+            assert_eq!(count, 2);
+            assert_eq!(skipped.len(), 3, "{skipped:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let created: Vec<_> =
+        evs.iter().filter_map(|e| e.link()).map(|l| (l.id.get(), l.short_code.clone(), l.is_active, l.created_at)).collect();
+    assert_eq!(created, vec![(1, "one".into(), false, Ts(5)), (4, "four".into(), false, Ts(5))]);
+    // Importing the same rows again loads nothing.
+    let again = handle(&mut s, &cmd("c", CommandBody::ImportLinks { key: "link:one".into(), rows }), now());
+    assert!(matches!(decided(&again), (201, Answer::Count { count: 0, .. })));
+}
+
+#[test]
+fn a_restored_state_decides_exactly_like_the_live_one() {
+    let mut live = PartitionState::new(5);
+    let mut log = Vec::new();
+    let bodies = vec![
+        create_link("first", None),
+        create_link("second", None),
+        CommandBody::CreateUser { email: Email::parse("z@x.io").unwrap(), username: None, password_hash: None },
+        create_link("first", None),
+    ];
+    for (i, b) in bodies.into_iter().enumerate() {
+        log.extend(handle(&mut live, &cmd(&format!("c{i}"), b), now()));
+    }
+    let mut restored = PartitionState::new(5);
+    for ev in &log {
+        restored.evolve(&Event::decode(&ev.encode()).unwrap());
+    }
+    for id in ["c0", "c1", "c2", "c3"] {
+        assert!(restored.is_decided(&CommandId(id.into())));
+    }
+    // The next decision, and the ids it mints, are the same on both.
+    let next = cmd("c9", create_link("third", None));
+    let a = handle(&mut live, &next, now());
+    let b = handle(&mut restored, &next, now());
+    assert_eq!(a, b);
+    // The clock going back does not make a restored generator repeat ids.
+    let earlier = handle(&mut restored, &cmd("c10", create_link("fourth", None)), Ts(now().0 - 60_000));
+    assert!(earlier[0].id > b.last().unwrap().id);
+}

@@ -1,0 +1,148 @@
+//! Table-driven malformed requests: each gets its contract status and a JSON error,
+//! and the server keeps serving.
+
+mod support;
+use support::*;
+
+struct Case {
+    method: &'static str,
+    path: String,
+    body: Vec<u8>,
+    content_type: &'static str,
+    status: u16,
+    /// A substring the error message must contain.
+    says: &'static str,
+}
+
+fn case(method: &'static str, path: &str, body: &str, status: u16, says: &'static str) -> Case {
+    Case { method, path: path.to_string(), body: body.as_bytes().to_vec(), content_type: "application/json", status, says }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_their_status_and_a_json_error() {
+    let s = Server::open();
+    let c = client();
+    // One real link to aim at.
+    let link: serde_json::Value =
+        c.post(s.url("/urls")).json(&serde_json::json!({"original_url": "https://ok.io"})).send().await.unwrap().json().await.unwrap();
+    let link_id = link["id"].as_u64().unwrap();
+
+    let mut cases = vec![
+        case("POST", "/users", "{", 400, "JSON"),
+        case("POST", "/users", "[]", 400, "object"),
+        case("POST", "/users", "", 400, "object"),
+        case("POST", "/users", "null", 400, "object"),
+        case("POST", "/users", r#"{"email": 5}"#, 400, "string"),
+        case("POST", "/users", r#"{"email": ["a@b.io"]}"#, 400, "string"),
+        case("POST", "/users", r#"{}"#, 400, "email"),
+        case("POST", "/users", r#"{"email": "not-an-email"}"#, 400, "email"),
+        case("POST", "/users", r#"{"email": "a@b.io", "username": 7}"#, 400, "username"),
+        case("PUT", "/users/abc", r#"{}"#, 404, "not found"),
+        case("PUT", "/users/18446744073709551616", r#"{}"#, 404, "not found"),
+        case("DELETE", "/users/0", "", 404, "not found"),
+        case("POST", "/urls", r#"{"original_url": 5}"#, 400, "string"),
+        case("POST", "/urls", r#"{"title": "x"}"#, 400, "original_url"),
+        case("POST", "/urls", r#"{"original_url": "ftp://x.io"}"#, 400, "http"),
+        case("POST", "/urls", r#"{"original_url": "https://x.io", "user_id": "abc"}"#, 400, "user_id"),
+        case("POST", "/urls", r#"{"original_url": "https://x.io", "user_id": 123456}"#, 404, "user"),
+        case("POST", "/urls", r#"{"original_url": "https://x.io", "short_code": "a b"}"#, 400, "short_code"),
+        case("POST", "/urls", r#"{"original_url": "https://x.io", "short_code": "health"}"#, 400, "reserved"),
+        case("PUT", "/urls/999999", r#"{"title": "x"}"#, 404, "not found"),
+        case("PUT", &format!("/urls/{link_id}"), r#"{"is_active": "maybe"}"#, 400, "is_active"),
+        case("PUT", &format!("/urls/{link_id}"), r#"{"original_url": "mailto:x@y.io"}"#, 400, "http"),
+        case("PUT", &format!("/urls/{link_id}"), "{oops", 400, "JSON"),
+        case("GET", "/users?page=x", "", 400, "page"),
+        case("GET", "/users?per_page=-1", "", 400, "per_page"),
+        case("GET", "/urls?user_id=x", "", 400, "user_id"),
+        case("GET", "/events?url_id=x", "", 400, "url_id"),
+        case("GET", "/events?user_id=1.5", "", 400, "user_id"),
+        case("GET", "/urls/abc", "", 404, "not found"),
+        case("GET", "/events/abc", "", 404, "not found"),
+        case("POST", "/events", r#"{}"#, 400, "url_id"),
+        case("POST", "/events", r#"{"url_id": "x", "event_type": "view"}"#, 400, "url_id"),
+        case("POST", "/events", &format!(r#"{{"url_id": {link_id}}}"#), 400, "event_type"),
+        case("POST", "/events", &format!(r#"{{"url_id": {link_id}, "event_type": "view", "user_id": "me"}}"#), 400, "user_id"),
+        case("POST", "/events", &format!(r#"{{"url_id": {link_id}, "event_type": "view", "details": "text"}}"#), 400, "details"),
+        case("POST", "/events", r#"{"url_id": 424242, "event_type": "view"}"#, 404, "url"),
+        case("POST", "/shorten", r#"{"url": "javascript:alert(1)"}"#, 400, "http"),
+        case("POST", "/shorten", r#"{}"#, 400, "url"),
+        case("POST", "/auth/register", r#"{"email": "x@y.io", "password": "short"}"#, 400, "password"),
+        case("POST", "/auth/register", r#"{"email": "x@y.io"}"#, 400, "password"),
+        case("POST", "/auth/login", r#"{"email": "x@y.io", "password": "wrongpassword"}"#, 401, "invalid"),
+        case("POST", "/users/bulk", r#"{"file": "../etc/passwd"}"#, 400, "import directory"),
+        case("POST", "/users/bulk", r#"{"file": "a/b.csv"}"#, 400, "import directory"),
+        case("POST", "/users/bulk", r#"{"file": "users.csv"}"#, 404, "not found"),
+        case("POST", "/users/bulk", r#"{"nofile": 1}"#, 400, "file"),
+        case("GET", "/a/b/c", "", 404, "not found"),
+        case("GET", "/users/1/extra", "", 404, "not found"),
+        case("DELETE", "/shorten", "", 405, "method"),
+        case("PATCH", "/urls", "", 405, "method"),
+        case("GET", &format!("/{}", "a".repeat(10_000)), "", 404, "not found"),
+    ];
+    // Deeply nested JSON must be refused by the parser's depth limit, not overflow a stack.
+    cases.push(case("POST", "/users", &"[".repeat(100_000), 400, "JSON"));
+    // Bytes that are not UTF-8.
+    cases.push(Case {
+        method: "POST",
+        path: "/urls".into(),
+        body: vec![b'{', 0xff, 0xfe, b'}'],
+        content_type: "application/json",
+        status: 400,
+        says: "JSON",
+    });
+    cases.push(Case {
+        method: "POST",
+        path: "/users/bulk".into(),
+        body: b"email\n\xff\xfe\n".to_vec(),
+        content_type: "text/csv",
+        status: 400,
+        says: "CSV",
+    });
+    // Oversize bodies: JSON over 1 MiB.
+    let big = format!(r#"{{"email": "{}@x.io"}}"#, "a".repeat(2 << 20));
+    cases.push(case("POST", "/users", &big, 413, "limit"));
+
+    let mut failures = Vec::new();
+    for cs in &cases {
+        let method = reqwest::Method::from_bytes(cs.method.as_bytes()).unwrap();
+        let resp = c.request(method, s.url(&cs.path)).header("content-type", cs.content_type).body(cs.body.clone()).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let msg = serde_json::from_str::<serde_json::Value>(&text).ok().and_then(|v| v["error"].as_str().map(str::to_string));
+        let short_path: String = cs.path.chars().take(60).collect();
+        match msg {
+            Some(m) if status == cs.status && m.to_lowercase().contains(&cs.says.to_lowercase()) => {}
+            _ => failures.push(format!(
+                "{} {short_path}: want {} ~{:?}, got {status} {}",
+                cs.method,
+                cs.status,
+                cs.says,
+                text.chars().take(200).collect::<String>()
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+
+    // Still serving, and nothing was half-written: the one link is all there is.
+    assert_eq!(c.get(s.url("/health")).send().await.unwrap().status(), 200);
+    let links: Vec<serde_json::Value> = c.get(s.url("/urls")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(links.len(), 1);
+    let users: Vec<serde_json::Value> = c.get(s.url("/users")).send().await.unwrap().json().await.unwrap();
+    assert!(users.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_idempotency_keys_are_refused() {
+    let s = Server::open();
+    let c = client();
+    let r = c
+        .post(s.url("/urls"))
+        .header("Idempotency-Key", "k".repeat(300))
+        .json(&serde_json::json!({"original_url": "https://x.io"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("Idempotency-Key"));
+}

@@ -1,0 +1,140 @@
+//! Test support: runs the real `kurz` binary on a free loopback port, black-box.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    /// `open` or `token`.
+    pub auth: &'static str,
+    pub import_dir: Option<PathBuf>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts { auth: "open", import_dir: None, extra_env: Vec::new() }
+    }
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub data: tempfile::TempDir,
+    opts: Opts,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// The replaced service's data set (a copy of `../shared/seed-data`, kept in the repo so
+/// a clean clone can run every test).
+pub fn seed_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed-data")
+}
+
+impl Server {
+    pub fn start(opts: Opts) -> Server {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut s = Server { child: None, base: String::new(), data, opts, logs: Arc::new(Mutex::new(Vec::new())) };
+        s.spawn();
+        s
+    }
+
+    pub fn open() -> Server {
+        Server::start(Opts::default())
+    }
+
+    pub fn token() -> Server {
+        Server::start(Opts { auth: "token", ..Opts::default() })
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kurz"));
+        cmd.arg("serve")
+            .env("KURZ_HTTP_ADDR", "127.0.0.1:0")
+            .env("KURZ_DATA_DIR", self.data.path())
+            .env("KURZ_AUTH", self.opts.auth)
+            .env("KURZ_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("KURZ_PARTITIONS", "4")
+            .env("KURZ_CLICK_PARTITIONS", "2")
+            .env("KURZ_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(d) = &self.opts.import_dir {
+            cmd.env("KURZ_IMPORT_DIR", d);
+        }
+        for (k, v) in &self.opts.extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn kurz");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = self.logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("\"event\":\"listening\"") {
+                    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                    let _ = tx.send(v["addr"].as_str().unwrap().to_string());
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("kurz did not start listening; logs:\n{}", self.logs.lock().unwrap().join("\n"))
+        });
+        self.base = format!("http://{addr}");
+        self.child = Some(child);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// `kill -9`: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "kurz did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again on the same data directory (new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build().unwrap()
+}
