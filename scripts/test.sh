@@ -11,6 +11,22 @@ echo "== toolchain"
 cargo --version
 rustc --version
 
+echo "== system packages the tests run against"
+# Real protocol peers, never fakes: Redis (Debian's redis-server) and docker-compose
+# (validates docker-compose.yml without an engine).
+need_pkgs=()
+command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+# The distribution starts redis-server as a service on install; the tests start their
+# own instances on free ports and do not use it.
+redis-server --version
+docker-compose version --short
+
 echo "== format"
 cargo fmt --all --check
 
