@@ -37,3 +37,6 @@ echo "== tests"
 # Every test runs; none is ignored or skipped. Black-box suites start the real
 # binary on free loopback ports.
 cargo test --workspace --locked --no-fail-fast
+
+echo "== the black-box suites again, with the hot cache on Redis"
+KURZ_TEST_CACHE=redis cargo test --locked -p kurz --test contract --test concurrency --test durability --test malformed

@@ -8,7 +8,7 @@
 use crate::projections::{self, Input, Projection};
 use crate::{metrics, Error};
 use kurz_schemas::{topics, Click, Event, Ts};
-use kurz_storage::cache::{CachedLink, LinkCache};
+use kurz_storage::cache::{offer_state, LinkCache};
 use kurz_storage::store::{ApplyError, Mutation, Position, StoreBatch};
 use kurz_storage::{EventLog, ReadStore};
 use std::sync::Arc;
@@ -157,10 +157,8 @@ impl Projector {
         let Some(cache) = &self.cache else { return };
         for m in mutations {
             match m {
-                Mutation::PutLink(vl) => {
-                    cache.offer(&vl.link.short_code, CachedLink { link: Some(Arc::new(vl.link.clone())), version: vl.version }).await
-                }
-                Mutation::DeleteLink(vl) => cache.offer(&vl.link.short_code, CachedLink { link: None, version: vl.version }).await,
+                Mutation::PutLink(vl) => offer_state(&**cache, &vl.link, true, vl.version).await,
+                Mutation::DeleteLink(vl) => offer_state(&**cache, &vl.link, false, vl.version).await,
                 _ => {}
             }
         }

@@ -3,7 +3,8 @@
 //! the cache, exactly as the projector does.
 
 use kurz_schemas::{topics, Event, EventBody};
-use kurz_storage::{CachedLink, EventLog, LinkCache};
+use kurz_storage::cache::offer_state;
+use kurz_storage::{EventLog, LinkCache};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -28,11 +29,9 @@ pub async fn run_until_stopped(log: Arc<dyn EventLog>, cache: Arc<dyn LinkCache>
                     let Ok(ev) = Event::decode(&r.payload) else { continue };
                     match &ev.body {
                         EventBody::LinkCreated { link, .. } | EventBody::LinkUpdated { link } => {
-                            cache.offer(&link.short_code, CachedLink { link: Some(Arc::new(link.clone())), version: r.offset }).await
+                            offer_state(&*cache, link, true, r.offset).await
                         }
-                        EventBody::LinkDeleted { link } => {
-                            cache.offer(&link.short_code, CachedLink { link: None, version: r.offset }).await
-                        }
+                        EventBody::LinkDeleted { link } => offer_state(&*cache, link, false, r.offset).await,
                         _ => {}
                     }
                 }

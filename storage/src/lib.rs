@@ -46,24 +46,33 @@ pub fn open_store(url: &str, data_dir: &Path) -> Result<Arc<dyn ReadStore>, Stor
             let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
             Arc::new(store::embedded::RedbStore::open(&dir.join("store.redb"))?)
         }
+        // scylla://host:port[,host:port]/keyspace?consistency=…: see store::scylla.
+        "scylla" => Arc::new(store::scylla::ScyllaStore::open(url)?),
         other => return Err(StorageError::UnsupportedBackend { port: "store", scheme: other.to_string() }),
     };
     Ok(Arc::new(store::Instrumented::new(inner)))
 }
 
-/// Opens the hot cache named by `url`: `memory` (or `memory://?capacity=N`) is an
-/// in-process moka cache.
+/// Opens the hot cache named by `url`:
+/// - `memory` (or `memory://?capacity=N`): an in-process moka cache;
+/// - `redis://host:port[/db][?prefix=kurz:&near_capacity=N]`: Redis, with an in-process
+///   near cache of `near_capacity` entries (default 100 000; 0 turns it off) in front.
+///
+/// Must be called inside a tokio runtime (the Redis adapter starts a repair task).
 pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
     let (scheme, rest) = split_url(url);
+    let param = |name: &str| -> Option<u64> {
+        let q = rest.split_once('?').map(|(_, q)| q).unwrap_or(rest.strip_prefix('?').unwrap_or(""));
+        q.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).and_then(|v| v.parse().ok())
+    };
     let inner: Arc<dyn LinkCache> = match scheme {
-        "memory" | "embedded" | "moka" => {
-            let capacity = rest
-                .trim_start_matches('?')
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("capacity="))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1_000_000);
-            Arc::new(cache::memory::MokaCache::new(capacity))
+        "memory" | "embedded" | "moka" => Arc::new(cache::memory::MokaCache::new(param("capacity").unwrap_or(1_000_000))),
+        "redis" | "rediss" => {
+            let far: Arc<dyn LinkCache> = Arc::new(cache::redis::RedisCache::open(url)?);
+            match param("near_capacity").unwrap_or(100_000) {
+                0 => far,
+                n => Arc::new(cache::tiered::Tiered { near: Arc::new(cache::memory::MokaCache::new(n)), far }),
+            }
         }
         other => return Err(StorageError::UnsupportedBackend { port: "cache", scheme: other.to_string() }),
     };

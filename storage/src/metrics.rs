@@ -10,6 +10,7 @@ pub struct StorageMetrics {
     pub store_ops: IntCounterVec,
     pub store_seconds: HistogramVec,
     pub cache_lookups: IntCounterVec,
+    pub cache_errors: IntCounterVec,
 }
 
 pub fn get() -> &'static StorageMetrics {
@@ -45,8 +46,14 @@ pub fn get() -> &'static StorageMetrics {
         .unwrap(),
         cache_lookups: register_int_counter_vec!(
             "kurz_cache_lookups_total",
-            "Hot-cache lookups by result (hit, negative_hit, miss).",
+            "Hot-cache lookups by result (hit, negative_hit, miss, error).",
             &["result"]
+        )
+        .unwrap(),
+        cache_errors: register_int_counter_vec!(
+            "kurz_cache_errors_total",
+            "Hot-cache operations that failed (served from the read store instead).",
+            &["op"]
         )
         .unwrap(),
     })

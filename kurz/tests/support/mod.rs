@@ -25,6 +25,9 @@ impl Default for Opts {
 
 pub struct Server {
     child: Option<Child>,
+    /// The Redis this server's cache lives in, when the suite runs with
+    /// `KURZ_TEST_CACHE=redis` (see scripts/test.sh).
+    pub redis: Option<kurz_testkit::RedisServer>,
     pub base: String,
     pub data: tempfile::TempDir,
     opts: Opts,
@@ -40,7 +43,12 @@ pub fn seed_dir() -> PathBuf {
 impl Server {
     pub fn start(opts: Opts) -> Server {
         let data = tempfile::tempdir().expect("tempdir");
-        let mut s = Server { child: None, base: String::new(), data, opts, logs: Arc::new(Mutex::new(Vec::new())) };
+        let redis = match std::env::var("KURZ_TEST_CACHE").as_deref() {
+            Ok("redis") => Some(kurz_testkit::RedisServer::start()),
+            Ok("memory") | Err(_) => None,
+            Ok(other) => panic!("KURZ_TEST_CACHE must be redis or memory, not {other}"),
+        };
+        let mut s = Server { child: None, redis, base: String::new(), data, opts, logs: Arc::new(Mutex::new(Vec::new())) };
         s.spawn();
         s
     }
@@ -65,6 +73,9 @@ impl Server {
             .env("KURZ_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Some(r) = &self.redis {
+            cmd.env("KURZ_CACHE_URL", r.url());
+        }
         if let Some(d) = &self.opts.import_dir {
             cmd.env("KURZ_IMPORT_DIR", d);
         }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 const MAX_UA: usize = 256;
 
 async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, &'static str), ApiError> {
-    if let Some(hit) = s.cache.get(code).await {
+    // A cache error is a miss: the store answers (slower, counted at the cache port).
+    if let Ok(Some(hit)) = s.cache.get(code).await {
         return Ok((hit.link, "cache"));
     }
     let found = s.store.link_by_code(code).await?;
@@ -25,7 +26,7 @@ async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, &'stat
         Some(vl) => CachedLink { link: Some(Arc::new(vl.link)), version: vl.version },
         None => CachedLink { link: None, version: 0 },
     };
-    s.cache.offer(code, entry.clone()).await;
+    let _ = s.cache.offer(code, entry.clone()).await;
     Ok((entry.link, "store"))
 }
 

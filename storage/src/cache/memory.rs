@@ -1,6 +1,7 @@
 //! In-process cache on moka (TinyLFU admission, bounded by entry count).
 
 use super::{CachedLink, LinkCache};
+use crate::StorageError;
 use async_trait::async_trait;
 use moka::ops::compute::Op;
 use moka::sync::Cache;
@@ -17,14 +18,15 @@ impl MokaCache {
 
 #[async_trait]
 impl LinkCache for MokaCache {
-    async fn get(&self, code: &str) -> Option<CachedLink> {
-        self.inner.get(code)
+    async fn get(&self, code: &str) -> Result<Option<CachedLink>, StorageError> {
+        Ok(self.inner.get(code))
     }
 
-    async fn offer(&self, code: &str, entry: CachedLink) {
+    async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError> {
         self.inner.entry(code.to_string()).and_compute_with(|cur| match cur {
             Some(cur) if cur.value().version > entry.version => Op::Nop,
             _ => Op::Put(entry),
         });
+        Ok(())
     }
 }

@@ -4,12 +4,17 @@
 //! ever replaces an older one. The projector offers the state each event produces, and
 //! a reader that missed offers what it read from the store; whichever is newer stays,
 //! so a slow reader can never put back a state an event already replaced.
+//!
+//! A cache is an optimisation: callers treat an error as a miss and go to the store.
 
 pub mod memory;
+pub mod redis;
+pub mod tiered;
 
-use crate::metrics;
+use crate::{metrics, StorageError};
 use async_trait::async_trait;
 use kurz_schemas::Link;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -21,41 +26,67 @@ pub struct CachedLink {
 
 #[async_trait]
 pub trait LinkCache: Send + Sync + 'static {
-    async fn get(&self, code: &str) -> Option<CachedLink>;
+    async fn get(&self, code: &str) -> Result<Option<CachedLink>, StorageError>;
     /// Stores `entry` unless the cache holds a newer version for `code`.
-    async fn offer(&self, code: &str, entry: CachedLink);
-    async fn ping(&self) -> bool {
-        true
+    async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError>;
+    async fn ping(&self) -> Result<(), StorageError> {
+        Ok(())
     }
 }
 
-/// Counts hits, negative hits and misses once, whatever the backend.
+/// Counts hits, negative hits, misses and errors once, whatever the backend, and logs a
+/// failing cache at most once every 10 s.
 pub struct Instrumented {
     inner: Arc<dyn LinkCache>,
+    last_error_log: AtomicI64,
 }
 
 impl Instrumented {
     pub fn new(inner: Arc<dyn LinkCache>) -> Instrumented {
-        Instrumented { inner }
+        Instrumented { inner, last_error_log: AtomicI64::new(0) }
+    }
+
+    fn failed(&self, op: &'static str, e: &StorageError) {
+        metrics::get().cache_errors.with_label_values(&[op]).inc();
+        let now = kurz_schemas::Ts::now().0;
+        let last = self.last_error_log.load(Ordering::Relaxed);
+        if now - last > 10_000 && self.last_error_log.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            tracing::warn!(event = "cache_unavailable", op, error = %e, "serving from the read store");
+        }
     }
 }
 
 #[async_trait]
 impl LinkCache for Instrumented {
-    async fn get(&self, code: &str) -> Option<CachedLink> {
+    async fn get(&self, code: &str) -> Result<Option<CachedLink>, StorageError> {
         let r = self.inner.get(code).await;
         let label = match &r {
-            Some(CachedLink { link: Some(_), .. }) => "hit",
-            Some(_) => "negative_hit",
-            None => "miss",
+            Ok(Some(CachedLink { link: Some(_), .. })) => "hit",
+            Ok(Some(_)) => "negative_hit",
+            Ok(None) => "miss",
+            Err(e) => {
+                self.failed("get", e);
+                "error"
+            }
         };
         metrics::get().cache_lookups.with_label_values(&[label]).inc();
         r
     }
-    async fn offer(&self, code: &str, entry: CachedLink) {
-        self.inner.offer(code, entry).await
+    async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError> {
+        let r = self.inner.offer(code, entry).await;
+        if let Err(e) = &r {
+            self.failed("offer", e);
+        }
+        r
     }
-    async fn ping(&self) -> bool {
+    async fn ping(&self) -> Result<(), StorageError> {
         self.inner.ping().await
     }
+}
+
+/// Offers the state a link event produced (`live`: created or updated; else deleted).
+/// A failure is the cache's to repair; the read store stays the truth, so callers go on.
+pub async fn offer_state(cache: &dyn LinkCache, link: &Link, live: bool, version: u64) {
+    let entry = CachedLink { link: live.then(|| Arc::new(link.clone())), version };
+    let _ = cache.offer(&link.short_code, entry).await;
 }

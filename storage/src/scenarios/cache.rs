@@ -1,36 +1,59 @@
-//! The hot-cache scenario suite.
+//! The hot-cache scenario suite. `run` takes an empty cache.
 
 use crate::cache::{CachedLink, LinkCache};
 use kurz_schemas::{Id, Link, Ts};
 use std::sync::Arc;
 
-fn entry(url: &str, version: u64) -> CachedLink {
+fn entry(code: &str, url: &str, version: u64) -> CachedLink {
     CachedLink {
         link: Some(Arc::new(Link {
             id: Id::new(1).unwrap(),
-            short_code: "abc".into(),
+            short_code: code.into(),
             original_url: url.into(),
-            title: None,
+            title: Some("t".into()),
             is_active: true,
-            user_id: None,
-            created_at: Ts(0),
-            updated_at: Ts(0),
+            user_id: Some(Id::new(9).unwrap()),
+            created_at: Ts(1000),
+            updated_at: Ts(2000),
         })),
         version,
     }
 }
 
 pub async fn run(cache: Arc<dyn LinkCache>) {
-    assert_eq!(cache.get("abc").await, None);
-    cache.offer("abc", entry("https://v2.io", 2)).await;
-    assert_eq!(cache.get("abc").await, Some(entry("https://v2.io", 2)));
+    let get = |c: &'static str| {
+        let cache = cache.clone();
+        async move { cache.get(c).await.expect("cache get") }
+    };
+    assert_eq!(get("abc").await, None);
+    cache.offer("abc", entry("abc", "https://v2.io", 2)).await.unwrap();
+    assert_eq!(get("abc").await, Some(entry("abc", "https://v2.io", 2)), "the whole link round-trips");
     // A reader that read an older state from the store cannot put it back.
-    cache.offer("abc", entry("https://v1.io", 1)).await;
-    assert_eq!(cache.get("abc").await.unwrap().version, 2);
+    cache.offer("abc", entry("abc", "https://v1.io", 1)).await.unwrap();
+    assert_eq!(get("abc").await.unwrap().version, 2);
     // A newer state (here a delete) replaces it.
-    cache.offer("abc", CachedLink { link: None, version: 3 }).await;
-    assert_eq!(cache.get("abc").await, Some(CachedLink { link: None, version: 3 }));
-    cache.offer("abc", entry("https://v2.io", 2)).await;
-    assert_eq!(cache.get("abc").await.unwrap().link, None, "a tombstone is not undone by an older state");
-    assert!(cache.ping().await);
+    cache.offer("abc", CachedLink { link: None, version: 3 }).await.unwrap();
+    assert_eq!(get("abc").await, Some(CachedLink { link: None, version: 3 }));
+    cache.offer("abc", entry("abc", "https://v2.io", 2)).await.unwrap();
+    assert_eq!(get("abc").await.unwrap().link, None, "a tombstone is not undone by an older state");
+    // Codes are independent, and equal versions may be rewritten (replay is idempotent).
+    cache.offer("other", entry("other", "https://o.io", 1)).await.unwrap();
+    cache.offer("other", entry("other", "https://o.io", 1)).await.unwrap();
+    assert_eq!(get("other").await.unwrap().link.unwrap().original_url, "https://o.io");
+    assert_eq!(get("abc").await.unwrap().version, 3);
+
+    // Concurrent offers of many versions: the newest always stays.
+    let tasks: Vec<_> = (0..50u64)
+        .map(|v| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.offer("race", entry("race", &format!("https://v{v}.io"), v)).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let won = get("race").await.unwrap();
+    assert_eq!(won.version, 49);
+    assert_eq!(won.link.unwrap().original_url, "https://v49.io");
+    cache.ping().await.unwrap();
 }

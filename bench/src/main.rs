@@ -1,0 +1,39 @@
+//! `kurz-bench`: kurz's benchmark harness. Every benchmark measures its baseline in the
+//! same run and reports ratios to it; results go to `bench/results/<name>.{json,md}`.
+
+mod staleness;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "kurz-bench", about)]
+struct Cli {
+    /// Where the JSON and markdown summaries go.
+    #[arg(long, default_value = "bench/results")]
+    out: std::path::PathBuf,
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Edit-to-edge staleness over Redis with several near-cached edges.
+    Staleness(staleness::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let (name, json, md) = match cli.bench {
+            Bench::Staleness(a) => {
+                let v = staleness::run(a).await;
+                let md = staleness::markdown(&v);
+                ("staleness", v, md)
+            }
+        };
+        stats::write(&cli.out, name, &json, &md).unwrap();
+        println!("{md}");
+    });
+}

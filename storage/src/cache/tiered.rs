@@ -1,0 +1,39 @@
+//! A process-local near cache over a shared far cache (Redis). Reads try near, then far
+//! (a far hit is copied near); offers go to both. The near tier of every edge is kept
+//! current by the events it follows (see `query-edge/src/follow.rs`), so a change
+//! reaches every edge within the time it takes to read one event.
+
+use super::{CachedLink, LinkCache};
+use crate::StorageError;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub struct Tiered {
+    pub near: Arc<dyn LinkCache>,
+    pub far: Arc<dyn LinkCache>,
+}
+
+#[async_trait]
+impl LinkCache for Tiered {
+    async fn get(&self, code: &str) -> Result<Option<CachedLink>, StorageError> {
+        if let Some(hit) = self.near.get(code).await? {
+            return Ok(Some(hit));
+        }
+        match self.far.get(code).await? {
+            Some(hit) => {
+                self.near.offer(code, hit.clone()).await?;
+                Ok(Some(hit))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError> {
+        self.near.offer(code, entry.clone()).await?;
+        self.far.offer(code, entry).await
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.far.ping().await
+    }
+}

@@ -1,0 +1,213 @@
+//! The write path: guard positions, write mutations as absolute rows, write positions
+//! last. Why this is safe without a transaction is in the module doc of [`super`].
+
+use super::{engine, key, owner_key, signed, unsigned, ScyllaStore, ALL};
+use crate::store::{ApplyError, Mutation, StoreBatch};
+use crate::StorageError;
+use kurz_schemas::{HistoryEvent, Id, Link, User};
+use std::ops::ControlFlow;
+
+/// Where a batch's clicks come from and which batch it is: `(source, batch_from)`.
+/// `batch_from` is the lowest `from` of the batch's positions; it only repeats when a
+/// batch whose positions were never written is re-applied.
+type ClickSource = (String, i64);
+
+fn log_partition(partition: u32) -> Result<i32, StorageError> {
+    i32::try_from(partition).map_err(|_| StorageError::Engine(format!("log partition {partition} does not fit a CQL int")))
+}
+
+impl ScyllaStore {
+    pub(super) async fn stored_position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        let row: Option<(i64,)> = self.one(&self.st.position, (projection, topic, log_partition(partition)?)).await?;
+        row.map(|(n,)| unsigned(n, "position")).unwrap_or(Ok(0))
+    }
+
+    pub(super) async fn apply_batch(&self, batch: &StoreBatch) -> Result<(), ApplyError> {
+        // 1. Every position must be where the batch starts, or nothing is written.
+        for p in &batch.positions {
+            let stored = self.stored_position(&p.projection, &p.topic, p.partition).await?;
+            if stored != p.from {
+                return Err(ApplyError::PositionMismatch {
+                    projection: p.projection.clone(),
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    stored,
+                    expected: p.from,
+                });
+            }
+        }
+        // 2. The mutations, in order; clicks summed per link and written once.
+        let mut clicks: Vec<(Id, u64)> = Vec::new();
+        for m in &batch.mutations {
+            match m {
+                Mutation::AddClicks { link_id, n } => match clicks.iter_mut().find(|(l, _)| l == link_id) {
+                    Some((_, total)) => *total += n,
+                    None => clicks.push((*link_id, *n)),
+                },
+                other => self.apply_mutation(other).await?,
+            }
+        }
+        if !clicks.is_empty() {
+            let source = match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min()) {
+                (Some(p), Some(from)) => Some((format!("{}/{}", p.topic, p.partition), signed(from, "offset")?)),
+                _ => None,
+            };
+            for (link_id, n) in clicks {
+                self.add_clicks(link_id, n, source.as_ref()).await?;
+            }
+        }
+        // 3. The positions, last.
+        for p in &batch.positions {
+            let values = (p.projection.as_str(), p.topic.as_str(), log_partition(p.partition)?, signed(p.to, "offset")?);
+            self.exec(&self.st.put_position, values).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_mutation(&self, m: &Mutation) -> Result<(), StorageError> {
+        let st = &self.st;
+        match m {
+            Mutation::PutUser(u) => {
+                let id = key(u.id);
+                let body = serde_json::to_string(u)?;
+                let old: Option<(String, String)> = self.one(&st.user, (id,)).await?;
+                if let Some((old_email, _)) = old {
+                    if old_email != u.email {
+                        self.exec(&st.delete_user_by_email, (old_email.as_str(),)).await?;
+                    }
+                }
+                tokio::try_join!(
+                    self.exec(&st.put_user_by_email, (u.email.as_str(), id)),
+                    self.exec(&st.put_users_all, (ALL, id, body.as_str())),
+                )?;
+                self.exec(&st.put_user, (id, u.email.as_str(), body.as_str())).await?;
+            }
+            Mutation::DeleteUser(u) => self.delete_user(u).await?,
+            Mutation::PutLink(vl) => {
+                let old = self.stored_link(vl.link.id).await?;
+                if let Some((version, old)) = &old {
+                    if *version > vl.version {
+                        return Ok(()); // an older state never overwrites a newer one
+                    }
+                    self.unindex_link(old, Some(&vl.link)).await?;
+                }
+                let (id, version) = (key(vl.link.id), signed(vl.version, "link version")?);
+                let body = serde_json::to_string(&vl.link)?;
+                let l = &vl.link;
+                tokio::try_join!(
+                    self.exec(&st.put_link_by_code, (l.short_code.as_str(), id, version, body.as_str())),
+                    self.exec(&st.put_link_by_owner, (owner_key(l.user_id), id, body.as_str())),
+                    self.exec(&st.put_link_by_owner_url, (owner_key(l.user_id), l.original_url.as_str(), id, body.as_str())),
+                    self.exec(&st.put_links_all, (ALL, id, body.as_str())),
+                )?;
+                // The source row last: until it is written a re-run still sees the old
+                // version and redoes the index changes above.
+                self.exec(&st.put_link, (id, version, body.as_str())).await?;
+            }
+            Mutation::DeleteLink(vl) => {
+                if let Some((_, old)) = self.stored_link(vl.link.id).await? {
+                    self.unindex_link(&old, None).await?;
+                    self.exec(&st.delete_links_all, (ALL, key(old.id))).await?;
+                }
+                self.exec(&st.delete_link, (key(vl.link.id),)).await?;
+            }
+            Mutation::PutHistory(e) => self.put_history(e).await?,
+            Mutation::AddClicks { link_id, n } => self.add_clicks(*link_id, *n, None).await?,
+            Mutation::PutOutcome { command_id, outcome } => {
+                // The first outcome of a command id is kept.
+                let stored: Option<(String,)> = self.one(&st.outcome, (command_id.as_str(),)).await?;
+                if stored.is_none() {
+                    self.exec(&st.put_outcome, (command_id.as_str(), serde_json::to_string(outcome)?.as_str())).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, u: &User) -> Result<(), StorageError> {
+        let st = &self.st;
+        let id = key(u.id);
+        let owner_of_email: Option<(i64,)> = self.one(&st.user_by_email, (u.email.as_str(),)).await?;
+        if owner_of_email == Some((id,)) {
+            self.exec(&st.delete_user_by_email, (u.email.as_str(),)).await?;
+        }
+        self.exec(&st.delete_users_all, (ALL, id)).await?;
+        self.exec(&st.delete_user, (id,)).await
+    }
+
+    async fn stored_link(&self, id: Id) -> Result<Option<(u64, Link)>, StorageError> {
+        let row: Option<(i64, String)> = self.one(&self.st.link, (key(id),)).await?;
+        row.map(|(v, body)| Ok((unsigned(v, "link version")?, serde_json::from_str(&body)?))).transpose()
+    }
+
+    /// Removes the index rows of `old` that `new` (if any) will not overwrite. Rows the
+    /// new state rewrites are left alone, so a delete and an insert never race for one
+    /// row.
+    async fn unindex_link(&self, old: &Link, new: Option<&Link>) -> Result<(), StorageError> {
+        let st = &self.st;
+        let id = key(old.id);
+        if new.is_none_or(|n| n.short_code != old.short_code) {
+            let holder: Option<(i64, i64, String)> = self.one(&st.link_by_code, (old.short_code.as_str(),)).await?;
+            if holder.is_some_and(|(holder, _, _)| holder == id) {
+                self.exec(&st.delete_link_by_code, (old.short_code.as_str(),)).await?;
+            }
+        }
+        if new.is_none_or(|n| n.user_id != old.user_id) {
+            self.exec(&st.delete_link_by_owner, (owner_key(old.user_id), id)).await?;
+        }
+        if new.is_none_or(|n| n.user_id != old.user_id || n.original_url != old.original_url) {
+            self.exec(&st.delete_link_by_owner_url, (owner_key(old.user_id), old.original_url.as_str(), id)).await?;
+        }
+        Ok(())
+    }
+
+    async fn put_history(&self, e: &HistoryEvent) -> Result<(), StorageError> {
+        let st = &self.st;
+        let id = key(e.id);
+        let body = serde_json::to_string(e)?;
+        let body = body.as_str();
+        let by_user = async {
+            match e.user_id {
+                Some(u) => self.exec(&st.put_history_by_user, (key(u), id, body)).await,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(
+            self.exec(&st.put_history, (id, body)),
+            self.exec(&st.put_history_by_link, (key(e.url_id), id, body)),
+            by_user,
+            self.exec(&st.put_history_by_type, (e.event_type.as_str(), id, body)),
+            self.exec(&st.put_history_all, (ALL, id, body)),
+        )?;
+        Ok(())
+    }
+
+    /// Adds `n` to the click count of `link_id`: read, add, write an absolute value. A
+    /// re-run of the same batch (same source and `batch_from`) adds to the count from
+    /// before that batch, not to the one it already moved.
+    async fn add_clicks(&self, link_id: Id, n: u64, batch: Option<&ClickSource>) -> Result<(), StorageError> {
+        let (source, batch_from) = match batch {
+            Some((s, f)) => (s.as_str(), *f),
+            None => ("", -1), // unguarded batch: nothing to recognise a re-run by
+        };
+        let row = self.click_rows(link_id).await?.into_iter().find(|r| r.0 == source);
+        let base = match row {
+            Some((_, _, base, from)) if batch.is_some() && from == batch_from => base,
+            Some((_, clicks, _, _)) => clicks,
+            None => 0,
+        };
+        let total = base.checked_add(signed(n, "click count")?).ok_or_else(|| engine("click count overflows a CQL bigint"))?;
+        self.exec(&self.st.put_clicks, (key(link_id), source, total, base, batch_from)).await
+    }
+
+    /// `(source, clicks, base, batch_from)` of every click-count row of `link_id`.
+    pub(super) async fn click_rows(&self, link_id: Id) -> Result<Vec<(String, i64, i64, i64)>, StorageError> {
+        let mut rows = Vec::new();
+        self.each(&self.st.clicks, (key(link_id),), |r: (String, i64, i64, i64)| {
+            rows.push(r);
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,87 @@
+//! Every statement the store runs after the migration, prepared once at start.
+//!
+//! All of them are marked idempotent (the driver may retry or speculate them): writes
+//! carry absolute values, never increments. Listing statements (`paged`) carry the
+//! configured page size and are read a page at a time. No `LIMIT ?`, ranges or
+//! `ALLOW FILTERING`: every read names a whole partition key, and filtering beyond the
+//! partition happens in the adapter, as in the embedded backend.
+
+use crate::StorageError;
+use scylla::client::session::Session;
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::Statement;
+
+async fn prepare(session: &Session, cql: String, page_size: Option<i32>) -> Result<PreparedStatement, StorageError> {
+    let mut st = Statement::new(cql.as_str());
+    if let Some(n) = page_size {
+        st.set_page_size(n);
+    }
+    st.set_is_idempotent(true);
+    session.prepare(st).await.map_err(|e| StorageError::Engine(format!("prepare '{cql}': {e}")))
+}
+
+macro_rules! statements {
+    ($($name:ident $(($paged:ident))? = $cql:literal;)*) => {
+        pub struct Statements {
+            $(pub $name: PreparedStatement,)*
+        }
+
+        impl Statements {
+            pub async fn prepare(session: &Session, ks: &str, page_size: i32) -> Result<Statements, StorageError> {
+                Ok(Statements {
+                    $($name: prepare(session, format!($cql, ks = ks), statements!(@page $($paged)? page_size)).await?,)*
+                })
+            }
+        }
+    };
+    (@page paged $n:ident) => { Some($n) };
+    (@page $n:ident) => { None };
+}
+
+statements! {
+    position = "SELECT next_offset FROM {ks}.positions WHERE projection = ? AND topic = ? AND log_partition = ?";
+    put_position = "INSERT INTO {ks}.positions (projection, topic, log_partition, next_offset) VALUES (?, ?, ?, ?)";
+
+    user = "SELECT email, body FROM {ks}.users WHERE id = ?";
+    put_user = "INSERT INTO {ks}.users (id, email, body) VALUES (?, ?, ?)";
+    delete_user = "DELETE FROM {ks}.users WHERE id = ?";
+    user_by_email = "SELECT id FROM {ks}.users_by_email WHERE email = ?";
+    put_user_by_email = "INSERT INTO {ks}.users_by_email (email, id) VALUES (?, ?)";
+    delete_user_by_email = "DELETE FROM {ks}.users_by_email WHERE email = ?";
+    users_all (paged) = "SELECT id, body FROM {ks}.users_all WHERE bucket = ?";
+    put_users_all = "INSERT INTO {ks}.users_all (bucket, id, body) VALUES (?, ?, ?)";
+    delete_users_all = "DELETE FROM {ks}.users_all WHERE bucket = ? AND id = ?";
+
+    link = "SELECT version, body FROM {ks}.links WHERE id = ?";
+    put_link = "INSERT INTO {ks}.links (id, version, body) VALUES (?, ?, ?)";
+    delete_link = "DELETE FROM {ks}.links WHERE id = ?";
+    link_by_code = "SELECT id, version, body FROM {ks}.links_by_code WHERE short_code = ?";
+    put_link_by_code = "INSERT INTO {ks}.links_by_code (short_code, id, version, body) VALUES (?, ?, ?, ?)";
+    delete_link_by_code = "DELETE FROM {ks}.links_by_code WHERE short_code = ?";
+    links_by_owner (paged) = "SELECT id, body FROM {ks}.links_by_owner WHERE owner = ?";
+    put_link_by_owner = "INSERT INTO {ks}.links_by_owner (owner, id, body) VALUES (?, ?, ?)";
+    delete_link_by_owner = "DELETE FROM {ks}.links_by_owner WHERE owner = ? AND id = ?";
+    links_by_owner_url (paged) = "SELECT id, body FROM {ks}.links_by_owner_url WHERE owner = ? AND url = ?";
+    put_link_by_owner_url = "INSERT INTO {ks}.links_by_owner_url (owner, url, id, body) VALUES (?, ?, ?, ?)";
+    delete_link_by_owner_url = "DELETE FROM {ks}.links_by_owner_url WHERE owner = ? AND url = ? AND id = ?";
+    links_all (paged) = "SELECT id, body FROM {ks}.links_all WHERE bucket = ?";
+    put_links_all = "INSERT INTO {ks}.links_all (bucket, id, body) VALUES (?, ?, ?)";
+    delete_links_all = "DELETE FROM {ks}.links_all WHERE bucket = ? AND id = ?";
+
+    history_event = "SELECT body FROM {ks}.history WHERE id = ?";
+    put_history = "INSERT INTO {ks}.history (id, body) VALUES (?, ?)";
+    history_by_link (paged) = "SELECT id, body FROM {ks}.history_by_link WHERE url_id = ?";
+    put_history_by_link = "INSERT INTO {ks}.history_by_link (url_id, id, body) VALUES (?, ?, ?)";
+    history_by_user (paged) = "SELECT id, body FROM {ks}.history_by_user WHERE user_id = ?";
+    put_history_by_user = "INSERT INTO {ks}.history_by_user (user_id, id, body) VALUES (?, ?, ?)";
+    history_by_type (paged) = "SELECT id, body FROM {ks}.history_by_type WHERE event_type = ?";
+    put_history_by_type = "INSERT INTO {ks}.history_by_type (event_type, id, body) VALUES (?, ?, ?)";
+    history_all (paged) = "SELECT id, body FROM {ks}.history_all WHERE bucket = ?";
+    put_history_all = "INSERT INTO {ks}.history_all (bucket, id, body) VALUES (?, ?, ?)";
+
+    clicks (paged) = "SELECT source, clicks, base, batch_from FROM {ks}.click_counts WHERE link_id = ?";
+    put_clicks = "INSERT INTO {ks}.click_counts (link_id, source, clicks, base, batch_from) VALUES (?, ?, ?, ?, ?)";
+
+    outcome = "SELECT body FROM {ks}.outcomes WHERE command_id = ?";
+    put_outcome = "INSERT INTO {ks}.outcomes (command_id, body) VALUES (?, ?)";
+}

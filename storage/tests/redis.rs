@@ -1,0 +1,98 @@
+//! The cache scenario suite against a real `redis-server` (Debian's package, started
+//! here on a free port), plus outage and repair behaviour. A missing redis-server is a
+//! failure, not a skip.
+
+use kurz_schemas::{Id, Link, Ts};
+use kurz_storage::cache::redis::RedisCache;
+use kurz_storage::cache::{CachedLink, LinkCache};
+use kurz_storage::{open_cache, scenarios};
+use kurz_testkit::{free_port, RedisServer as Redis};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn entry(url: &str, version: u64) -> CachedLink {
+    CachedLink {
+        link: Some(Arc::new(Link {
+            id: Id::new(3).unwrap(),
+            short_code: "code".into(),
+            original_url: url.into(),
+            title: None,
+            is_active: true,
+            user_id: None,
+            created_at: Ts(1),
+            updated_at: Ts(1),
+        })),
+        version,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_scenarios_on_redis_alone() {
+    let r = Redis::start();
+    scenarios::cache::run(open_cache(&format!("{}?near_capacity=0", r.url())).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_scenarios_on_near_cache_over_redis() {
+    let r = Redis::start();
+    scenarios::cache::run(open_cache(&r.url()).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_share_entries_through_redis() {
+    let r = Redis::start();
+    let a = open_cache(&format!("{}?near_capacity=0", r.url())).unwrap();
+    let b = open_cache(&format!("{}?near_capacity=0", r.url())).unwrap();
+    a.offer("code", entry("https://shared.io", 7)).await.unwrap();
+    assert_eq!(b.get("code").await.unwrap(), Some(entry("https://shared.io", 7)));
+    b.offer("code", entry("https://older.io", 6)).await.unwrap();
+    assert_eq!(a.get("code").await.unwrap().unwrap().version, 7, "newer-wins holds across processes");
+    // Separate prefixes are separate caches.
+    let c = open_cache(&format!("{}?near_capacity=0&prefix=other:", r.url())).unwrap();
+    assert_eq!(c.get("code").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_fails_fast_and_offers_made_during_it_are_repaired() {
+    let mut r = Redis::start();
+    let port = r.port;
+    let cache = RedisCache::open(&r.url()).unwrap();
+    cache.offer("code", entry("https://before.io", 1)).await.unwrap();
+    r.kill();
+
+    // Down: errors, never hangs or panics; the failed offer is kept for repair.
+    assert!(cache.get("code").await.is_err());
+    assert!(cache.offer("code", entry("https://during.io", 2)).await.is_err());
+    assert!(cache.get("code").await.is_err(), "the breaker answers at once");
+    assert_eq!(cache.pending(), 1);
+
+    // Back (empty, as after a restart): the pending offer is written again.
+    let _r2 = Redis::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(e)) = cache.get("code").await {
+            assert_eq!(e, entry("https://during.io", 2));
+            break;
+        }
+        assert!(Instant::now() < deadline, "cache did not heal after Redis returned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cache.pending(), 0);
+    // A second process sees the repaired entry.
+    let other = open_cache(&format!("redis://127.0.0.1:{port}?near_capacity=0")).unwrap();
+    assert_eq!(other.get("code").await.unwrap().unwrap().version, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_while_redis_is_down_works_and_connects_later() {
+    let port = free_port();
+    let cache = open_cache(&format!("redis://127.0.0.1:{port}")).unwrap();
+    assert!(cache.get("x").await.is_err());
+    let _r = Redis::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cache.offer("x", entry("https://late.io", 1)).await.is_err() {
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cache.get("x").await.unwrap().unwrap().version, 1);
+}

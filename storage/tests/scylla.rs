@@ -1,0 +1,231 @@
+//! The read-store scenario suite against the ScyllaDB adapter, over a real CQL socket
+//! served by kassandra (an in-memory, single-node CQL v4 server embedded as a library)
+//! on a free loopback port. What this double cannot prove about Scylla is listed in
+//! `infra/scylla-unproven.md`. Nothing here is skipped: if the double cannot start or
+//! the adapter cannot talk to it, the tests fail.
+
+use futures::{SinkExt, StreamExt};
+use kassandra::error::DbError;
+use kassandra::frame::request::Request;
+use kassandra::frame::response::error::Error as CqlError;
+use kassandra::frame::response::Response;
+use kassandra::frame::{request_stream, response_sink};
+use kassandra::KassandraSession;
+use kurz_schemas::{Id, Link, User};
+use kurz_storage::store::scylla::schema::{table_names, SCHEMA_CQL};
+use kurz_storage::store::{Mutation, Position, VersionedLink};
+use kurz_storage::{open_store, scenarios, StoreBatch};
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::response::PagingState;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Starts a fresh kassandra node on its own thread and runtime (so a client blocking
+/// in `open_store` cannot starve it) and returns its address.
+fn start_node() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("kassandra".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("kassandra runtime");
+            rt.block_on(async move {
+                let node = Arc::new(Mutex::new(KassandraSession::new()));
+                let listener = match TcpListener::bind("127.0.0.1:0").await {
+                    Ok(l) => l,
+                    Err(e) => return drop(tx.send(Err(e.to_string()))),
+                };
+                let _ = tx.send(listener.local_addr().map_err(|e| e.to_string()));
+                loop {
+                    if let Ok((stream, _)) = listener.accept().await {
+                        tokio::spawn(serve(node.clone(), stream));
+                    }
+                }
+            })
+        })
+        .expect("spawn the kassandra thread");
+    rx.recv().expect("the kassandra thread died before listening").expect("kassandra could not bind a loopback port")
+}
+
+async fn serve(node: Arc<Mutex<KassandraSession>>, mut stream: TcpStream) {
+    let (mut read, mut write) = stream.split();
+    let mut requests = request_stream(&mut read);
+    let mut responses = response_sink(&mut write);
+    while let Some(Ok((frame, opcode, data))) = requests.next().await {
+        let response = if frame.version.is_unsupported() {
+            Response::unsupported_version()
+        } else {
+            match Request::deserialize(opcode, &data, frame.flags) {
+                Ok(request) => answer(&node, request),
+                Err(e) => Response::Error(e),
+            }
+        };
+        if responses.send((response, frame.stream)).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// One request against the shared node. A panic inside kassandra (it has `todo!`s for
+/// CQL it lacks) becomes a server error instead of a hung connection.
+fn answer(node: &Mutex<KassandraSession>, request: Request<'_>) -> Response {
+    let mut node = node.lock().unwrap_or_else(|p| p.into_inner());
+    let answered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let result = match request {
+            Request::StartUp(_) | Request::Register { .. } => return Response::Ready,
+            Request::Options => return Response::options(),
+            Request::Query(q) => node.process(q),
+            Request::Prepare(q) => node.prepare(q),
+            Request::Execute(e) => node.execute(e),
+            Request::Batch(b) => node.process_batch(b),
+            Request::AuthResponse => Err(CqlError::new(DbError::ProtocolError, "no authentication")),
+        };
+        result.map_or_else(Response::Error, Response::Result)
+    }));
+    answered.unwrap_or_else(|panic| {
+        let why = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+        Response::Error(CqlError::new(DbError::ServerError, format!("kassandra panicked: {}", why.unwrap_or_default())))
+    })
+}
+
+async fn raw_session(addr: SocketAddr) -> Session {
+    SessionBuilder::new().known_node_addr(addr).auto_await_schema_agreement(false).build().await.expect("raw CQL session")
+}
+
+fn id(n: u64) -> Id {
+    Id::new(n).unwrap()
+}
+
+fn batch(topic: &str, from: u64, to: u64, mutations: Vec<Mutation>) -> StoreBatch {
+    StoreBatch { positions: vec![Position { projection: "p".into(), topic: topic.into(), partition: 0, from, to }], mutations }
+}
+
+fn put_link(n: u64, code: &str, version: u64) -> Mutation {
+    Mutation::PutLink(VersionedLink { link: scenarios::store::link(n, code, Some(1), "https://x.io", true), version })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_scenarios() {
+    let addr = start_node();
+    let dir = tempfile::tempdir().unwrap();
+    // A small page size makes every listing of the suite cross pages.
+    let store = open_store(&format!("scylla://{addr}/kurz?page_size=3"), dir.path()).expect("open the scylla store on kassandra");
+    scenarios::store::run(store).await;
+
+    // The listings above really crossed pages: the double honours the page size.
+    let raw = raw_session(addr).await;
+    let mut all_users = raw.prepare("SELECT id, body FROM kurz.users_all WHERE bucket = ?").await.unwrap();
+    all_users.set_page_size(3);
+    let (page, next) = raw.execute_single_page(&all_users, (0i32,), PagingState::start()).await.unwrap();
+    assert_eq!(page.into_rows_result().unwrap().rows_num(), 3);
+    assert!(next.into_paging_control_flow().is_continue(), "more pages after the first 3 of 24 users");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_creates_the_schema_and_a_second_open_is_harmless() {
+    let addr = start_node();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("scylla://{addr}/kurz_m?consistency=one");
+    let first = open_store(&url, dir.path()).expect("first open (creates the schema)");
+
+    let raw = raw_session(addr).await;
+    let rows = raw
+        .query_unpaged("SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'kurz_m'", ())
+        .await
+        .expect("read system_schema.tables")
+        .into_rows_result()
+        .unwrap();
+    let tables: Vec<String> = rows.rows::<(String,)>().unwrap().map(|r| r.unwrap().0).collect();
+    for t in table_names(SCHEMA_CQL) {
+        assert!(tables.contains(&t), "table {t} not created: {tables:?}");
+    }
+
+    let user: User = scenarios::store::user(7, "seven@x.io");
+    first
+        .apply(batch(
+            "t",
+            0,
+            3,
+            vec![Mutation::PutUser(user.clone()), put_link(30, "abc", 1), Mutation::AddClicks { link_id: id(30), n: 4 }],
+        ))
+        .await
+        .unwrap();
+
+    // The migration runs again on an existing schema: nothing is lost, both work.
+    let second = open_store(&url, dir.path()).expect("second open (migration re-run)");
+    for s in [&first, &second] {
+        assert_eq!(s.position("p", "t", 0).await.unwrap(), 3);
+        assert_eq!(s.user(id(7)).await.unwrap(), Some(user.clone()));
+        assert_eq!(s.link_by_code("abc").await.unwrap().unwrap().version, 1);
+        assert_eq!(s.click_count(id(30)).await.unwrap(), 4);
+        s.ping().await.unwrap();
+    }
+    second.apply(batch("t", 3, 4, vec![Mutation::AddClicks { link_id: id(30), n: 1 }])).await.unwrap();
+    assert_eq!(first.click_count(id(30)).await.unwrap(), 5);
+}
+
+/// The projector dies after a batch's rows but before its positions: the position
+/// still says `from`, and the batch comes again, possibly longer (the log grew). The
+/// re-run must give the state one clean run gives: clicks are not added twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_replayed_after_a_crash_before_its_positions_counts_once() {
+    let addr = start_node();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&format!("scylla://{addr}/kurz_r"), dir.path()).unwrap();
+    store.apply(batch("clicks", 0, 5, vec![Mutation::AddClicks { link_id: id(40), n: 1 }])).await.unwrap();
+    let crashed =
+        vec![Mutation::AddClicks { link_id: id(41), n: 2 }, Mutation::AddClicks { link_id: id(40), n: 2 }, put_link(42, "k42", 9)];
+    store.apply(batch("clicks", 5, 9, crashed)).await.unwrap();
+    assert_eq!(store.click_count(id(40)).await.unwrap(), 3);
+
+    // Undo the position write only, as if the process had died just before it.
+    let raw = raw_session(addr).await;
+    raw.query_unpaged("INSERT INTO kurz_r.positions (projection, topic, log_partition, next_offset) VALUES ('p', 'clicks', 0, 5)", ())
+        .await
+        .unwrap();
+    assert_eq!(store.position("p", "clicks", 0).await.unwrap(), 5);
+
+    let replay = vec![
+        Mutation::AddClicks { link_id: id(41), n: 2 },
+        Mutation::AddClicks { link_id: id(40), n: 2 },
+        put_link(42, "k42", 9),
+        Mutation::AddClicks { link_id: id(40), n: 1 }, // the record the log gained meanwhile
+    ];
+    store.apply(batch("clicks", 5, 10, replay)).await.unwrap();
+    assert_eq!(store.click_count(id(40)).await.unwrap(), 4, "1 + 2 + 1, not 1 + 2 + 2 + 1");
+    assert_eq!(store.click_count(id(41)).await.unwrap(), 2);
+    let l: Link = store.link_by_code("k42").await.unwrap().unwrap().link;
+    assert_eq!(l.id, id(42));
+
+    // And the next batch adds on top again.
+    store.apply(batch("clicks", 10, 11, vec![Mutation::AddClicks { link_id: id(40), n: 5 }])).await.unwrap();
+    assert_eq!(store.click_count(id(40)).await.unwrap(), 9);
+    assert_eq!(store.position("p", "clicks", 0).await.unwrap(), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_node_fails_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bind then drop a listener: the port is free and nothing answers on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    assert!(open_store(&format!("scylla://127.0.0.1:{port}/kurz"), dir.path()).is_err());
+    assert!(open_store("scylla://127.0.0.1:9042/bad-keyspace!", dir.path()).is_err());
+}
+
+/// Outside any tokio runtime the store brings its own for the driver, and can then be
+/// used from another (here a current-thread) runtime.
+#[test]
+fn opens_outside_a_tokio_runtime() {
+    let addr = start_node();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&format!("scylla://{addr}/kurz_o"), dir.path()).expect("open without a runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        store.ping().await.unwrap();
+        store.apply(batch("t", 0, 1, vec![put_link(50, "k50", 1)])).await.unwrap();
+        assert_eq!(store.link_by_code("k50").await.unwrap().unwrap().link.id, id(50));
+    });
+    drop(store);
+}
