@@ -37,16 +37,24 @@ impl Projector {
         t
     }
 
+    /// Runs a task per owned partition of the events and clicks topics (all of them
+    /// alone; this process's share of the projector groups on a shared log) until
+    /// `stop` fires.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), Error> {
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut groups = tokio::task::JoinSet::new();
         for topic in [topics::EVENTS, topics::CLICKS] {
-            for p in 0..self.log.partitions(topic).await? {
-                let me = self.clone();
-                let stop = stop.clone();
-                tasks.spawn(async move { me.supervise(topic, p, stop).await });
-            }
+            let membership = self.log.join(&format!("kurz-projector.{topic}"), topic).await?;
+            let me = self.clone();
+            let stop = stop.clone();
+            groups.spawn(async move {
+                kurz_storage::log::run_owned(membership, stop, Duration::from_secs(30), move |p, stop| {
+                    let me = me.clone();
+                    async move { me.supervise(topic, p, stop).await }
+                })
+                .await
+            });
         }
-        while tasks.join_next().await.is_some() {}
+        while groups.join_next().await.is_some() {}
         Ok(())
     }
 

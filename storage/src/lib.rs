@@ -33,6 +33,8 @@ pub fn open_log(url: &str, data_dir: &Path) -> Result<Arc<dyn EventLog>, Storage
             let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
             Arc::new(log::embedded::RedbLog::open(&dir.join("log.redb"))?)
         }
+        // kafka://host:port[,host:port][?replication=…]: see log::kafka::config.
+        "kafka" => Arc::new(log::kafka::KafkaLog::open(url)?),
         other => return Err(StorageError::UnsupportedBackend { port: "log", scheme: other.to_string() }),
     };
     Ok(Arc::new(log::Instrumented::new(inner)))

@@ -35,34 +35,36 @@ impl Deciders {
         Deciders { log }
     }
 
-    /// Runs one decider per command partition until `stop` fires; a partition whose
-    /// decider fails is restored from the log and restarted with backoff.
+    /// Runs one decider per command partition this process owns (all of them alone;
+    /// its share of the `kurz-decider` group on a shared log) until `stop` fires. A
+    /// partition whose decider fails is restored from the log and restarted with
+    /// backoff; a partition taken away is drained before it is released.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), ApiErrorKind> {
-        let n = self.log.partitions(topics::COMMANDS).await?;
-        let mut tasks = tokio::task::JoinSet::new();
-        for p in 0..n {
-            let log = self.log.clone();
-            let stop = stop.clone();
-            tasks.spawn(async move {
-                let mut backoff = Duration::from_millis(50);
-                while !stop.is_cancelled() {
-                    match run_partition(&*log, p, &stop).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::error!(event = "decider_failed", partition = p, error = %e, "restoring from the log");
-                            crate::metrics::get().decider_restarts.with_label_values(&[&p.to_string()]).inc();
-                            tokio::select! {
-                                _ = stop.cancelled() => break,
-                                _ = tokio::time::sleep(backoff) => {}
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
+        let membership = self.log.join(GROUP, topics::COMMANDS).await?;
+        let log = self.log.clone();
+        kurz_storage::log::run_owned(membership, stop, DRAIN, move |p, stop| supervise(log.clone(), p, stop)).await;
         Ok(())
+    }
+}
+
+/// How long a decider partition that is being stopped may take to finish its batch.
+const DRAIN: Duration = Duration::from_secs(30);
+
+async fn supervise(log: Arc<dyn EventLog>, p: u32, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(50);
+    while !stop.is_cancelled() {
+        match run_partition(&*log, p, &stop).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(event = "decider_failed", partition = p, error = %e, "restoring from the log");
+                crate::metrics::get().decider_restarts.with_label_values(&[&p.to_string()]).inc();
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 

@@ -3,6 +3,10 @@
 //! positions by group.
 
 pub mod embedded;
+pub mod kafka;
+pub mod membership;
+
+pub use membership::{run_owned, Assignment, Membership};
 
 use crate::{metrics, StorageError};
 use async_trait::async_trait;
@@ -70,6 +74,13 @@ pub trait EventLog: Send + Sync + 'static {
     async fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> Result<(), StorageError>;
 
     async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, StorageError>;
+
+    /// Joins `group` for `topic`: which of its partitions this process works on. One
+    /// process owns them all; a shared log divides them among the group's members.
+    async fn join(&self, group: &str, topic: &str) -> Result<Membership, StorageError> {
+        let _ = group;
+        Ok(Membership::fixed(self.partitions(topic).await?))
+    }
 }
 
 /// Appends records to the partitions their keys hash to; returns `(partition, offset)`
@@ -196,6 +207,9 @@ impl EventLog for Instrumented {
     }
     async fn committed(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>, StorageError> {
         self.inner.committed(group, topic, partition).await
+    }
+    async fn join(&self, group: &str, topic: &str) -> Result<Membership, StorageError> {
+        self.inner.join(group, topic).await
     }
 }
 
