@@ -27,6 +27,14 @@ fi
 redis-server --version
 docker-compose version --short
 
+echo "== a Kafka-protocol broker (tansu), built once and kept in ~/.cargo/bin"
+# About 15 minutes the first time on 2 cores; later runs find it in ~/.cargo/bin.
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v tansu >/dev/null; then
+  cargo install tansu --version 0.6.0 --features dynostore,libsql --locked
+fi
+tansu --version || true
+
 echo "== format"
 cargo fmt --all --check
 

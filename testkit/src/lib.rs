@@ -2,6 +2,8 @@
 //! ports, started and stopped by the test. A backend that cannot start is a test
 //! failure, never a skip.
 
+pub mod cql;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -59,6 +61,81 @@ impl RedisServer {
 }
 
 impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Kafka-protocol broker: `tansu` (installed by `cargo install tansu --features
+/// dynostore,libsql --locked`, see scripts/test.sh), on a free loopback port.
+pub struct Tansu {
+    child: Option<Child>,
+    pub port: u16,
+    storage: String,
+    dir: Option<std::path::PathBuf>,
+}
+
+fn tansu_binary() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("KURZ_TANSU") {
+        return p.into();
+    }
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = std::path::Path::new(&home).join(".cargo/bin/tansu");
+    if cargo_bin.exists() {
+        return cargo_bin;
+    }
+    "tansu".into()
+}
+
+impl Tansu {
+    /// In-memory storage: gone when the broker stops.
+    pub fn memory() -> Tansu {
+        Tansu::start("memory://tansu/".into(), free_port(), None)
+    }
+
+    /// SQLite storage in `dir`: survives a broker restart. (tansu 0.6 resolves the
+    /// database path relative to its working directory.)
+    pub fn sqlite(dir: &std::path::Path) -> Tansu {
+        Tansu::start("sqlite://tansu.db".into(), free_port(), Some(dir.to_path_buf()))
+    }
+
+    fn start(storage: String, port: u16, dir: Option<std::path::PathBuf>) -> Tansu {
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let mut cmd = Command::new(tansu_binary());
+        if let Some(d) = &dir {
+            cmd.current_dir(d);
+        }
+        let child = cmd
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener, "--storage-engine", &storage])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu must be installed: cargo install tansu --features dynostore,libsql --locked (scripts/test.sh does)");
+        wait_for_port(port, "tansu");
+        Tansu { child: Some(child), port, storage, dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("kafka://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills and starts the broker again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill();
+        let (storage, port, dir) = (self.storage.clone(), self.port, self.dir.clone());
+        *self = Tansu::start(storage, port, dir);
+    }
+}
+
+impl Drop for Tansu {
     fn drop(&mut self) {
         self.kill();
     }

@@ -28,6 +28,9 @@ pub struct Server {
     /// The Redis this server's cache lives in, when the suite runs with
     /// `KURZ_TEST_CACHE=redis` (see scripts/test.sh).
     pub redis: Option<kurz_testkit::RedisServer>,
+    /// The broker this server's log lives in, when the suite runs with
+    /// `KURZ_TEST_LOG=kafka` (see scripts/test.sh).
+    pub kafka: Option<kurz_testkit::Tansu>,
     pub base: String,
     pub data: tempfile::TempDir,
     opts: Opts,
@@ -48,7 +51,12 @@ impl Server {
             Ok("memory") | Err(_) => None,
             Ok(other) => panic!("KURZ_TEST_CACHE must be redis or memory, not {other}"),
         };
-        let mut s = Server { child: None, redis, base: String::new(), data, opts, logs: Arc::new(Mutex::new(Vec::new())) };
+        let kafka = match std::env::var("KURZ_TEST_LOG").as_deref() {
+            Ok("kafka") => Some(kurz_testkit::Tansu::memory()),
+            Ok("embedded") | Err(_) => None,
+            Ok(other) => panic!("KURZ_TEST_LOG must be kafka or embedded, not {other}"),
+        };
+        let mut s = Server { child: None, redis, kafka, base: String::new(), data, opts, logs: Arc::new(Mutex::new(Vec::new())) };
         s.spawn();
         s
     }
@@ -75,6 +83,9 @@ impl Server {
             .stderr(Stdio::inherit());
         if let Some(r) = &self.redis {
             cmd.env("KURZ_CACHE_URL", r.url());
+        }
+        if let Some(k) = &self.kafka {
+            cmd.env("KURZ_LOG_URL", k.url());
         }
         if let Some(d) = &self.opts.import_dir {
             cmd.env("KURZ_IMPORT_DIR", d);

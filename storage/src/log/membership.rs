@@ -47,6 +47,12 @@ impl Membership {
     pub fn current(&self) -> Assignment {
         self.rx.borrow().clone()
     }
+
+    /// Another view of the assignment, e.g. for status reports while `run_owned` holds
+    /// the membership.
+    pub fn watch(&self) -> watch::Receiver<Assignment> {
+        self.rx.clone()
+    }
 }
 
 /// Runs `work(partition, stop)` for every partition the membership assigns, until

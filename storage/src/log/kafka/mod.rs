@@ -73,13 +73,14 @@ impl KafkaLog {
         let cfg = KafkaConfig::parse(url)?;
         let admin = cfg.client().create().map_err(|e| kerr("admin client", e))?;
         let meta: BaseConsumer = cfg.client().set("group.id", "kurz-metadata").create().map_err(|e| kerr("metadata client", e))?;
+        let meta = Arc::new(meta);
         Ok(KafkaLog {
             producer: RwLock::new(Arc::new(producer(&cfg)?)),
             admin,
-            meta: Arc::new(meta),
+            readers: Readers::new(cfg.clone(), meta.clone()),
+            meta,
             topics: RwLock::new(HashMap::new()),
             send_locks: Mutex::new(HashMap::new()),
-            readers: Readers::new(cfg.clone()),
             committers: Mutex::new(HashMap::new()),
             cfg,
         })
@@ -248,12 +249,7 @@ impl EventLog for KafkaLog {
 
     async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
         self.check_partition(topic, partition).await?;
-        let meta = self.meta.clone();
-        let t = topic.to_string();
-        tokio::task::spawn_blocking(move || meta.fetch_watermarks(&t, partition as i32, META_TIMEOUT).map(|(_, hi)| hi.max(0) as u64))
-            .await
-            .map_err(StorageError::engine)?
-            .map_err(|e| kerr("watermarks", e))
+        self.readers.end_offset(topic, partition).await
     }
 
     async fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<u64, StorageError> {

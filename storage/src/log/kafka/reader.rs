@@ -21,6 +21,9 @@ use std::time::Duration;
 const PER_PARTITION: usize = 4;
 /// How long a read waits for records the high watermark says exist.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a read waits at an offset where records exist before fetching from further
+/// back (see `Readers::read`).
+const MID_BATCH_WAIT: Duration = Duration::from_millis(250);
 
 struct Reader {
     consumer: Arc<StreamConsumer>,
@@ -36,6 +39,7 @@ type Slot = Arc<tokio::sync::Mutex<Reader>>;
 pub struct Readers {
     cfg: KafkaConfig,
     pool: Mutex<HashMap<(String, u32), Vec<Slot>>>,
+    meta: Arc<rdkafka::consumer::BaseConsumer>,
 }
 
 fn to_record(partition: u32, m: &BorrowedMessage<'_>) -> Record {
@@ -76,6 +80,14 @@ impl Reader {
         Ok(())
     }
 
+    /// Fetches again from `to` (below `next`), keeping what was already read: records
+    /// below `next` are dropped as they arrive.
+    fn rewind(&mut self, to: u64) -> Result<(), StorageError> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition as i32, Offset::Offset(to as i64)).map_err(|e| kerr("assign", e))?;
+        self.consumer.assign(&tpl).map_err(|e| kerr("assign", e))
+    }
+
     fn push(&mut self, r: Record) {
         if r.offset >= self.next {
             self.next = r.offset + 1;
@@ -109,38 +121,11 @@ impl Reader {
             }
         }
     }
-
-    async fn high_watermark(&self) -> Result<u64, StorageError> {
-        let (c, t, p) = (self.consumer.clone(), self.topic.clone(), self.partition as i32);
-        tokio::task::spawn_blocking(move || c.fetch_watermarks(&t, p, Duration::from_secs(10)))
-            .await
-            .map_err(StorageError::engine)?
-            .map(|(_, hi)| hi.max(0) as u64)
-            .map_err(|e| kerr("watermarks", e))
-    }
-
-    async fn read(&mut self, max: usize) -> Result<Vec<Record>, StorageError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
-        if self.buf.is_empty() {
-            let hi = self.high_watermark().await?;
-            let target = hi.min(self.next.saturating_add(max as u64));
-            while self.next < target {
-                if !self.recv_one(FETCH_TIMEOUT).await? {
-                    return Err(kerr("fetch", format!("{}/{} offset {} not delivered in time", self.topic, self.partition, self.next)));
-                }
-            }
-        }
-        self.drain_ready(max);
-        let n = self.buf.len().min(max);
-        Ok(self.buf.drain(..n).collect())
-    }
 }
 
 impl Readers {
-    pub fn new(cfg: KafkaConfig) -> Readers {
-        Readers { cfg, pool: Mutex::new(HashMap::new()) }
+    pub fn new(cfg: KafkaConfig, meta: Arc<rdkafka::consumer::BaseConsumer>) -> Readers {
+        Readers { cfg, pool: Mutex::new(HashMap::new()), meta }
     }
 
     fn new_reader(&self, topic: &str, partition: u32, from: u64) -> Result<Slot, StorageError> {
@@ -159,6 +144,27 @@ impl Readers {
         let mut r = Reader { consumer: Arc::new(consumer), topic: topic.to_string(), partition, next: u64::MAX, buf: VecDeque::new() };
         r.seek(from)?;
         Ok(Arc::new(tokio::sync::Mutex::new(r)))
+    }
+
+    /// Like `pick`, but never a reader in use (the caller may hold one): a new, unpooled
+    /// one when the pool is busy.
+    fn pick_free(&self, topic: &str, partition: u32, from: u64) -> Result<Slot, StorageError> {
+        {
+            let pool = self.pool.lock().expect("reader pool poisoned");
+            if let Some(slots) = pool.get(&(topic.to_string(), partition)) {
+                if let Some(s) = slots.iter().find(|s| s.try_lock().is_ok_and(|r| r.position() == from)) {
+                    return Ok(s.clone());
+                }
+                if slots.len() >= PER_PARTITION {
+                    if let Some(s) = slots.iter().find(|s| s.try_lock().is_ok()) {
+                        return Ok(s.clone());
+                    }
+                    drop(pool);
+                    return self.new_reader(topic, partition, from);
+                }
+            }
+        }
+        self.pick(topic, partition, from)
     }
 
     /// A reader for `from`: one already there, else a new one, else any free one.
@@ -180,11 +186,66 @@ impl Readers {
         Ok(slots.iter().find(|s| s.try_lock().is_ok()).unwrap_or(&slots[0]).clone())
     }
 
+    /// Every record in `[from, min(from + max, end))`.
     pub async fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<Record>, StorageError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let slot = self.pick(topic, partition, from)?;
         let mut r = slot.lock().await;
         r.seek(from)?;
-        r.read(max).await
+        if r.buf.is_empty() {
+            let target = self.end_offset(topic, partition).await?.min(from.saturating_add(max as u64));
+            let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
+            let mut back = 8u64;
+            while r.next < target {
+                if r.recv_one(MID_BATCH_WAIT).await? {
+                    continue;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(kerr("fetch", format!("{topic}/{partition} offset {} not delivered in time", r.next)));
+                }
+                // Records exist past `next` but none came: tansu 0.6 returns nothing for a
+                // fetch that starts inside a record batch (Kafka returns the batch). Fetch
+                // from further back, doubling, and drop what is below `next`.
+                let to = r.next.saturating_sub(back);
+                r.rewind(to)?;
+                back = back.saturating_mul(4);
+            }
+        }
+        r.drain_ready(max);
+        let n = r.buf.len().min(max);
+        Ok(r.buf.drain(..n).collect())
+    }
+
+    /// The offset after the last record. Not the broker's high watermark as such:
+    /// tansu 0.6 answers ListOffsets(latest) with the base offset of the last record
+    /// batch plus one (a 10-record batch at 0 gives 1, not 10), so this reads the last
+    /// batch from there and takes the offset after its last record. On a broker that
+    /// answers correctly, that batch read returns exactly one record.
+    pub async fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        let hi = self.watermark(topic, partition).await?;
+        if hi == 0 {
+            return Ok(0);
+        }
+        let slot = self.pick_free(topic, partition, hi - 1)?;
+        let mut r = slot.lock().await;
+        r.seek(hi - 1)?;
+        if r.buf.is_empty() && !r.recv_one(FETCH_TIMEOUT).await? {
+            return Err(kerr("fetch", format!("{topic}/{partition}: no record at {} below the high watermark", hi - 1)));
+        }
+        r.drain_ready(usize::MAX);
+        Ok(r.next.max(hi))
+    }
+
+    async fn watermark(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        let meta = self.meta.clone();
+        let t = topic.to_string();
+        tokio::task::spawn_blocking(move || meta.fetch_watermarks(&t, partition as i32, Duration::from_secs(10)))
+            .await
+            .map_err(StorageError::engine)?
+            .map(|(_, hi)| hi.max(0) as u64)
+            .map_err(|e| kerr("watermarks", e))
     }
 
     pub async fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<u64, StorageError> {
