@@ -48,3 +48,6 @@ cargo test --workspace --locked --no-fail-fast
 
 echo "== the black-box suites again, with the hot cache on Redis"
 KURZ_TEST_CACHE=redis cargo test --locked -p kurz --test contract --test concurrency --test durability --test malformed
+
+echo "== and with the event log on Kafka (tansu)"
+KURZ_TEST_LOG=kafka cargo test --locked -p kurz --test contract --test concurrency --test durability --test malformed

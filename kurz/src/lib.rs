@@ -200,9 +200,32 @@ pub async fn run_projector(cfg: Config, listener: tokio::net::TcpListener, stop:
     Ok(())
 }
 
-/// `kurz query-edge`: read routes and redirects. Its process-local cache follows the
-/// events topic, since no projector runs in this process.
-pub async fn run_query_edge(cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+/// The cache a split query edge may use without breaking read-your-writes.
+///
+/// Read-your-writes needs every cache an edge reads to hold a write's new state before
+/// the write is answered. The projector updates Redis before it stores the outcome, so
+/// Redis qualifies; a process-local cache in a process without the projector only
+/// learns of the write by following the log, a moment later. So a split edge reads
+/// Redis directly (`near_capacity=0`) unless the URL asks for a near cache explicitly,
+/// accepting its bounded staleness (see bench/results/staleness.md), and a `memory`
+/// cache is not used at all unless it is asked for as `memory://?capacity=N`.
+pub fn split_edge_cache_url(url: &str) -> String {
+    let explicit = url.contains("near_capacity=") || url.contains("capacity=");
+    match url.split_once("://").map(|(s, _)| s).unwrap_or(url) {
+        "redis" | "rediss" if !explicit => format!("{url}{}near_capacity=0", if url.contains('?') { '&' } else { '?' }),
+        "memory" | "embedded" | "moka" if !explicit => "none".to_string(),
+        _ => url.to_string(),
+    }
+}
+
+/// `kurz query-edge`: read routes and redirects. A near cache it is asked for follows
+/// the events topic, since no projector runs in this process.
+pub async fn run_query_edge(mut cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+    let chosen = split_edge_cache_url(&cfg.cache_url);
+    if chosen != cfg.cache_url {
+        tracing::info!(event = "edge_cache_for_read_your_writes", configured = %cfg.cache_url, using = %chosen);
+        cfg.cache_url = chosen;
+    }
     let ports = Ports::open(&cfg).await?;
     let follower_stop = CancellationToken::new();
     let follower = tokio::spawn(kurz_query_edge::follow::run_until_stopped(ports.log.clone(), ports.cache.clone(), follower_stop.clone()));
@@ -234,4 +257,19 @@ pub fn shutdown_signal() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_edge_cache_url as pick;
+
+    #[test]
+    fn split_edges_only_use_caches_that_keep_read_your_writes() {
+        assert_eq!(pick("redis://r:6379"), "redis://r:6379?near_capacity=0");
+        assert_eq!(pick("redis://r:6379?prefix=k:"), "redis://r:6379?prefix=k:&near_capacity=0");
+        assert_eq!(pick("redis://r:6379?near_capacity=5000"), "redis://r:6379?near_capacity=5000");
+        assert_eq!(pick("memory"), "none");
+        assert_eq!(pick("memory://?capacity=10"), "memory://?capacity=10");
+        assert_eq!(pick("none"), "none");
+    }
 }

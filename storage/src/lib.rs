@@ -57,6 +57,7 @@ pub fn open_store(url: &str, data_dir: &Path) -> Result<Arc<dyn ReadStore>, Stor
 
 /// Opens the hot cache named by `url`:
 /// - `memory` (or `memory://?capacity=N`): an in-process moka cache;
+/// - `none`: no cache, every lookup reads the store;
 /// - `redis://host:port[/db][?prefix=kurz:&near_capacity=N]`: Redis, with an in-process
 ///   near cache of `near_capacity` entries (default 100 000; 0 turns it off) in front.
 ///
@@ -69,6 +70,7 @@ pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
     };
     let inner: Arc<dyn LinkCache> = match scheme {
         "memory" | "embedded" | "moka" => Arc::new(cache::memory::MokaCache::new(param("capacity").unwrap_or(1_000_000))),
+        "none" => Arc::new(cache::NoCache),
         "redis" | "rediss" => {
             let far: Arc<dyn LinkCache> = Arc::new(cache::redis::RedisCache::open(url)?);
             match param("near_capacity").unwrap_or(100_000) {

@@ -112,3 +112,35 @@ fn the_broker_does_not_support_transactions() {
     });
     assert!(committed.is_err(), "tansu now supports transactions: {committed:?}");
 }
+
+/// The tansu 0.6 behaviours the adapter works around (see `log/kafka/reader.rs`). If
+/// these start failing, tansu changed and the workarounds can be revisited; the adapter
+/// is correct either way (the scenario suite above passes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_gaps_the_adapter_works_around() {
+    use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let broker = Tansu::memory();
+    let log = open(&broker);
+    log.ensure_topic("gaps", 1).await.unwrap();
+    // One append of ten records goes out as one record batch.
+    log.append("gaps", 0, (0..10u8).map(|i| NewRecord::new("k", vec![i])).collect()).await.unwrap();
+    let client = |group: &str| {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", format!("127.0.0.1:{}", broker.port)).set("group.id", group).set("fetch.wait.max.ms", "10");
+        c
+    };
+    // Gap 1: the high watermark is the last batch's base offset + 1, not 10.
+    let meta: BaseConsumer = client("g1").create().unwrap();
+    let (_, hi) = meta.fetch_watermarks("gaps", 0, Duration::from_secs(10)).unwrap();
+    assert_eq!(hi, 1, "tansu's high watermark after one 10-record batch");
+    assert_eq!(log.end_offset("gaps", 0).await.unwrap(), 10, "the adapter reports the true end");
+    // Gap 2: a fetch that starts inside a batch returns nothing.
+    let c: StreamConsumer = client("g2").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("gaps", 0, Offset::Offset(4)).unwrap();
+    c.assign(&tpl).unwrap();
+    assert!(tokio::time::timeout(Duration::from_secs(2), c.recv()).await.is_err(), "tansu delivered a mid-batch fetch");
+    let mid = log.read("gaps", 0, 4, 3).await.unwrap();
+    assert_eq!(mid.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![4, 5, 6], "the adapter reads mid-batch anyway");
+}

@@ -85,7 +85,8 @@ impl Server {
             cmd.env("KURZ_CACHE_URL", r.url());
         }
         if let Some(k) = &self.kafka {
-            cmd.env("KURZ_LOG_URL", k.url());
+            // A short group session: a killed process's partitions move on quickly.
+            cmd.env("KURZ_LOG_URL", format!("{}?session_timeout_ms=6000", k.url()));
         }
         if let Some(d) = &self.opts.import_dir {
             cmd.env("KURZ_IMPORT_DIR", d);

@@ -11,6 +11,19 @@ pub mod memory;
 pub mod redis;
 pub mod tiered;
 
+/// No cache: every lookup misses and goes to the read store.
+pub struct NoCache;
+
+#[async_trait]
+impl LinkCache for NoCache {
+    async fn get(&self, _code: &str) -> Result<Option<CachedLink>, StorageError> {
+        Ok(None)
+    }
+    async fn offer(&self, _code: &str, _entry: CachedLink) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
 use crate::{metrics, StorageError};
 use async_trait::async_trait;
 use kurz_schemas::Link;

@@ -18,6 +18,9 @@ use tokio::sync::watch;
 
 pub struct MemberCtx {
     topic: String,
+    /// Set when the membership is dropped: its owner has already stopped every
+    /// partition's work, so a revoke on leaving need not wait.
+    closing: Arc<AtomicBool>,
     tx: watch::Sender<Assignment>,
     released: Arc<(Mutex<u64>, Condvar)>,
     drain: Duration,
@@ -39,6 +42,9 @@ impl ConsumerContext for MemberCtx {
             let generation = next.generation;
             tracing::info!(event = "partitions_revoked", topic = %self.topic, partitions = ?revoked, generation);
             self.tx.send_replace(next);
+            if self.closing.load(Ordering::Relaxed) {
+                return;
+            }
             let (lock, cv) = &*self.released;
             let guard = lock.lock().expect("released poisoned");
             let (_guard, timeout) = cv.wait_timeout_while(guard, self.drain, |g| *g < generation).expect("released poisoned");
@@ -106,7 +112,8 @@ impl Drop for Guard {
 pub fn join(cfg: &KafkaConfig, group: &str, topic: &str, drain: Duration) -> Result<(Membership, Arc<dyn Offsets>), StorageError> {
     let (tx, rx) = watch::channel(Assignment::default());
     let released = Arc::new((Mutex::new(0u64), Condvar::new()));
-    let ctx = MemberCtx { topic: topic.to_string(), tx, released: released.clone(), drain };
+    let stop = Arc::new(AtomicBool::new(false));
+    let ctx = MemberCtx { topic: topic.to_string(), closing: stop.clone(), tx, released: released.clone(), drain };
     let consumer: BaseConsumer<MemberCtx> = cfg
         .client()
         .set("group.id", group)
@@ -120,7 +127,6 @@ pub fn join(cfg: &KafkaConfig, group: &str, topic: &str, drain: Duration) -> Res
         .map_err(|e| kerr("group member", e))?;
     consumer.subscribe(&[topic]).map_err(|e| kerr("subscribe", e))?;
     let consumer = Arc::new(consumer);
-    let stop = Arc::new(AtomicBool::new(false));
     {
         let (consumer, stop) = (consumer.clone(), stop.clone());
         let name = format!("kurz-member-{group}");
