@@ -1,6 +1,7 @@
 //! `kurz-bench`: kurz's benchmark harness. Every benchmark measures its baseline in the
 //! same run and reports ratios to it; results go to `bench/results/<name>.{json,md}`.
 
+mod creates;
 mod staleness;
 mod stats;
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Bench {
     /// Edit-to-edge staleness over Redis with several near-cached edges.
     Staleness(staleness::Args),
+    /// Create throughput and create-to-redirect latency, embedded log vs Kafka.
+    Creates(creates::Args),
 }
 
 fn main() {
@@ -31,6 +34,11 @@ fn main() {
                 let v = staleness::run(a).await;
                 let md = staleness::markdown(&v);
                 ("staleness", v, md)
+            }
+            Bench::Creates(a) => {
+                let v = creates::run(a).await;
+                let md = creates::markdown(&v);
+                ("creates", v, md)
             }
         };
         stats::write(&cli.out, name, &json, &md).unwrap();

@@ -1,0 +1,697 @@
+//! Test support for a split deployment: every role in its own `kurz` process, N of each,
+//! over one shared tansu broker (the log) and one in-process CQL node (the read store,
+//! standing in for ScyllaDB), behind a small round-robin HTTP front that plays the
+//! nginx of `docker-compose.yml`: writes (POST/PUT/DELETE/PATCH) go to the command-api
+//! processes, reads (GET/HEAD) to the query-edge processes, in turn.
+//!
+//! Use it as `#[path = "split/mod.rs"] mod split;`. Processes are killed on drop; when a
+//! test panics, the tail of every process's log (JSON lines from stdout, plus stderr) is
+//! printed. All deployments of one test binary run one at a time (a process-wide lock),
+//! since each one is six or more processes on a small machine.
+#![allow(dead_code)]
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_TOKEN: &str = "split-admin-token";
+/// Shared by every process: session tokens and derived short codes must agree.
+pub const SECRET: &str = "split-deployment-shared-secret-0123456789";
+pub const PARTITIONS: u32 = 4;
+pub const CLICK_PARTITIONS: u32 = 2;
+/// Response header the front adds: which backend process answered (`query-edge#1/g2 127.0.0.1:4711`).
+pub const BACKEND_HEADER: &str = "x-split-backend";
+/// Response header the front adds: how many backends it tried before this answer.
+pub const ATTEMPTS_HEADER: &str = "x-split-attempts";
+
+/// Lines of each process's log kept (the tail), and of its notable lines (warnings,
+/// errors, stderr, lifecycle).
+const LOG_TAIL: usize = 5_000;
+const NOTABLE_KEEP: usize = 2_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    CommandApi,
+    Projector,
+    QueryEdge,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::CommandApi, Role::Projector, Role::QueryEdge];
+
+    pub fn command(self) -> &'static str {
+        match self {
+            Role::CommandApi => "command-api",
+            Role::Projector => "projector",
+            Role::QueryEdge => "query-edge",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub command_apis: usize,
+    pub projectors: usize,
+    pub query_edges: usize,
+    /// `open` or `token` (then writes need `Authorization: Bearer ADMIN_TOKEN`).
+    pub auth: &'static str,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts { command_apis: 2, projectors: 2, query_edges: 2, auth: "open", extra_env: Vec::new() }
+    }
+}
+
+/// One process's captured output, kept across restarts.
+#[derive(Default)]
+pub struct ProcLog {
+    pub tail: VecDeque<String>,
+    pub notable: VecDeque<String>,
+    pub lines: u64,
+}
+
+impl ProcLog {
+    fn push(&mut self, line: String) {
+        self.lines += 1;
+        let notable = line.starts_with("[stderr]")
+            || line.starts_with("[harness]")
+            || line.contains("\"level\":\"WARN\"")
+            || line.contains("\"level\":\"ERROR\"")
+            || line.contains("\"event\":\"partitions_")
+            || line.contains("\"event\":\"listening\"")
+            || line.contains("panic");
+        if notable {
+            if self.notable.len() == NOTABLE_KEEP {
+                self.notable.pop_front();
+            }
+            self.notable.push_back(line.clone());
+        }
+        if self.tail.len() == LOG_TAIL {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
+    }
+}
+
+/// One role process (and its successors after restarts: same data dir, same index).
+pub struct Proc {
+    pub role: Role,
+    pub index: usize,
+    /// Starts so far (1 after the first start).
+    pub generation: u32,
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data: tempfile::TempDir,
+    pub log: Arc<Mutex<ProcLog>>,
+    /// Exits seen that the harness did not cause.
+    pub unexpected_exits: Vec<String>,
+}
+
+impl Proc {
+    pub fn name(&self) -> String {
+        format!("{}#{}", self.role.command(), self.index)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn note(&self, msg: &str) {
+        self.log.lock().unwrap().push(format!("[harness] {msg}"));
+    }
+
+    /// The last `n` lines of this process's log, and every notable line before them.
+    pub fn tail(&self, n: usize) -> String {
+        let log = self.log.lock().unwrap();
+        let skip = log.tail.len().saturating_sub(n);
+        let tail: Vec<&String> = log.tail.iter().skip(skip).collect();
+        let first_tail = tail.first().map(|s| s.as_str());
+        let earlier: Vec<&String> = log.notable.iter().take_while(|l| Some(l.as_str()) != first_tail).collect();
+        let mut out = format!("===== {} (pid {:?}, generation {}, {} lines) =====\n", self.name(), self.pid(), self.generation, log.lines);
+        if !earlier.is_empty() {
+            out.push_str("--- notable lines before the tail ---\n");
+            for l in earlier.iter().rev().take(200).rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+            out.push_str("--- tail ---\n");
+        }
+        for l in tail {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Log lines (whole tail) that contain `needle`.
+    pub fn grep(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        let mut v: Vec<String> = log.notable.iter().filter(|l| l.contains(needle)).cloned().collect();
+        for l in log.tail.iter().filter(|l| l.contains(needle)) {
+            if !v.contains(l) {
+                v.push(l.clone());
+            }
+        }
+        v
+    }
+
+    /// Records an exit the harness did not cause, once.
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        let st = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        let msg = format!("{} (generation {}) exited on its own: {st}", self.name(), self.generation);
+        self.note(&msg);
+        self.unexpected_exits.push(msg);
+        Some(st)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let st = c.wait();
+            self.note(&format!("kill -9 (pid {}): {st:?}", c.id()));
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Backend {
+    name: String,
+    base: String,
+}
+
+/// The round-robin front's routing table and counters.
+struct Front {
+    writers: RwLock<Vec<Backend>>,
+    readers: RwLock<Vec<Backend>>,
+    next_write: AtomicUsize,
+    next_read: AtomicUsize,
+    client: reqwest::Client,
+    /// Requests answered, by backend name.
+    served: Mutex<BTreeMap<String, u64>>,
+    /// Transport failures the front routed around, by backend name.
+    failovers: Mutex<BTreeMap<String, u64>>,
+    retries: AtomicU64,
+}
+
+const HOP_BY_HOP: [&str; 9] =
+    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length", "proxy-authorization"];
+
+fn hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// A reqwest error with its causes (reqwest's own Display hides them).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn front_error(status: StatusCode, msg: String) -> Response {
+    let body = serde_json::json!({ "error": msg }).to_string();
+    Response::builder().status(status).header("content-type", "application/json").body(Body::from(body)).unwrap()
+}
+
+/// Forwards one request. Writes go to the command-api pool, reads to the query-edge pool,
+/// each in turn. A backend that cannot be reached (connection refused: a dead process)
+/// is skipped and the same request goes to the next one. A request that reached a
+/// backend which then died without answering is retried on the next backend only when
+/// that is safe: GET/HEAD/PUT/DELETE, or any write carrying an `Idempotency-Key`.
+async fn forward(front: Arc<Front>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body: Bytes = match axum::body::to_bytes(body, 256 << 20).await {
+        Ok(b) => b,
+        Err(e) => return front_error(StatusCode::BAD_REQUEST, format!("front: reading the request body: {e}")),
+    };
+    let write = matches!(parts.method, Method::POST | Method::PUT | Method::DELETE | Method::PATCH);
+    let resendable = !matches!(parts.method, Method::POST | Method::PATCH) || parts.headers.contains_key("idempotency-key");
+    let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let start = if write { &front.next_write } else { &front.next_read }.fetch_add(1, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut tried: Vec<String> = Vec::new();
+    let mut attempt = 0usize;
+    loop {
+        let backend = {
+            let pool = front.readers_or_writers(write);
+            if pool.is_empty() {
+                return front_error(StatusCode::BAD_GATEWAY, format!("front: no {} backend", if write { "command-api" } else { "query-edge" }));
+            }
+            pool[(start + attempt) % pool.len()].clone()
+        };
+        attempt += 1;
+        let mut rb = front.client.request(parts.method.clone(), format!("{}{}", backend.base, path));
+        for (k, v) in parts.headers.iter() {
+            if !hop_by_hop(k) {
+                rb = rb.header(k, v);
+            }
+        }
+        let sent = rb.body(body.clone()).send().await;
+        let failure = match sent {
+            Ok(resp) => {
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                match resp.bytes().await {
+                    Ok(bytes) => {
+                        *front.served.lock().unwrap().entry(backend.name.clone()).or_default() += 1;
+                        return respond(status, &headers, bytes, &backend, attempt);
+                    }
+                    Err(e) => (false, format!("{} ({}): reading the answer: {}", backend.name, backend.base, error_chain(&e))),
+                }
+            }
+            Err(e) => (e.is_connect(), format!("{} ({}): {}", backend.name, backend.base, error_chain(&e))),
+        };
+        let (unreached, why) = failure;
+        tried.push(why);
+        *front.failovers.lock().unwrap().entry(backend.name.clone()).or_default() += 1;
+        if !(unreached || resendable) {
+            return front_error(
+                StatusCode::BAD_GATEWAY,
+                format!("front: {} {path}: backend failed mid-request and the request is not safe to resend: {}", parts.method, tried.join("; ")),
+            );
+        }
+        if Instant::now() > deadline {
+            return front_error(StatusCode::BAD_GATEWAY, format!("front: {} {path}: every backend failed for 90 s: {}", parts.method, tried.join("; ")));
+        }
+        front.retries.fetch_add(1, Ordering::Relaxed);
+        let pool_len = front.readers_or_writers(write).len().max(1);
+        if attempt % pool_len == 0 {
+            // A whole round failed: back off a little before the next one.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Front {
+    fn readers_or_writers(&self, write: bool) -> Vec<Backend> {
+        if write {
+            self.writers.read().unwrap().clone()
+        } else {
+            self.readers.read().unwrap().clone()
+        }
+    }
+}
+
+fn respond(status: reqwest::StatusCode, headers: &HeaderMap, body: Bytes, backend: &Backend, attempts: usize) -> Response {
+    let mut b = Response::builder().status(status.as_u16());
+    for (k, v) in headers.iter() {
+        if !hop_by_hop(k) {
+            b = b.header(k, v);
+        }
+    }
+    b.header(BACKEND_HEADER, HeaderValue::from_str(&format!("{} {}", backend.name, backend.base)).unwrap())
+        .header(ATTEMPTS_HEADER, attempts.to_string())
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// Deployments in one test binary run one at a time.
+static SERIAL: LazyLock<Arc<tokio::sync::Mutex<()>>> = LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
+
+/// A running split deployment.
+pub struct Split {
+    pub procs: Vec<Proc>,
+    /// Base URL of the round-robin front, e.g. `http://127.0.0.1:4711`.
+    pub front: String,
+    pub cql: SocketAddr,
+    pub opts: Opts,
+    front_state: Arc<Front>,
+    front_rt: Option<tokio::runtime::Runtime>,
+    env: Vec<(String, String)>,
+    pub tansu: kurz_testkit::Tansu,
+    _serial: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// A client for tests: never follows redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn spawn_reader<R: Read + Send + 'static>(src: R, log: Arc<Mutex<ProcLog>>, prefix: &'static str, listening: Option<tokio::sync::oneshot::Sender<String>>) {
+    std::thread::spawn(move || {
+        let mut listening = listening;
+        for line in BufReader::new(src).lines().map_while(Result::ok) {
+            if line.contains("\"event\":\"listening\"") {
+                if let Some(tx) = listening.take() {
+                    let addr = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| v["addr"].as_str().or_else(|| v["fields"]["addr"].as_str()).map(str::to_string));
+                    if let Some(a) = addr {
+                        let _ = tx.send(a);
+                    } else {
+                        listening = Some(tx);
+                    }
+                }
+            }
+            log.lock().unwrap().push(if prefix.is_empty() { line } else { format!("{prefix}{line}") });
+        }
+    });
+}
+
+impl Split {
+    /// Starts the broker, the CQL node, every process and the front, and returns once
+    /// the deployment is ready: every process answers `/health/ready`, and a link
+    /// created through the front in each of the `PARTITIONS` command partitions
+    /// redirects on every query edge (so every partition has a decider and a projector).
+    pub async fn start(opts: Opts) -> Split {
+        let serial = SERIAL.clone().lock_owned().await;
+        let started = Instant::now();
+        let tansu = kurz_testkit::Tansu::memory();
+        let cql = kurz_testkit::cql::start_node();
+        let mut env: Vec<(String, String)> = vec![
+            ("KURZ_LOG_URL".into(), format!("{}?session_timeout_ms=6000&drain_ms=5000", tansu.url())),
+            ("KURZ_STORE_URL".into(), format!("scylla://{cql}/kurz?consistency=one")),
+            ("KURZ_CACHE_URL".into(), "memory".into()),
+            ("KURZ_SECRET".into(), SECRET.into()),
+            ("KURZ_AUTH".into(), opts.auth.into()),
+            ("KURZ_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+            ("KURZ_PARTITIONS".into(), PARTITIONS.to_string()),
+            ("KURZ_CLICK_PARTITIONS".into(), CLICK_PARTITIONS.to_string()),
+            ("KURZ_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("KURZ_LOG".into(), "info".into()),
+        ];
+        env.extend(opts.extra_env.iter().cloned());
+
+        let front_state = Arc::new(Front {
+            writers: RwLock::new(Vec::new()),
+            readers: RwLock::new(Vec::new()),
+            next_write: AtomicUsize::new(0),
+            next_read: AtomicUsize::new(0),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(64)
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            served: Mutex::new(BTreeMap::new()),
+            failovers: Mutex::new(BTreeMap::new()),
+            retries: AtomicU64::new(0),
+        });
+        let (front, front_rt) = start_front(front_state.clone());
+
+        let mut split = Split {
+            procs: Vec::new(),
+            front,
+            cql,
+            opts: opts.clone(),
+            front_state,
+            front_rt: Some(front_rt),
+            env,
+            tansu,
+            _serial: serial,
+        };
+        // Every process at once, as an orchestrator would start them.
+        let mut waits = Vec::new();
+        for (role, n) in [(Role::CommandApi, opts.command_apis), (Role::Projector, opts.projectors), (Role::QueryEdge, opts.query_edges)] {
+            for index in 0..n {
+                let data = tempfile::tempdir().expect("tempdir");
+                let mut p = Proc {
+                    role,
+                    index,
+                    generation: 0,
+                    child: None,
+                    addr: "127.0.0.1:0".parse().unwrap(),
+                    data,
+                    log: Arc::new(Mutex::new(ProcLog::default())),
+                    unexpected_exits: Vec::new(),
+                };
+                let rx = split.spawn(&mut p);
+                waits.push(rx);
+                split.procs.push(p);
+            }
+        }
+        for (i, rx) in waits.into_iter().enumerate() {
+            split.await_listening(i, rx).await;
+        }
+        split.sync_pools();
+        for i in 0..split.procs.len() {
+            split.await_ready(i).await;
+        }
+        split.await_partitions_serving().await;
+        eprintln!(
+            "[split] ready in {:.1}s: front {} over {}",
+            started.elapsed().as_secs_f64(),
+            split.front,
+            split.procs.iter().map(|p| format!("{} {}", p.name(), p.addr)).collect::<Vec<_>>().join(", ")
+        );
+        split
+    }
+
+    fn spawn(&self, p: &mut Proc) -> tokio::sync::oneshot::Receiver<String> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kurz"));
+        cmd.arg(p.role.command()).env("KURZ_DATA_DIR", p.data.path()).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", p.name()));
+        p.generation += 1;
+        p.note(&format!("started generation {} (pid {})", p.generation, child.id()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        spawn_reader(child.stdout.take().unwrap(), p.log.clone(), "", Some(tx));
+        spawn_reader(child.stderr.take().unwrap(), p.log.clone(), "[stderr] ", None);
+        p.child = Some(child);
+        rx
+    }
+
+    async fn await_listening(&mut self, i: usize, rx: tokio::sync::oneshot::Receiver<String>) {
+        let addr = match tokio::time::timeout(Duration::from_secs(120), rx).await {
+            Ok(Ok(a)) => a,
+            other => {
+                let why = match other {
+                    Ok(Err(_)) => "its stdout closed (it exited)".to_string(),
+                    _ => "no listening line within 120 s".to_string(),
+                };
+                self.procs[i].poll_exit();
+                panic!("{} did not start listening: {why}\n{}", self.procs[i].name(), self.procs[i].tail(200));
+            }
+        };
+        self.procs[i].addr = addr.parse().unwrap_or_else(|e| panic!("{}: listening addr {addr}: {e}", self.procs[i].name()));
+    }
+
+    async fn await_ready(&mut self, i: usize) {
+        let c = client();
+        let url = format!("{}/health/ready", self.procs[i].base());
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut last = String::new();
+        loop {
+            match c.get(&url).timeout(Duration::from_secs(5)).send().await {
+                Ok(r) if r.status() == 200 => return,
+                Ok(r) => last = format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => last = error_chain(&e),
+            }
+            if self.procs[i].poll_exit().is_some() || Instant::now() > deadline {
+                panic!("{} is not ready: {last}\n{}", self.procs[i].name(), self.procs[i].tail(200));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Writes through the front into every command partition and waits until each write
+    /// redirects on every query edge: deciders and projectors own every partition.
+    async fn await_partitions_serving(&mut self) {
+        let c = client();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        for p in 0..PARTITIONS {
+            let alias = (0..).map(|k| format!("ready-p{p}-{k}")).find(|a| partition_of_code(a) == p).unwrap();
+            let target = format!("https://ready.split.test/{alias}");
+            let mut last = String::new();
+            loop {
+                let r = self
+                    .auth(c.post(format!("{}/urls", self.front)))
+                    .header("Idempotency-Key", format!("split-ready-{alias}"))
+                    .json(&serde_json::json!({ "original_url": target, "short_code": alias }))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => break,
+                    Ok(r) => last = format!("{} from {:?}: {}", r.status(), r.headers().get(BACKEND_HEADER), r.text().await.unwrap_or_default()),
+                    Err(e) => last = error_chain(&e),
+                }
+                if Instant::now() > deadline {
+                    panic!("partition {p} never accepted a write ({last})\n{}", self.report());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            for edge in self.procs.iter().filter(|p| p.role == Role::QueryEdge) {
+                loop {
+                    let r = c.get(format!("{}/{alias}", edge.base())).send().await;
+                    let ok = matches!(&r, Ok(r) if r.status() == 302 && r.headers()["location"] == target.as_str());
+                    if ok {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        panic!("{} never served partition {p}'s link {alias}: {r:?}\n{}", edge.name(), self.report());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Adds the admin token in token mode.
+    pub fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        if self.opts.auth == "token" {
+            rb.bearer_auth(ADMIN_TOKEN)
+        } else {
+            rb
+        }
+    }
+
+    /// `front + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.front, path)
+    }
+
+    fn sync_pools(&self) {
+        let pool = |role| {
+            self.procs.iter().filter(|p| p.role == role).map(|p| Backend { name: format!("{}/g{}", p.name(), p.generation), base: p.base() }).collect()
+        };
+        *self.front_state.writers.write().unwrap() = pool(Role::CommandApi);
+        *self.front_state.readers.write().unwrap() = pool(Role::QueryEdge);
+    }
+
+    /// Index into `procs` of the `index`th process of `role`.
+    pub fn find(&self, role: Role, index: usize) -> usize {
+        self.procs.iter().position(|p| p.role == role && p.index == index).unwrap_or_else(|| panic!("no {}#{index}", role.command()))
+    }
+
+    pub fn proc(&self, role: Role, index: usize) -> &Proc {
+        &self.procs[self.find(role, index)]
+    }
+
+    /// `kill -9` one process. The front keeps routing to its old address (and around it,
+    /// since nothing answers there) until it is restarted.
+    pub fn kill9(&mut self, role: Role, index: usize) {
+        let i = self.find(role, index);
+        self.procs[i].poll_exit();
+        self.procs[i].kill9();
+        eprintln!("[split] kill -9 {}", self.procs[i].name());
+    }
+
+    /// Starts a killed process again (same data dir, new port) and waits until it
+    /// answers `/health/ready`; the front then routes to its new address.
+    pub async fn restart(&mut self, role: Role, index: usize) {
+        let i = self.find(role, index);
+        self.procs[i].poll_exit();
+        self.procs[i].kill9();
+        let mut p = std::mem::replace(
+            &mut self.procs[i],
+            Proc {
+                role,
+                index,
+                generation: 0,
+                child: None,
+                addr: "127.0.0.1:0".parse().unwrap(),
+                data: tempfile::tempdir().unwrap(),
+                log: Arc::new(Mutex::new(ProcLog::default())),
+                unexpected_exits: Vec::new(),
+            },
+        );
+        let rx = self.spawn(&mut p);
+        self.procs[i] = p;
+        self.await_listening(i, rx).await;
+        self.await_ready(i).await;
+        self.sync_pools();
+        eprintln!("[split] restarted {} (generation {}) on {}", self.procs[i].name(), self.procs[i].generation, self.procs[i].addr);
+    }
+
+    /// Processes that exited without the harness killing them.
+    pub fn unexpected_exits(&mut self) -> Vec<String> {
+        for p in &mut self.procs {
+            p.poll_exit();
+        }
+        self.procs.iter().flat_map(|p| p.unexpected_exits.clone()).collect()
+    }
+
+    /// Answers per backend, failovers per backend, and retries, as the front counted them.
+    pub fn front_stats(&self) -> String {
+        format!(
+            "served {:?}; transport failures routed around {:?}; resends {}",
+            self.front_state.served.lock().unwrap(),
+            self.front_state.failovers.lock().unwrap(),
+            self.front_state.retries.load(Ordering::Relaxed)
+        )
+    }
+
+    /// Answers counted per backend name prefix (e.g. `query-edge#1`).
+    pub fn served_by(&self, prefix: &str) -> u64 {
+        self.front_state.served.lock().unwrap().iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+    }
+
+    /// Log lines of every process containing `needle`, prefixed by the process name.
+    pub fn grep(&self, needle: &str) -> Vec<String> {
+        self.procs.iter().flat_map(|p| p.grep(needle).into_iter().map(move |l| format!("{}: {l}", p.name()))).collect()
+    }
+
+    /// Every process's log tail and the front's counters.
+    pub fn report(&self) -> String {
+        let mut s = format!("[split] front {}: {}\n", self.front, self.front_stats());
+        for p in &self.procs {
+            s.push_str(&p.tail(40));
+        }
+        s
+    }
+}
+
+/// The command partition a link with `code` is decided in (as `kurz-storage` routes it).
+pub fn partition_of_code(code: &str) -> u32 {
+    kurz_storage::log::partition_for(&format!("link:{code}"), PARTITIONS)
+}
+
+fn start_front(state: Arc<Front>) -> (String, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("split-front").enable_all().build().unwrap();
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    rt.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| forward(state.clone(), req));
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}"), rt)
+}
+
+impl Drop for Split {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            p.poll_exit();
+        }
+        if std::thread::panicking() {
+            eprintln!("{}", self.report());
+        }
+        for p in &mut self.procs {
+            p.kill9();
+        }
+        if let Some(rt) = self.front_rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
