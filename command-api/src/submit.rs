@@ -13,8 +13,12 @@ use kurz_web::ApiError;
 use sha2::{Digest, Sha256};
 
 impl AppState {
-    pub async fn submit(&self, cmd: Command) -> Result<StoredOutcome, ApiError> {
+    pub async fn submit(&self, mut cmd: Command) -> Result<StoredOutcome, ApiError> {
         let m = crate::metrics::get();
+        // The request's trace continues in the decider and the projector.
+        if cmd.traceparent.is_none() {
+            cmd.traceparent = kurz_telemetry::traceparent();
+        }
         // A retry of a command that was already decided is answered from its outcome.
         if let Some(done) = self.store.outcome(cmd.id.as_str()).await? {
             m.commands_submitted.with_label_values(&["replayed"]).inc();

@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async move {
-        kurz::telemetry::init(
+        let _telemetry = kurz::telemetry::init(
             &cfg.log,
             match role {
                 "command-api" => "command-api",

@@ -1,16 +1,9 @@
-//! Logging: one JSON object per line on stdout.
+//! Process telemetry: see the `kurz-telemetry` crate.
 
-use tracing_subscriber::EnvFilter;
-
-pub fn init(filter: &str, service: &'static str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(true)
-        .with_env_filter(filter)
-        .try_init();
-    tracing::info!(event = "starting", service, version = env!("CARGO_PKG_VERSION"));
+/// Installs JSON logs (and OTLP traces when `OTEL_EXPORTER_OTLP_ENDPOINT` is set);
+/// keep the guard until exit so traces are flushed.
+pub fn init(filter: &str, service: &'static str) -> kurz_telemetry::Guard {
+    let guard = kurz_telemetry::init(filter, service);
+    tracing::info!(event = "starting", version = env!("CARGO_PKG_VERSION"));
+    guard
 }

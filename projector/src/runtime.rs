@@ -14,6 +14,7 @@ use kurz_storage::{EventLog, ReadStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 const BATCH: usize = 1024;
 
@@ -104,6 +105,7 @@ impl Projector {
             let next = last.offset + 1;
             let oldest = recs[0].timestamp;
             let mut mutations = Vec::with_capacity(recs.len() * 2);
+            let mut traced: Option<tracing::Span> = None;
             for rec in &recs {
                 let decoded = if topic == topics::CLICKS {
                     Click::decode(&rec.payload).map(Decoded::Click)
@@ -122,10 +124,24 @@ impl Projector {
                     Decoded::Event(event) => Input::Event { event, partition: p, offset: rec.offset },
                     Decoded::Click(click) => Input::Click { click, partition: p, offset: rec.offset },
                 };
-                for (pr, pos) in mine.iter().zip(&positions) {
-                    if rec.offset >= *pos {
-                        pr.apply(input, &mut mutations);
+                // A traced record gets a span, child of the decision that wrote it.
+                let span = match rec.header("traceparent").and_then(|v| std::str::from_utf8(v).ok()) {
+                    Some(tp) => {
+                        let span = tracing::info_span!("project", topic, partition = p, offset = rec.offset);
+                        kurz_telemetry::continue_trace(&span, Some(tp));
+                        span
                     }
+                    None => tracing::Span::none(),
+                };
+                span.in_scope(|| {
+                    for (pr, pos) in mine.iter().zip(&positions) {
+                        if rec.offset >= *pos {
+                            pr.apply(input, &mut mutations);
+                        }
+                    }
+                });
+                if traced.is_none() && !span.is_none() {
+                    traced = Some(span);
                 }
             }
             self.offer_to_cache(&mutations).await;
@@ -138,7 +154,12 @@ impl Projector {
                     .collect(),
                 mutations,
             };
-            match self.store.apply(batch).await {
+            let apply_span = match &traced {
+                Some(parent) => tracing::info_span!(parent: parent, "apply_read_model", mutations = batch.mutations.len()),
+                None => tracing::Span::none(),
+            };
+            drop(traced);
+            match self.store.apply(batch).instrument(apply_span).await {
                 Ok(()) => {
                     for pos in positions.iter_mut() {
                         *pos = (*pos).max(next);

@@ -130,10 +130,14 @@ async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> 
                 m.decider_commands.with_label_values(&[&plabel, "duplicate"]).inc();
                 continue;
             }
-            let evs = decide::handle(&mut state, &cmd, now);
+            // One span per traced command, child of the request that issued it; its
+            // context travels on with the events.
+            let span = tracing::info_span!("decide", partition = p, command_id = cmd.id.as_str());
+            kurz_telemetry::continue_trace(&span, cmd.traceparent.as_deref());
+            let (evs, tp) = span.in_scope(|| (decide::handle(&mut state, &cmd, now), kurz_telemetry::traceparent()));
             m.decider_commands.with_label_values(&[&plabel, "decided"]).inc();
             for ev in evs {
-                out.push((rec.key.clone(), cmd.traceparent.clone(), ev));
+                out.push((rec.key.clone(), tp.clone().or_else(|| cmd.traceparent.clone()), ev));
             }
         }
         if !out.is_empty() {
