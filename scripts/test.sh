@@ -17,6 +17,7 @@ echo "== system packages the tests run against"
 need_pkgs=()
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
@@ -26,6 +27,7 @@ fi
 # own instances on free ports and do not use it.
 redis-server --version
 docker-compose version --short
+promtool --version | head -1
 
 echo "== a Kafka-protocol broker (tansu), built once and kept in ~/.cargo/bin"
 # About 15 minutes the first time on 2 cores; later runs find it in ~/.cargo/bin.
