@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod secrets;
+pub mod status;
 pub mod telemetry;
 
 pub use config::Config;

@@ -21,6 +21,18 @@ enum Role {
     Projector(Config),
     /// Redirects and the read API.
     QueryEdge(Config),
+    /// A terminal summary of running processes, from their /metrics.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// Base URLs of the processes to summarise.
+    #[arg(long = "url", default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    urls: Vec<String>,
+    /// Seconds between the two scrapes that rates are computed from.
+    #[arg(long, default_value_t = 1.0)]
+    interval: f64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,12 +42,26 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let cli = Cli::parse_from(args);
+    if let Some(Role::Status(a)) = &cli.command {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        return match rt.block_on(kurz::status::run(&a.urls, std::time::Duration::from_secs_f64(a.interval.max(0.1)))) {
+            Ok(text) => {
+                print!("{text}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kurz status: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let (role, cfg) = match cli.command {
         None => ("serve", cli.config),
         Some(Role::Serve(c)) => ("serve", c),
         Some(Role::CommandApi(c)) => ("command-api", c),
         Some(Role::Projector(c)) => ("projector", c),
         Some(Role::QueryEdge(c)) => ("query-edge", c),
+        Some(Role::Status(_)) => unreachable!("handled above"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async move {

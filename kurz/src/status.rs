@@ -1,0 +1,215 @@
+//! `kurz status`: a terminal summary of running kurz processes, read from their
+//! `/metrics`, like a sync farm's stats page: rates per role, lag and queue age per
+//! partition, parked work, and the most frequent errors.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One sample: metric name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the Prometheus text exposition format (what `/metrics` serves).
+pub fn parse(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (head, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let (name, labels) = match head.split_once('{') {
+            Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+            None => (head, BTreeMap::new()),
+        };
+        out.push(Sample { name: name.to_string(), labels, value });
+    }
+    out
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s;
+    while let Some((k, r)) = rest.split_once("=\"") {
+        let mut val = String::new();
+        let mut chars = r.char_indices();
+        let mut end = r.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        val.push(if n == 'n' { '\n' } else { n });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => val.push(c),
+            }
+        }
+        out.insert(k.trim_start_matches(',').trim().to_string(), val);
+        rest = &r[end..];
+    }
+    out
+}
+
+fn sum(samples: &[Sample], name: &str, filter: impl Fn(&BTreeMap<String, String>) -> bool) -> f64 {
+    samples.iter().filter(|s| s.name == name && filter(&s.labels)).map(|s| s.value).sum()
+}
+
+/// Renders the summary from two scrapes `interval` apart.
+pub fn render(url: &str, before: &[Sample], after: &[Sample], interval: Duration) -> String {
+    let secs = interval.as_secs_f64().max(0.001);
+    let rate = |name: &str, f: &dyn Fn(&BTreeMap<String, String>) -> bool| (sum(after, name, f) - sum(before, name, f)).max(0.0) / secs;
+    let mut o = format!("kurz status: {url}\n\n");
+    o += "rates (per second)\n";
+    o += &format!("  http requests       {:>10.1}\n", rate("kurz_http_requests_total", &|_| true));
+    o += &format!(
+        "  http 5xx            {:>10.1}\n",
+        rate("kurz_http_requests_total", &|l| l.get("status").is_some_and(|s| s.starts_with('5')))
+    );
+    o += &format!("  redirects           {:>10.1}\n", rate("kurz_redirects_total", &|l| l.get("result").is_some_and(|r| r == "found")));
+    o += &format!("  commands submitted  {:>10.1}\n", rate("kurz_commands_submitted_total", &|_| true));
+    o += &format!(
+        "  commands decided    {:>10.1}\n",
+        rate("kurz_decider_commands_total", &|l| l.get("result").is_some_and(|r| r == "decided"))
+    );
+    o += &format!("  records projected   {:>10.1}\n", rate("kurz_projector_records_applied_total", &|_| true));
+    o += &format!("  clicks captured     {:>10.1}\n", rate("kurz_clicks_total", &|l| l.get("result").is_some_and(|r| r == "appended")));
+    let lookups = sum(after, "kurz_cache_lookups_total", |_| true);
+    let hits = sum(after, "kurz_cache_lookups_total", |l| l.get("result").is_some_and(|r| r == "hit" || r == "negative_hit"));
+    if lookups > 0.0 {
+        o += &format!("  cache hit ratio     {:>9.1}%\n", 100.0 * hits / lookups);
+    }
+
+    o += "\nlag per partition (records waiting, age of the oldest)\n";
+    let mut lag: BTreeMap<(String, u32), (f64, f64)> = BTreeMap::new();
+    for s in after.iter().filter(|s| s.name == "kurz_projector_lag_records" || s.name == "kurz_projector_lag_seconds") {
+        let topic = s.labels.get("topic").cloned().unwrap_or_default();
+        let p = s.labels.get("partition").and_then(|p| p.parse().ok()).unwrap_or(0);
+        let e = lag.entry((topic, p)).or_default();
+        if s.name == "kurz_projector_lag_records" {
+            e.0 = s.value;
+        } else {
+            e.1 = s.value;
+        }
+    }
+    if lag.is_empty() {
+        o += "  (no projector in these processes)\n";
+    }
+    for ((topic, p), (records, age)) in &lag {
+        o += &format!("  {topic:<20} {p:>3}  {records:>8.0} records  {age:>8.3} s\n");
+    }
+
+    let parked = sum(after, "kurz_parked_records", |_| true);
+    o += &format!("\nparked records: {parked:.0}\n");
+
+    o += "\ntop errors (since start)\n";
+    let mut errors: Vec<(String, f64)> = Vec::new();
+    for s in after.iter() {
+        let key = match s.name.as_str() {
+            "kurz_http_requests_total" if s.labels.get("status").is_some_and(|st| st.starts_with('5') || st == "429") => {
+                format!(
+                    "http {} {} -> {}",
+                    s.labels.get("method").map(String::as_str).unwrap_or(""),
+                    s.labels.get("route").map(String::as_str).unwrap_or(""),
+                    s.labels["status"]
+                )
+            }
+            "kurz_cache_errors_total" => format!("cache {} failed", s.labels.get("op").map(String::as_str).unwrap_or("")),
+            "kurz_decider_restarts_total" => {
+                format!("decider partition {} restarted", s.labels.get("partition").map(String::as_str).unwrap_or(""))
+            }
+            "kurz_projector_retries_total" => format!("projector {} retried", s.labels.get("partition").map(String::as_str).unwrap_or("")),
+            "kurz_projector_undecodable_total" => {
+                format!("undecodable records on {}", s.labels.get("topic").map(String::as_str).unwrap_or(""))
+            }
+            "kurz_clicks_total" if s.labels.get("result").is_some_and(|r| r != "appended") => format!("clicks {}", s.labels["result"]),
+            "kurz_commands_submitted_total" if s.labels.get("outcome").is_some_and(|r| r == "timeout" || r == "log_unavailable") => {
+                format!("commands {}", s.labels["outcome"])
+            }
+            _ => continue,
+        };
+        if s.value > 0.0 {
+            errors.push((key, s.value));
+        }
+    }
+    errors.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if errors.is_empty() {
+        o += "  none\n";
+    }
+    for (k, v) in errors.iter().take(10) {
+        o += &format!("  {v:>8.0}  {k}\n");
+    }
+    o
+}
+
+/// Scrapes each URL twice, `interval` apart, and prints the summary.
+pub async fn run(urls: &[String], interval: Duration) -> Result<String, String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+    let scrape = |url: String| {
+        let client = client.clone();
+        async move {
+            let text = client
+                .get(format!("{}/metrics", url.trim_end_matches('/')))
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?
+                .text()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            Ok::<_, String>(parse(&text))
+        }
+    };
+    let mut out = String::new();
+    let mut before = Vec::new();
+    for u in urls {
+        before.push(scrape(u.clone()).await?);
+    }
+    tokio::time::sleep(interval).await;
+    for (u, b) in urls.iter().zip(before) {
+        let a = scrape(u.clone()).await?;
+        out += &render(u, &b, &a, interval);
+        out += "\n";
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exposition_lines_with_escaped_labels() {
+        let s = parse(
+            "# HELP x y\nkurz_http_requests_total{method=\"GET\",route=\"/{code}\",status=\"302\"} 12\nup 1\nweird{a=\"q\\\"x\"} 2.5\n",
+        );
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].labels["route"], "/{code}");
+        assert_eq!(s[0].value, 12.0);
+        assert_eq!(s[2].labels["a"], "q\"x");
+    }
+
+    #[test]
+    fn renders_rates_lag_and_top_errors() {
+        let before = parse("kurz_http_requests_total{method=\"GET\",route=\"/{code}\",status=\"302\"} 100\nkurz_http_requests_total{method=\"POST\",route=\"/urls\",status=\"503\"} 1\n");
+        let after = parse(
+            "kurz_http_requests_total{method=\"GET\",route=\"/{code}\",status=\"302\"} 300\nkurz_http_requests_total{method=\"POST\",route=\"/urls\",status=\"503\"} 7\n\
+             kurz_projector_lag_records{topic=\"kurz.events.v1\",partition=\"2\"} 40\nkurz_projector_lag_seconds{topic=\"kurz.events.v1\",partition=\"2\"} 1.5\n",
+        );
+        let out = render("http://x", &before, &after, Duration::from_secs(2));
+        assert!(out.contains("http requests            103.0"), "{out}");
+        assert!(out.contains("http 5xx                   3.0"), "{out}");
+        assert!(out.contains("kurz.events.v1         2        40 records     1.500 s"), "{out}");
+        assert!(out.contains("7  http POST /urls -> 503"), "{out}");
+    }
+}
