@@ -238,14 +238,27 @@ impl Readers {
         Ok(r.next.max(hi))
     }
 
+    /// The broker's high watermark. Right after a topic is created the client's metadata
+    /// may not know its partitions yet ("Unknown partition"), so errors are retried for
+    /// a few seconds before they count.
     async fn watermark(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
-        let meta = self.meta.clone();
-        let t = topic.to_string();
-        tokio::task::spawn_blocking(move || meta.fetch_watermarks(&t, partition as i32, Duration::from_secs(10)))
-            .await
-            .map_err(StorageError::engine)?
-            .map(|(_, hi)| hi.max(0) as u64)
-            .map_err(|e| kerr("watermarks", e))
+        let mut attempt = 0;
+        loop {
+            let meta = self.meta.clone();
+            let t = topic.to_string();
+            let r = tokio::task::spawn_blocking(move || meta.fetch_watermarks(&t, partition as i32, Duration::from_secs(10)))
+                .await
+                .map_err(StorageError::engine)?;
+            match r {
+                Ok((_, hi)) => return Ok(hi.max(0) as u64),
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    tracing::debug!(event = "watermark_retry", topic, partition, attempt, error = %e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(kerr("watermarks", e)),
+            }
+        }
     }
 
     pub async fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<u64, StorageError> {
