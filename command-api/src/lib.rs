@@ -101,23 +101,9 @@ impl CommandApi {
 
     /// The role's whole HTTP surface when it runs alone.
     pub fn router(&self) -> axum::Router {
-        let store = self.state.store.clone();
-        let log = self.state.log.clone();
-        let checks: Vec<(&'static str, kurz_web::health::Check)> = vec![
-            (
-                "store",
-                Arc::new(move || {
-                    let s = store.clone();
-                    Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
-                }),
-            ),
-            (
-                "log",
-                Arc::new(move || {
-                    let l = log.clone();
-                    Box::pin(async move { l.partitions(kurz_schemas::topics::COMMANDS).await.map(|_| ()).map_err(|e| e.to_string()) })
-                }),
-            ),
+        let checks = vec![
+            kurz_web::health::store_check(self.state.store.clone()),
+            kurz_web::health::log_check(self.state.log.clone(), kurz_schemas::topics::COMMANDS),
         ];
         kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks)))
     }

@@ -70,23 +70,7 @@ fn settings(cfg: &Config) -> Result<Settings, Error> {
 }
 
 fn health_checks(ports: &Ports) -> Vec<(&'static str, kurz_web::health::Check)> {
-    let (store, log) = (ports.store.clone(), ports.log.clone());
-    vec![
-        (
-            "store",
-            Arc::new(move || {
-                let s = store.clone();
-                Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
-            }),
-        ),
-        (
-            "log",
-            Arc::new(move || {
-                let l = log.clone();
-                Box::pin(async move { l.partitions(kurz_schemas::topics::EVENTS).await.map(|_| ()).map_err(|e| e.to_string()) })
-            }),
-        ),
-    ]
+    vec![kurz_web::health::store_check(ports.store.clone()), kurz_web::health::log_check(ports.log.clone(), kurz_schemas::topics::EVENTS)]
 }
 
 /// Every role in one process: the default `kurz serve`.

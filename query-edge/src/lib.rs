@@ -54,14 +54,7 @@ impl QueryEdge {
     }
 
     pub fn router(&self) -> axum::Router {
-        let store = self.state.store.clone();
-        let checks: Vec<(&'static str, kurz_web::health::Check)> = vec![(
-            "store",
-            Arc::new(move || {
-                let s = store.clone();
-                Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
-            }),
-        )];
+        let checks = vec![kurz_web::health::store_check(self.state.store.clone())];
         kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks)))
     }
 

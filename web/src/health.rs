@@ -10,6 +10,28 @@ use std::sync::Arc;
 /// A named readiness check: `Err(reason)` makes `/health/ready` answer 503.
 pub type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// Ready when the read store answers.
+pub fn store_check(store: Arc<dyn kurz_storage::ReadStore>) -> (&'static str, Check) {
+    (
+        "store",
+        Arc::new(move || {
+            let s = store.clone();
+            Box::pin(async move { s.ping().await.map_err(|e| e.to_string()) })
+        }),
+    )
+}
+
+/// Ready when the log knows `topic`.
+pub fn log_check(log: Arc<dyn kurz_storage::EventLog>, topic: &'static str) -> (&'static str, Check) {
+    (
+        "log",
+        Arc::new(move || {
+            let l = log.clone();
+            Box::pin(async move { l.partitions(topic).await.map(|_| ()).map_err(|e| e.to_string()) })
+        }),
+    )
+}
+
 pub fn routes(checks: Vec<(&'static str, Check)>) -> Router {
     let checks = Arc::new(checks);
     Router::new()

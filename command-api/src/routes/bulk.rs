@@ -97,6 +97,22 @@ struct Chunk {
     body: CommandBody,
 }
 
+/// Rows grouped by partition, cut into commands of at most `CHUNK_ROWS`, each keyed by
+/// its first row's link so it routes to the partition that owns all of them.
+fn chunked<R: Clone>(
+    by_partition: BTreeMap<u32, Vec<R>>,
+    code: impl Fn(&R) -> &ShortCode,
+    body: impl Fn(String, Vec<R>) -> CommandBody,
+) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    for (p, rows) in by_partition {
+        for c in rows.chunks(CHUNK_ROWS) {
+            chunks.push(Chunk { key: format!("p{p}"), body: body(link_key(code(&c[0])), c.to_vec()) });
+        }
+    }
+    chunks
+}
+
 /// Submits chunks (a few at a time) and sums their counts.
 async fn submit_chunks(
     s: &AppState,
@@ -194,13 +210,7 @@ pub async fn urls(State(s): State<AppState>, headers: HeaderMap, body: axum::bod
             Err(e) => problems.push(format!("row {}: {e}", i + 1)),
         }
     }
-    let mut chunks = Vec::new();
-    for (p, rows) in by_partition {
-        for c in rows.chunks(CHUNK_ROWS) {
-            let key = link_key(&c[0].code);
-            chunks.push(Chunk { key: format!("p{p}"), body: CommandBody::ImportLinks { key, rows: c.to_vec() } });
-        }
-    }
+    let chunks = chunked(by_partition, |r| &r.code, |key, rows| CommandBody::ImportLinks { key, rows });
     submit_chunks(&s, &headers, "POST /urls/bulk", chunks, problems).await
 }
 
@@ -249,12 +259,6 @@ pub async fn events(State(s): State<AppState>, headers: HeaderMap, body: axum::b
             Err(e) => problems.push(format!("row {}: {e}", i + 1)),
         }
     }
-    let mut chunks = Vec::new();
-    for (p, rows) in by_partition {
-        for c in rows.chunks(CHUNK_ROWS) {
-            let key = link_key(&c[0].code);
-            chunks.push(Chunk { key: format!("p{p}"), body: CommandBody::ImportEvents { key, rows: c.to_vec() } });
-        }
-    }
+    let chunks = chunked(by_partition, |r| &r.code, |key, rows| CommandBody::ImportEvents { key, rows });
     submit_chunks(&s, &headers, "POST /events/bulk", chunks, problems).await
 }
