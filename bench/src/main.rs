@@ -2,6 +2,7 @@
 //! same run and reports ratios to it; results go to `bench/results/<name>.{json,md}`.
 
 mod creates;
+mod redirects;
 mod staleness;
 mod stats;
 
@@ -23,6 +24,8 @@ enum Bench {
     Staleness(staleness::Args),
     /// Create throughput and create-to-redirect latency, embedded log vs Kafka.
     Creates(creates::Args),
+    /// Redirect throughput and latency (wrk), kurz vs a bare hyper 302 server.
+    Redirects(redirects::Args),
 }
 
 fn main() {
@@ -39,6 +42,11 @@ fn main() {
                 let v = creates::run(a).await;
                 let md = creates::markdown(&v);
                 ("creates", v, md)
+            }
+            Bench::Redirects(a) => {
+                let v = redirects::run(a).await;
+                let md = redirects::markdown(&v);
+                ("redirects", v, md)
             }
         };
         stats::write(&cli.out, name, &json, &md).unwrap();
