@@ -251,9 +251,12 @@ impl Readers {
                 .map_err(StorageError::engine)?;
             match r {
                 Ok((_, hi)) => return Ok(hi.max(0) as u64),
-                Err(e) if attempt < 50 => {
+                Err(e) if attempt < 100 => {
                     attempt += 1;
                     tracing::debug!(event = "watermark_retry", topic, partition, attempt, error = %e);
+                    // Ask for the topic's metadata again: the client's cache may predate it.
+                    let (meta, t) = (self.meta.clone(), topic.to_string());
+                    let _ = tokio::task::spawn_blocking(move || meta.fetch_metadata(Some(&t), Duration::from_secs(5))).await;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => return Err(kerr("watermarks", e)),
