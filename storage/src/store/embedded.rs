@@ -78,15 +78,7 @@ fn apply_batch(db: &Database, batch: &StoreBatch) -> Result<(), ApplyError> {
         for p in &batch.positions {
             let key = position_key(&p.projection, &p.topic, p.partition);
             let stored = pos.get(key.as_str()).map_err(StorageError::from)?.map(|v| v.value()).unwrap_or(0);
-            if stored != p.from {
-                return Err(ApplyError::PositionMismatch {
-                    projection: p.projection.clone(),
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    stored,
-                    expected: p.from,
-                });
-            }
+            p.check(stored)?;
             pos.insert(key.as_str(), p.to).map_err(StorageError::from)?;
         }
     }

@@ -61,6 +61,23 @@ pub struct Position {
     pub to: u64,
 }
 
+impl Position {
+    /// The guard every backend applies: a batch must start where the projection's
+    /// stored position is, or nothing of it is written.
+    pub fn check(&self, stored: u64) -> Result<(), ApplyError> {
+        if stored == self.from {
+            return Ok(());
+        }
+        Err(ApplyError::PositionMismatch {
+            projection: self.projection.clone(),
+            topic: self.topic.clone(),
+            partition: self.partition,
+            stored,
+            expected: self.from,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreBatch {
     pub positions: Vec<Position>,

@@ -26,15 +26,7 @@ impl ScyllaStore {
         // 1. Every position must be where the batch starts, or nothing is written.
         for p in &batch.positions {
             let stored = self.stored_position(&p.projection, &p.topic, p.partition).await?;
-            if stored != p.from {
-                return Err(ApplyError::PositionMismatch {
-                    projection: p.projection.clone(),
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    stored,
-                    expected: p.from,
-                });
-            }
+            p.check(stored)?;
         }
         // 2. The mutations, in order; clicks summed per link and written once.
         let mut clicks: Vec<(Id, u64)> = Vec::new();
