@@ -9,6 +9,10 @@ pub enum Error {
     Topics(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// Another writer appended to a decider's events partition: this decider's state
+    /// is stale (it may no longer own the partition) and must be restored.
+    #[error("events partition {partition} moved under its decider: expected end {expected}, found {found}")]
+    Fenced { partition: u32, expected: u64, found: u64 },
 }
 
 impl From<Error> for ApiError {

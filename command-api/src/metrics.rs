@@ -4,6 +4,7 @@ use std::sync::OnceLock;
 pub struct Metrics {
     pub decider_commands: IntCounterVec,
     pub decider_restarts: IntCounterVec,
+    pub decider_fenced: IntCounterVec,
     pub commands_submitted: IntCounterVec,
 }
 
@@ -19,6 +20,12 @@ pub fn get() -> &'static Metrics {
         decider_restarts: register_int_counter_vec!(
             "kurz_decider_restarts_total",
             "Decider partitions restored from the log after an error.",
+            &["partition"]
+        )
+        .unwrap(),
+        decider_fenced: register_int_counter_vec!(
+            "kurz_decider_fenced_total",
+            "Times a decider found another writer's events in its partition (two owners at once) and restored.",
             &["partition"]
         )
         .unwrap(),

@@ -91,6 +91,48 @@ async fn a_group_divides_partitions_and_moves_them_when_a_member_leaves() {
     stop_a.cancel();
 }
 
+/// A member that dies without leaving (`kill -9`) loses its partitions to the others
+/// after the session timeout. The victim is the group's first member, its leader: that
+/// is the case tansu 0.6.0 wedges (see `scripts/tansu.sh` and the patch it applies).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_group_leader_loses_its_partitions_to_the_survivor() {
+    let broker = Tansu::memory();
+    let url = format!("{}?session_timeout_ms=6000&drain_ms=2000", broker.url());
+    let mut leader = std::process::Command::new(env!("CARGO_BIN_EXE_kurz-group-member"))
+        .args([url.as_str(), "killers", "killed", "4"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a group member process");
+    let owned = Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let (out, owned) = (leader.stdout.take().unwrap(), owned.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                *owned.lock().unwrap() = line;
+            }
+        });
+    }
+    wait_until("the first member to own all four", || owned.lock().unwrap().as_str() == "owned 0,1,2,3").await;
+
+    let survivor = open(&broker);
+    let m = survivor.join("killers", "killed").await.unwrap();
+    let w = m.watch();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(kurz_storage::log::run_owned(m, stop.clone(), Duration::from_secs(2), |_, _| async {}));
+    wait_until("the partitions to be shared", || !w.borrow().partitions.is_empty() && owned.lock().unwrap().as_str() != "owned 0,1,2,3")
+        .await;
+
+    leader.kill().unwrap(); // SIGKILL: no LeaveGroup, the broker must notice by itself.
+    leader.wait().unwrap();
+    wait_until("the survivor to own all four", || w.borrow().partitions == vec![0, 1, 2, 3]).await;
+    // And keep them: the group has settled, not passed through on its way to nothing.
+    let settled = w.borrow().generation;
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert_eq!((w.borrow().partitions.clone(), w.borrow().generation), (vec![0, 1, 2, 3], settled), "the survivor's ownership moved again");
+    stop.cancel();
+}
+
 #[test]
 fn the_broker_does_not_support_transactions() {
     // kurz relies on this gap being real: no transactional producer, so exactly-once in

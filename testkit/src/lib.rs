@@ -66,8 +66,8 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Kafka-protocol broker: `tansu` (installed by `cargo install tansu --features
-/// dynostore,libsql --locked`, see scripts/test.sh), on a free loopback port.
+/// A Kafka-protocol broker: tansu 0.6.0 with kurz's patch to its group coordinator
+/// (`tansu-kurz`, built by scripts/tansu.sh into ~/.cargo/bin), on a free loopback port.
 pub struct Tansu {
     child: Option<Child>,
     pub port: u16,
@@ -75,16 +75,14 @@ pub struct Tansu {
     dir: Option<std::path::PathBuf>,
 }
 
+/// `KURZ_TANSU` if set, else `~/.cargo/bin/tansu-kurz`. Never a silently different
+/// broker: the unpatched one wedges groups whose leader dies.
 fn tansu_binary() -> std::path::PathBuf {
     if let Ok(p) = std::env::var("KURZ_TANSU") {
         return p.into();
     }
     let home = std::env::var("HOME").unwrap_or_default();
-    let cargo_bin = std::path::Path::new(&home).join(".cargo/bin/tansu");
-    if cargo_bin.exists() {
-        return cargo_bin;
-    }
-    "tansu".into()
+    std::path::Path::new(&home).join(".cargo/bin/tansu-kurz")
 }
 
 impl Tansu {
@@ -111,7 +109,7 @@ impl Tansu {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("tansu must be installed: cargo install tansu --features dynostore,libsql --locked (scripts/test.sh does)");
+            .unwrap_or_else(|e| panic!("the test broker {} must be installed (scripts/tansu.sh builds it): {e}", tansu_binary().display()));
         wait_for_port(port, "tansu");
         Tansu { child: Some(child), port, storage, dir }
     }

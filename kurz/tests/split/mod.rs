@@ -5,9 +5,20 @@
 //! processes, reads (GET/HEAD) to the query-edge processes, in turn.
 //!
 //! Use it as `#[path = "split/mod.rs"] mod split;`. Processes are killed on drop; when a
-//! test panics, the tail of every process's log (JSON lines from stdout, plus stderr) is
-//! printed. All deployments of one test binary run one at a time (a process-wide lock),
-//! since each one is six or more processes on a small machine.
+//! test panics, the front's counters, the partition ownership the processes logged, and
+//! the tail of every process's log (JSON lines from stdout, plus stderr) are printed.
+//! All deployments of one test binary run one at a time (a process-wide lock), since
+//! each one is six or more processes on a small machine.
+//!
+//! The front adds `x-split-backend` (which process answered) and `x-split-attempts` to
+//! every answer, so a failing assertion can name the process. It routes around a dead
+//! backend: a request that could not reach one goes to the next; one that reached a
+//! backend which died before answering is resent only when that is safe (GET, HEAD, PUT,
+//! DELETE, or a write with an `Idempotency-Key`).
+//!
+//! Environment: `KURZ_SPLIT_LOG_DIR=<dir>` also writes every process's full log to
+//! `<dir>/<role>#<index>.log`; `KURZ_SPLIT_KAFKA_EXTRA=a.b=v&…` appends parameters to
+//! the `kafka://` URL (librdkafka settings, for experiments).
 #![allow(dead_code)]
 
 use axum::body::{Body, Bytes};
@@ -63,27 +74,58 @@ pub struct Opts {
     /// `open` or `token` (then writes need `Authorization: Bearer ADMIN_TOKEN`).
     pub auth: &'static str,
     pub extra_env: Vec<(String, String)>,
+    /// Readiness by writing a link into every command partition (and seeing it
+    /// redirect on every edge); without it, by every partition having one owner in the
+    /// processes' logs, which leaves the deployment's data empty (the contract suite).
+    pub warm_up: bool,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { command_apis: 2, projectors: 2, query_edges: 2, auth: "open", extra_env: Vec::new() }
+        Opts { command_apis: 2, projectors: 2, query_edges: 2, auth: "open", extra_env: Vec::new(), warm_up: true }
     }
 }
 
 /// One process's captured output, kept across restarts.
 #[derive(Default)]
 pub struct ProcLog {
-    pub tail: VecDeque<String>,
-    pub notable: VecDeque<String>,
+    /// (line number, line)
+    pub tail: VecDeque<(u64, String)>,
+    pub notable: VecDeque<(u64, String)>,
     pub lines: u64,
+    /// Lines of the CQL driver's periodic complaints about the CQL double's system
+    /// tables (kassandra has no `system.peers`/`system.local` the driver can read):
+    /// counted, not kept, since they would drown everything else.
+    pub driver_noise: u64,
+    /// Every partition-ownership line and harness lifecycle line, never dropped.
+    pub membership: Vec<String>,
+    /// With `KURZ_SPLIT_LOG_DIR` set, every line also goes to `<dir>/<role>#<index>.log`.
+    pub file: Option<std::fs::File>,
+}
+
+/// The CQL driver's repeated metadata complaints about the CQL double.
+fn driver_noise(line: &str) -> bool {
+    line.contains("\"logger\":\"scylla::cluster::metadata") || line.contains("No sharding information received")
 }
 
 impl ProcLog {
     fn push(&mut self, line: String) {
         self.lines += 1;
+        if let Some(f) = &mut self.file {
+            use std::io::Write;
+            let _ = writeln!(f, "{line}");
+        }
+        if driver_noise(&line) {
+            self.driver_noise += 1;
+            return;
+        }
+        if line.starts_with("[harness]") || line.contains("\"event\":\"partitions_") {
+            self.membership.push(line.clone());
+        }
         let notable = line.starts_with("[stderr]")
             || line.starts_with("[harness]")
+            || line.contains("\"level\":\"warn\"")
+            || line.contains("\"level\":\"error\"")
             || line.contains("\"level\":\"WARN\"")
             || line.contains("\"level\":\"ERROR\"")
             || line.contains("\"event\":\"partitions_")
@@ -93,12 +135,12 @@ impl ProcLog {
             if self.notable.len() == NOTABLE_KEEP {
                 self.notable.pop_front();
             }
-            self.notable.push_back(line.clone());
+            self.notable.push_back((self.lines, line.clone()));
         }
         if self.tail.len() == LOG_TAIL {
             self.tail.pop_front();
         }
-        self.tail.push_back(line);
+        self.tail.push_back((self.lines, line));
     }
 }
 
@@ -133,18 +175,26 @@ impl Proc {
         self.child.is_some()
     }
 
+    /// A harness line in this process's log: `[harness] t=<unix seconds> <msg>`.
     fn note(&self, msg: &str) {
-        self.log.lock().unwrap().push(format!("[harness] {msg}"));
+        self.log.lock().unwrap().push(format!("[harness] t={:.6} {msg}", unix_now()));
     }
 
     /// The last `n` lines of this process's log, and every notable line before them.
     pub fn tail(&self, n: usize) -> String {
         let log = self.log.lock().unwrap();
         let skip = log.tail.len().saturating_sub(n);
-        let tail: Vec<&String> = log.tail.iter().skip(skip).collect();
-        let first_tail = tail.first().map(|s| s.as_str());
-        let earlier: Vec<&String> = log.notable.iter().take_while(|l| Some(l.as_str()) != first_tail).collect();
-        let mut out = format!("===== {} (pid {:?}, generation {}, {} lines) =====\n", self.name(), self.pid(), self.generation, log.lines);
+        let tail: Vec<&String> = log.tail.iter().skip(skip).map(|(_, l)| l).collect();
+        let first_tail = log.tail.get(skip).map(|(n, _)| *n).unwrap_or(u64::MAX);
+        let earlier: Vec<&String> = log.notable.iter().filter(|(n, _)| *n < first_tail).map(|(_, l)| l).collect();
+        let mut out = format!(
+            "===== {} (pid {:?}, generation {}, {} lines, of which {} CQL-driver metadata complaints not shown) =====\n",
+            self.name(),
+            self.pid(),
+            self.generation,
+            log.lines,
+            log.driver_noise
+        );
         if !earlier.is_empty() {
             out.push_str("--- notable lines before the tail ---\n");
             for l in earlier.iter().rev().take(200).rev() {
@@ -163,13 +213,14 @@ impl Proc {
     /// Log lines (whole tail) that contain `needle`.
     pub fn grep(&self, needle: &str) -> Vec<String> {
         let log = self.log.lock().unwrap();
-        let mut v: Vec<String> = log.notable.iter().filter(|l| l.contains(needle)).cloned().collect();
-        for l in log.tail.iter().filter(|l| l.contains(needle)) {
-            if !v.contains(l) {
-                v.push(l.clone());
+        let mut v: Vec<(u64, String)> = log.notable.iter().filter(|(_, l)| l.contains(needle)).cloned().collect();
+        for (n, l) in log.tail.iter().filter(|(_, l)| l.contains(needle)) {
+            if !v.iter().any(|(m, _)| m == n) {
+                v.push((*n, l.clone()));
             }
         }
-        v
+        v.sort();
+        v.into_iter().map(|(_, l)| l).collect()
     }
 
     /// Records an exit the harness did not cause, once.
@@ -211,8 +262,17 @@ struct Front {
     retries: AtomicU64,
 }
 
-const HOP_BY_HOP: [&str; 9] =
-    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "content-length", "proxy-authorization"];
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "proxy-authorization",
+];
 
 fn hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
@@ -253,11 +313,15 @@ async fn forward(front: Arc<Front>, req: axum::extract::Request) -> Response {
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut tried: Vec<String> = Vec::new();
     let mut attempt = 0usize;
+    let mut failed_in_round = 0usize;
     loop {
         let backend = {
             let pool = front.readers_or_writers(write);
             if pool.is_empty() {
-                return front_error(StatusCode::BAD_GATEWAY, format!("front: no {} backend", if write { "command-api" } else { "query-edge" }));
+                return front_error(
+                    StatusCode::BAD_GATEWAY,
+                    format!("front: no {} backend", if write { "command-api" } else { "query-edge" }),
+                );
             }
             pool[(start + attempt) % pool.len()].clone()
         };
@@ -289,16 +353,24 @@ async fn forward(front: Arc<Front>, req: axum::extract::Request) -> Response {
         if !(unreached || resendable) {
             return front_error(
                 StatusCode::BAD_GATEWAY,
-                format!("front: {} {path}: backend failed mid-request and the request is not safe to resend: {}", parts.method, tried.join("; ")),
+                format!(
+                    "front: {} {path}: backend failed mid-request and the request is not safe to resend: {}",
+                    parts.method,
+                    tried.join("; ")
+                ),
             );
         }
         if Instant::now() > deadline {
-            return front_error(StatusCode::BAD_GATEWAY, format!("front: {} {path}: every backend failed for 90 s: {}", parts.method, tried.join("; ")));
+            return front_error(
+                StatusCode::BAD_GATEWAY,
+                format!("front: {} {path}: every backend failed for 90 s: {}", parts.method, tried.join("; ")),
+            );
         }
         front.retries.fetch_add(1, Ordering::Relaxed);
-        let pool_len = front.readers_or_writers(write).len().max(1);
-        if attempt % pool_len == 0 {
+        failed_in_round += 1;
+        if failed_in_round >= front.readers_or_writers(write).len() {
             // A whole round failed: back off a little before the next one.
+            failed_in_round = 0;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -337,6 +409,8 @@ pub struct Split {
     pub front: String,
     pub cql: SocketAddr,
     pub opts: Opts,
+    /// When the deployment started (Unix seconds): log times are reported relative to it.
+    pub started_unix: f64,
     front_state: Arc<Front>,
     front_rt: Option<tokio::runtime::Runtime>,
     env: Vec<(String, String)>,
@@ -354,7 +428,12 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-fn spawn_reader<R: Read + Send + 'static>(src: R, log: Arc<Mutex<ProcLog>>, prefix: &'static str, listening: Option<tokio::sync::oneshot::Sender<String>>) {
+fn spawn_reader<R: Read + Send + 'static>(
+    src: R,
+    log: Arc<Mutex<ProcLog>>,
+    prefix: &'static str,
+    listening: Option<tokio::sync::oneshot::Sender<String>>,
+) {
     std::thread::spawn(move || {
         let mut listening = listening;
         for line in BufReader::new(src).lines().map_while(Result::ok) {
@@ -386,7 +465,7 @@ impl Split {
         let tansu = kurz_testkit::Tansu::memory();
         let cql = kurz_testkit::cql::start_node();
         let mut env: Vec<(String, String)> = vec![
-            ("KURZ_LOG_URL".into(), format!("{}?session_timeout_ms=6000&drain_ms=5000", tansu.url())),
+            ("KURZ_LOG_URL".into(), format!("{}?session_timeout_ms=6000&drain_ms=5000{}", tansu.url(), kafka_extra())),
             ("KURZ_STORE_URL".into(), format!("scylla://{cql}/kurz?consistency=one")),
             ("KURZ_CACHE_URL".into(), "memory".into()),
             ("KURZ_SECRET".into(), SECRET.into()),
@@ -422,6 +501,7 @@ impl Split {
             front,
             cql,
             opts: opts.clone(),
+            started_unix: unix_now(),
             front_state,
             front_rt: Some(front_rt),
             env,
@@ -440,7 +520,7 @@ impl Split {
                     child: None,
                     addr: "127.0.0.1:0".parse().unwrap(),
                     data,
-                    log: Arc::new(Mutex::new(ProcLog::default())),
+                    log: Arc::new(Mutex::new(ProcLog { file: log_file(role, index), ..ProcLog::default() })),
                     unexpected_exits: Vec::new(),
                 };
                 let rx = split.spawn(&mut p);
@@ -455,7 +535,11 @@ impl Split {
         for i in 0..split.procs.len() {
             split.await_ready(i).await;
         }
-        split.await_partitions_serving().await;
+        if opts.warm_up {
+            split.await_partitions_serving().await;
+        } else {
+            split.await_owned().await;
+        }
         eprintln!(
             "[split] ready in {:.1}s: front {} over {}",
             started.elapsed().as_secs_f64(),
@@ -500,7 +584,7 @@ impl Split {
         let c = client();
         let url = format!("{}/health/ready", self.procs[i].base());
         let deadline = Instant::now() + Duration::from_secs(90);
-        let mut last = String::new();
+        let mut last: String;
         loop {
             match c.get(&url).timeout(Duration::from_secs(5)).send().await {
                 Ok(r) if r.status() == 200 => return,
@@ -514,6 +598,21 @@ impl Split {
         }
     }
 
+    /// Waits until every partition of every topic has exactly one owner, by the logs.
+    async fn await_owned(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let own = self.ownership();
+            if own.values().all(|parts| parts.values().all(|owners| owners.len() == 1)) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("partitions never got one owner each:\n{}", self.report());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Writes through the front into every command partition and waits until each write
     /// redirects on every query edge: deciders and projectors own every partition.
     async fn await_partitions_serving(&mut self) {
@@ -522,7 +621,7 @@ impl Split {
         for p in 0..PARTITIONS {
             let alias = (0..).map(|k| format!("ready-p{p}-{k}")).find(|a| partition_of_code(a) == p).unwrap();
             let target = format!("https://ready.split.test/{alias}");
-            let mut last = String::new();
+            let mut last: String;
             loop {
                 let r = self
                     .auth(c.post(format!("{}/urls", self.front)))
@@ -532,7 +631,10 @@ impl Split {
                     .await;
                 match r {
                     Ok(r) if r.status().is_success() => break,
-                    Ok(r) => last = format!("{} from {:?}: {}", r.status(), r.headers().get(BACKEND_HEADER), r.text().await.unwrap_or_default()),
+                    Ok(r) => {
+                        let from = r.headers().get(BACKEND_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("front").to_string();
+                        last = format!("{} from {from}: {}", r.status(), r.text().await.unwrap_or_default())
+                    }
                     Err(e) => last = error_chain(&e),
                 }
                 if Instant::now() > deadline {
@@ -572,7 +674,11 @@ impl Split {
 
     fn sync_pools(&self) {
         let pool = |role| {
-            self.procs.iter().filter(|p| p.role == role).map(|p| Backend { name: format!("{}/g{}", p.name(), p.generation), base: p.base() }).collect()
+            self.procs
+                .iter()
+                .filter(|p| p.role == role)
+                .map(|p| Backend { name: format!("{}/g{}", p.name(), p.generation), base: p.base() })
+                .collect()
         };
         *self.front_state.writers.write().unwrap() = pool(Role::CommandApi);
         *self.front_state.readers.write().unwrap() = pool(Role::QueryEdge);
@@ -651,14 +757,201 @@ impl Split {
         self.procs.iter().flat_map(|p| p.grep(needle).into_iter().map(move |l| format!("{}: {l}", p.name()))).collect()
     }
 
-    /// Every process's log tail and the front's counters.
-    pub fn report(&self) -> String {
-        let mut s = format!("[split] front {}: {}\n", self.front, self.front_stats());
+    /// Who owns which partition, as the running processes logged it
+    /// (`partitions_assigned` / `partitions_revoked` since their last start), per
+    /// topic: `topic -> partition -> owners`. A partition no one owns is listed with no
+    /// owner. Topics: `kurz.commands.v1` (deciders), `kurz.events.v1` and
+    /// `kurz.clicks.v1` (projectors).
+    pub fn ownership(&self) -> BTreeMap<String, BTreeMap<u32, Vec<String>>> {
+        let mut out: BTreeMap<String, BTreeMap<u32, Vec<String>>> = BTreeMap::new();
+        for (topic, n) in [("kurz.commands.v1", PARTITIONS), ("kurz.events.v1", PARTITIONS), ("kurz.clicks.v1", CLICK_PARTITIONS)] {
+            out.insert(topic.to_string(), (0..n).map(|p| (p, Vec::new())).collect());
+        }
+        for t in self.tenures().into_iter().filter(|t| t.until.is_none()) {
+            out.entry(t.topic).or_default().entry(t.partition).or_default().push(t.owner);
+        }
+        out
+    }
+
+    /// Every ownership period of every partition by every process generation, as the
+    /// logs tell it: from `partitions_assigned` to `partitions_revoked` (logged before
+    /// the revoked work drains, so an overlap found here is a real one), or to the
+    /// harness's `kill -9`, or to the process's own exit.
+    pub fn tenures(&self) -> Vec<Tenure> {
+        let mut out = Vec::new();
         for p in &self.procs {
-            s.push_str(&p.tail(40));
+            let log = p.log.lock().unwrap();
+            let mut generation = 0;
+            let mut open: BTreeMap<(String, u32), f64> = BTreeMap::new();
+            let close_all = |open: &mut BTreeMap<(String, u32), f64>, out: &mut Vec<Tenure>, gen: u32, at: Option<f64>| {
+                for ((topic, partition), from) in std::mem::take(open) {
+                    out.push(Tenure { owner: format!("{}/g{gen}", p.name()), topic, partition, from, until: at });
+                }
+            };
+            for line in &log.membership {
+                let Some(t) = line_time(line) else { continue };
+                if line.starts_with("[harness]") {
+                    if line.contains(" started generation ") {
+                        close_all(&mut open, &mut out, generation, Some(t));
+                        generation += 1;
+                    } else if line.contains(" kill -9 ") || line.contains(" exited on its own") {
+                        close_all(&mut open, &mut out, generation, Some(t));
+                    }
+                    continue;
+                }
+                let assigned = line.contains("\"event\":\"partitions_assigned\"");
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                let (Some(topic), Some(parts)) = (v["topic"].as_str(), v["partitions"].as_str()) else { continue };
+                for x in parts.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|x| x.trim().parse::<u32>().ok()) {
+                    let key = (topic.to_string(), x);
+                    if assigned {
+                        open.entry(key).or_insert(t);
+                    } else if let Some(from) = open.remove(&key) {
+                        out.push(Tenure { owner: format!("{}/g{generation}", p.name()), topic: key.0, partition: x, from, until: Some(t) });
+                    }
+                }
+            }
+            let running = p.is_running();
+            close_all(&mut open, &mut out, generation, if running { None } else { Some(unix_now()) });
+        }
+        out
+    }
+
+    /// Pairs of processes that owned one partition at the same time (by their logs), as
+    /// text. Deciders and projectors rely on a partition having one owner at a time.
+    pub fn ownership_overlaps(&self) -> Vec<String> {
+        let t = self.tenures();
+        let now = unix_now();
+        let rel = |u: Option<f64>| u.map_or("now".to_string(), |u| format!("+{:.1}s", u - self.started_unix));
+        let mut out = Vec::new();
+        for (i, a) in t.iter().enumerate() {
+            for b in &t[i + 1..] {
+                if a.topic != b.topic || a.partition != b.partition || a.owner == b.owner {
+                    continue;
+                }
+                let start = a.from.max(b.from);
+                let end = a.until.unwrap_or(now).min(b.until.unwrap_or(now));
+                if end > start {
+                    out.push(format!(
+                        "{} partition {}: {} (+{:.1}s to {}) and {} (+{:.1}s to {}) both owned it for {:.1}s",
+                        a.topic,
+                        a.partition,
+                        a.owner,
+                        a.from - self.started_unix,
+                        rel(a.until),
+                        b.owner,
+                        b.from - self.started_unix,
+                        rel(b.until),
+                        end - start
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The running process of `role` that has held a partition of `topic` the longest
+    /// without a break (on tansu, the group's first member is its leader until it goes).
+    pub fn longest_owner(&self, role: Role, topic: &str) -> Option<usize> {
+        self.tenures()
+            .into_iter()
+            .filter(|t| t.topic == topic && t.until.is_none())
+            .filter_map(|t| {
+                let name = t.owner.split('/').next()?.to_string();
+                let p = self.procs.iter().find(|p| p.name() == name && p.role == role)?;
+                Some((t.from, p.index))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, i)| i)
+    }
+
+    /// `ownership()` as text, naming partitions nobody owns.
+    pub fn ownership_report(&self) -> String {
+        let mut s = String::new();
+        for (topic, parts) in self.ownership() {
+            let orphans: Vec<u32> = parts.iter().filter(|(_, o)| o.is_empty()).map(|(p, _)| *p).collect();
+            s.push_str(&format!("  {topic}: {parts:?}"));
+            if !orphans.is_empty() {
+                s.push_str(&format!("  <- owned by no running process: {orphans:?}"));
+            }
+            s.push('\n');
         }
         s
     }
+
+    /// Every process's log tail and the front's counters.
+    pub fn report(&self) -> String {
+        // Process tails first, the summary last: it survives `| tail`.
+        let mut s = String::new();
+        for p in &self.procs {
+            s.push_str(&p.tail(40));
+        }
+        s.push_str(&format!(
+            "[split] front {}: {}\n[split] partition ownership from the logs:\n{}[split] partitions owned by two processes at once: {:#?}\n",
+            self.front,
+            self.front_stats(),
+            self.ownership_report(),
+            self.ownership_overlaps()
+        ));
+        s
+    }
+}
+
+/// Extra `kafka://` URL parameters from `KURZ_SPLIT_KAFKA_EXTRA` (e.g.
+/// `max.poll.interval.ms=20000`), for experiments.
+fn kafka_extra() -> String {
+    std::env::var("KURZ_SPLIT_KAFKA_EXTRA").ok().filter(|v| !v.is_empty()).map(|v| format!("&{v}")).unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC timestamp as kurz logs it
+/// (`2026-11-22T04:23:34.728622Z`).
+pub fn parse_ts(ts: &str) -> Option<f64> {
+    let (date, time) = ts.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, min, sec) = (t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?, t.next()?.parse::<f64>().ok()?);
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3_600.0 + min * 60.0 + sec)
+}
+
+/// When a membership line happened: a kurz line's `ts`, or a harness line's `t=`.
+fn line_time(line: &str) -> Option<f64> {
+    if let Some(rest) = line.strip_prefix("[harness] t=") {
+        return rest.split_whitespace().next()?.parse().ok();
+    }
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    parse_ts(v["ts"].as_str()?)
+}
+
+/// One process generation's ownership of one partition, from its logs.
+#[derive(Debug, Clone)]
+pub struct Tenure {
+    pub owner: String,
+    pub topic: String,
+    pub partition: u32,
+    /// Unix seconds.
+    pub from: f64,
+    /// Unix seconds; `None` while it still holds the partition.
+    pub until: Option<f64>,
+}
+
+/// `<KURZ_SPLIT_LOG_DIR>/<role>#<index>.log`, when that variable is set.
+fn log_file(role: Role, index: usize) -> Option<std::fs::File> {
+    let dir = std::path::PathBuf::from(std::env::var_os("KURZ_SPLIT_LOG_DIR")?);
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{}#{index}.log", role.command()))).ok()
 }
 
 /// The command partition a link with `code` is decided in (as `kurz-storage` routes it).

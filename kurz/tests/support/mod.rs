@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../split/mod.rs"]
+pub mod split;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 #[derive(Clone, Debug)]
@@ -31,6 +34,9 @@ pub struct Server {
     /// The broker this server's log lives in, when the suite runs with
     /// `KURZ_TEST_LOG=kafka` (see scripts/test.sh).
     pub kafka: Option<kurz_testkit::Tansu>,
+    /// With `KURZ_TEST_DEPLOY=split`: two processes of each role behind a round-robin
+    /// front, over tansu and the CQL double (see `split/mod.rs`); `base` is the front.
+    pub split: Option<split::Split>,
     pub base: String,
     pub data: tempfile::TempDir,
     opts: Opts,
@@ -56,9 +62,29 @@ impl Server {
             Ok("embedded") | Err(_) => None,
             Ok(other) => panic!("KURZ_TEST_LOG must be kafka or embedded, not {other}"),
         };
-        let mut s = Server { child: None, redis, kafka, base: String::new(), data, opts, logs: Arc::new(Mutex::new(Vec::new())) };
+        if std::env::var("KURZ_TEST_DEPLOY").as_deref() == Ok("split") {
+            return Server::start_split(opts, data);
+        }
+        let mut s =
+            Server { child: None, redis, kafka, split: None, base: String::new(), data, opts, logs: Arc::new(Mutex::new(Vec::new())) };
         s.spawn();
         s
+    }
+
+    fn start_split(opts: Opts, data: tempfile::TempDir) -> Server {
+        let mut extra_env = vec![("KURZ_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string())];
+        if let Some(d) = &opts.import_dir {
+            extra_env.push(("KURZ_IMPORT_DIR".into(), d.display().to_string()));
+        }
+        extra_env.extend(opts.extra_env.iter().cloned());
+        let so = split::Opts { auth: opts.auth, extra_env, warm_up: false, ..split::Opts::default() };
+        // Its own runtime: callers are sync, and the deployment keeps no task on it
+        // (its front runs on a runtime of its own).
+        let sp = std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(split::Split::start(so)))
+            .join()
+            .unwrap_or_else(|_| panic!("the split deployment did not start"));
+        let base = sp.front.clone();
+        Server { child: None, redis: None, kafka: None, split: Some(sp), base, data, opts, logs: Arc::new(Mutex::new(Vec::new())) }
     }
 
     pub fn open() -> Server {
@@ -70,6 +96,7 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        assert!(self.split.is_none(), "a split deployment's processes are managed by split::Split");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kurz"));
         cmd.arg("serve")
             .env("KURZ_HTTP_ADDR", "127.0.0.1:0")

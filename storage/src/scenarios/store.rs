@@ -90,6 +90,22 @@ async fn users_by_id_email_and_page(s: &dyn ReadStore) {
     let p3: Vec<u64> = s.users(3, 10).await.unwrap().iter().map(|u| u.id.get()).collect();
     assert_eq!(p3, vec![22, 23, 24, 25]);
     assert!(s.users(9, 10).await.unwrap().is_empty());
+
+    // An email handed from one user to another inside one batch (user 5 moves away
+    // from it, user 30 takes it, then user 6 gives its own up and user 5 takes that):
+    // the email index follows batch order.
+    let m = vec![
+        Mutation::PutUser(user(5, "moved5@x.io")),
+        Mutation::PutUser(user(30, "u5@x.io")),
+        Mutation::PutUser(user(6, "moved6@x.io")),
+        Mutation::PutUser(user(5, "u6@x.io")),
+    ];
+    let positions = vec![Position { projection: "emails".into(), topic: "t".into(), partition: 0, from: 0, to: 1 }];
+    s.apply(StoreBatch { positions, mutations: m }).await.unwrap();
+    assert_eq!(s.user_by_email("u5@x.io").await.unwrap().map(|u| u.id), Some(id(30)));
+    assert_eq!(s.user_by_email("u6@x.io").await.unwrap().map(|u| u.id), Some(id(5)));
+    assert_eq!(s.user_by_email("moved6@x.io").await.unwrap().map(|u| u.id), Some(id(6)));
+    assert_eq!(s.user_by_email("moved5@x.io").await.unwrap(), None, "5 moved on within the batch");
 }
 
 async fn links_by_code_owner_and_filters(s: &dyn ReadStore) {

@@ -4,8 +4,13 @@
 use super::{engine, key, owner_key, signed, unsigned, ScyllaStore, ALL};
 use crate::store::{ApplyError, Mutation, StoreBatch};
 use crate::StorageError;
+use futures::{StreamExt, TryStreamExt};
 use kurz_schemas::{HistoryEvent, Id, Link, User};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
+
+/// Lanes of one batch written at once (and users' old rows read at once).
+const LANES_IN_FLIGHT: usize = 32;
 
 /// Where a batch's clicks come from and which batch it is: `(source, batch_from)`.
 /// `batch_from` is the lowest `from` of the batch's positions; it only repeats when a
@@ -28,17 +33,19 @@ impl ScyllaStore {
             let stored = self.stored_position(&p.projection, &p.topic, p.partition).await?;
             p.check(stored)?;
         }
-        // 2. The mutations, in order; clicks summed per link and written once.
+        // 2. The mutations: lanes that touch disjoint rows run concurrently, each in
+        //    batch order; clicks summed per link and written once.
         let mut clicks: Vec<(Id, u64)> = Vec::new();
         for m in &batch.mutations {
-            match m {
-                Mutation::AddClicks { link_id, n } => match clicks.iter_mut().find(|(l, _)| l == link_id) {
+            if let Mutation::AddClicks { link_id, n } = m {
+                match clicks.iter_mut().find(|(l, _)| l == link_id) {
                     Some((_, total)) => *total += n,
                     None => clicks.push((*link_id, *n)),
-                },
-                other => self.apply_mutation(other).await?,
+                }
             }
         }
+        let lanes: Vec<_> = self.lanes(&batch.mutations).await?.into_iter().map(|lane| self.apply_lane(lane)).collect();
+        futures::stream::iter(lanes).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
         if !clicks.is_empty() {
             let source = match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min()) {
                 (Some(p), Some(from)) => Some((format!("{}/{}", p.topic, p.partition), signed(from, "offset")?)),
@@ -52,6 +59,77 @@ impl ScyllaStore {
         for p in &batch.positions {
             let values = (p.projection.as_str(), p.topic.as_str(), log_partition(p.partition)?, signed(p.to, "offset")?);
             self.exec(&self.st.put_position, values).await?;
+        }
+        Ok(())
+    }
+
+    /// Splits a batch's mutations (clicks aside) into lanes whose rows are disjoint,
+    /// each lane in batch order. A link, a history event and an outcome are rows of
+    /// their own (codes are never reused); users also share the email index, so users
+    /// whose old or new emails meet share a lane (old emails are read first, at once).
+    async fn lanes<'a>(&self, muts: &'a [Mutation]) -> Result<Vec<Vec<&'a Mutation>>, StorageError> {
+        let mut user_ids: Vec<Id> = muts
+            .iter()
+            .filter_map(|m| match m {
+                Mutation::PutUser(u) | Mutation::DeleteUser(u) => Some(u.id),
+                _ => None,
+            })
+            .collect();
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let reads: Vec<_> = user_ids.into_iter().map(|id| self.stored_email(id)).collect();
+        let olds: HashMap<Id, Option<String>> = futures::stream::iter(reads).buffer_unordered(LANES_IN_FLIGHT).try_collect().await?;
+
+        let mut lanes: Vec<Vec<&Mutation>> = Vec::new();
+        let mut lane_of: HashMap<String, usize> = HashMap::new();
+        for m in muts {
+            let keys: Vec<String> = match m {
+                Mutation::PutUser(u) | Mutation::DeleteUser(u) => {
+                    let mut k = vec![format!("user:{}", u.id), format!("email:{}", u.email)];
+                    if let Some(Some(old)) = olds.get(&u.id) {
+                        k.push(format!("email:{old}"));
+                    }
+                    k
+                }
+                Mutation::PutLink(vl) | Mutation::DeleteLink(vl) => vec![format!("link:{}", vl.link.id)],
+                Mutation::PutHistory(e) => vec![format!("history:{}", e.id)],
+                Mutation::PutOutcome { command_id, .. } => vec![format!("outcome:{command_id}")],
+                Mutation::AddClicks { .. } => continue,
+            };
+            let mut met: Vec<usize> = keys.iter().filter_map(|k| lane_of.get(k).copied()).collect();
+            met.sort_unstable();
+            met.dedup();
+            let lane = match met.first() {
+                Some(&l) => l,
+                None => {
+                    lanes.push(Vec::new());
+                    lanes.len() - 1
+                }
+            };
+            // Lanes this mutation joins are merged: their members touch disjoint rows,
+            // so their relative order does not matter; this one goes after all of them.
+            for &other in met.iter().skip(1) {
+                let moved = std::mem::take(&mut lanes[other]);
+                lanes[lane].extend(moved);
+                lane_of.values_mut().filter(|v| **v == other).for_each(|v| *v = lane);
+            }
+            lanes[lane].push(m);
+            for k in keys {
+                lane_of.insert(k, lane);
+            }
+        }
+        lanes.retain(|l| !l.is_empty());
+        Ok(lanes)
+    }
+
+    async fn stored_email(&self, id: Id) -> Result<(Id, Option<String>), StorageError> {
+        let row: Option<(String, String)> = self.one(&self.st.user, (key(id),)).await?;
+        Ok((id, row.map(|(email, _)| email)))
+    }
+
+    async fn apply_lane(&self, lane: Vec<&Mutation>) -> Result<(), StorageError> {
+        for m in lane {
+            self.apply_mutation(m).await?;
         }
         Ok(())
     }
