@@ -214,6 +214,32 @@ async fn outcomes_wake_waiters(store: Arc<dyn ReadStore>) {
     // The first outcome of a command id is kept.
     let other = StoredOutcome { status: 409, ..outcome.clone() };
     store.apply(batch(13, 14, vec![Mutation::PutOutcome { command_id: "cmd-1".into(), outcome: other }])).await.unwrap();
-    assert_eq!(store.outcome("cmd-1").await.unwrap(), Some(outcome));
+    assert_eq!(store.outcome("cmd-1").await.unwrap(), Some(outcome.clone()));
+
+    // Read-your-writes: once an outcome is visible, so is every state change of its
+    // batch, however the backend spreads the batch's writes.
+    let links: Vec<Mutation> = (500..800)
+        .map(|n| {
+            Mutation::PutLink(VersionedLink { version: 1, link: link(n, &format!("ryw{n}"), Some(1), &format!("https://r.io/{n}"), true) })
+        })
+        .collect();
+    let watcher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let seen = store.wait_outcome("cmd-ryw", Duration::from_secs(30)).await.unwrap();
+            let mut missing = Vec::new();
+            for n in 500..800 {
+                if store.link(id(n)).await.unwrap().is_none() {
+                    missing.push(n);
+                }
+            }
+            (seen.is_some(), missing)
+        })
+    };
+    let mut m = links;
+    m.push(Mutation::PutOutcome { command_id: "cmd-ryw".into(), outcome });
+    store.apply(batch(14, 15, m)).await.unwrap();
+    let (seen, missing) = watcher.await.unwrap();
+    assert!(seen && missing.is_empty(), "outcome visible before its state: links {missing:?} missing");
     store.ping().await.unwrap();
 }

@@ -46,6 +46,11 @@ impl ScyllaStore {
         }
         let lanes: Vec<_> = self.lanes(&batch.mutations).await?.into_iter().map(|lane| self.apply_lane(lane)).collect();
         futures::stream::iter(lanes).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
+        // Outcomes only once the state they answer for is written: a waiting writer
+        // answers when it sees its outcome, and its next read must see the state.
+        let outcomes: Vec<_> =
+            batch.mutations.iter().filter(|m| matches!(m, Mutation::PutOutcome { .. })).map(|m| self.apply_mutation(m)).collect();
+        futures::stream::iter(outcomes).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
         if !clicks.is_empty() {
             let source = match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min()) {
                 (Some(p), Some(from)) => Some((format!("{}/{}", p.topic, p.partition), signed(from, "offset")?)),
@@ -63,8 +68,8 @@ impl ScyllaStore {
         Ok(())
     }
 
-    /// Splits a batch's mutations (clicks aside) into lanes whose rows are disjoint,
-    /// each lane in batch order. A link, a history event and an outcome are rows of
+    /// Splits a batch's mutations (clicks and outcomes aside) into lanes whose rows are
+    /// disjoint, each lane in batch order. A link and a history event are rows of
     /// their own (codes are never reused); users also share the email index, so users
     /// whose old or new emails meet share a lane (old emails are read first, at once).
     async fn lanes<'a>(&self, muts: &'a [Mutation]) -> Result<Vec<Vec<&'a Mutation>>, StorageError> {
@@ -93,8 +98,7 @@ impl ScyllaStore {
                 }
                 Mutation::PutLink(vl) | Mutation::DeleteLink(vl) => vec![format!("link:{}", vl.link.id)],
                 Mutation::PutHistory(e) => vec![format!("history:{}", e.id)],
-                Mutation::PutOutcome { command_id, .. } => vec![format!("outcome:{command_id}")],
-                Mutation::AddClicks { .. } => continue,
+                Mutation::PutOutcome { .. } | Mutation::AddClicks { .. } => continue,
             };
             let mut met: Vec<usize> = keys.iter().filter_map(|k| lane_of.get(k).copied()).collect();
             met.sort_unstable();
