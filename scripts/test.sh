@@ -18,6 +18,8 @@ need_pkgs=()
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# scripts/tansu.sh fetches the broker's source from crates.io.
+command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
