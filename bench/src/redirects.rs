@@ -678,7 +678,7 @@ async fn profile(gen: &Gen, label: &str, url: &str, paths: &Path, keep: &Path, s
             &["tracing::span::Span::new", "tracing_core::", "tracing_subscriber", "kurz_telemetry"],
         ),
         ("ClickSink::record", &["ClickSink::record"]),
-        ("ClickFlusher (click encode + append)", &["kurz_query_edge::clicks::ClickFlusher::run_until_stopped"]),
+        ("ClickFlusher (click encode + append)", &["kurz_query_edge::capture::flush::ClickFlusher::run_until_stopped"]),
         ("projector (read clicks, apply, commit)", &["kurz_projector::runtime::Projector::supervise"]),
         ("store apply_batch (redb write txn of projected clicks)", &["kurz_storage::store::embedded::apply_batch"]),
         ("HistoryEvent serialize (JSON per click row)", &["HistoryEvent>::serialize"]),
@@ -1256,7 +1256,7 @@ pub fn markdown(v: &Value) -> String {
 
 /// What the numbers say and the fixes they suggest. The figures are taken from this run;
 /// the reasoning was written from reading the redirect path (`query-edge/src/routes/redirect.rs`,
-/// `web/src/observe.rs`, `storage/src/cache/`, `query-edge/src/clicks.rs`,
+/// `web/src/observe.rs`, `storage/src/cache/`, `query-edge/src/capture/`,
 /// `projector/src/projections/clicks/`, `storage/src/store/embedded.rs`).
 fn findings(v: &Value) -> String {
     let f = |x: &Value| x.as_f64().unwrap_or(f64::NAN);

@@ -68,6 +68,26 @@ pub struct Config {
     #[arg(long, env = "KURZ_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
 
+    /// Click capture on redirects: `on` (default) or `off`.
+    #[arg(long, env = "KURZ_CLICK_CAPTURE", default_value = "on", value_parser = parse_on_off)]
+    pub click_capture: bool,
+
+    /// A header that a trusted proxy in front of kurz sets to the client's address
+    /// (e.g. `x-real-ip`); its first address is the client's. Unset: the peer address.
+    /// Only set it behind a proxy that overwrites the header.
+    #[arg(long, env = "KURZ_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// A header that a trusted proxy or CDN sets to the client's country code (e.g.
+    /// `cf-ipcountry`).
+    #[arg(long, env = "KURZ_COUNTRY_HEADER")]
+    pub country_header: Option<String>,
+
+    /// A GeoLite2/GeoIP2 Country or City database (`.mmdb`) for clicks' countries, when
+    /// no country header gives one. kurz never downloads it.
+    #[arg(long, env = "KURZ_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kurz=debug,info`.
     #[arg(long, env = "KURZ_LOG", default_value = "info")]
     pub log: String,
@@ -75,6 +95,14 @@ pub struct Config {
     /// An env-style file of `KURZ_*=value` settings, read before the environment.
     #[arg(long, env = "KURZ_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("'{s}' is not on or off")),
+    }
 }
 
 fn parse_auth(s: &str) -> Result<AuthMode, String> {

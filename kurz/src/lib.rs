@@ -69,6 +69,16 @@ fn settings(cfg: &Config) -> Result<Settings, Error> {
     })
 }
 
+fn capture_settings(cfg: &Config) -> Result<kurz_query_edge::capture::CaptureSettings, Error> {
+    Ok(kurz_query_edge::capture::CaptureSettings {
+        enabled: cfg.click_capture,
+        secret: secrets::secret(cfg.secret.as_deref(), &cfg.data_dir)?,
+        client_ip_header: cfg.client_ip_header.clone().filter(|h| !h.is_empty()),
+        country_header: cfg.country_header.clone().filter(|h| !h.is_empty()),
+        geoip_db: cfg.geoip_db.clone().filter(|p| !p.as_os_str().is_empty()),
+    })
+}
+
 fn health_checks(ports: &Ports) -> Vec<(&'static str, kurz_web::health::Check)> {
     vec![kurz_web::health::store_check(ports.store.clone()), kurz_web::health::log_check(ports.log.clone(), kurz_schemas::topics::EVENTS)]
 }
@@ -87,7 +97,7 @@ impl App {
         let ports = Ports::open(&cfg).await?;
         let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings(&cfg)?).await?;
         let projector = Projector::new(ports.log.clone(), ports.store.clone(), Some(ports.cache.clone()));
-        let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone());
+        let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?;
         Ok(App { cfg, ports, command_api, projector, edge })
     }
 
@@ -146,7 +156,8 @@ pub async fn serve_with_drain(
     drain: Duration,
 ) -> Result<(), Error> {
     let s = stop.clone();
-    let server = axum::serve(listener, router).with_graceful_shutdown(async move { s.cancelled().await });
+    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(async move { s.cancelled().await });
     let limit = async {
         stop.cancelled().await;
         tokio::time::sleep(drain).await;
@@ -214,7 +225,7 @@ pub async fn run_query_edge(mut cfg: Config, listener: tokio::net::TcpListener, 
     let ports = Ports::open(&cfg).await?;
     let follower_stop = CancellationToken::new();
     let follower = tokio::spawn(kurz_query_edge::follow::run_until_stopped(ports.log.clone(), ports.cache.clone(), follower_stop.clone()));
-    let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone());
+    let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?;
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
     edge.run_until_stopped(listener, stop).await?;
     follower_stop.cancel();

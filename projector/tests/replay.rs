@@ -69,14 +69,7 @@ async fn fill_log(log: &dyn EventLog) {
         log.append(topics::EVENTS, p, vec![NewRecord::new("k", e.encode())]).await.unwrap();
     }
     for i in 0..300u64 {
-        let c = Click {
-            link_id: id(101 + i % 10),
-            code: format!("code{}", 1 + i % 10),
-            at: Ts(i as i64),
-            referrer_host: None,
-            user_agent: None,
-            owner_id: None,
-        };
+        let c = Click::new(id(101 + i % 10), format!("code{}", 1 + i % 10), Ts(i as i64));
         log.append(topics::CLICKS, (i % 2) as u32, vec![NewRecord::new(c.code.clone(), c.encode())]).await.unwrap();
     }
     // A record no projection can read must not stop the others.

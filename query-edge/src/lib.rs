@@ -1,7 +1,7 @@
 //! kurz's query edge: redirects served from the hot cache over the read store, the
 //! read half of the HTTP API, and click capture that never holds up a redirect.
 
-pub mod clicks;
+pub mod capture;
 pub mod follow;
 pub mod metrics;
 pub mod routes;
@@ -16,12 +16,14 @@ pub enum Error {
     Storage(#[from] kurz_storage::StorageError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 pub struct Inner {
     pub store: Arc<dyn ReadStore>,
     pub cache: Arc<dyn LinkCache>,
-    pub clicks: clicks::ClickSink,
+    pub clicks: capture::ClickSink,
 }
 
 #[derive(Clone)]
@@ -36,13 +38,18 @@ impl std::ops::Deref for EdgeState {
 
 pub struct QueryEdge {
     state: EdgeState,
-    flusher: clicks::ClickFlusher,
+    flusher: capture::ClickFlusher,
 }
 
 impl QueryEdge {
-    pub fn build(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, cache: Arc<dyn LinkCache>) -> QueryEdge {
-        let (sink, flusher) = clicks::channel(log);
-        QueryEdge { state: EdgeState(Arc::new(Inner { store, cache, clicks: sink })), flusher }
+    pub fn build(
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn ReadStore>,
+        cache: Arc<dyn LinkCache>,
+        capture: &capture::CaptureSettings,
+    ) -> Result<QueryEdge, Error> {
+        let (sink, flusher) = capture::channel(log, capture)?;
+        Ok(QueryEdge { state: EdgeState(Arc::new(Inner { store, cache, clicks: sink })), flusher })
     }
 
     pub fn state(&self) -> EdgeState {
@@ -59,7 +66,7 @@ impl QueryEdge {
     }
 
     /// The click flusher, for processes that assemble their own server.
-    pub fn into_flusher(self) -> clicks::ClickFlusher {
+    pub fn into_flusher(self) -> capture::ClickFlusher {
         self.flusher
     }
 
@@ -68,7 +75,9 @@ impl QueryEdge {
         let flusher_stop = CancellationToken::new();
         let flusher = tokio::spawn(self.flusher.run_until_stopped(flusher_stop.clone()));
         let s = stop.clone();
-        axum::serve(listener, app).with_graceful_shutdown(async move { s.cancelled().await }).await?;
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move { s.cancelled().await })
+            .await?;
         // Requests have drained: flush the clicks they captured, then stop.
         flusher_stop.cancel();
         let _ = flusher.await;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub const CURRENT_VERSION: u16 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     pub id: Id,
     pub command_id: CommandId,
@@ -24,7 +24,7 @@ pub struct Event {
     pub body: EventBody,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
     /// `imported`: loaded from an outside history; no lifecycle event is recorded.
@@ -61,7 +61,7 @@ pub enum EventBody {
 
 /// What a command's caller gets back. Snapshots, so an answer can be rendered even
 /// after a later command changed the entity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Answer {
     User { user: User },
@@ -73,7 +73,7 @@ pub enum Answer {
 }
 
 /// An event with its encoding version, as stored in the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EventEnvelope {
     pub v: u16,
     #[serde(flatten)]

@@ -110,6 +110,21 @@ impl IdGen {
     }
 }
 
+impl schemars::JsonSchema for Id {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Id".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A kurz id: a positive integer that fits a JSON number exactly (below 2^53).",
+            "type": "integer",
+            "minimum": 1,
+            "exclusiveMaximum": MAX_JSON_ID
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ pub mod model;
 pub mod time;
 pub mod values;
 
-pub use click::{Click, ClickEnvelope};
+pub use click::{Agent, Click, ClickEnvelope, ClickV1, Device, Utm};
 pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, UserRow};
 pub use event::{Answer, DecodeError, Event, EventBody, EventEnvelope};
 pub use ids::{Id, IdError, IdGen, MAX_JSON_ID};

@@ -3,7 +3,7 @@
 use crate::{Id, Ts};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     pub id: Id,
     pub email: String,
@@ -15,7 +15,7 @@ pub struct User {
     pub password_hash: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Link {
     pub id: Id,
     pub short_code: String,
@@ -28,7 +28,7 @@ pub struct Link {
 }
 
 /// One row of `/events`: a link's lifecycle, a click, or a client-posted event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HistoryEvent {
     pub id: Id,
     pub url_id: Id,

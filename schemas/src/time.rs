@@ -41,6 +41,19 @@ impl Ts {
     }
 }
 
+impl schemars::JsonSchema for Ts {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Milliseconds since the Unix epoch (UTC).",
+            "type": "integer"
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,17 +4,21 @@
 //! not) is offered back to the cache with the version it was read at, so it can never
 //! replace a newer state the projector already put there.
 
+use crate::capture::{ClickSink, RawClick};
 use crate::{metrics, EdgeState};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
-use kurz_schemas::{Click, Link, Ts};
+use kurz_schemas::{Link, Ts};
 use kurz_storage::CachedLink;
 use kurz_web::ApiError;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-const MAX_UA: usize = 256;
+/// Longest header value (and query string) a click keeps.
+const MAX_HEADER: usize = 512;
 
 async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, &'static str), ApiError> {
     // A cache error is a miss: the store answers (slower, counted at the cache port).
@@ -34,7 +38,9 @@ pub async fn redirect_or_stats(
     State(s): State<EdgeState>,
     method: Method,
     Path(code): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
 ) -> Result<Response, ApiError> {
     if let Some(code) = code.strip_suffix('+') {
         return stats(&s, code).await;
@@ -56,21 +62,33 @@ pub async fn redirect_or_stats(
     let location = HeaderValue::from_str(&link.original_url)
         .or_else(|_| url::Url::parse(&link.original_url).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))
         .map_err(|_| ApiError::internal(format!("link {} has a target that is not a valid Location", link.id)))?;
-    if method != Method::HEAD {
-        s.clicks.record(Click {
-            link_id: link.id,
-            code: link.short_code.clone(),
-            at: Ts::now(),
-            referrer_host: headers
-                .get(header::REFERER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|r| url::Url::parse(r).ok())
-                .and_then(|u| u.host_str().map(str::to_string)),
-            user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| ua.chars().take(MAX_UA).collect()),
-            owner_id: link.user_id,
-        });
+    if s.clicks.enabled() {
+        s.clicks.record(raw_click(&s.clicks, &link, &method, &uri, &headers, peer.map(|Extension(ConnectInfo(a))| a.ip())));
     }
     Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
+}
+
+/// What the click event needs, copied from the request: no parsing here (the flusher
+/// does that, off the request path).
+fn raw_click(sink: &ClickSink, link: &Link, method: &Method, uri: &Uri, headers: &HeaderMap, peer: Option<IpAddr>) -> RawClick {
+    let text = |h: &HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    let clipped = |v: &str| v.chars().take(MAX_HEADER).collect::<String>();
+    let addr = match &sink.client_ip_header {
+        Some(h) => text(h).and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok()),
+        None => peer,
+    };
+    RawClick {
+        link_id: link.id,
+        code: link.short_code.clone(),
+        owner_id: link.user_id,
+        at: Ts::now(),
+        head: method == Method::HEAD,
+        referer: text(&header::REFERER).map(clipped),
+        user_agent: text(&header::USER_AGENT).map(clipped),
+        addr,
+        query: uri.query().map(clipped),
+        country: sink.country_header.as_ref().and_then(text).map(clipped),
+    }
 }
 
 async fn stats(s: &EdgeState, code: &str) -> Result<Response, ApiError> {

@@ -1,17 +1,15 @@
 use super::Clicks;
 use crate::projections::{Input, Projection};
-use kurz_schemas::{Click, Id, Ts};
+use kurz_schemas::{Agent, Click, Device, Id, Ts};
 use kurz_storage::store::Mutation;
 
 #[test]
 fn a_click_counts_once_and_gets_a_position_derived_id() {
     let c = Click {
-        link_id: Id::new(3).unwrap(),
-        code: "abc".into(),
-        at: Ts(9),
         referrer_host: Some("news.io".into()),
-        user_agent: None,
-        owner_id: None,
+        agent: Some(Agent { browser: "Firefox".into(), os: "Linux".into(), device: Device::Desktop }),
+        country: Some("NL".into()),
+        ..Click::new(Id::new(3).unwrap(), "abc", Ts(9))
     };
     let mut a = Vec::new();
     let mut b = Vec::new();
@@ -24,7 +22,23 @@ fn a_click_counts_once_and_gets_a_position_derived_id() {
             assert_eq!(h.id, Id::for_click(1, 77));
             assert_eq!(h.event_type, "click");
             assert_eq!(h.details["referrer"], "news.io");
+            assert_eq!(
+                (h.details["browser"].as_str(), h.details["device"].as_str(), h.details["country"].as_str()),
+                (Some("Firefox"), Some("desktop"), Some("NL"))
+            );
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bots_and_head_requests_are_not_counted() {
+    for c in [
+        Click { bot: true, ..Click::new(Id::new(3).unwrap(), "abc", Ts(9)) },
+        Click { head: true, ..Click::new(Id::new(3).unwrap(), "abc", Ts(9)) },
+    ] {
+        let mut out = Vec::new();
+        Clicks.apply(Input::Click { click: &c, partition: 0, offset: 1 }, &mut out);
+        assert!(out.is_empty(), "{c:?} produced {out:?}");
     }
 }

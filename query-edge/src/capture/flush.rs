@@ -1,7 +1,8 @@
-//! Click capture. A redirect hands its click to a bounded in-memory queue and returns;
-//! a flusher task appends queued clicks to the clicks topic in batches. When the queue
-//! is full the click is dropped and counted, never waited on.
+//! The flusher: enriches queued clicks and appends them to the clicks topic in batches,
+//! keyed by short code (one link's clicks stay in order on one partition).
 
+use super::enrich::Enricher;
+use super::RawClick;
 use crate::metrics;
 use kurz_schemas::{topics, Click};
 use kurz_storage::log::append_keyed;
@@ -11,33 +12,19 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub const QUEUE: usize = 65_536;
 const BATCH: usize = 2048;
 
-#[derive(Clone)]
-pub struct ClickSink {
-    tx: mpsc::Sender<Click>,
-}
-
-impl ClickSink {
-    pub fn record(&self, click: Click) {
-        if self.tx.try_send(click).is_err() {
-            metrics::get().clicks.with_label_values(&["dropped"]).inc();
-        }
-    }
-}
-
 pub struct ClickFlusher {
-    rx: mpsc::Receiver<Click>,
+    rx: mpsc::Receiver<RawClick>,
     log: Arc<dyn EventLog>,
-}
-
-pub fn channel(log: Arc<dyn EventLog>) -> (ClickSink, ClickFlusher) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    (ClickSink { tx }, ClickFlusher { rx, log })
+    enricher: Enricher,
 }
 
 impl ClickFlusher {
+    pub(super) fn new(rx: mpsc::Receiver<RawClick>, log: Arc<dyn EventLog>, enricher: Enricher) -> ClickFlusher {
+        ClickFlusher { rx, log, enricher }
+    }
+
     /// Appends clicks until `stop` fires, then flushes what is queued and returns.
     pub async fn run_until_stopped(mut self, stop: CancellationToken) {
         let mut buf = Vec::with_capacity(BATCH);
@@ -59,13 +46,16 @@ impl ClickFlusher {
         }
     }
 
-    async fn flush(&self, buf: &mut Vec<Click>) {
+    async fn flush(&self, buf: &mut Vec<RawClick>) {
         if buf.is_empty() {
             return;
         }
         let records: Vec<NewRecord> = buf
             .drain(..)
-            .map(|c| NewRecord::new(c.code.clone(), c.encode()).header("schema-version", Click::VERSION.to_string()))
+            .map(|raw| {
+                let c = self.enricher.click(raw);
+                NewRecord::new(c.code.clone(), c.encode()).header("schema-version", Click::VERSION.to_string())
+            })
             .collect();
         let n = records.len() as u64;
         let mut delay = Duration::from_millis(20);

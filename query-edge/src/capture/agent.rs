@@ -1,0 +1,138 @@
+//! User-agent classes: browser, OS and device from woothee's rules, plus a bot flag
+//! (woothee's crawler category and common tool and bot markers). Results are cached
+//! per user-agent string: a site's traffic repeats a few thousand of them.
+
+use kurz_schemas::{Agent, Device};
+
+const CACHE: u64 = 10_000;
+/// Longer headers are classified by their first bytes.
+const MAX_LEN: usize = 512;
+
+/// Markers of automated clients woothee does not call crawlers.
+const BOT_MARKERS: &[&str] = &[
+    "bot",
+    "crawl",
+    "spider",
+    "slurp",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "aiohttp",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "libwww",
+    "httpclient",
+    "headless",
+    "phantomjs",
+    "facebookexternalhit",
+    "preview",
+    "monitor",
+    "uptime",
+    "scan",
+];
+
+pub struct Classifier {
+    parser: woothee::parser::Parser,
+    cache: moka::sync::Cache<String, (Agent, bool)>,
+}
+
+impl Default for Classifier {
+    fn default() -> Self {
+        Classifier::new()
+    }
+}
+
+impl Classifier {
+    pub fn new() -> Classifier {
+        Classifier { parser: woothee::parser::Parser::new(), cache: moka::sync::Cache::new(CACHE) }
+    }
+
+    /// The agent's class and whether it is a bot.
+    pub fn classify(&self, ua: &str) -> (Agent, bool) {
+        let ua = truncate(ua, MAX_LEN);
+        if let Some(hit) = self.cache.get(ua) {
+            return hit;
+        }
+        let got = self.parse(ua);
+        self.cache.insert(ua.to_string(), got.clone());
+        got
+    }
+
+    fn parse(&self, ua: &str) -> (Agent, bool) {
+        let lower = ua.to_ascii_lowercase();
+        let r = self.parser.parse(ua);
+        let known = |s: &str| if s.is_empty() || s == "UNKNOWN" { "other".to_string() } else { s.to_string() };
+        let (browser, os, category) = match &r {
+            Some(r) => (known(r.name), os_family(r.os), r.category),
+            None => ("other".to_string(), "other".to_string(), ""),
+        };
+        let bot = category == "crawler" || BOT_MARKERS.iter().any(|m| lower.contains(m));
+        let device = if bot {
+            Device::Bot
+        } else if r.as_ref().is_some_and(|r| r.os == "iPad")
+            || lower.contains("tablet")
+            || (lower.contains("android") && !lower.contains("mobile"))
+        {
+            Device::Tablet
+        } else {
+            match category {
+                "pc" => Device::Desktop,
+                "smartphone" | "mobilephone" => Device::Mobile,
+                _ => Device::Other,
+            }
+        };
+        (Agent { browser, os, device }, bot)
+    }
+}
+
+/// OS families, not versions: woothee's `Windows 10`, `Mac OSX`, `iPhone` become
+/// `Windows`, `macOS`, `iOS`.
+fn os_family(os: &str) -> String {
+    match os {
+        "" | "UNKNOWN" => "other",
+        o if o.starts_with("Windows") => "Windows",
+        "Mac OSX" | "Mac OS Classic" => "macOS",
+        "iPhone" | "iPad" | "iPod" => "iOS",
+        o => o,
+    }
+    .to_string()
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_agents_get_their_class() {
+        let c = Classifier::new();
+        let cases = [
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1", "Safari", "iOS", Device::Mobile, false),
+            ("Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1", "Safari", "iOS", Device::Tablet, false),
+            ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36", "Chrome", "Android", Device::Mobile, false),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:121.0) Gecko/20100101 Firefox/121.0", "Firefox", "macOS", Device::Desktop, false),
+            ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", "bingbot", "other", Device::Bot, true),
+            ("python-requests/2.31.0", "other", "other", Device::Bot, true),
+            ("something nobody knows", "other", "other", Device::Other, false),
+        ];
+        for (ua, browser, os, device, bot) in cases {
+            let (a, b) = c.classify(ua);
+            assert_eq!((a.browser.as_str(), a.os.as_str(), a.device, b), (browser, os, device, bot), "{ua}");
+            assert_eq!(c.classify(ua), (a, b), "cached answer is the same");
+        }
+        let long = "é".repeat(1000);
+        assert!(!c.classify(&long).1, "long headers are cut on a character boundary");
+    }
+}

@@ -1,0 +1,106 @@
+//! Click capture. A redirect takes what its click needs from the request (cheap copies
+//! of a few headers, the peer address, the query string) and hands it to a bounded
+//! in-memory queue; it never waits. A flusher task turns queued clicks into click
+//! events (user-agent class, bot flag, UTM parameters, salted visitor hash, country:
+//! [`enrich`]) and appends them to the clicks topic in batches. When the queue is full
+//! a click is dropped and counted.
+
+pub mod agent;
+pub mod enrich;
+pub mod flush;
+pub mod geo;
+pub mod utm;
+pub mod visitor;
+
+use crate::metrics;
+use kurz_schemas::{Id, Ts};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use tokio::sync::mpsc;
+
+pub use flush::ClickFlusher;
+
+pub const QUEUE: usize = 65_536;
+
+/// What the edge keeps of one redirect for its click event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawClick {
+    pub link_id: Id,
+    pub code: String,
+    pub owner_id: Option<Id>,
+    pub at: Ts,
+    pub head: bool,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+    /// The client's address: the peer, or the configured trusted header's.
+    pub addr: Option<IpAddr>,
+    pub query: Option<String>,
+    /// The configured trusted country header's value.
+    pub country: Option<String>,
+}
+
+/// How clicks are captured (`kurz --help`: `KURZ_CLICK_*`, `KURZ_CLIENT_IP_HEADER`,
+/// `KURZ_COUNTRY_HEADER`, `KURZ_GEOIP_DB`).
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    /// Off: redirects record nothing (for benchmarks and edges that must not).
+    pub enabled: bool,
+    /// Keys the daily visitor salt. Never leaves the process.
+    pub secret: Vec<u8>,
+    /// A header set by a trusted proxy in front of kurz that holds the client address
+    /// (its first address is taken). Without it, the peer address is the client's.
+    pub client_ip_header: Option<String>,
+    /// A header set by a trusted proxy or CDN that holds the client's country code.
+    pub country_header: Option<String>,
+    /// A GeoLite2/GeoIP2 Country or City database, used when no country header is set.
+    pub geoip_db: Option<PathBuf>,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings { enabled: true, secret: Vec::new(), client_ip_header: None, country_header: None, geoip_db: None }
+    }
+}
+
+#[derive(Clone)]
+pub struct ClickSink {
+    tx: Option<mpsc::Sender<RawClick>>,
+    pub client_ip_header: Option<axum::http::HeaderName>,
+    pub country_header: Option<axum::http::HeaderName>,
+}
+
+impl ClickSink {
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    pub fn record(&self, click: RawClick) {
+        if let Some(tx) = &self.tx {
+            if tx.try_send(click).is_err() {
+                metrics::get().clicks.with_label_values(&["dropped"]).inc();
+            }
+        }
+    }
+}
+
+pub fn channel(
+    log: std::sync::Arc<dyn kurz_storage::EventLog>,
+    settings: &CaptureSettings,
+) -> Result<(ClickSink, ClickFlusher), crate::Error> {
+    let header = |h: &Option<String>| -> Result<Option<axum::http::HeaderName>, crate::Error> {
+        h.as_deref()
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                axum::http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| crate::Error::Config(format!("'{h}' is not a header name")))
+            })
+            .transpose()
+    };
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let enricher = enrich::Enricher::new(settings)?;
+    let sink = ClickSink {
+        tx: settings.enabled.then_some(tx),
+        client_ip_header: header(&settings.client_ip_header)?,
+        country_header: header(&settings.country_header)?,
+    };
+    Ok((sink, ClickFlusher::new(rx, log, enricher)))
+}

@@ -1,0 +1,70 @@
+//! Salted visitor hashes: `HMAC-SHA256(day key, address ‖ 0 ‖ user agent)`, the first
+//! 16 bytes in hex, where the day key is `HMAC-SHA256(secret, "kurz-visitor" ‖ UTC
+//! day)`. Within a day a visitor always hashes the same (unique visitors per day);
+//! across days the hashes are unrelated, and without the secret none leads back to an
+//! address. The address itself is never stored or logged.
+
+use hmac::{Hmac, Mac};
+use kurz_schemas::Ts;
+use sha2::Sha256;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+type HmacSha256 = Hmac<Sha256>;
+
+const DAY_MS: i64 = 86_400_000;
+
+pub struct VisitorHasher {
+    secret: Vec<u8>,
+    /// The current day's key: (day number, key).
+    day: Mutex<(i64, Vec<u8>)>,
+}
+
+impl VisitorHasher {
+    pub fn new(secret: &[u8]) -> VisitorHasher {
+        VisitorHasher { secret: secret.to_vec(), day: Mutex::new((i64::MIN, Vec::new())) }
+    }
+
+    fn day_key(&self, day: i64) -> Vec<u8> {
+        let mut cur = self.day.lock().expect("visitor day key poisoned");
+        if cur.0 != day {
+            let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
+            mac.update(b"kurz-visitor");
+            mac.update(&day.to_be_bytes());
+            *cur = (day, mac.finalize().into_bytes().to_vec());
+        }
+        cur.1.clone()
+    }
+
+    pub fn visitor(&self, at: Ts, ip: IpAddr, user_agent: &str) -> String {
+        let key = self.day_key(at.0.div_euclid(DAY_MS));
+        let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
+        match ip {
+            IpAddr::V4(v4) => mac.update(&v4.to_ipv6_mapped().octets()),
+            IpAddr::V6(v6) => mac.update(&v6.octets()),
+        }
+        mac.update(&[0]);
+        mac.update(user_agent.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_day_same_hash_next_day_or_other_secret_different() {
+        let h = VisitorHasher::new(b"secret-a");
+        let ip: IpAddr = "198.51.100.4".parse().unwrap();
+        let day = Ts(1_800_000_000_000 - 1_800_000_000_000 % DAY_MS);
+        let a = h.visitor(Ts(day.0 + 1_000), ip, "UA");
+        assert_eq!(a, h.visitor(Ts(day.0 + DAY_MS - 1), ip, "UA"), "one visitor within a UTC day");
+        assert_ne!(a, h.visitor(Ts(day.0 + DAY_MS), ip, "UA"), "unlinkable across days");
+        assert_ne!(a, h.visitor(Ts(day.0 + 1_000), ip, "other UA"));
+        assert_ne!(a, h.visitor(Ts(day.0 + 1_000), "198.51.100.5".parse().unwrap(), "UA"));
+        assert_ne!(a, VisitorHasher::new(b"secret-b").visitor(Ts(day.0 + 1_000), ip, "UA"));
+        assert!(a.len() == 32 && a.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}
