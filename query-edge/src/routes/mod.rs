@@ -3,6 +3,7 @@
 mod events;
 mod reads;
 mod redirect;
+mod stats;
 
 use crate::EdgeState;
 use axum::routing::{get, MethodRouter};
@@ -19,6 +20,7 @@ pub fn all(s: EdgeState) -> Vec<(&'static str, MethodRouter)> {
         ("/users/{id}", get(reads::user).with_state(s.clone())),
         ("/urls", get(reads::links).with_state(s.clone())),
         ("/urls/{id}", get(reads::link).with_state(s.clone())),
+        ("/urls/{id}/stats", get(stats::stats).with_state(s.clone())),
         ("/links/{id}", get(reads::link).with_state(s.clone())),
         ("/events", get(events::list).with_state(s.clone())),
         ("/events/{id}", get(events::one).with_state(s.clone())),

@@ -24,6 +24,8 @@ const HISTORY_BY_URL: TableDefinition<(u64, u64), ()> = TableDefinition::new("hi
 const HISTORY_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("history_by_user");
 const HISTORY_BY_TYPE: TableDefinition<(&str, u64), ()> = TableDefinition::new("history_by_type");
 const CLICKS: TableDefinition<u64, u64> = TableDefinition::new("clicks");
+const CLICK_COUNTS: TableDefinition<(u64, &str), u64> = TableDefinition::new("click_counts");
+const CLICK_VISITORS: TableDefinition<(u64, i64, &str), ()> = TableDefinition::new("click_visitors");
 const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
 const OUTCOMES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("outcomes_by_time");
 
@@ -63,6 +65,8 @@ impl RedbStore {
         w.open_table(HISTORY_BY_USER)?;
         w.open_table(HISTORY_BY_TYPE)?;
         w.open_table(CLICKS)?;
+        w.open_table(CLICK_COUNTS)?;
+        w.open_table(CLICK_VISITORS)?;
         w.open_table(OUTCOMES)?;
         w.open_table(OUTCOMES_BY_TIME)?;
         w.commit()?;
@@ -82,8 +86,20 @@ fn apply_batch(db: &Database, batch: &StoreBatch) -> Result<(), ApplyError> {
             pos.insert(key.as_str(), p.to).map_err(StorageError::from)?;
         }
     }
+    // Aggregates are summed per name first: a batch of clicks touches each row once.
+    let mut counts: std::collections::BTreeMap<(u64, &str), u64> = std::collections::BTreeMap::new();
     for m in &batch.mutations {
-        apply_mutation(&w, m)?;
+        match m {
+            Mutation::AddCount { link_id, name, n } => *counts.entry((link_id.get(), name.as_str())).or_default() += n,
+            other => apply_mutation(&w, other)?,
+        }
+    }
+    if !counts.is_empty() {
+        let mut t = w.open_table(CLICK_COUNTS).map_err(StorageError::from)?;
+        for (key, n) in counts {
+            let cur = t.get(key).map_err(StorageError::from)?.map(|v| v.value()).unwrap_or(0);
+            t.insert(key, cur + n).map_err(StorageError::from)?;
+        }
     }
     prune_outcomes(&w)?;
     w.commit().map_err(StorageError::from)?;
@@ -139,6 +155,15 @@ fn apply_mutation(w: &WriteTransaction, m: &Mutation) -> Result<(), StorageError
                 w.open_table(HISTORY_BY_USER)?.insert((u.get(), e.id.get()), ())?;
             }
             w.open_table(HISTORY_BY_TYPE)?.insert((e.event_type.as_str(), e.id.get()), ())?;
+        }
+        Mutation::AddCount { link_id, name, n } => {
+            let mut t = w.open_table(CLICK_COUNTS)?;
+            let key = (link_id.get(), name.as_str());
+            let cur = t.get(key)?.map(|v| v.value()).unwrap_or(0);
+            t.insert(key, cur + n)?;
+        }
+        Mutation::AddVisitor { link_id, day, visitor } => {
+            w.open_table(CLICK_VISITORS)?.insert((link_id.get(), *day, visitor.as_str()), ())?;
         }
         Mutation::AddClicks { link_id, n } => {
             let mut clicks = w.open_table(CLICKS)?;
@@ -349,6 +374,38 @@ impl ReadStore for RedbStore {
             }
             if let Some(v) = rows.get(id?)? {
                 push(v.value(), &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn click_counts(&self, link_id: Id, from: &str, to: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CLICK_COUNTS)?;
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        for row in t.range((link_id.get(), from)..(link_id.get(), to))? {
+            let (k, v) = row?;
+            out.push((k.value().1.to_string(), v.value()));
+        }
+        Ok(out)
+    }
+
+    async fn visitors_per_day(&self, link_id: Id, from_day: i64, to_day: i64) -> Result<Vec<(i64, u64)>, StorageError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CLICK_VISITORS)?;
+        let mut out: Vec<(i64, u64)> = Vec::new();
+        if from_day >= to_day {
+            return Ok(out);
+        }
+        for row in t.range((link_id.get(), from_day, "")..(link_id.get(), to_day, ""))? {
+            let (k, _) = row?;
+            let day = k.value().1;
+            match out.last_mut() {
+                Some((d, n)) if *d == day => *n += 1,
+                _ => out.push((day, 1)),
             }
         }
         Ok(out)

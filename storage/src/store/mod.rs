@@ -49,6 +49,52 @@ pub enum Mutation {
         command_id: String,
         outcome: StoredOutcome,
     },
+    /// Adds `n` to one named click aggregate of a link (an hour's clicks, a day's clicks
+    /// from one referrer, …: see [`aggregate`]). Absolute values in every backend, kept
+    /// exactly-once by the batch's positions; no counter columns.
+    AddCount {
+        link_id: Id,
+        name: String,
+        n: u64,
+    },
+    /// Records that `visitor` (a salted hash) clicked `link_id` on UTC day `day` (days
+    /// since the Unix epoch). A set: recording twice changes nothing.
+    AddVisitor {
+        link_id: Id,
+        day: i64,
+        visitor: String,
+    },
+}
+
+/// Names of the click aggregates: they sort by time within a kind, so a time range is
+/// a name range.
+pub mod aggregate {
+    pub const HOUR_MS: i64 = 3_600_000;
+    pub const DAY_MS: i64 = 86_400_000;
+
+    /// Clicks in the hour that starts at `hour_start_ms`.
+    pub fn hour(hour_start_ms: i64) -> String {
+        format!("h:{:013}", hour_start_ms.max(0))
+    }
+
+    /// Clicks on UTC day `day` whose dimension `dim` (`referrer`, `browser`, `os`,
+    /// `device`, `country`) had `value`.
+    pub fn dim(day: i64, dim: &str, value: &str) -> String {
+        format!("d:{:06}:{dim}:{value}", day.max(0))
+    }
+
+    /// `(day, dim, value)` of a [`dim`] name.
+    pub fn parse_dim(name: &str) -> Option<(i64, &str, &str)> {
+        let rest = name.strip_prefix("d:")?;
+        let (day, rest) = rest.split_once(':')?;
+        let (dim, value) = rest.split_once(':')?;
+        Some((day.parse().ok()?, dim, value))
+    }
+
+    /// The hour-start of an [`hour`] name.
+    pub fn parse_hour(name: &str) -> Option<i64> {
+        name.strip_prefix("h:")?.parse().ok()
+    }
 }
 
 /// A projection's progress over one log partition: the batch moves it `from` → `to`.
@@ -127,6 +173,11 @@ pub trait ReadStore: Send + Sync + 'static {
     async fn history_event(&self, id: Id) -> Result<Option<HistoryEvent>, StorageError>;
     async fn history(&self, q: &EventQuery) -> Result<Vec<HistoryEvent>, StorageError>;
     async fn click_count(&self, link_id: Id) -> Result<u64, StorageError>;
+    /// A link's click aggregates whose names fall in `[from, to)`, in name order.
+    async fn click_counts(&self, link_id: Id, from: &str, to: &str) -> Result<Vec<(String, u64)>, StorageError>;
+    /// Distinct visitors of a link per UTC day, for days in `[from_day, to_day)`; days
+    /// without visitors are left out.
+    async fn visitors_per_day(&self, link_id: Id, from_day: i64, to_day: i64) -> Result<Vec<(i64, u64)>, StorageError>;
 
     async fn outcome(&self, command_id: &str) -> Result<Option<StoredOutcome>, StorageError>;
     /// Waits until the outcome of `command_id` is stored, or `timeout` passes.
@@ -194,6 +245,12 @@ impl ReadStore for Instrumented {
     }
     async fn click_count(&self, link_id: Id) -> Result<u64, StorageError> {
         timed!("click_count", self.inner.click_count(link_id))
+    }
+    async fn click_counts(&self, link_id: Id, from: &str, to: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        timed!("click_counts", self.inner.click_counts(link_id, from, to))
+    }
+    async fn visitors_per_day(&self, link_id: Id, from_day: i64, to_day: i64) -> Result<Vec<(i64, u64)>, StorageError> {
+        timed!("visitors_per_day", self.inner.visitors_per_day(link_id, from_day, to_day))
     }
     async fn outcome(&self, command_id: &str) -> Result<Option<StoredOutcome>, StorageError> {
         timed!("outcome", self.inner.outcome(command_id))

@@ -1,7 +1,33 @@
 use crate::Input;
 use kurz_schemas::{HistoryEvent, Id};
-use kurz_storage::store::Mutation;
+use kurz_storage::store::{aggregate, Mutation};
 use serde_json::{json, Value};
+
+/// The click's share of its link's analytics: its hour, its day's breakdowns, and its
+/// visitor (once per day, however often they click).
+fn aggregates(click: &kurz_schemas::Click, out: &mut Vec<Mutation>) {
+    let link_id = click.link_id;
+    let day = click.at.0.div_euclid(aggregate::DAY_MS);
+    let hour = click.at.0.div_euclid(aggregate::HOUR_MS) * aggregate::HOUR_MS;
+    out.push(Mutation::AddCount { link_id, name: aggregate::hour(hour), n: 1 });
+    let agent = click.agent.as_ref();
+    let dims = [
+        ("referrer", click.referrer_host.as_deref().unwrap_or("direct")),
+        ("browser", agent.map(|a| a.browser.as_str()).unwrap_or("unknown")),
+        ("os", agent.map(|a| a.os.as_str()).unwrap_or("unknown")),
+        ("device", agent.map(|a| a.device.as_str()).unwrap_or("unknown")),
+        ("country", click.country.as_deref().unwrap_or("unknown")),
+    ];
+    for (dim, value) in dims {
+        out.push(Mutation::AddCount { link_id, name: aggregate::dim(day, dim, value), n: 1 });
+    }
+    if let Some(source) = click.utm.source.as_deref() {
+        out.push(Mutation::AddCount { link_id, name: aggregate::dim(day, "utm_source", source), n: 1 });
+    }
+    if let Some(v) = &click.visitor {
+        out.push(Mutation::AddVisitor { link_id, day, visitor: v.clone() });
+    }
+}
 
 /// A counted click (not a bot, not a HEAD request) adds one to its link's count and one
 /// row to `/events`. Clicks that do not count stay in the clicks topic, flagged.
@@ -11,6 +37,7 @@ pub fn apply(input: Input<'_>, out: &mut Vec<Mutation>) {
         return;
     }
     out.push(Mutation::AddClicks { link_id: click.link_id, n: 1 });
+    aggregates(click, out);
     let mut details = serde_json::Map::new();
     details.insert("short_code".into(), json!(click.code));
     let mut put = |k: &str, v: Option<&str>| {

@@ -17,7 +17,25 @@ fn a_click_counts_once_and_gets_a_position_derived_id() {
     Clicks.apply(Input::Click { click: &c, partition: 1, offset: 77 }, &mut b);
     assert_eq!(a, b, "the same record maps to the same mutations");
     assert_eq!(a[0], Mutation::AddClicks { link_id: c.link_id, n: 1 });
-    match &a[1] {
+    let names: Vec<&str> = a
+        .iter()
+        .filter_map(|m| match m {
+            Mutation::AddCount { name, n: 1, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "h:0000000000000",
+            "d:000000:referrer:news.io",
+            "d:000000:browser:Firefox",
+            "d:000000:os:Linux",
+            "d:000000:device:desktop",
+            "d:000000:country:NL"
+        ]
+    );
+    match a.last().unwrap() {
         Mutation::PutHistory(h) => {
             assert_eq!(h.id, Id::for_click(1, 77));
             assert_eq!(h.event_type, "click");

@@ -36,12 +36,17 @@ impl ScyllaStore {
         // 2. The mutations: lanes that touch disjoint rows run concurrently, each in
         //    batch order; clicks summed per link and written once.
         let mut clicks: Vec<(Id, u64)> = Vec::new();
+        let mut counts: HashMap<(Id, &str), u64> = HashMap::new();
+        let mut visitors = Vec::new();
         for m in &batch.mutations {
-            if let Mutation::AddClicks { link_id, n } = m {
-                match clicks.iter_mut().find(|(l, _)| l == link_id) {
+            match m {
+                Mutation::AddClicks { link_id, n } => match clicks.iter_mut().find(|(l, _)| l == link_id) {
                     Some((_, total)) => *total += n,
                     None => clicks.push((*link_id, *n)),
-                }
+                },
+                Mutation::AddCount { link_id, name, n } => *counts.entry((*link_id, name.as_str())).or_default() += n,
+                Mutation::AddVisitor { link_id, day, visitor } => visitors.push((*link_id, *day, visitor.as_str())),
+                _ => {}
             }
         }
         let lanes: Vec<_> = self.lanes(&batch.mutations).await?.into_iter().map(|lane| self.apply_lane(lane)).collect();
@@ -51,15 +56,18 @@ impl ScyllaStore {
         let outcomes: Vec<_> =
             batch.mutations.iter().filter(|m| matches!(m, Mutation::PutOutcome { .. })).map(|m| self.apply_mutation(m)).collect();
         futures::stream::iter(outcomes).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
-        if !clicks.is_empty() {
-            let source = match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min()) {
-                (Some(p), Some(from)) => Some((format!("{}/{}", p.topic, p.partition), signed(from, "offset")?)),
-                _ => None,
-            };
-            for (link_id, n) in clicks {
-                self.add_clicks(link_id, n, source.as_ref()).await?;
-            }
+        let source = match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min()) {
+            (Some(p), Some(from)) => Some((format!("{}/{}", p.topic, p.partition), signed(from, "offset")?)),
+            _ => None,
+        };
+        for (link_id, n) in clicks {
+            self.add_clicks(link_id, n, source.as_ref()).await?;
         }
+        let adds: Vec<_> = counts.into_iter().map(|((link_id, name), n)| self.add_count(link_id, name, n, source.as_ref())).collect();
+        futures::stream::iter(adds).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
+        let puts: Vec<_> =
+            visitors.into_iter().map(|(link_id, day, visitor)| self.exec(&self.st.put_visitor, (key(link_id), day, visitor))).collect();
+        futures::stream::iter(puts).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
         // 3. The positions, last.
         for p in &batch.positions {
             let values = (p.projection.as_str(), p.topic.as_str(), log_partition(p.partition)?, signed(p.to, "offset")?);
@@ -98,7 +106,9 @@ impl ScyllaStore {
                 }
                 Mutation::PutLink(vl) | Mutation::DeleteLink(vl) => vec![format!("link:{}", vl.link.id)],
                 Mutation::PutHistory(e) => vec![format!("history:{}", e.id)],
-                Mutation::PutOutcome { .. } | Mutation::AddClicks { .. } => continue,
+                Mutation::PutOutcome { .. } | Mutation::AddClicks { .. } | Mutation::AddCount { .. } | Mutation::AddVisitor { .. } => {
+                    continue
+                }
             };
             let mut met: Vec<usize> = keys.iter().filter_map(|k| lane_of.get(k).copied()).collect();
             met.sort_unstable();
@@ -187,6 +197,8 @@ impl ScyllaStore {
             }
             Mutation::PutHistory(e) => self.put_history(e).await?,
             Mutation::AddClicks { link_id, n } => self.add_clicks(*link_id, *n, None).await?,
+            Mutation::AddCount { link_id, name, n } => self.add_count(*link_id, name, *n, None).await?,
+            Mutation::AddVisitor { link_id, day, visitor } => self.exec(&st.put_visitor, (key(*link_id), *day, visitor.as_str())).await?,
             Mutation::PutOutcome { command_id, outcome } => {
                 // The first outcome of a command id is kept.
                 let stored: Option<(String,)> = self.one(&st.outcome, (command_id.as_str(),)).await?;
@@ -272,6 +284,30 @@ impl ScyllaStore {
         };
         let total = base.checked_add(signed(n, "click count")?).ok_or_else(|| engine("click count overflows a CQL bigint"))?;
         self.exec(&self.st.put_clicks, (key(link_id), source, total, base, batch_from)).await
+    }
+
+    /// Adds `n` to aggregate `name` of `link_id`, with [`Self::add_clicks`]'s guard.
+    async fn add_count(&self, link_id: Id, name: &str, n: u64, batch: Option<&ClickSource>) -> Result<(), StorageError> {
+        let (source, batch_from) = match batch {
+            Some((s, f)) => (s.as_str(), *f),
+            None => ("", -1),
+        };
+        let mut row = None;
+        self.each(&self.st.aggregate, (key(link_id), name), |r: (String, i64, i64, i64)| {
+            if r.0 == source {
+                row = Some(r);
+                return Ok(ControlFlow::Break(()));
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        let base = match row {
+            Some((_, _, base, from)) if batch.is_some() && from == batch_from => base,
+            Some((_, clicks, _, _)) => clicks,
+            None => 0,
+        };
+        let total = base.checked_add(signed(n, "click count")?).ok_or_else(|| engine("click count overflows a CQL bigint"))?;
+        self.exec(&self.st.put_aggregate, (key(link_id), name, source, total, base, batch_from)).await
     }
 
     /// `(source, clicks, base, batch_from)` of every click-count row of `link_id`.

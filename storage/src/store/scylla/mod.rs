@@ -337,6 +337,39 @@ impl ReadStore for ScyllaStore {
         Ok(total)
     }
 
+    async fn click_counts(&self, link_id: Id, from: &str, to: &str) -> Result<Vec<(String, u64)>, StorageError> {
+        // The link's partition, read whole and filtered here (no clustering ranges, as
+        // everywhere in this adapter); rows of one name (one per source) are summed.
+        let mut out: Vec<(String, u64)> = Vec::new();
+        self.each(&self.st.aggregates, (key(link_id),), |(name, clicks): (String, i64)| {
+            if name.as_str() >= from && name.as_str() < to {
+                let n = unsigned(clicks, "click count")?;
+                match out.last_mut() {
+                    Some((last, total)) if *last == name => *total = total.saturating_add(n),
+                    _ => out.push((name, n)),
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn visitors_per_day(&self, link_id: Id, from_day: i64, to_day: i64) -> Result<Vec<(i64, u64)>, StorageError> {
+        let mut out: Vec<(i64, u64)> = Vec::new();
+        self.each(&self.st.visitors, (key(link_id),), |(day,): (i64,)| {
+            if (from_day..to_day).contains(&day) {
+                match out.last_mut() {
+                    Some((d, n)) if *d == day => *n += 1,
+                    _ => out.push((day, 1)),
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(out)
+    }
+
     async fn outcome(&self, command_id: &str) -> Result<Option<StoredOutcome>, StorageError> {
         let row: Option<(String,)> = self.one(&self.st.outcome, (command_id,)).await?;
         Ok(row.map(|(body,)| serde_json::from_str(&body)).transpose()?)

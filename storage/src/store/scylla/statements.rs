@@ -81,6 +81,11 @@ statements! {
 
     clicks (paged) = "SELECT source, clicks, base, batch_from FROM {ks}.click_counts WHERE link_id = ?";
     put_clicks = "INSERT INTO {ks}.click_counts (link_id, source, clicks, base, batch_from) VALUES (?, ?, ?, ?, ?)";
+    aggregate = "SELECT source, clicks, base, batch_from FROM {ks}.click_aggregates WHERE link_id = ? AND name = ?";
+    aggregates (paged) = "SELECT name, clicks FROM {ks}.click_aggregates WHERE link_id = ?";
+    put_aggregate = "INSERT INTO {ks}.click_aggregates (link_id, name, source, clicks, base, batch_from) VALUES (?, ?, ?, ?, ?, ?)";
+    visitors (paged) = "SELECT day FROM {ks}.click_visitors WHERE link_id = ?";
+    put_visitor = "INSERT INTO {ks}.click_visitors (link_id, day, visitor) VALUES (?, ?, ?)";
 
     outcome = "SELECT body FROM {ks}.outcomes WHERE command_id = ?";
     put_outcome = "INSERT INTO {ks}.outcomes (command_id, body) VALUES (?, ?)";

@@ -1,0 +1,111 @@
+//! Click analytics over HTTP: `GET /urls/{id}/stats` from real redirects, through the
+//! real binary. Visitors are told apart by address (a trusted `x-real-ip` header, as
+//! behind the compose file's nginx) and user agent.
+
+mod support;
+use support::*;
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+const BOT: &str = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)";
+
+fn top(body: &Value, key: &str) -> Vec<(String, u64)> {
+    body[key].as_array().unwrap().iter().map(|v| (v["value"].as_str().unwrap().to_string(), v["clicks"].as_u64().unwrap())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_visitors_series_and_breakdowns_and_leave_bots_out() {
+    let srv = Server::start(Opts {
+        extra_env: vec![("KURZ_CLIENT_IP_HEADER".into(), "x-real-ip".into()), ("KURZ_COUNTRY_HEADER".into(), "cf-ipcountry".into())],
+        ..Opts::default()
+    });
+    let http = client();
+    let link: Value =
+        http.post(srv.url("/urls")).json(&json!({"original_url": "https://example.com/a"})).send().await.unwrap().json().await.unwrap();
+    let code = link["short_code"].as_str().unwrap().to_string();
+    // (address, agent, referer, country, query, HEAD?)
+    let visits = [
+        ("198.51.100.1", FIREFOX, Some("https://news.example/x"), "DE", "?utm_source=mail", false),
+        ("198.51.100.1", FIREFOX, Some("https://news.example/y"), "DE", "", false), // same visitor again
+        ("198.51.100.2", IPHONE, Some("https://social.example/"), "FR", "?utm_source=mail", false),
+        ("198.51.100.3", IPHONE, None, "FR", "", false),
+        ("198.51.100.4", BOT, None, "US", "", false),    // a bot: recorded, not counted
+        ("198.51.100.5", FIREFOX, None, "US", "", true), // HEAD: recorded, not counted
+    ];
+    for (ip, ua, referer, country, query, head) in visits {
+        let url = srv.url(&format!("/{code}{query}"));
+        let mut rb = if head { http.head(url) } else { http.get(url) };
+        rb = rb.header("x-real-ip", ip).header("user-agent", ua).header("cf-ipcountry", country);
+        if let Some(r) = referer {
+            rb = rb.header("referer", r);
+        }
+        assert_eq!(rb.send().await.unwrap().status(), 302);
+    }
+
+    let stats_url = srv.url(&format!("/urls/{}/stats", link["id"]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let day = loop {
+        let body: Value = http.get(&stats_url).send().await.unwrap().json().await.unwrap();
+        if body["total_clicks"] == 4 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "stats never reached 4 clicks: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(day["bucket"], "day");
+    assert!(day["unique_visitors"] == 3 || day["unique_visitors"] == 4, "three visitors (four if midnight fell between): {day}");
+    let series = day["series"].as_array().unwrap();
+    assert_eq!(series.len(), 31, "30 days back from now touch 31 UTC days");
+    // (Summed, not read off the last bucket: the clicks may straddle UTC midnight.)
+    assert_eq!(series.iter().map(|b| b["clicks"].as_u64().unwrap()).sum::<u64>(), 4);
+    assert!((3..=4).contains(&series.iter().map(|b| b["unique_visitors"].as_u64().unwrap()).sum::<u64>()));
+    assert_eq!(top(&day, "referrers"), vec![("news.example".into(), 2), ("direct".into(), 1), ("social.example".into(), 1)]);
+    assert_eq!(top(&day, "browsers"), vec![("Firefox".into(), 2), ("Safari".into(), 2)]);
+    assert_eq!(top(&day, "devices"), vec![("desktop".into(), 2), ("mobile".into(), 2)]);
+    assert_eq!(top(&day, "os"), vec![("Linux".into(), 2), ("iOS".into(), 2)]);
+    assert_eq!(top(&day, "countries"), vec![("DE".into(), 2), ("FR".into(), 2)]);
+    assert_eq!(top(&day, "utm_sources"), vec![("mail".into(), 2)]);
+
+    // The same clicks by hour, over the last two hours.
+    let now = chrono_now_ms();
+    let hourly: Value = http
+        .get(format!("{stats_url}?bucket=hour&from={}&to={}", now - 2 * 3_600_000, now + 1))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hourly["total_clicks"], 4, "{hourly}");
+    assert!(hourly["series"].as_array().unwrap().iter().all(|b| b.get("unique_visitors").is_none()));
+    assert_eq!(hourly["series"].as_array().unwrap().iter().map(|b| b["clicks"].as_u64().unwrap()).sum::<u64>(), 4);
+    // A range before the clicks holds none.
+    let before: Value =
+        http.get(format!("{stats_url}?from=2020-01-01T00:00:00Z&to=2020-01-08T00:00:00Z")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((before["total_clicks"].as_u64(), before["series"].as_array().map(Vec::len)), (Some(0), Some(7)));
+
+    // `/{code}+` agrees: bots and HEAD requests are not counted.
+    let plus: Value = http.get(srv.url(&format!("/{code}+"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(plus["click_count"], 4);
+
+    // Bad input is a clear 400; an unknown link a 404.
+    for (q, needle) in [
+        ("?bucket=week", "bucket"),
+        ("?from=yesterday", "from"),
+        ("?from=2020-01-02T00:00:00Z&to=2020-01-01T00:00:00Z", "before"),
+        ("?bucket=hour&from=0", "buckets"),
+    ] {
+        let r = http.get(format!("{stats_url}{q}")).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{q}");
+        let msg = r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+        assert!(msg.contains(needle), "{q}: {msg}");
+    }
+    assert_eq!(http.get(srv.url("/urls/987654321/stats")).send().await.unwrap().status(), 404);
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
