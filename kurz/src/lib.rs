@@ -5,6 +5,7 @@
 pub mod config;
 pub mod secrets;
 pub mod status;
+pub mod tail;
 pub mod telemetry;
 
 pub use config::Config;

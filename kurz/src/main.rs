@@ -23,6 +23,22 @@ enum Role {
     QueryEdge(Config),
     /// A terminal summary of running processes, from their /metrics.
     Status(StatusArgs),
+    /// Prints a public topic's records (`clicks` or `events`) as JSON lines.
+    Tail(TailArgs),
+}
+
+#[derive(clap::Args)]
+struct TailArgs {
+    /// `clicks` (kurz.clicks.v1) or `events` (kurz.events.v1).
+    topic: String,
+    /// Start at the first record instead of the current end.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Stop at the end the topic had when tail started, instead of following it.
+    #[arg(long)]
+    exit: bool,
+    #[command(flatten)]
+    config: Config,
 }
 
 #[derive(clap::Args)]
@@ -55,13 +71,34 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(Role::Tail(a)) = &cli.command {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        let result = rt.block_on(async {
+            let topic = kurz::tail::topic(&a.topic)?;
+            let log = kurz_storage::open_log(&a.config.log_url, &a.config.data_dir).map_err(|e| {
+                kurz::Error::Config(format!(
+                    "cannot open the log {} ({e}); an embedded log can only be tailed while its kurz is stopped",
+                    a.config.log_url
+                ))
+            })?;
+            let mut out = std::io::stdout();
+            kurz::tail::run(&*log, topic, a.from_beginning, a.exit, &mut out, kurz::shutdown_signal()).await
+        });
+        return match result {
+            Ok(_) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kurz tail: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let (role, cfg) = match cli.command {
         None => ("serve", cli.config),
         Some(Role::Serve(c)) => ("serve", c),
         Some(Role::CommandApi(c)) => ("command-api", c),
         Some(Role::Projector(c)) => ("projector", c),
         Some(Role::QueryEdge(c)) => ("query-edge", c),
-        Some(Role::Status(_)) => unreachable!("handled above"),
+        Some(Role::Status(_)) | Some(Role::Tail(_)) => unreachable!("handled above"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async move {

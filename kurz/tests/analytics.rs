@@ -104,6 +104,26 @@ async fn stats_count_visitors_series_and_breakdowns_and_leave_bots_out() {
         assert!(msg.contains(needle), "{q}: {msg}");
     }
     assert_eq!(http.get(srv.url("/urls/987654321/stats")).send().await.unwrap().status(), 404);
+
+    // `kurz tail`: the embedded log is the running process's; once it has stopped,
+    // tail prints every click (bots and HEAD requests included, flagged).
+    let tail = |data: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kurz"))
+            .args(["tail", "clicks", "--from-beginning", "--exit"])
+            .env("KURZ_DATA_DIR", data)
+            .output()
+            .unwrap()
+    };
+    let busy = tail(srv.data.path());
+    assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("stopped"), "{busy:?}");
+    let mut srv = srv;
+    assert!(srv.terminate().success());
+    let done = tail(srv.data.path());
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let lines: Vec<Value> = String::from_utf8(done.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 6, "every redirect, counted or not");
+    assert_eq!(lines.iter().filter(|l| l["bot"] == true).count(), 1);
+    assert_eq!(lines.iter().filter(|l| l["head"] == true).count(), 1);
 }
 
 fn chrono_now_ms() -> i64 {

@@ -129,6 +129,18 @@ async fn an_outside_consumer_reads_real_clicks_and_events_by_the_published_schem
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The runnable consumer prints the same records as JSON lines.
+    let tail = std::process::Command::new(env!("CARGO_BIN_EXE_kurz"))
+        .args(["tail", "clicks", "--from-beginning", "--exit"])
+        .env("KURZ_LOG_URL", broker.url())
+        .env("KURZ_DATA_DIR", srv.data.path())
+        .output()
+        .unwrap();
+    assert!(tail.status.success(), "kurz tail: {}", String::from_utf8_lossy(&tail.stderr));
+    let lines: Vec<Value> = String::from_utf8(tail.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| clicks.is_valid(l)));
+
     // The events topic, by its own published schema.
     let events = published("event.v1.schema.json");
     for (r, headers) in read_topic(broker.port, "kurz.events.v1", 2) {

@@ -99,3 +99,29 @@ fn the_published_schemas_reject_what_kurz_never_writes() {
         assert!(!v.is_valid(&bad), "{bad} passed");
     }
 }
+
+#[test]
+fn the_asyncapi_document_names_every_published_schema_and_only_those() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(root.join("asyncapi.json")).unwrap()).unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    let addresses: Vec<&str> = doc["channels"].as_object().unwrap().values().map(|c| c["address"].as_str().unwrap()).collect();
+    assert_eq!(addresses, vec![kurz_schemas::topics::CLICKS, kurz_schemas::topics::EVENTS]);
+    let mut referenced: Vec<String> = doc["components"]["messages"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| m["payload"]["$ref"].as_str().unwrap().trim_start_matches("json/").to_string())
+        .collect();
+    referenced.sort();
+    let mut published: Vec<String> = generated().into_iter().map(|(f, _)| f.to_string()).collect();
+    published.sort();
+    assert_eq!(referenced, published);
+    // Every message a channel lists exists.
+    for c in doc["channels"].as_object().unwrap().values() {
+        for m in c["messages"].as_object().unwrap().values() {
+            let name = m["$ref"].as_str().unwrap().trim_start_matches("#/components/messages/");
+            assert!(doc["components"]["messages"].get(name).is_some(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `kurz tail clicks|events`: a consumer of kurz's public topics that prints each
+//! record's JSON on a line of its own (what `kcat -C -t kurz.clicks.v1` shows on
+//! Kafka, for any log kurz runs on).
+//!
+//! The embedded log belongs to the process that runs it: tail it while that process is
+//! stopped, or run kurz on `kafka://` to tail it live.
+
+use crate::Error;
+use kurz_storage::EventLog;
+use std::io::Write;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const READ: usize = 1024;
+
+pub fn topic(name: &str) -> Result<&'static str, Error> {
+    match name {
+        "clicks" | "kurz.clicks.v1" => Ok(kurz_schemas::topics::CLICKS),
+        "events" | "kurz.events.v1" => Ok(kurz_schemas::topics::EVENTS),
+        other => Err(Error::Config(format!("no topic '{other}': tail clicks or events"))),
+    }
+}
+
+/// Prints `topic`'s records to `out`, from the beginning or from its current end; with
+/// `exit_at_end`, stops once it has printed what the topic held when it started,
+/// otherwise follows new records until `stop`. Returns how many it printed.
+pub async fn run(
+    log: &dyn EventLog,
+    topic: &str,
+    from_beginning: bool,
+    exit_at_end: bool,
+    out: &mut (dyn Write + Send),
+    stop: CancellationToken,
+) -> Result<u64, Error> {
+    let partitions = log.partitions(topic).await?;
+    let mut next = Vec::with_capacity(partitions as usize);
+    let mut ends = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        let end = log.end_offset(topic, p).await?;
+        ends.push(end);
+        next.push(if from_beginning { 0 } else { end });
+    }
+    let mut printed = 0u64;
+    loop {
+        let mut idle = true;
+        for p in 0..partitions {
+            let recs = log.read(topic, p, next[p as usize], READ).await?;
+            if let Some(last) = recs.last() {
+                idle = false;
+                next[p as usize] = last.offset + 1;
+            }
+            for r in recs {
+                if exit_at_end && r.offset >= ends[p as usize] {
+                    continue;
+                }
+                out.write_all(&r.payload)?;
+                out.write_all(b"\n")?;
+                printed += 1;
+            }
+        }
+        out.flush()?;
+        if exit_at_end && next.iter().zip(&ends).all(|(n, e)| n >= e) {
+            return Ok(printed);
+        }
+        if idle {
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(printed),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        } else if stop.is_cancelled() {
+            return Ok(printed);
+        }
+    }
+}
