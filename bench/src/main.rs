@@ -1,6 +1,7 @@
 //! `kurz-bench`: kurz's benchmark harness. Every benchmark measures its baseline in the
 //! same run and reports ratios to it; results go to `bench/results/<name>.{json,md}`.
 
+mod clicks;
 mod creates;
 mod redirects;
 mod staleness;
@@ -26,6 +27,8 @@ enum Bench {
     Creates(creates::Args),
     /// Redirect throughput and latency (wrk), kurz vs a bare hyper 302 server.
     Redirects(redirects::Args),
+    /// Click aggregates after 1M clicks with redelivered batches and projector crashes.
+    Clicks(clicks::Args),
 }
 
 fn main() {
@@ -42,6 +45,11 @@ fn main() {
                 let v = creates::run(a).await;
                 let md = creates::markdown(&v);
                 ("creates", v, md)
+            }
+            Bench::Clicks(a) => {
+                let v = clicks::run(a).await;
+                let md = clicks::markdown(&v);
+                ("clicks", v, md)
             }
             Bench::Redirects(a) => {
                 let v = redirects::run(a).await;

@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(long, env = "KURZ_CLICK_CAPTURE", default_value = "on", value_parser = parse_on_off)]
     pub click_capture: bool,
 
+    /// Disk space for clicks that wait while the log is down (MiB, in
+    /// `<data dir>/click-spool`); 0 turns the spool off.
+    #[arg(long, env = "KURZ_CLICK_SPOOL_MB", default_value_t = 256)]
+    pub click_spool_mb: u64,
+
     /// A header that a trusted proxy in front of kurz sets to the client's address
     /// (e.g. `x-real-ip`); its first address is the client's. Unset: the peer address.
     /// Only set it behind a proxy that overwrites the header.

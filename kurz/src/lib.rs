@@ -77,6 +77,8 @@ fn capture_settings(cfg: &Config) -> Result<kurz_query_edge::capture::CaptureSet
         client_ip_header: cfg.client_ip_header.clone().filter(|h| !h.is_empty()),
         country_header: cfg.country_header.clone().filter(|h| !h.is_empty()),
         geoip_db: cfg.geoip_db.clone().filter(|p| !p.as_os_str().is_empty()),
+        spool_dir: (cfg.click_spool_mb > 0).then(|| cfg.data_dir.join("click-spool")),
+        spool_max_bytes: cfg.click_spool_mb << 20,
     })
 }
 

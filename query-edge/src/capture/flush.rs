@@ -1,7 +1,15 @@
 //! The flusher: enriches queued clicks and appends them to the clicks topic in batches,
 //! keyed by short code (one link's clicks stay in order on one partition).
+//!
+//! When an append fails, the batch goes to the spool ([`super::spool`]) and the
+//! flusher stops trying the log for each batch: new batches go straight to the spool,
+//! and every `PROBE` it tries to move the oldest spooled segment into the log. Once
+//! that works the spool is drained, oldest first, and batches go to the log again. So a
+//! log outage costs the redirects nothing and the clicks nothing, up to the spool's
+//! size.
 
 use super::enrich::Enricher;
+use super::spool::{Spool, Spooled};
 use super::RawClick;
 use crate::metrics;
 use kurz_schemas::{topics, Click};
@@ -13,26 +21,44 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: usize = 2048;
+/// While the log is failing: how often the spool tries it again.
+const PROBE: Duration = Duration::from_secs(1);
 
 pub struct ClickFlusher {
     rx: mpsc::Receiver<RawClick>,
     log: Arc<dyn EventLog>,
     enricher: Enricher,
+    spool: Option<Spool>,
+    /// The last append failed: spool without trying the log until a probe succeeds.
+    log_down: bool,
+}
+
+fn records(batch: &[Spooled]) -> Vec<NewRecord> {
+    batch
+        .iter()
+        .map(|(key, payload)| NewRecord::new(key.clone(), payload.clone()).header("schema-version", Click::VERSION.to_string()))
+        .collect()
 }
 
 impl ClickFlusher {
-    pub(super) fn new(rx: mpsc::Receiver<RawClick>, log: Arc<dyn EventLog>, enricher: Enricher) -> ClickFlusher {
-        ClickFlusher { rx, log, enricher }
+    pub(super) fn new(rx: mpsc::Receiver<RawClick>, log: Arc<dyn EventLog>, enricher: Enricher, spool: Option<Spool>) -> ClickFlusher {
+        if let Some(s) = &spool {
+            metrics::get().spool_bytes.set(s.bytes() as i64);
+        }
+        ClickFlusher { rx, log, enricher, spool, log_down: false }
     }
 
     /// Appends clicks until `stop` fires, then flushes what is queued and returns.
     pub async fn run_until_stopped(mut self, stop: CancellationToken) {
         let mut buf = Vec::with_capacity(BATCH);
+        let mut probe = tokio::time::interval(PROBE);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
                 n = self.rx.recv_many(&mut buf, BATCH) => {
                     if n == 0 { return; }
+                    self.flush(&mut buf).await;
                 }
                 _ = stop.cancelled() => {
                     self.rx.close();
@@ -41,37 +67,91 @@ impl ClickFlusher {
                     }
                     return;
                 }
+                _ = probe.tick() => self.drain().await,
             }
-            self.flush(&mut buf).await;
         }
     }
 
-    async fn flush(&self, buf: &mut Vec<RawClick>) {
+    async fn flush(&mut self, buf: &mut Vec<RawClick>) {
         if buf.is_empty() {
             return;
         }
-        let records: Vec<NewRecord> = buf
+        let batch: Vec<Spooled> = buf
             .drain(..)
             .map(|raw| {
                 let c = self.enricher.click(raw);
-                NewRecord::new(c.code.clone(), c.encode()).header("schema-version", Click::VERSION.to_string())
+                (c.code.clone(), c.encode())
             })
             .collect();
-        let n = records.len() as u64;
-        let mut delay = Duration::from_millis(20);
-        for attempt in 0..5 {
-            match append_keyed(&*self.log, topics::CLICKS, records.clone()).await {
+        let n = batch.len() as u64;
+        let m = metrics::get();
+        if !self.log_down {
+            match append_keyed(&*self.log, topics::CLICKS, records(&batch)).await {
                 Ok(_) => {
-                    metrics::get().clicks.with_label_values(&["appended"]).inc_by(n);
+                    m.clicks.with_label_values(&["appended"]).inc_by(n);
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(event = "click_append_failed", attempt, error = %e);
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    tracing::warn!(event = "click_append_failed", clicks = n, error = %e, "spooling clicks until the log takes them again");
+                    self.log_down = true;
                 }
             }
         }
-        metrics::get().clicks.with_label_values(&["failed"]).inc_by(n);
+        match self.spool.as_mut().map(|s| s.push(&batch)) {
+            Some(Ok(true)) => {
+                m.clicks.with_label_values(&["spooled"]).inc_by(n);
+                m.spool_bytes.set(self.spool.as_ref().map_or(0, |s| s.bytes()) as i64);
+            }
+            Some(Ok(false)) => m.clicks.with_label_values(&["dropped_spool_full"]).inc_by(n),
+            Some(Err(e)) => {
+                tracing::error!(event = "click_spool_failed", clicks = n, error = %e);
+                m.clicks.with_label_values(&["failed"]).inc_by(n);
+            }
+            None => m.clicks.with_label_values(&["failed"]).inc_by(n),
+        }
+    }
+
+    /// Moves spooled segments into the log, oldest first, until the spool is empty or
+    /// an append fails.
+    async fn drain(&mut self) {
+        let Some(spool) = self.spool.as_mut() else {
+            self.log_down = false;
+            return;
+        };
+        let m = metrics::get();
+        loop {
+            let (path, batch) = match spool.oldest() {
+                Ok(Some(seg)) => seg,
+                Ok(None) => {
+                    self.log_down = false;
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(event = "click_spool_unreadable", error = %e);
+                    return;
+                }
+            };
+            match append_keyed(&*self.log, topics::CLICKS, records(&batch)).await {
+                Ok(_) => {
+                    if let Err(e) = spool.remove(&path) {
+                        tracing::error!(event = "click_spool_remove_failed", path = %path.display(), error = %e);
+                        return;
+                    }
+                    m.clicks.with_label_values(&["unspooled"]).inc_by(batch.len() as u64);
+                    m.spool_bytes.set(spool.bytes() as i64);
+                    if self.log_down {
+                        tracing::info!(event = "click_log_back", "moving spooled clicks into the log");
+                    }
+                }
+                Err(e) => {
+                    if !self.log_down {
+                        tracing::warn!(event = "click_append_failed", clicks = batch.len(), error = %e, "spooling clicks until the log takes them again");
+                    }
+                    tracing::debug!(event = "click_spool_probe_failed", error = %e);
+                    self.log_down = true;
+                    return;
+                }
+            }
+        }
     }
 }

@@ -2,13 +2,15 @@
 //! of a few headers, the peer address, the query string) and hands it to a bounded
 //! in-memory queue; it never waits. A flusher task turns queued clicks into click
 //! events (user-agent class, bot flag, UTM parameters, salted visitor hash, country:
-//! [`enrich`]) and appends them to the clicks topic in batches. When the queue is full
-//! a click is dropped and counted.
+//! [`enrich`]) and appends them to the clicks topic in batches; while the log cannot
+//! take them they wait in a bounded on-disk [`spool`]. When the queue is full a click is
+//! dropped and counted.
 
 pub mod agent;
 pub mod enrich;
 pub mod flush;
 pub mod geo;
+pub mod spool;
 pub mod utm;
 pub mod visitor;
 
@@ -54,11 +56,22 @@ pub struct CaptureSettings {
     pub country_header: Option<String>,
     /// A GeoLite2/GeoIP2 Country or City database, used when no country header is set.
     pub geoip_db: Option<PathBuf>,
+    /// Where clicks wait while the log is down ([`spool`]); none: they are dropped.
+    pub spool_dir: Option<PathBuf>,
+    pub spool_max_bytes: u64,
 }
 
 impl Default for CaptureSettings {
     fn default() -> Self {
-        CaptureSettings { enabled: true, secret: Vec::new(), client_ip_header: None, country_header: None, geoip_db: None }
+        CaptureSettings {
+            enabled: true,
+            secret: Vec::new(),
+            client_ip_header: None,
+            country_header: None,
+            geoip_db: None,
+            spool_dir: None,
+            spool_max_bytes: 256 << 20,
+        }
     }
 }
 
@@ -102,5 +115,9 @@ pub fn channel(
         client_ip_header: header(&settings.client_ip_header)?,
         country_header: header(&settings.country_header)?,
     };
-    Ok((sink, ClickFlusher::new(rx, log, enricher)))
+    let spool = match &settings.spool_dir {
+        Some(dir) => Some(spool::Spool::open(dir, settings.spool_max_bytes)?),
+        None => None,
+    };
+    Ok((sink, ClickFlusher::new(rx, log, enricher, spool)))
 }

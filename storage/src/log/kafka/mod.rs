@@ -123,12 +123,35 @@ impl KafkaLog {
         self.send_locks.lock().expect("send locks poisoned").entry((topic.to_string(), partition)).or_default().clone()
     }
 
-    /// Replaces a producer that hit a fatal error; later appends use the new one.
-    fn recover_producer(&self, failed: &Arc<FutureProducer>) {
-        if let Some((code, reason)) = failed.client().fatal_error() {
+    /// Replaces a producer that hit a fatal error, or whose idempotence sequence may
+    /// be broken (a record timed out, or the broker refused one after restarting: the
+    /// broker would refuse every later record of that producer); later appends use the
+    /// new one, with a fresh producer id.
+    fn recover_producer(&self, failed: &Arc<FutureProducer>, error: Option<&rdkafka::error::KafkaError>) {
+        let broken_sequence = error.and_then(|e| e.rdkafka_error_code()).is_some_and(|c| {
+            matches!(
+                c,
+                RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::Unknown
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+            )
+        });
+        let fatal = failed.client().fatal_error();
+        if fatal.is_some() || broken_sequence {
             let mut p = self.producer.write().expect("producer poisoned");
             if Arc::ptr_eq(&p, failed) {
-                tracing::error!(event = "kafka_producer_fatal", code = ?code, reason, "recreating the producer");
+                match &fatal {
+                    Some((code, reason)) => {
+                        tracing::error!(event = "kafka_producer_fatal", code = ?code, reason, "recreating the producer")
+                    }
+                    None => tracing::warn!(
+                        event = "kafka_producer_reset",
+                        error = %error.map(|e| e.to_string()).unwrap_or_default(),
+                        "recreating the producer with a fresh producer id"
+                    ),
+                }
                 match producer(&self.cfg) {
                     Ok(new) => *p = Arc::new(new),
                     Err(e) => tracing::error!(event = "kafka_producer_recreate_failed", error = %e),
@@ -221,7 +244,7 @@ impl EventLog for KafkaLog {
                             producer.poll(Duration::from_millis(5));
                         }
                         Err((e, _)) => {
-                            self.recover_producer(&producer);
+                            self.recover_producer(&producer, Some(&e));
                             return Err(kerr("append", e));
                         }
                     }
@@ -233,7 +256,7 @@ impl EventLog for KafkaLog {
             match f.await {
                 Ok(Ok(d)) => offsets.push(d.offset as u64),
                 Ok(Err((e, _))) => {
-                    self.recover_producer(&producer);
+                    self.recover_producer(&producer, Some(&e));
                     return Err(kerr("delivery", e));
                 }
                 Err(_) => return Err(kerr("delivery", "producer dropped the report")),
