@@ -135,7 +135,7 @@ impl ReadStore for Redelivering {
         let again = batch.clone();
         self.inner.apply(batch).await?;
         let n = self.applied.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % self.every == 0 {
+        if n.is_multiple_of(self.every) {
             self.redelivered.fetch_add(1, Ordering::Relaxed);
             match self.inner.apply(again).await {
                 Err(ApplyError::PositionMismatch { .. }) => self.refused.fetch_add(1, Ordering::Relaxed),

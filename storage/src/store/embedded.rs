@@ -7,6 +7,7 @@ use crate::StorageError;
 use async_trait::async_trait;
 use kurz_schemas::{HistoryEvent, Id, Link, Ts, User};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,23 +87,67 @@ fn apply_batch(db: &Database, batch: &StoreBatch) -> Result<(), ApplyError> {
             pos.insert(key.as_str(), p.to).map_err(StorageError::from)?;
         }
     }
-    // Aggregates are summed per name first: a batch of clicks touches each row once.
-    let mut counts: std::collections::BTreeMap<(u64, &str), u64> = std::collections::BTreeMap::new();
+    // Rows that no other mutation reads (history, click counts, aggregates, visitors)
+    // are written after the rest, each table opened once per batch; click counts and
+    // aggregates are summed per key first, so a batch of clicks touches each row once.
+    let mut history: Vec<&HistoryEvent> = Vec::new();
+    let mut clicks: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut counts: BTreeMap<(u64, &str), u64> = BTreeMap::new();
+    let mut visitors: Vec<(u64, i64, &str)> = Vec::new();
     for m in &batch.mutations {
         match m {
+            Mutation::PutHistory(e) => history.push(e),
+            Mutation::AddClicks { link_id, n } => *clicks.entry(link_id.get()).or_default() += n,
             Mutation::AddCount { link_id, name, n } => *counts.entry((link_id.get(), name.as_str())).or_default() += n,
+            Mutation::AddVisitor { link_id, day, visitor } => visitors.push((link_id.get(), *day, visitor.as_str())),
             other => apply_mutation(&w, other)?,
         }
     }
-    if !counts.is_empty() {
-        let mut t = w.open_table(CLICK_COUNTS).map_err(StorageError::from)?;
-        for (key, n) in counts {
-            let cur = t.get(key).map_err(StorageError::from)?.map(|v| v.value()).unwrap_or(0);
-            t.insert(key, cur + n).map_err(StorageError::from)?;
-        }
-    }
+    write_click_rows(&w, &history, &clicks, &counts, &visitors)?;
     prune_outcomes(&w)?;
     w.commit().map_err(StorageError::from)?;
+    Ok(())
+}
+
+fn write_click_rows(
+    w: &WriteTransaction,
+    history: &[&HistoryEvent],
+    clicks: &BTreeMap<u64, u64>,
+    counts: &BTreeMap<(u64, &str), u64>,
+    visitors: &[(u64, i64, &str)],
+) -> Result<(), StorageError> {
+    if !history.is_empty() {
+        let (mut all, mut by_url, mut by_user, mut by_type) =
+            (w.open_table(HISTORY)?, w.open_table(HISTORY_BY_URL)?, w.open_table(HISTORY_BY_USER)?, w.open_table(HISTORY_BY_TYPE)?);
+        for e in history {
+            all.insert(e.id.get(), serde_json::to_vec(e)?.as_slice())?;
+            by_url.insert((e.url_id.get(), e.id.get()), ())?;
+            if let Some(u) = e.user_id {
+                by_user.insert((u.get(), e.id.get()), ())?;
+            }
+            by_type.insert((e.event_type.as_str(), e.id.get()), ())?;
+        }
+    }
+    if !clicks.is_empty() {
+        let mut t = w.open_table(CLICKS)?;
+        for (&link, &n) in clicks {
+            let cur = t.get(link)?.map(|v| v.value()).unwrap_or(0);
+            t.insert(link, cur + n)?;
+        }
+    }
+    if !counts.is_empty() {
+        let mut t = w.open_table(CLICK_COUNTS)?;
+        for (&key, &n) in counts {
+            let cur = t.get(key)?.map(|v| v.value()).unwrap_or(0);
+            t.insert(key, cur + n)?;
+        }
+    }
+    if !visitors.is_empty() {
+        let mut t = w.open_table(CLICK_VISITORS)?;
+        for &key in visitors {
+            t.insert(key, ())?;
+        }
+    }
     Ok(())
 }
 
