@@ -98,9 +98,10 @@ async fn a_batch_replayed_after_a_crash_before_its_positions_counts_once() {
     let addr = start_node();
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&format!("scylla://{addr}/kurz_r"), dir.path()).unwrap();
-    store.apply(batch("clicks", 0, 5, vec![Mutation::AddClicks { link_id: id(40), n: 1 }])).await.unwrap();
+    let hour = |n: u64| Mutation::AddCount { link_id: id(40), name: "h:0000000000000".into(), n };
+    store.apply(batch("clicks", 0, 5, vec![Mutation::AddClicks { link_id: id(40), n: 1 }, hour(1)])).await.unwrap();
     let crashed =
-        vec![Mutation::AddClicks { link_id: id(41), n: 2 }, Mutation::AddClicks { link_id: id(40), n: 2 }, put_link(42, "k42", 9)];
+        vec![Mutation::AddClicks { link_id: id(41), n: 2 }, Mutation::AddClicks { link_id: id(40), n: 2 }, hour(2), put_link(42, "k42", 9)];
     store.apply(batch("clicks", 5, 9, crashed)).await.unwrap();
     assert_eq!(store.click_count(id(40)).await.unwrap(), 3);
 
@@ -114,11 +115,15 @@ async fn a_batch_replayed_after_a_crash_before_its_positions_counts_once() {
     let replay = vec![
         Mutation::AddClicks { link_id: id(41), n: 2 },
         Mutation::AddClicks { link_id: id(40), n: 2 },
+        hour(2),
         put_link(42, "k42", 9),
         Mutation::AddClicks { link_id: id(40), n: 1 }, // the record the log gained meanwhile
+        hour(1),
     ];
     store.apply(batch("clicks", 5, 10, replay)).await.unwrap();
     assert_eq!(store.click_count(id(40)).await.unwrap(), 4, "1 + 2 + 1, not 1 + 2 + 2 + 1");
+    let hours = store.click_counts(id(40), "h:", "h;").await.unwrap();
+    assert_eq!(hours, vec![("h:0000000000000".to_string(), 4)], "aggregates too: 1 + 2 + 1");
     assert_eq!(store.click_count(id(41)).await.unwrap(), 2);
     let l: Link = store.link_by_code("k42").await.unwrap().unwrap().link;
     assert_eq!(l.id, id(42));
