@@ -367,6 +367,13 @@ struct Acked {
     latency: Duration,
 }
 
+impl Acked {
+    /// The 201 this create got, as the front answered it.
+    fn answer(&self) -> Answer {
+        Answer { status: 201, body: json!({"id": self.id, "short_code": self.code}), location: None, backend: self.backend.clone() }
+    }
+}
+
 #[derive(Default)]
 struct Tally {
     acked: Vec<Acked>,
@@ -531,12 +538,7 @@ async fn kill_9_of_each_role_loses_no_acknowledged_create() {
                         if !seen {
                             t.ryw_misses.push(Miss {
                                 what: format!("create {} (id {}) then GET /urls/{{id}}", a.key, a.id),
-                                write: Answer {
-                                    status: 201,
-                                    body: json!({"id": a.id, "short_code": a.code}),
-                                    location: None,
-                                    backend: a.backend.clone(),
-                                },
+                                write: a.answer(),
                                 read: r,
                             });
                         }
@@ -545,12 +547,7 @@ async fn kill_9_of_each_role_loses_no_acknowledged_create() {
                             if r.status != 302 || r.location.as_deref() != Some(a.url.as_str()) {
                                 t.ryw_misses.push(Miss {
                                     what: format!("create {} (code {}) then redirect", a.key, a.code),
-                                    write: Answer {
-                                        status: 201,
-                                        body: json!({"id": a.id, "short_code": a.code}),
-                                        location: None,
-                                        backend: a.backend.clone(),
-                                    },
+                                    write: a.answer(),
                                     read: r,
                                 });
                             }
