@@ -23,8 +23,7 @@ async fn stats_count_visitors_series_and_breakdowns_and_leave_bots_out() {
         ..Opts::default()
     });
     let http = client();
-    let link: Value =
-        http.post(srv.url("/urls")).json(&json!({"original_url": "https://example.com/a"})).send().await.unwrap().json().await.unwrap();
+    let link: Value = json_of(http.post(srv.url("/urls")).json(&json!({"original_url": "https://example.com/a"}))).await;
     let code = link["short_code"].as_str().unwrap().to_string();
     // (address, agent, referer, country, query, HEAD?)
     let visits = [
@@ -48,7 +47,7 @@ async fn stats_count_visitors_series_and_breakdowns_and_leave_bots_out() {
     let stats_url = srv.url(&format!("/urls/{}/stats", link["id"]));
     let deadline = Instant::now() + Duration::from_secs(30);
     let day = loop {
-        let body: Value = http.get(&stats_url).send().await.unwrap().json().await.unwrap();
+        let body: Value = json_of(http.get(&stats_url)).await;
         if body["total_clicks"] == 4 {
             break body;
         }
@@ -71,20 +70,12 @@ async fn stats_count_visitors_series_and_breakdowns_and_leave_bots_out() {
 
     // The same clicks by hour, over the last two hours.
     let now = chrono_now_ms();
-    let hourly: Value = http
-        .get(format!("{stats_url}?bucket=hour&from={}&to={}", now - 2 * 3_600_000, now + 1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hourly: Value = json_of(http.get(format!("{stats_url}?bucket=hour&from={}&to={}", now - 2 * 3_600_000, now + 1))).await;
     assert_eq!(hourly["total_clicks"], 4, "{hourly}");
     assert!(hourly["series"].as_array().unwrap().iter().all(|b| b.get("unique_visitors").is_none()));
     assert_eq!(hourly["series"].as_array().unwrap().iter().map(|b| b["clicks"].as_u64().unwrap()).sum::<u64>(), 4);
     // A range before the clicks holds none.
-    let before: Value =
-        http.get(format!("{stats_url}?from=2020-01-01T00:00:00Z&to=2020-01-08T00:00:00Z")).send().await.unwrap().json().await.unwrap();
+    let before: Value = json_of(http.get(format!("{stats_url}?from=2020-01-01T00:00:00Z&to=2020-01-08T00:00:00Z"))).await;
     assert_eq!((before["total_clicks"].as_u64(), before["series"].as_array().map(Vec::len)), (Some(0), Some(7)));
 
     // `/{code}+` agrees: bots and HEAD requests are not counted.

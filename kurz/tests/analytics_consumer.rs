@@ -60,15 +60,9 @@ async fn an_outside_consumer_reads_real_clicks_and_events_by_the_published_schem
         ..Opts::default()
     });
     let http = client();
-    let link: Value = http
-        .post(srv.url("/urls"))
-        .json(&json!({"original_url": "https://example.com/landing", "short_code": "consumer-test"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link: Value =
+        json_of(http.post(srv.url("/urls")).json(&json!({"original_url": "https://example.com/landing", "short_code": "consumer-test"})))
+            .await;
     let follow = |ua: Option<&'static str>, head: bool| {
         let mut rb = if head {
             http.head(srv.url("/consumer-test?utm_source=newsletter&utm_campaign=spring"))
@@ -118,7 +112,7 @@ async fn an_outside_consumer_reads_real_clicks_and_events_by_the_published_schem
     // Bots and HEAD requests are recorded, not counted.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let stats: Value = http.get(srv.url("/consumer-test+")).send().await.unwrap().json().await.unwrap();
+        let stats: Value = json_of(http.get(srv.url("/consumer-test+"))).await;
         let events: Value =
             http.get(srv.url(&format!("/events?url_id={}&event_type=click", link["id"]))).send().await.unwrap().json().await.unwrap();
         if stats["click_count"] == 1 && events.as_array().map(Vec::len) == Some(1) {

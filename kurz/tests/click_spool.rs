@@ -25,8 +25,7 @@ async fn clicks_made_while_the_broker_is_down_are_spooled_then_counted_once() {
         ..Opts::default()
     });
     let http = client();
-    let link: Value =
-        http.post(srv.url("/urls")).json(&json!({"original_url": "https://example.com/spool"})).send().await.unwrap().json().await.unwrap();
+    let link: Value = json_of(http.post(srv.url("/urls")).json(&json!({"original_url": "https://example.com/spool"}))).await;
     let code = link["short_code"].as_str().unwrap().to_string();
     for _ in 0..5 {
         assert_eq!(http.get(srv.url(&format!("/{code}"))).send().await.unwrap().status(), 302);

@@ -188,3 +188,8 @@ impl Drop for Server {
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build().unwrap()
 }
+
+/// Sends the request and returns its JSON body (the status is the caller's to check).
+pub async fn json_of(rb: reqwest::RequestBuilder) -> serde_json::Value {
+    rb.send().await.unwrap().json().await.unwrap()
+}
