@@ -193,27 +193,14 @@ fn apply_mutation(w: &WriteTransaction, m: &Mutation) -> Result<(), StorageError
                 unindex_link(w, &old.link)?;
             }
         }
-        Mutation::PutHistory(e) => {
-            w.open_table(HISTORY)?.insert(e.id.get(), serde_json::to_vec(e)?.as_slice())?;
-            w.open_table(HISTORY_BY_URL)?.insert((e.url_id.get(), e.id.get()), ())?;
-            if let Some(u) = e.user_id {
-                w.open_table(HISTORY_BY_USER)?.insert((u.get(), e.id.get()), ())?;
-            }
-            w.open_table(HISTORY_BY_TYPE)?.insert((e.event_type.as_str(), e.id.get()), ())?;
-        }
+        // Batches write these through `write_click_rows`; one at a time, the same way.
+        Mutation::PutHistory(e) => write_click_rows(w, &[e], &BTreeMap::new(), &BTreeMap::new(), &[])?,
+        Mutation::AddClicks { link_id, n } => write_click_rows(w, &[], &BTreeMap::from([(link_id.get(), *n)]), &BTreeMap::new(), &[])?,
         Mutation::AddCount { link_id, name, n } => {
-            let mut t = w.open_table(CLICK_COUNTS)?;
-            let key = (link_id.get(), name.as_str());
-            let cur = t.get(key)?.map(|v| v.value()).unwrap_or(0);
-            t.insert(key, cur + n)?;
+            write_click_rows(w, &[], &BTreeMap::new(), &BTreeMap::from([((link_id.get(), name.as_str()), *n)]), &[])?
         }
         Mutation::AddVisitor { link_id, day, visitor } => {
-            w.open_table(CLICK_VISITORS)?.insert((link_id.get(), *day, visitor.as_str()), ())?;
-        }
-        Mutation::AddClicks { link_id, n } => {
-            let mut clicks = w.open_table(CLICKS)?;
-            let cur = clicks.get(link_id.get())?.map(|v| v.value()).unwrap_or(0);
-            clicks.insert(link_id.get(), cur + n)?;
+            write_click_rows(w, &[], &BTreeMap::new(), &BTreeMap::new(), &[(link_id.get(), *day, visitor.as_str())])?
         }
         Mutation::PutOutcome { command_id, outcome } => {
             let mut t = w.open_table(OUTCOMES)?;
