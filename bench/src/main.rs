@@ -9,6 +9,10 @@ mod stats;
 
 use clap::{Parser, Subcommand};
 
+/// The allocator the `kurz` binary uses, so measured costs are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "kurz-bench", about)]
 struct Cli {

@@ -67,6 +67,8 @@ const CEILING_LOCATION: &str = "https://example.com/x";
 const TARGET_THROUGHPUT_RATIO: f64 = 0.90;
 const TARGET_P99_RATIO: f64 = 1.25;
 const TARGET_SERVER_P99_MS: f64 = 1.0;
+/// Click capture may cost at most this share of redirect throughput (issue #5).
+const TARGET_CAPTURE_COST: f64 = 0.10;
 
 /// Picks a uniformly random path from the file named after `--` for every request. Each
 /// wrk thread has its own Lua state; `setup` gives each a distinct seed.
@@ -813,6 +815,25 @@ pub async fn run(args: Args) -> Value {
     let app = kurz::App::build(cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // The same edge with click capture off, over the same storage, cache and runtime:
+    // the capture-off side of the capture cost.
+    let ports = app.ports().clone();
+    let no_capture = kurz_query_edge::capture::CaptureSettings { enabled: false, ..Default::default() };
+    let edge_off = kurz_query_edge::QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &no_capture).unwrap();
+    let off_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let off_url = format!("http://{}", off_listener.local_addr().unwrap());
+    tokio::spawn(edge_off.run_until_stopped(off_listener, stop.clone()));
+    // And with capture on, as a query-edge process of a scaled-out deployment does its
+    // part: capture, enrich, encode and durably append each click to a log (embedded,
+    // fsynced), whose clicks a projector elsewhere aggregates. Here no projector reads
+    // that log, so the pair measures the edge's cost alone.
+    let edge_log = kurz_storage::open_log("embedded", &dir.path().join("edge-log")).unwrap();
+    kurz_storage::log::ensure_topics(&*edge_log, 8, 8).await.unwrap();
+    let capture = kurz_query_edge::capture::CaptureSettings { secret: b"bench".to_vec(), ..Default::default() };
+    let edge_on = kurz_query_edge::QueryEdge::build(edge_log, ports.store, ports.cache, &capture).unwrap();
+    let on_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let on_url = format!("http://{}", on_listener.local_addr().unwrap());
+    tokio::spawn(edge_on.run_until_stopped(on_listener, stop.clone()));
     let server = tokio::spawn(app.run_until_stopped(listener, stop.clone()));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -850,6 +871,10 @@ pub async fn run(args: Args) -> Value {
     let (mut checked, mut wrong) = check(&client, &base, reqwest::Method::GET, cases).await;
     let (n, w) = check(&client, &base, reqwest::Method::HEAD, hot.iter().take(100).map(|c| (c.clone(), Some(target(c)))).collect()).await;
     (checked, wrong) = (checked + n, [wrong, w].concat());
+    for url in [&off_url, &on_url] {
+        let (n, w) = check(&client, url, reqwest::Method::GET, hot.iter().map(|c| (c.clone(), Some(target(c)))).collect()).await;
+        (checked, wrong) = (checked + n, [wrong, w].concat());
+    }
     let fixed: Vec<(String, Option<String>)> = (0..20).map(|i| (hot_code(i), Some(CEILING_LOCATION.to_string()))).collect();
     let (n1, w1) = check(&client, &ceiling_url, reqwest::Method::GET, fixed.clone()).await;
     let (n2, w2) = check(&client, &axum_url, reqwest::Method::GET, fixed).await;
@@ -859,16 +884,26 @@ pub async fn run(args: Args) -> Value {
 
     // Warm-up (JIT of the Lua script, connection setup, cache admission of the hot set).
     let warm = args.duration.clamp(2, 5);
-    for (url, paths) in [(&ceiling_url, &hot_paths), (&axum_url, &hot_paths), (&base, &hot_paths), (&base, &big_paths)] {
+    for (url, paths) in [
+        (&ceiling_url, &hot_paths),
+        (&axum_url, &hot_paths),
+        (&base, &hot_paths),
+        (&off_url, &hot_paths),
+        (&on_url, &hot_paths),
+        (&base, &big_paths),
+    ] {
         gen.run(url, paths, warm, "GET").await;
         settle().await;
     }
 
     // Alternating rounds. The two targets compare `kurz_hot` with `ceiling`; `axum_ceiling`
-    // and `kurz_hot_head` (HEAD: kurz captures no click) split the gap.
-    let sides: [(&str, &str, &String, &PathBuf, &str); 5] = [
+    // and `kurz_hot_head` (HEAD: its click is captured and flagged, but not counted) split the gap; `kurz_hot_no_capture` is
+    // the same edge with capture off, over the same storage and cache: the capture cost.
+    let sides: [(&str, &str, &String, &PathBuf, &str); 7] = [
         ("ceiling", "ceiling", &ceiling_url, &hot_paths, "GET"),
         ("kurz_hot", "kurz hot", &base, &hot_paths, "GET"),
+        ("kurz_hot_no_capture", "kurz hot, capture off", &off_url, &hot_paths, "GET"),
+        ("kurz_edge_capture", "kurz edge, capture on, no projector", &on_url, &hot_paths, "GET"),
         ("axum_ceiling", "axum 1-route", &axum_url, &hot_paths, "GET"),
         ("kurz_hot_head", "kurz hot HEAD", &base, &hot_paths, "HEAD"),
         ("kurz_1m", "kurz 1M", &base, &big_paths, "GET"),
@@ -909,6 +944,8 @@ pub async fn run(args: Args) -> Value {
     let throughput_ratio = ratio("kurz_hot", "ceiling", "requests_per_s");
     let p99_ratio = ratio("kurz_hot", "ceiling", "p99_ms");
     let server_p99 = f(&med["kurz_hot"], "server_p99_ms");
+    let capture_cost = 1.0 - ratio("kurz_edge_capture", "kurz_hot_no_capture", "requests_per_s");
+    let capture_and_projection_cost = 1.0 - ratio("kurz_hot", "kurz_hot_no_capture", "requests_per_s");
     let per_round: Vec<Value> = (0..args.rounds)
         .map(|i| {
             let r = |k: &str| &runs[k][i].wrk;
@@ -917,6 +954,8 @@ pub async fn run(args: Args) -> Value {
                 "hot_throughput_ratio": r("kurz_hot").requests_per_s / r("ceiling").requests_per_s,
                 "hot_p99_ratio": r("kurz_hot").p99_ms / r("ceiling").p99_ms,
                 "large_throughput_ratio": r("kurz_1m").requests_per_s / r("ceiling").requests_per_s,
+                "capture_cost": 1.0 - r("kurz_edge_capture").requests_per_s / r("kurz_hot_no_capture").requests_per_s,
+                "capture_and_projection_cost": 1.0 - r("kurz_hot").requests_per_s / r("kurz_hot_no_capture").requests_per_s,
             })
         })
         .collect();
@@ -924,8 +963,10 @@ pub async fn run(args: Args) -> Value {
         "hot_throughput_ratio": {"target": format!(">= {TARGET_THROUGHPUT_RATIO}"), "value": throughput_ratio, "met": throughput_ratio >= TARGET_THROUGHPUT_RATIO},
         "hot_client_p99_ratio": {"target": format!("<= {TARGET_P99_RATIO}"), "value": p99_ratio, "met": p99_ratio <= TARGET_P99_RATIO},
         "hot_server_p99_ms": {"target": format!("< {TARGET_SERVER_P99_MS}"), "value": server_p99, "met": server_p99 < TARGET_SERVER_P99_MS},
+        "capture_cost": {"target": format!("< {TARGET_CAPTURE_COST}"), "value": capture_cost, "met": capture_cost < TARGET_CAPTURE_COST},
     });
-    let all_met = ["hot_throughput_ratio", "hot_client_p99_ratio", "hot_server_p99_ms"].iter().all(|k| targets[k]["met"] == true);
+    let all_met =
+        ["hot_throughput_ratio", "hot_client_p99_ratio", "hot_server_p99_ms", "capture_cost"].iter().all(|k| targets[k]["met"] == true);
 
     let profile_result = match args.profile {
         Profile::Never => None,
@@ -939,7 +980,12 @@ pub async fn run(args: Args) -> Value {
             settle().await;
             let keep = args.perf_dir.clone().unwrap_or_else(|| dir.path().join("perf"));
             let mut done = Vec::new();
-            for (label, url, method) in [("ceiling", &ceiling_url, "GET"), ("kurz HEAD", &base, "HEAD"), ("kurz GET", &base, "GET")] {
+            for (label, url, method) in [
+                ("ceiling", &ceiling_url, "GET"),
+                ("kurz HEAD", &base, "HEAD"),
+                ("kurz edge capture on", &on_url, "GET"),
+                ("kurz GET", &base, "GET"),
+            ] {
                 done.extend(profile(&gen, label, url, &hot_paths, &keep, args.duration, method).await);
             }
             (!done.is_empty()).then(|| json!(done))
@@ -967,6 +1013,8 @@ pub async fn run(args: Args) -> Value {
         "axum_ceiling": med["axum_ceiling"],
         "kurz_hot": med["kurz_hot"],
         "kurz_hot_head": med["kurz_hot_head"],
+        "kurz_hot_no_capture": med["kurz_hot_no_capture"],
+        "kurz_edge_capture": med["kurz_edge_capture"],
         "kurz_1m": med["kurz_1m"],
         "ratios": {
             "hot_throughput_kurz_to_ceiling": throughput_ratio,
@@ -976,13 +1024,17 @@ pub async fn run(args: Args) -> Value {
             "large_p99_kurz_to_ceiling": ratio("kurz_1m", "ceiling", "p99_ms"),
             "axum_throughput_to_ceiling": ratio("axum_ceiling", "ceiling", "requests_per_s"),
             "hot_head_throughput_kurz_to_ceiling": ratio("kurz_hot_head", "ceiling", "requests_per_s"),
+            "hot_edge_capture_on_to_off": ratio("kurz_edge_capture", "kurz_hot_no_capture", "requests_per_s"),
+            "hot_single_process_capture_on_to_off": ratio("kurz_hot", "kurz_hot_no_capture", "requests_per_s"),
+            "single_process_capture_and_projection_cost": capture_and_projection_cost,
             "per_round": per_round,
         },
         "cpu_us_per_request_split": {
             "1. HTTP stack: bare hyper": cpu("ceiling"),
             "2. axum::serve + Router (axum 1-route minus bare hyper)": cpu("axum_ceiling") - cpu("ceiling"),
-            "3. kurz request path (kurz HEAD minus axum 1-route)": cpu("kurz_hot_head") - cpu("axum_ceiling"),
-            "4. click capture, append and projection (kurz GET minus kurz HEAD)": cpu("kurz_hot") - cpu("kurz_hot_head"),
+            "3. kurz request path (kurz edge with capture off minus axum 1-route)": cpu("kurz_hot_no_capture") - cpu("axum_ceiling"),
+            "4a. click capture and durable append (edge with capture on minus off)": cpu("kurz_edge_capture") - cpu("kurz_hot_no_capture"),
+            "4b. click projection (kurz GET minus the edge with capture on)": cpu("kurz_hot") - cpu("kurz_edge_capture"),
         },
         "targets": targets,
         "all_targets_met": all_met,
@@ -1049,7 +1101,7 @@ pub fn markdown(v: &Value) -> String {
         v["generator"]["command"].as_str().unwrap_or("")
     );
     md += &format!(
-        "**Order**: after a warm-up run of each, {} rounds of ceiling → kurz hot → axum 1-route → kurz hot HEAD → kurz 1M; \
+        "**Order**: after a warm-up run of each, {} rounds of ceiling → kurz hot → kurz edge with capture off → kurz edge with capture on → axum 1-route → kurz hot HEAD → kurz 1M; \
          between runs the harness waits until this process is idle (the click projection of the previous run drained). \
          Figures are medians over the rounds; *× ceiling* compares medians. *CPU µs/req* is this process's user+system CPU per \
          request during the run (the server side; wrk is another process); *incl. drain* adds the CPU spent after wrk stopped \
@@ -1063,7 +1115,9 @@ pub fn markdown(v: &Value) -> String {
     md += &row("**kurz, hot set** (1k codes, GET)", &v["kurz_hot"]);
     md += &row(&format!("**kurz, uniform over {} codes** (GET)", v["large_links"]), &v["kurz_1m"]);
     md += &row("axum, one route (diagnostic)", &v["axum_ceiling"]);
-    md += &row("kurz, hot set, HEAD: no click captured (diagnostic)", &v["kurz_hot_head"]);
+    md += &row("**kurz edge, hot set, click capture off** (GET)", &v["kurz_hot_no_capture"]);
+    md += &row("**kurz edge, hot set, click capture on**, clicks appended to a log no projector reads (GET)", &v["kurz_edge_capture"]);
+    md += &row("kurz, hot set, HEAD: click captured and flagged, not counted (diagnostic)", &v["kurz_hot_head"]);
 
     md += "\n## Targets (hot set)\n\n| target | value | met |\n|---|---|---|\n";
     let t = &v["targets"];
@@ -1091,6 +1145,12 @@ pub fn markdown(v: &Value) -> String {
         f(&t["hot_server_p99_ms"]["value"]),
         p99_le,
         mark(&t["hot_server_p99_ms"])
+    );
+    md += &format!(
+        "| click capture cost at the edge: 1 − (capture on / capture off) {} | {:.3} | {} |\n",
+        t["capture_cost"]["target"].as_str().unwrap_or(""),
+        f(&t["capture_cost"]["value"]),
+        mark(&t["capture_cost"])
     );
     md += &format!(
         "\nPer round, kurz hot / ceiling throughput and p99, and kurz 1M / ceiling throughput: {}.\n",
@@ -1166,14 +1226,16 @@ pub fn markdown(v: &Value) -> String {
     md += &side("hot set", &v["kurz_hot"]);
     md += &side("1M uniform", &v["kurz_1m"]);
     md += &side("hot set, HEAD", &v["kurz_hot_head"]);
+    md += &side("edge, hot set, capture off", &v["kurz_hot_no_capture"]);
+    md += &side("edge, hot set, capture on", &v["kurz_edge_capture"]);
     md += &format!(
         "\n(Store reads and clicks are summed over the timed runs.) wrk counted {} non-2xx/3xx responses and {} socket errors \
          over all timed runs.\n",
-        ["ceiling", "axum_ceiling", "kurz_hot", "kurz_hot_head", "kurz_1m"]
+        ["ceiling", "axum_ceiling", "kurz_hot", "kurz_hot_no_capture", "kurz_edge_capture", "kurz_hot_head", "kurz_1m"]
             .iter()
             .map(|k| v[k]["non_2xx_3xx"].as_u64().unwrap_or(0))
             .sum::<u64>(),
-        ["ceiling", "axum_ceiling", "kurz_hot", "kurz_hot_head", "kurz_1m"]
+        ["ceiling", "axum_ceiling", "kurz_hot", "kurz_hot_no_capture", "kurz_edge_capture", "kurz_hot_head", "kurz_1m"]
             .iter()
             .map(|k| v[k]["socket_errors"].as_u64().unwrap_or(0))
             .sum::<u64>(),
@@ -1187,8 +1249,8 @@ pub fn markdown(v: &Value) -> String {
 
     if let Some(ps) = v["profile"].as_array() {
         md += &format!(
-            "\n## Profile: where the time goes (hot set)\n\n`{}`, during one extra run each of the ceiling, kurz HEAD (no click) \
-             and kurz GET; {}. µs/req = share of samples × that run's CPU per request (drain included), so columns compare \
+            "\n## Profile: where the time goes (hot set)\n\n`{}`, during one extra run each of the ceiling, kurz HEAD (click flagged, not counted), \
+             the kurz edge with capture on (no projector) and kurz GET; {}. µs/req = share of samples × that run's CPU per request (drain included), so columns compare \
              per request.\n\n",
             ps[0]["tool"].as_str().unwrap_or(""),
             ps.iter().map(|p| p["samples_note"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join("; "),
@@ -1280,7 +1342,9 @@ fn findings(v: &Value) -> String {
     let appended: f64 = runs.iter().map(|r| f(&r["server"]["clicks_appended"])).sum();
     let dropped: f64 = runs.iter().map(|r| f(&r["server"]["clicks_dropped"])).sum();
     let captured = appended / (appended + dropped).max(1.0);
-    let click_us = split("4.");
+    let capture_us = split("4a.");
+    let projection_us = split("4b.");
+    let click_us = capture_us + projection_us;
     let moka = us("kurz HEAD", "inclusive", "moka Cache::get");
     let red = us("kurz HEAD", "inclusive", "red_metrics middleware (FromFn) and all below");
     let handler = us("kurz HEAD", "inclusive", "redirect handler (axum Handler::call: extractors + redirect_or_stats)");
@@ -1296,13 +1360,12 @@ fn findings(v: &Value) -> String {
     let c = |k: &str, what: &str| f(&v[k][what]);
     let mut md = String::from("\n## Findings\n\n");
     md += &format!(
-        "1. **Click capture is the largest cost{}.** A GET costs {click_us:.1} µs/req more CPU than the same redirect as \
-         HEAD (which captures no click), drain included{}. Per click, the flusher JSON-encodes a record and appends it to the embedded log (its writer thread: \
-         {writer:.2} µs/req), and the projector turns it into an `AddClicks` read-modify-write plus a `PutHistory` row \
-         (serde_json map, JSON-encoded, three or four B-tree inserts: `HISTORY`, `HISTORY_BY_URL`, `HISTORY_BY_TYPE`, \
-         `HISTORY_BY_USER`), re-opening a table for every mutation, in an fsynced transaction per batch of at most 1,024 \
-         records: `apply_batch` alone is {apply:.2} µs/req, the flusher {flusher:.2} µs/req, and this work runs on the \
-         blocking pool and the log writer, i.e. on the same 2 cores as the request path, preempting it (tails).\n",
+        "1. **Clicks are the largest cost{}, and most of it is their projection.** A GET of `kurz serve` costs {click_us:.1} µs/req \
+         more CPU than the same redirect from an edge with capture off, drain included{}: {capture_us:.1} µs at the edge \
+         (capture, enrich, JSON-encode, durably append to the log: the edge with capture on minus off) and {projection_us:.1} µs \
+         for the projector's aggregation in the same process (read, decode, ten aggregate mutations and one `/events` row \
+         per click, one redb transaction per batch of 8,192). In a scaled-out deployment the second part runs in projector \
+         processes, not on the edge. Log writer thread: {writer:.2} µs/req; `apply_batch`: {apply:.2}; flusher: {flusher:.2}.\n",
         if dropped > 0.0 { ", and it does not keep up" } else { "" },
         if dropped > 0.0 {
             format!(

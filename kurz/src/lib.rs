@@ -3,6 +3,7 @@
 //! `kurz projector` and `kurz query-edge` run one role each.
 
 pub mod config;
+pub mod import;
 pub mod secrets;
 pub mod status;
 pub mod tail;
@@ -32,6 +33,8 @@ pub enum Error {
     QueryEdge(#[from] kurz_query_edge::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Import(#[from] import::ImportError),
 }
 
 /// The opened storage ports.
@@ -102,6 +105,11 @@ impl App {
         let projector = Projector::new(ports.log.clone(), ports.store.clone(), Some(ports.cache.clone()));
         let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?;
         Ok(App { cfg, ports, command_api, projector, edge })
+    }
+
+    /// The storage ports this process opened (benchmarks serve more routers over them).
+    pub fn ports(&self) -> &Ports {
+        &self.ports
     }
 
     pub fn router(&self) -> axum::Router {

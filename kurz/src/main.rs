@@ -1,6 +1,12 @@
 use clap::{Parser, Subcommand};
 use kurz::Config;
 
+/// mimalloc rather than glibc malloc: kurz allocates many short-lived buffers on every
+/// core (requests, click batches, store pages), where glibc's arena locking, heap
+/// trimming and page re-faulting cost more than the work (bench/results/clicks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// kurz: an event-sourced URL shortener. With no command, runs `serve`.
 #[derive(Parser)]
 #[command(name = "kurz", version, about, args_conflicts_with_subcommands = true)]
@@ -25,6 +31,29 @@ enum Role {
     Status(StatusArgs),
     /// Prints a public topic's records (`clicks` or `events`) as JSON lines.
     Tail(TailArgs),
+    /// Loads a CSV history (users.csv, urls.csv, events.csv) with its ids and timestamps.
+    Import(ImportArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// Directory holding users.csv, urls.csv and events.csv (any of them).
+    dir: std::path::PathBuf,
+    /// A running command-api to load through (e.g. http://127.0.0.1:8080). Unset: kurz
+    /// starts in this process on the configured storage, imports and stops.
+    #[arg(long)]
+    url: Option<String>,
+    /// Bearer token for --url (the admin token, in token mode).
+    #[arg(long, env = "KURZ_IMPORT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Rows per bulk request.
+    #[arg(long, default_value_t = 5000)]
+    chunk: usize,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: Config,
 }
 
 #[derive(clap::Args)]
@@ -92,13 +121,31 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Some(Role::Import(a)) = cli.command {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        let json = a.json;
+        return match rt.block_on(kurz::import::run(a.dir, a.url, a.token, a.chunk, a.config)) {
+            Ok(report) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    print!("{}", report.render());
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kurz import: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let (role, cfg) = match cli.command {
         None => ("serve", cli.config),
         Some(Role::Serve(c)) => ("serve", c),
         Some(Role::CommandApi(c)) => ("command-api", c),
         Some(Role::Projector(c)) => ("projector", c),
         Some(Role::QueryEdge(c)) => ("query-edge", c),
-        Some(Role::Status(_)) | Some(Role::Tail(_)) => unreachable!("handled above"),
+        Some(Role::Status(_)) | Some(Role::Tail(_)) | Some(Role::Import(_)) => unreachable!("handled above"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async move {

@@ -1,10 +1,12 @@
 //! User-agent classes: browser, OS and device from woothee's rules, plus a bot flag
 //! (woothee's crawler category and common tool and bot markers). Results are cached
-//! per user-agent string: a site's traffic repeats a few thousand of them.
+//! per user-agent string: a site's traffic repeats a few thousand of them. Only the
+//! flusher classifies, so the cache is a plain map behind an uncontended lock, emptied
+//! when full (cheaper per click than a concurrent LRU, and the working set refills it).
 
 use kurz_schemas::{Agent, Device};
 
-const CACHE: u64 = 10_000;
+const CACHE: usize = 10_000;
 /// Longer headers are classified by their first bytes.
 const MAX_LEN: usize = 512;
 
@@ -35,7 +37,7 @@ const BOT_MARKERS: &[&str] = &[
 
 pub struct Classifier {
     parser: woothee::parser::Parser,
-    cache: moka::sync::Cache<String, (Agent, bool)>,
+    cache: std::sync::Mutex<std::collections::HashMap<Box<str>, (Agent, bool)>>,
 }
 
 impl Default for Classifier {
@@ -46,17 +48,21 @@ impl Default for Classifier {
 
 impl Classifier {
     pub fn new() -> Classifier {
-        Classifier { parser: woothee::parser::Parser::new(), cache: moka::sync::Cache::new(CACHE) }
+        Classifier { parser: woothee::parser::Parser::new(), cache: Default::default() }
     }
 
     /// The agent's class and whether it is a bot.
     pub fn classify(&self, ua: &str) -> (Agent, bool) {
         let ua = truncate(ua, MAX_LEN);
-        if let Some(hit) = self.cache.get(ua) {
-            return hit;
+        let mut cache = self.cache.lock().expect("agent cache poisoned");
+        if let Some(hit) = cache.get(ua) {
+            return hit.clone();
         }
         let got = self.parse(ua);
-        self.cache.insert(ua.to_string(), got.clone());
+        if cache.len() >= CACHE {
+            cache.clear();
+        }
+        cache.insert(ua.into(), got.clone());
         got
     }
 

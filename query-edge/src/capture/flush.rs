@@ -13,7 +13,7 @@ use super::spool::{Spool, Spooled};
 use super::RawClick;
 use crate::metrics;
 use kurz_schemas::{topics, Click};
-use kurz_storage::log::append_keyed;
+use kurz_storage::log::append_spread;
 use kurz_storage::{EventLog, NewRecord};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const BATCH: usize = 2048;
+/// How long a batch may wait to fill before it is appended. Nobody waits on a click, so
+/// a few milliseconds turn many small appends (each a commit) into a few large ones, and
+/// spare the request path a wake-up of this task per click.
+const LINGER: Duration = Duration::from_millis(5);
 /// While the log is failing: how often the spool tries it again.
 const PROBE: Duration = Duration::from_secs(1);
 
@@ -58,6 +62,15 @@ impl ClickFlusher {
                 biased;
                 n = self.rx.recv_many(&mut buf, BATCH) => {
                     if n == 0 { return; }
+                    // Linger without listening: a flusher awaiting the queue would be
+                    // woken by every redirect's click, one task switch per request.
+                    tokio::time::sleep(LINGER).await;
+                    while buf.len() < BATCH {
+                        match self.rx.try_recv() {
+                            Ok(c) => buf.push(c),
+                            Err(_) => break,
+                        }
+                    }
                     self.flush(&mut buf).await;
                 }
                 _ = stop.cancelled() => {
@@ -83,20 +96,22 @@ impl ClickFlusher {
                 (c.code.clone(), c.encode())
             })
             .collect();
-        let n = batch.len() as u64;
         let m = metrics::get();
-        if !self.log_down {
-            match append_keyed(&*self.log, topics::CLICKS, records(&batch)).await {
-                Ok(_) => {
-                    m.clicks.with_label_values(&["appended"]).inc_by(n);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(event = "click_append_failed", clicks = n, error = %e, "spooling clicks until the log takes them again");
+        let batch = if self.log_down {
+            batch
+        } else {
+            let (appended, rest, error) = append(&*self.log, batch).await;
+            m.clicks.with_label_values(&["appended"]).inc_by(appended);
+            match error {
+                None => return,
+                Some(e) => {
+                    tracing::warn!(event = "click_append_failed", clicks = rest.len(), error = %e, "spooling clicks until the log takes them again");
                     self.log_down = true;
+                    rest
                 }
             }
-        }
+        };
+        let n = batch.len() as u64;
         match self.spool.as_mut().map(|s| s.push(&batch)) {
             Some(Ok(true)) => {
                 m.clicks.with_label_values(&["spooled"]).inc_by(n);
@@ -131,27 +146,45 @@ impl ClickFlusher {
                     return;
                 }
             };
-            match append_keyed(&*self.log, topics::CLICKS, records(&batch)).await {
-                Ok(_) => {
-                    if let Err(e) = spool.remove(&path) {
-                        tracing::error!(event = "click_spool_remove_failed", path = %path.display(), error = %e);
-                        return;
-                    }
-                    m.clicks.with_label_values(&["unspooled"]).inc_by(batch.len() as u64);
-                    m.spool_bytes.set(spool.bytes() as i64);
-                    if self.log_down {
-                        tracing::info!(event = "click_log_back", "moving spooled clicks into the log");
-                    }
-                }
-                Err(e) => {
-                    if !self.log_down {
-                        tracing::warn!(event = "click_append_failed", clicks = batch.len(), error = %e, "spooling clicks until the log takes them again");
-                    }
-                    tracing::debug!(event = "click_spool_probe_failed", error = %e);
-                    self.log_down = true;
+            let (appended, rest, error) = append(&*self.log, batch).await;
+            m.clicks.with_label_values(&["unspooled"]).inc_by(appended);
+            let Some(e) = error else {
+                if let Err(e) = spool.remove(&path) {
+                    tracing::error!(event = "click_spool_remove_failed", path = %path.display(), error = %e);
                     return;
                 }
+                m.spool_bytes.set(spool.bytes() as i64);
+                if self.log_down {
+                    tracing::info!(event = "click_log_back", "moving spooled clicks into the log");
+                }
+                continue;
+            };
+            // What reached the log leaves the segment, so it is not appended twice.
+            if appended > 0 {
+                if let Err(e) = spool.replace(&path, &rest) {
+                    tracing::error!(event = "click_spool_rewrite_failed", path = %path.display(), error = %e);
+                }
+                m.spool_bytes.set(spool.bytes() as i64);
             }
+            if !self.log_down {
+                tracing::warn!(event = "click_append_failed", clicks = rest.len(), error = %e, "spooling clicks until the log takes them again");
+            }
+            tracing::debug!(event = "click_spool_probe_failed", error = %e);
+            self.log_down = true;
+            return;
         }
+    }
+}
+
+/// Appends a batch over every partition at once. Returns how many records reached the
+/// log, the ones that did not (their partition's append failed), and the first error.
+async fn append(log: &dyn EventLog, batch: Vec<Spooled>) -> (u64, Vec<Spooled>, Option<kurz_storage::StorageError>) {
+    match append_spread(log, topics::CLICKS, records(&batch)).await {
+        Ok(spread) => {
+            let appended = spread.placed.iter().filter(|p| p.is_some()).count() as u64;
+            let rest = batch.into_iter().zip(spread.placed).filter(|(_, p)| p.is_none()).map(|(b, _)| b).collect();
+            (appended, rest, spread.error)
+        }
+        Err(e) => (0, batch, Some(e)),
     }
 }

@@ -63,32 +63,25 @@ impl Spool {
 
     /// Writes `records` as one segment. `Ok(false)`: it does not fit, nothing written.
     pub fn push(&mut self, records: &[Spooled]) -> std::io::Result<bool> {
-        let mut buf = Vec::new();
-        for (key, payload) in records {
-            // Keys are short codes and payloads compact JSON: neither holds a tab or a
-            // newline, but never let one through unescaped.
-            if key.contains(['\t', '\n']) || payload.contains(&b'\n') {
-                continue;
-            }
-            buf.extend_from_slice(key.as_bytes());
-            buf.push(b'\t');
-            buf.extend_from_slice(payload);
-            buf.push(b'\n');
-        }
+        let buf = encode(records);
         if self.bytes + buf.len() as u64 > self.max_bytes {
             return Ok(false);
         }
-        let tmp = self.dir.join(format!("segment-{}.tmp", self.next_seq));
         let path = self.dir.join(format!("segment-{}.spool", self.next_seq));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
+        write_atomically(&path, &buf)?;
         self.next_seq += 1;
         self.bytes += buf.len() as u64;
         Ok(true)
+    }
+
+    /// Rewrites the segment at `path` to hold only `records`, keeping its place in the
+    /// order: for a segment that part of reached the log.
+    pub fn replace(&mut self, path: &Path, records: &[Spooled]) -> std::io::Result<()> {
+        let old = std::fs::metadata(path)?.len();
+        let buf = encode(records);
+        write_atomically(path, &buf)?;
+        self.bytes = self.bytes.saturating_sub(old) + buf.len() as u64;
+        Ok(())
     }
 
     /// The oldest segment's records, with its path for [`Spool::remove`].
@@ -110,6 +103,33 @@ impl Spool {
         self.bytes = self.bytes.saturating_sub(len);
         Ok(())
     }
+}
+
+fn encode(records: &[Spooled]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    for (key, payload) in records {
+        // Keys are short codes and payloads compact JSON: neither holds a tab or a
+        // newline, but never let one through unescaped.
+        if key.contains(['\t', '\n']) || payload.contains(&b'\n') {
+            continue;
+        }
+        buf.extend_from_slice(key.as_bytes());
+        buf.push(b'\t');
+        buf.extend_from_slice(payload);
+        buf.push(b'\n');
+    }
+    buf
+}
+
+/// Writes `path` whole or not at all: a temporary file, fsynced, renamed over it.
+fn write_atomically(path: &Path, buf: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(buf)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -135,6 +155,11 @@ mod tests {
         s.remove(&first).unwrap();
         let (second, recs) = s.oldest().unwrap().unwrap();
         assert_eq!(recs.len(), 1);
+        // A segment rewritten with what is left of it stays the oldest, and the byte
+        // count follows it.
+        s.replace(&second, &[]).unwrap();
+        assert_eq!(s.oldest().unwrap().unwrap(), (second.clone(), vec![]));
+        assert_eq!(s.bytes(), 0);
         s.remove(&second).unwrap();
         assert!(s.is_empty() && s.oldest().unwrap().is_none());
         // New segments keep counting up after a reopen.

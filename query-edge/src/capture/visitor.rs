@@ -16,29 +16,34 @@ const DAY_MS: i64 = 86_400_000;
 
 pub struct VisitorHasher {
     secret: Vec<u8>,
-    /// The current day's key: (day number, key).
-    day: Mutex<(i64, Vec<u8>)>,
+    /// The current day's keyed MAC: (day number, HMAC state after the key), cloned
+    /// per visitor so the key schedule runs once a day, not once a click.
+    day: Mutex<(i64, Option<HmacSha256>)>,
 }
 
 impl VisitorHasher {
     pub fn new(secret: &[u8]) -> VisitorHasher {
-        VisitorHasher { secret: secret.to_vec(), day: Mutex::new((i64::MIN, Vec::new())) }
+        VisitorHasher { secret: secret.to_vec(), day: Mutex::new((i64::MIN, None)) }
     }
 
-    fn day_key(&self, day: i64) -> Vec<u8> {
+    fn day_mac(&self, day: i64) -> HmacSha256 {
         let mut cur = self.day.lock().expect("visitor day key poisoned");
-        if cur.0 != day {
-            let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
-            mac.update(b"kurz-visitor");
-            mac.update(&day.to_be_bytes());
-            *cur = (day, mac.finalize().into_bytes().to_vec());
+        match &cur.1 {
+            Some(mac) if cur.0 == day => mac.clone(),
+            _ => {
+                let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
+                mac.update(b"kurz-visitor");
+                mac.update(&day.to_be_bytes());
+                let key = mac.finalize().into_bytes();
+                let keyed = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
+                *cur = (day, Some(keyed.clone()));
+                keyed
+            }
         }
-        cur.1.clone()
     }
 
     pub fn visitor(&self, at: Ts, ip: IpAddr, user_agent: &str) -> String {
-        let key = self.day_key(at.0.div_euclid(DAY_MS));
-        let mut mac = HmacSha256::new_from_slice(&key).expect("HMAC takes any key length");
+        let mut mac = self.day_mac(at.0.div_euclid(DAY_MS));
         match ip {
             IpAddr::V4(v4) => mac.update(&v4.to_ipv6_mapped().octets()),
             IpAddr::V6(v6) => mac.update(&v6.octets()),
@@ -46,7 +51,13 @@ impl VisitorHasher {
         mac.update(&[0]);
         mac.update(user_agent.as_bytes());
         let digest = mac.finalize().into_bytes();
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(32);
+        for b in &digest[..16] {
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 15) as usize] as char);
+        }
+        out
     }
 }
 

@@ -84,26 +84,57 @@ pub trait EventLog: Send + Sync + 'static {
 }
 
 /// Appends records to the partitions their keys hash to; returns `(partition, offset)`
-/// per record, in input order.
+/// per record, in input order. See [`append_spread`].
 pub async fn append_keyed(log: &dyn EventLog, topic: &str, records: Vec<NewRecord>) -> Result<Vec<(u32, u64)>, StorageError> {
+    let spread = append_spread(log, topic, records).await?;
+    match spread.error {
+        Some(e) => Err(e),
+        None => Ok(spread.placed.into_iter().map(|p| p.expect("every partition's append succeeded")).collect()),
+    }
+}
+
+/// What [`append_spread`] did with each record.
+#[derive(Debug)]
+pub struct Spread {
+    /// Per record, in input order: where it was appended, or `None` if its partition's
+    /// append failed.
+    pub placed: Vec<Option<(u32, u64)>>,
+    /// The first failed partition's error.
+    pub error: Option<StorageError>,
+}
+
+/// Appends records to the partitions their keys hash to, every partition at once: on
+/// the embedded log they share one group commit (one fsync), on Kafka the produce
+/// requests overlap. A partition's failure does not undo the others', so the caller
+/// learns which records were appended and can retry exactly the rest.
+pub async fn append_spread(log: &dyn EventLog, topic: &str, records: Vec<NewRecord>) -> Result<Spread, StorageError> {
     let n = log.partitions(topic).await?;
-    let mut by_partition: Vec<Vec<(usize, NewRecord)>> = (0..n).map(|_| Vec::new()).collect();
+    let mut by_partition: Vec<(Vec<usize>, Vec<NewRecord>)> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
     let total = records.len();
     for (i, r) in records.into_iter().enumerate() {
-        by_partition[partition_for(&r.key, n) as usize].push((i, r));
+        let slot = &mut by_partition[partition_for(&r.key, n) as usize];
+        slot.0.push(i);
+        slot.1.push(r);
     }
-    let mut out = vec![(0, 0); total];
-    for (p, batch) in by_partition.into_iter().enumerate() {
-        if batch.is_empty() {
-            continue;
-        }
-        let (idx, recs): (Vec<usize>, Vec<NewRecord>) = batch.into_iter().unzip();
-        let offsets = log.append(topic, p as u32, recs).await?;
-        for (i, o) in idx.into_iter().zip(offsets) {
-            out[i] = (p as u32, o);
+    let appends = by_partition
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (idx, _))| !idx.is_empty())
+        .map(|(p, (idx, recs))| async move { (p as u32, idx, log.append(topic, p as u32, recs).await) });
+    let mut spread = Spread { placed: vec![None; total], error: None };
+    for (p, idx, result) in futures::future::join_all(appends).await {
+        match result {
+            Ok(offsets) => {
+                for (i, o) in idx.into_iter().zip(offsets) {
+                    spread.placed[i] = Some((p, o));
+                }
+            }
+            Err(e) => {
+                spread.error.get_or_insert(e);
+            }
         }
     }
-    Ok(out)
+    Ok(spread)
 }
 
 /// The partition for `key`: murmur2 as Kafka's default partitioner computes it, so

@@ -88,8 +88,12 @@ impl Reader {
         self.consumer.assign(&tpl).map_err(|e| kerr("assign", e))
     }
 
+    /// Keeps `r` only if it is the record at `next`. Below it: a re-fetch from further
+    /// back (see `rewind`). Above it: a record fetched for the reader's previous
+    /// position, still queued when it was re-assigned (kurz's topics have no offset
+    /// gaps: no transactions, no compaction), which must not pass for the record at `next`.
     fn push(&mut self, r: Record) {
-        if r.offset >= self.next {
+        if r.offset == self.next {
             self.next = r.offset + 1;
             self.buf.push_back(r);
         }
