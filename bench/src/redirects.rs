@@ -1250,7 +1250,7 @@ pub fn markdown(v: &Value) -> String {
     if let Some(ps) = v["profile"].as_array() {
         md += &format!(
             "\n## Profile: where the time goes (hot set)\n\n`{}`, during one extra run each of the ceiling, kurz HEAD (click flagged, not counted), \
-             the kurz edge with capture on (no projector) and kurz GET; {}. µs/req = share of samples × that run's CPU per request (drain included), so columns compare \
+             the kurz edge with capture off and on (no projector) and kurz GET; {}. µs/req = share of samples × that run's CPU per request (drain included), so columns compare \
              per request.\n\n",
             ps[0]["tool"].as_str().unwrap_or(""),
             ps.iter().map(|p| p["samples_note"].as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join("; "),

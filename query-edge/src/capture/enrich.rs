@@ -29,12 +29,12 @@ impl Enricher {
         let visitor = raw.addr.map(|ip| self.visitors.visitor(raw.at, ip, raw.user_agent.as_deref().unwrap_or("")));
         let country = raw.country.as_deref().and_then(country_code).or_else(|| raw.addr.and_then(|ip| self.geo.as_ref()?.country(ip)));
         Click {
-            link_id: raw.link_id,
-            code: raw.code,
+            link_id: raw.link.id,
+            code: raw.link.short_code.clone(),
             at: raw.at,
             referrer_host: raw.referer.as_deref().and_then(referrer_host),
             user_agent: None,
-            owner_id: raw.owner_id,
+            owner_id: raw.link.user_id,
             agent,
             bot,
             head: raw.head,
@@ -62,13 +62,20 @@ pub fn country_code(v: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kurz_schemas::{Device, Id, Ts};
+    use kurz_schemas::{Device, Id, Link, Ts};
 
     fn raw() -> RawClick {
         RawClick {
-            link_id: Id::new(7).unwrap(),
-            code: "abc".into(),
-            owner_id: None,
+            link: std::sync::Arc::new(Link {
+                id: Id::new(7).unwrap(),
+                short_code: "abc".into(),
+                original_url: "https://example.com/".into(),
+                title: None,
+                is_active: true,
+                user_id: None,
+                created_at: Ts(0),
+                updated_at: Ts(0),
+            }),
             at: Ts(1_800_000_000_000),
             head: false,
             referer: Some("https://News.Example.com/path?q=secret".into()),

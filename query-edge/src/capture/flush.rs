@@ -9,6 +9,7 @@
 //! size.
 
 use super::enrich::Enricher;
+use super::queue::ClickQueue;
 use super::spool::{Spool, Spooled};
 use super::RawClick;
 use crate::metrics;
@@ -17,19 +18,18 @@ use kurz_storage::log::append_spread;
 use kurz_storage::{EventLog, NewRecord};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-const BATCH: usize = 2048;
+const BATCH: usize = 4096;
 /// How long a batch may wait to fill before it is appended. Nobody waits on a click, so
 /// a few milliseconds turn many small appends (each a commit) into a few large ones, and
 /// spare the request path a wake-up of this task per click.
-const LINGER: Duration = Duration::from_millis(5);
+const LINGER: Duration = Duration::from_millis(20);
 /// While the log is failing: how often the spool tries it again.
 const PROBE: Duration = Duration::from_secs(1);
 
 pub struct ClickFlusher {
-    rx: mpsc::Receiver<RawClick>,
+    queue: Arc<ClickQueue>,
     log: Arc<dyn EventLog>,
     enricher: Enricher,
     spool: Option<Spool>,
@@ -45,42 +45,40 @@ fn records(batch: &[Spooled]) -> Vec<NewRecord> {
 }
 
 impl ClickFlusher {
-    pub(super) fn new(rx: mpsc::Receiver<RawClick>, log: Arc<dyn EventLog>, enricher: Enricher, spool: Option<Spool>) -> ClickFlusher {
+    pub(super) fn new(queue: Arc<ClickQueue>, log: Arc<dyn EventLog>, enricher: Enricher, spool: Option<Spool>) -> ClickFlusher {
         if let Some(s) = &spool {
             metrics::get().spool_bytes.set(s.bytes() as i64);
         }
-        ClickFlusher { rx, log, enricher, spool, log_down: false }
+        ClickFlusher { queue, log, enricher, spool, log_down: false }
     }
 
     /// Appends clicks until `stop` fires, then flushes what is queued and returns.
+    /// Every [`LINGER`] it takes what the redirects queued meanwhile, in batches of at
+    /// most [`BATCH`].
     pub async fn run_until_stopped(mut self, stop: CancellationToken) {
-        let mut buf = Vec::with_capacity(BATCH);
+        let mut taken = Vec::new();
         let mut probe = tokio::time::interval(PROBE);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut linger = tokio::time::interval(LINGER);
+        linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let stopping = tokio::select! {
                 biased;
-                n = self.rx.recv_many(&mut buf, BATCH) => {
-                    if n == 0 { return; }
-                    // Linger without listening: a flusher awaiting the queue would be
-                    // woken by every redirect's click, one task switch per request.
-                    tokio::time::sleep(LINGER).await;
-                    while buf.len() < BATCH {
-                        match self.rx.try_recv() {
-                            Ok(c) => buf.push(c),
-                            Err(_) => break,
-                        }
-                    }
-                    self.flush(&mut buf).await;
+                _ = stop.cancelled() => true,
+                _ = linger.tick() => false,
+                _ = probe.tick() => {
+                    self.drain().await;
+                    continue;
                 }
-                _ = stop.cancelled() => {
-                    self.rx.close();
-                    while self.rx.recv_many(&mut buf, BATCH).await > 0 {
-                        self.flush(&mut buf).await;
-                    }
-                    return;
-                }
-                _ = probe.tick() => self.drain().await,
+            };
+            self.queue.take_all(&mut taken);
+            while !taken.is_empty() {
+                let rest = taken.split_off(taken.len().min(BATCH));
+                self.flush(&mut taken).await;
+                taken = rest;
+            }
+            if stopping {
+                return;
             }
         }
     }

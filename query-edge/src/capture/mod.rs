@@ -1,6 +1,6 @@
 //! Click capture. A redirect takes what its click needs from the request (cheap copies
 //! of a few headers, the peer address, the query string) and hands it to a bounded
-//! in-memory queue; it never waits. A flusher task turns queued clicks into click
+//! in-memory [`queue`]; it never waits and wakes nobody. A flusher task turns queued clicks into click
 //! events (user-agent class, bot flag, UTM parameters, salted visitor hash, country:
 //! [`enrich`]) and appends them to the clicks topic in batches; while the log cannot
 //! take them they wait in a bounded on-disk [`spool`]. When the queue is full a click is
@@ -10,15 +10,16 @@ pub mod agent;
 pub mod enrich;
 pub mod flush;
 pub mod geo;
+pub mod queue;
 pub mod spool;
 pub mod utm;
 pub mod visitor;
 
 use crate::metrics;
-use kurz_schemas::{Id, Ts};
+use kurz_schemas::{Link, Ts};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use tokio::sync::mpsc;
+use std::sync::Arc;
 
 pub use flush::ClickFlusher;
 
@@ -27,9 +28,8 @@ pub const QUEUE: usize = 65_536;
 /// What the edge keeps of one redirect for its click event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawClick {
-    pub link_id: Id,
-    pub code: String,
-    pub owner_id: Option<Id>,
+    /// The link as the cache holds it (shared, not copied).
+    pub link: Arc<Link>,
     pub at: Ts,
     pub head: bool,
     pub referer: Option<String>,
@@ -77,19 +77,19 @@ impl Default for CaptureSettings {
 
 #[derive(Clone)]
 pub struct ClickSink {
-    tx: Option<mpsc::Sender<RawClick>>,
+    queue: Option<Arc<queue::ClickQueue>>,
     pub client_ip_header: Option<axum::http::HeaderName>,
     pub country_header: Option<axum::http::HeaderName>,
 }
 
 impl ClickSink {
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.queue.is_some()
     }
 
     pub fn record(&self, click: RawClick) {
-        if let Some(tx) = &self.tx {
-            if tx.try_send(click).is_err() {
+        if let Some(q) = &self.queue {
+            if !q.push(click) {
                 metrics::get().clicks.with_label_values(&["dropped"]).inc();
             }
         }
@@ -108,10 +108,10 @@ pub fn channel(
             })
             .transpose()
     };
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let queue = Arc::new(queue::ClickQueue::new(QUEUE));
     let enricher = enrich::Enricher::new(settings)?;
     let sink = ClickSink {
-        tx: settings.enabled.then_some(tx),
+        queue: settings.enabled.then(|| queue.clone()),
         client_ip_header: header(&settings.client_ip_header)?,
         country_header: header(&settings.country_header)?,
     };
@@ -119,5 +119,5 @@ pub fn channel(
         Some(dir) => Some(spool::Spool::open(dir, settings.spool_max_bytes)?),
         None => None,
     };
-    Ok((sink, ClickFlusher::new(rx, log, enricher, spool)))
+    Ok((sink, ClickFlusher::new(queue, log, enricher, spool)))
 }

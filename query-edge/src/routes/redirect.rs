@@ -63,14 +63,14 @@ pub async fn redirect_or_stats(
         .or_else(|_| url::Url::parse(&link.original_url).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))
         .map_err(|_| ApiError::internal(format!("link {} has a target that is not a valid Location", link.id)))?;
     if s.clicks.enabled() {
-        s.clicks.record(raw_click(&s.clicks, &link, &method, &uri, &headers, peer.map(|Extension(ConnectInfo(a))| a.ip())));
+        s.clicks.record(raw_click(&s.clicks, link, &method, &uri, &headers, peer.map(|Extension(ConnectInfo(a))| a.ip())));
     }
     Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
 }
 
 /// What the click event needs, copied from the request: no parsing here (the flusher
 /// does that, off the request path).
-fn raw_click(sink: &ClickSink, link: &Link, method: &Method, uri: &Uri, headers: &HeaderMap, peer: Option<IpAddr>) -> RawClick {
+fn raw_click(sink: &ClickSink, link: Arc<Link>, method: &Method, uri: &Uri, headers: &HeaderMap, peer: Option<IpAddr>) -> RawClick {
     let text = |h: &HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
     let clipped = |v: &str| v.chars().take(MAX_HEADER).collect::<String>();
     let addr = match &sink.client_ip_header {
@@ -78,9 +78,7 @@ fn raw_click(sink: &ClickSink, link: &Link, method: &Method, uri: &Uri, headers:
         None => peer,
     };
     RawClick {
-        link_id: link.id,
-        code: link.short_code.clone(),
-        owner_id: link.user_id,
+        link,
         at: Ts::now(),
         head: method == Method::HEAD,
         referer: text(&header::REFERER).map(clipped),
