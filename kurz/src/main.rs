@@ -87,57 +87,41 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let cli = Cli::parse_from(args);
-    if let Some(Role::Status(a)) = &cli.command {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-        return match rt.block_on(kurz::status::run(&a.urls, std::time::Duration::from_secs_f64(a.interval.max(0.1)))) {
-            Ok(text) => {
+    match cli.command {
+        Some(Role::Status(a)) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            return tool("status", rt, async {
+                let text = kurz::status::run(&a.urls, std::time::Duration::from_secs_f64(a.interval.max(0.1))).await?;
                 print!("{text}");
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("kurz status: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(Role::Tail(a)) = &cli.command {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-        let result = rt.block_on(async {
-            let topic = kurz::tail::topic(&a.topic)?;
-            let log = kurz_storage::open_log(&a.config.log_url, &a.config.data_dir).map_err(|e| {
-                kurz::Error::Config(format!(
-                    "cannot open the log {} ({e}); an embedded log can only be tailed while its kurz is stopped",
-                    a.config.log_url
-                ))
-            })?;
-            let mut out = std::io::stdout();
-            kurz::tail::run(&*log, topic, a.from_beginning, a.exit, &mut out, kurz::shutdown_signal()).await
-        });
-        return match result {
-            Ok(_) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("kurz tail: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(Role::Import(a)) = cli.command {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-        let json = a.json;
-        return match rt.block_on(kurz::import::run(a.dir, a.url, a.token, a.chunk, a.config)) {
-            Ok(report) => {
+                Ok::<_, String>(())
+            });
+        }
+        Some(Role::Tail(a)) => {
+            return tool("tail", multi_thread(), async {
+                let topic = kurz::tail::topic(&a.topic)?;
+                let log = kurz_storage::open_log(&a.config.log_url, &a.config.data_dir).map_err(|e| {
+                    kurz::Error::Config(format!(
+                        "cannot open the log {} ({e}); an embedded log can only be tailed while its kurz is stopped",
+                        a.config.log_url
+                    ))
+                })?;
+                let mut out = std::io::stdout();
+                kurz::tail::run(&*log, topic, a.from_beginning, a.exit, &mut out, kurz::shutdown_signal()).await.map(|_| ())
+            });
+        }
+        Some(Role::Import(a)) => {
+            return tool("import", multi_thread(), async {
+                let json = a.json;
+                let report = kurz::import::run(a.dir, a.url, a.token, a.chunk, a.config).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
                 } else {
                     print!("{}", report.render());
                 }
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("kurz import: {e}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+                Ok::<_, kurz::Error>(())
+            });
+        }
+        _ => {}
     }
     let (role, cfg) = match cli.command {
         None => ("serve", cli.config),
@@ -172,6 +156,26 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!(event = "fatal", error = %e);
             eprintln!("kurz: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+/// Runs a one-shot command (`kurz status`, `tail`, `import`): its output is its own,
+/// an error goes to stderr as `kurz <name>: …` with a failing exit code.
+fn tool<E: std::fmt::Display>(
+    name: &str,
+    rt: tokio::runtime::Runtime,
+    work: impl std::future::Future<Output = Result<(), E>>,
+) -> std::process::ExitCode {
+    match rt.block_on(work) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kurz {name}: {e}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -62,20 +62,11 @@ pub fn country_code(v: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kurz_schemas::{Device, Id, Link, Ts};
+    use kurz_schemas::{Device, Ts};
 
     fn raw() -> RawClick {
         RawClick {
-            link: std::sync::Arc::new(Link {
-                id: Id::new(7).unwrap(),
-                short_code: "abc".into(),
-                original_url: "https://example.com/".into(),
-                title: None,
-                is_active: true,
-                user_id: None,
-                created_at: Ts(0),
-                updated_at: Ts(0),
-            }),
+            link: crate::capture::test_link(7, "abc"),
             at: Ts(1_800_000_000_000),
             head: false,
             referer: Some("https://News.Example.com/path?q=secret".into()),

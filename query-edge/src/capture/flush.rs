@@ -1,7 +1,7 @@
 //! The flusher: enriches queued clicks and appends them to the clicks topic in batches,
 //! keyed by short code (one link's clicks stay in order on one partition).
 //!
-//! When an append fails, the batch goes to the spool ([`super::spool`]) and the
+//! When an append fails, the clicks it did not place go to the spool ([`super::spool`]) and the
 //! flusher stops trying the log for each batch: new batches go straight to the spool,
 //! and every `PROBE` it tries to move the oldest spooled segment into the log. Once
 //! that works the spool is drained, oldest first, and batches go to the log again. So a
@@ -38,10 +38,8 @@ pub struct ClickFlusher {
 }
 
 fn records(batch: &[Spooled]) -> Vec<NewRecord> {
-    batch
-        .iter()
-        .map(|(key, payload)| NewRecord::new(key.clone(), payload.clone()).header("schema-version", Click::VERSION.to_string()))
-        .collect()
+    let version = Click::VERSION.to_string();
+    batch.iter().map(|(key, payload)| NewRecord::new(key.clone(), payload.clone()).header("schema-version", version.clone())).collect()
 }
 
 impl ClickFlusher {

@@ -75,6 +75,21 @@ impl Default for CaptureSettings {
     }
 }
 
+/// An active link for tests that build raw clicks.
+#[cfg(test)]
+pub(crate) fn test_link(id: u64, code: &str) -> Arc<Link> {
+    Arc::new(Link {
+        id: kurz_schemas::Id::new(id).unwrap(),
+        short_code: code.into(),
+        original_url: "https://example.com/".into(),
+        title: None,
+        is_active: true,
+        user_id: None,
+        created_at: Ts(0),
+        updated_at: Ts(0),
+    })
+}
+
 #[derive(Clone)]
 pub struct ClickSink {
     queue: Option<Arc<queue::ClickQueue>>,

@@ -53,20 +53,11 @@ impl ClickQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kurz_schemas::{Id, Link, Ts};
+    use kurz_schemas::Ts;
 
     fn click(n: i64) -> RawClick {
         RawClick {
-            link: std::sync::Arc::new(Link {
-                id: Id::new(1).unwrap(),
-                short_code: "c".into(),
-                original_url: "https://example.com/".into(),
-                title: None,
-                is_active: true,
-                user_id: None,
-                created_at: Ts(0),
-                updated_at: Ts(0),
-            }),
+            link: crate::capture::test_link(1, "c"),
             at: Ts(n),
             head: false,
             referer: None,

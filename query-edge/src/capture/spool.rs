@@ -1,10 +1,11 @@
 //! The click spool: where clicks wait while the log cannot take them.
 //!
-//! When an append of a batch of clicks fails after its retries, the batch goes to a
+//! When an append of a batch of clicks fails, the clicks it did not place go to a
 //! segment file in `<data dir>/click-spool/` (one record per line: key, tab, the click's
 //! JSON) instead of being lost, and the flusher goes on taking new clicks. Once an
 //! append succeeds again, the flusher moves the spooled segments into the log, oldest
-//! first, deleting each after its append. The spool is bounded (`KURZ_CLICK_SPOOL_MB`);
+//! first, deleting each after its append (or rewriting it with what is left, when only
+//! some of its partitions took their clicks). The spool is bounded (`KURZ_CLICK_SPOOL_MB`);
 //! a batch that does not fit is dropped and counted. A segment is written and synced
 //! whole before it counts as spooled, so a crash loses at most the batch being written;
 //! a crash between a segment's append and its deletion appends it again on restart.
