@@ -105,7 +105,8 @@ async fn snapshot(s: &dyn ReadStore) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_from_zero_rebuilds_identical_read_models() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open_log("embedded", dir.path()).unwrap();
+    // Clicks synced on each append, so they are visible as soon as `fill_log` returns.
+    let log = open_log("embedded://?clicks_flush_ms=0", dir.path()).unwrap();
     fill_log(&*log).await;
 
     let a = open_store("embedded", &dir.path().join("a")).unwrap();

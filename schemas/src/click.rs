@@ -162,8 +162,18 @@ impl Click {
         !self.bot && !self.head
     }
 
+    /// The [`ClickEnvelope`] of this click, without copying it: the click's own JSON
+    /// object with `"v"` as its first member (what the flattened envelope writes).
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(&ClickEnvelope { v: Self::VERSION, click: self.clone() }).expect("clicks always serialize")
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(b"{\"v\":");
+        out.extend_from_slice(Self::VERSION.to_string().as_bytes());
+        out.push(b',');
+        let at = out.len();
+        serde_json::to_writer(&mut out, self).expect("clicks always serialize");
+        // The click's object always has members (link_id, code, at): drop its `{`.
+        out.remove(at);
+        out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Click, crate::DecodeError> {

@@ -68,6 +68,9 @@ fn click_and_command_fixtures_decode() {
     for (_, path) in fixtures("clicks") {
         let c = Click::decode(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(Click::decode(&c.encode()).unwrap(), c);
+        // `encode` writes what serde writes for the flattened envelope, byte for byte.
+        let envelope = kurz_schemas::click::ClickEnvelope { v: Click::VERSION, click: c.clone() };
+        assert_eq!(String::from_utf8(c.encode()).unwrap(), serde_json::to_string(&envelope).unwrap(), "{}", path.display());
     }
     for (_, path) in fixtures("commands") {
         let c = Command::decode(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

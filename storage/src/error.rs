@@ -12,6 +12,8 @@ pub enum StorageError {
     Corrupt(String),
     #[error("the {0} is shut down")]
     Closed(&'static str),
+    #[error("configuration: {0}")]
+    Config(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

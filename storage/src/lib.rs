@@ -24,14 +24,26 @@ pub use store::{ReadStore, StoreBatch};
 use std::path::Path;
 use std::sync::Arc;
 
+/// How often the embedded log syncs the clicks topic by default (its `flush.ms`; see
+/// [`log::embedded`]). Every other topic is synced on each append.
+pub const CLICKS_FLUSH_MS: u64 = 200;
+
 /// Opens the event log named by `url`: `embedded` (or `embedded://<dir>`) keeps it in
-/// `<data_dir>/log.redb`.
+/// `<data_dir>/log.redb`; `embedded://[dir]?clicks_flush_ms=N` sets how often the clicks
+/// topic is synced (default [`CLICKS_FLUSH_MS`]; 0: on each append, like the others).
 pub fn open_log(url: &str, data_dir: &Path) -> Result<Arc<dyn EventLog>, StorageError> {
     let (scheme, rest) = split_url(url);
     let inner: Arc<dyn EventLog> = match scheme {
         "embedded" | "redb" | "file" => {
-            let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
-            Arc::new(log::embedded::RedbLog::open(&dir.join("log.redb"))?)
+            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let dir = if path.is_empty() { data_dir.to_path_buf() } else { path.into() };
+            let flush_ms = match query_param(query, "clicks_flush_ms") {
+                None => CLICKS_FLUSH_MS,
+                Some(v) => v.parse().map_err(|_| StorageError::Config(format!("clicks_flush_ms={v} is not a number of milliseconds")))?,
+            };
+            let log = log::embedded::RedbLog::open(&dir.join("log.redb"))?;
+            log.defer_sync(kurz_schemas::topics::CLICKS, std::time::Duration::from_millis(flush_ms));
+            Arc::new(log)
         }
         // kafka://host:port[,host:port][?replication=…]: see log::kafka::config.
         "kafka" => Arc::new(log::kafka::KafkaLog::open(url)?),
@@ -81,6 +93,10 @@ pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
         other => return Err(StorageError::UnsupportedBackend { port: "cache", scheme: other.to_string() }),
     };
     Ok(Arc::new(cache::Instrumented::new(inner)))
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
 }
 
 fn split_url(url: &str) -> (&str, &str) {

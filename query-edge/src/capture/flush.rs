@@ -37,6 +37,7 @@ pub struct ClickFlusher {
     log_down: bool,
 }
 
+/// The records of a spooled batch (copies: the segment stays until the log has them).
 fn records(batch: &[Spooled]) -> Vec<NewRecord> {
     let version = Click::VERSION.to_string();
     batch.iter().map(|(key, payload)| NewRecord::new(key.clone(), payload.clone()).header("schema-version", version.clone())).collect()
@@ -85,27 +86,27 @@ impl ClickFlusher {
         if buf.is_empty() {
             return;
         }
-        let batch: Vec<Spooled> = buf
-            .drain(..)
-            .map(|raw| {
-                let c = self.enricher.click(raw);
-                (c.code.clone(), c.encode())
-            })
-            .collect();
+        let clicks: Vec<Click> = buf.drain(..).map(|raw| self.enricher.click(raw)).collect();
         let m = metrics::get();
-        let batch = if self.log_down {
-            batch
+        let batch: Vec<Spooled> = if self.log_down {
+            clicks.iter().map(spooled).collect()
         } else {
-            let (appended, rest, error) = append(&*self.log, batch).await;
-            m.clicks.with_label_values(&["appended"]).inc_by(appended);
-            match error {
-                None => return,
-                Some(e) => {
-                    tracing::warn!(event = "click_append_failed", clicks = rest.len(), error = %e, "spooling clicks until the log takes them again");
-                    self.log_down = true;
-                    rest
-                }
-            }
+            // The encoded clicks move into the records; the few a failed partition
+            // did not take are encoded again for the spool.
+            let version = Click::VERSION.to_string();
+            let records =
+                clicks.iter().map(|c| NewRecord::new(c.code.clone(), c.encode()).header("schema-version", version.clone())).collect();
+            let spread = append_spread(&*self.log, topics::CLICKS, records).await;
+            let (placed, error) = match spread {
+                Ok(s) => (s.placed, s.error),
+                Err(e) => (vec![None; clicks.len()], Some(e)),
+            };
+            m.clicks.with_label_values(&["appended"]).inc_by(placed.iter().filter(|p| p.is_some()).count() as u64);
+            let Some(e) = error else { return };
+            let rest: Vec<Spooled> = clicks.iter().zip(&placed).filter(|(_, p)| p.is_none()).map(|(c, _)| spooled(c)).collect();
+            tracing::warn!(event = "click_append_failed", clicks = rest.len(), error = %e, "spooling clicks until the log takes them again");
+            self.log_down = true;
+            rest
         };
         let n = batch.len() as u64;
         match self.spool.as_mut().map(|s| s.push(&batch)) {
@@ -172,7 +173,11 @@ impl ClickFlusher {
     }
 }
 
-/// Appends a batch over every partition at once. Returns how many records reached the
+fn spooled(c: &Click) -> Spooled {
+    (c.code.clone(), c.encode())
+}
+
+/// Appends a spooled batch over every partition at once. Returns how many records reached the
 /// log, the ones that did not (their partition's append failed), and the first error.
 async fn append(log: &dyn EventLog, batch: Vec<Spooled>) -> (u64, Vec<Spooled>, Option<kurz_storage::StorageError>) {
     match append_spread(log, topics::CLICKS, records(&batch)).await {

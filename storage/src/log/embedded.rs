@@ -22,6 +22,14 @@
 //! or corrupt tail (a crash mid-write, never acknowledged) is truncated away.
 //! Consumer-position commits are redb transactions with `Durability::Immediate`.
 //!
+//! **Deferred sync** ([`RedbLog::defer_sync`]), Kafka's per-topic `flush.ms`: a topic
+//! whose records may be lost on power failure (clicks: the redirect never waited for
+//! them, and the edge's queue already holds the last few milliseconds in memory only)
+//! is written by every group commit but `fdatasync`ed by a syncer thread at most every
+//! interval. Its records survive a killed process (they are in the page cache) and
+//! become visible to readers only once synced, so no reader ever sees a record that a
+//! power failure could take back.
+//!
 //! redb for the metadata because position commits are small random updates that want
 //! atomic, crash-safe replacement; the records are append-only and read in order,
 //! which plain files do best.
@@ -35,7 +43,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -60,6 +68,40 @@ struct Partition {
     end: watch::Sender<u64>,
     /// Published file length and sparse index `(first_offset, position)` of batches.
     visible: RwLock<Visible>,
+    /// What has been written, synced or not: where the next batch goes.
+    tail: Mutex<Tail>,
+}
+
+/// The written end of a partition file. Ahead of [`Visible`] only in a deferred-sync
+/// topic, by the batches written since the last sync.
+struct Tail {
+    len: u64,
+    next: u64,
+    /// `(first_offset, position)` of the batches written but not yet synced.
+    unsynced: Vec<(u64, u64)>,
+}
+
+impl Partition {
+    /// Publishes what was written up to `len`/`next`, with its batches, to readers.
+    /// Never moves backwards (a sync that raced a later one publishes nothing new).
+    fn publish(&self, batches: &[(u64, u64)], len: u64, next: u64) {
+        {
+            let mut v = self.visible.write().expect("index poisoned");
+            if len <= v.len {
+                return;
+            }
+            let from = v.len;
+            for &(first, at) in batches.iter().filter(|&&(_, at)| at >= from) {
+                v.add(first, at);
+            }
+            v.len = len;
+        }
+        self.end.send_if_modified(|end| {
+            let moved = next > *end;
+            *end = (*end).max(next);
+            moved
+        });
+    }
 }
 
 #[derive(Default)]
@@ -97,7 +139,11 @@ pub struct RedbLog {
     data: PathBuf,
     topics: Topics,
     writer: mpsc::Sender<AppendReq>,
+    deferred: Deferred,
 }
+
+/// Topics whose appends are synced by the syncer thread, with their interval.
+type Deferred = Arc<RwLock<HashMap<String, Duration>>>;
 
 fn partition_path(data: &Path, topic: &str, p: u32) -> PathBuf {
     data.join(topic).join(format!("{p}.log"))
@@ -142,7 +188,8 @@ fn open_partition(path: &Path) -> Result<Partition, StorageError> {
         file.sync_all()?;
     }
     visible.len = pos;
-    Ok(Partition { file, end: watch::Sender::new(end), visible: RwLock::new(visible) })
+    let tail = Tail { len: pos, next: end, unsynced: Vec::new() };
+    Ok(Partition { file, end: watch::Sender::new(end), visible: RwLock::new(visible), tail: Mutex::new(tail) })
 }
 
 impl RedbLog {
@@ -173,10 +220,32 @@ impl RedbLog {
             }
         }
         let topics: Topics = Arc::new(RwLock::new(topics));
+        let deferred: Deferred = Arc::default();
         let (tx, rx) = mpsc::channel(1024);
-        let wtopics = topics.clone();
-        std::thread::Builder::new().name("kurz-log-writer".into()).spawn(move || writer_loop(wtopics, rx))?;
-        Ok(RedbLog { db, data, topics, writer: tx })
+        let (wtopics, wdeferred) = (topics.clone(), deferred.clone());
+        std::thread::Builder::new().name("kurz-log-writer".into()).spawn(move || writer_loop(wtopics, wdeferred, rx))?;
+        Ok(RedbLog { db, data, topics, writer: tx, deferred })
+    }
+
+    /// Syncs `topic`'s appends at most every `every` instead of on each append (see the
+    /// module docs); `Duration::ZERO` goes back to a sync per append. Appends answer
+    /// once written; readers see the records after the next sync.
+    pub fn defer_sync(&self, topic: &str, every: Duration) {
+        let mut d = self.deferred.write().expect("deferred map poisoned");
+        if every.is_zero() {
+            d.remove(topic);
+            return;
+        }
+        let first = d.is_empty();
+        d.insert(topic.to_string(), every);
+        if first {
+            let (topics, deferred) = (Arc::downgrade(&self.topics), Arc::downgrade(&self.deferred));
+            let spawned = std::thread::Builder::new().name("kurz-log-syncer".into()).spawn(move || syncer_loop(topics, deferred));
+            if let Err(e) = spawned {
+                tracing::error!(event = "log_syncer_not_started", error = %e, "syncing every append instead");
+                d.clear();
+            }
+        }
     }
 
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Vec<Partition>>, StorageError> {
@@ -189,7 +258,59 @@ impl RedbLog {
     }
 }
 
-fn writer_loop(topics: Topics, mut rx: mpsc::Receiver<AppendReq>) {
+/// Syncs the deferred topics' written batches and publishes them, each topic at its
+/// interval, until the log is dropped (then once more, so nothing written stays
+/// unpublished in a process that keeps running).
+fn syncer_loop(
+    topics: std::sync::Weak<RwLock<HashMap<String, Arc<Vec<Partition>>>>>,
+    deferred: std::sync::Weak<RwLock<HashMap<String, Duration>>>,
+) {
+    let mut last: HashMap<String, std::time::Instant> = HashMap::new();
+    loop {
+        let (Some(topics), Some(deferred)) = (topics.upgrade(), deferred.upgrade()) else { return };
+        let due: Vec<(String, Duration)> = deferred.read().expect("deferred map poisoned").iter().map(|(t, d)| (t.clone(), *d)).collect();
+        let mut wait = Duration::from_millis(200);
+        for (topic, every) in due {
+            let at = last.entry(topic.clone()).or_insert_with(std::time::Instant::now);
+            let left = every.saturating_sub(at.elapsed());
+            if !left.is_zero() {
+                wait = wait.min(left);
+                continue;
+            }
+            *at = std::time::Instant::now();
+            wait = wait.min(every);
+            let parts = topics.read().expect("topic map poisoned").get(&topic).cloned();
+            for part in parts.iter().flat_map(|p| p.iter()) {
+                sync_deferred(part);
+            }
+        }
+        drop((topics, deferred));
+        std::thread::sleep(wait);
+    }
+}
+
+/// Syncs what a deferred-sync partition has written and publishes it.
+fn sync_deferred(part: &Partition) {
+    let (batches, len, next) = {
+        let mut t = part.tail.lock().expect("tail poisoned");
+        if t.unsynced.is_empty() {
+            return;
+        }
+        (std::mem::take(&mut t.unsynced), t.len, t.next)
+    };
+    match part.file.sync_data() {
+        Ok(()) => part.publish(&batches, len, next),
+        Err(e) => {
+            tracing::error!(event = "log_sync_failed", error = %e, "retrying at the next interval");
+            let mut t = part.tail.lock().expect("tail poisoned");
+            let mut again = batches;
+            again.append(&mut t.unsynced);
+            t.unsynced = again;
+        }
+    }
+}
+
+fn writer_loop(topics: Topics, deferred: Deferred, mut rx: mpsc::Receiver<AppendReq>) {
     const MAX_BATCH: usize = 512;
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
@@ -199,7 +320,7 @@ fn writer_loop(topics: Topics, mut rx: mpsc::Receiver<AppendReq>) {
                 Err(_) => break,
             }
         }
-        match write_group(&topics, &batch) {
+        match write_group(&topics, &deferred, &batch) {
             Ok(offsets) => {
                 for (req, offs) in batch.into_iter().zip(offsets) {
                     let _ = req.reply.send(Ok(offs));
@@ -214,26 +335,39 @@ fn writer_loop(topics: Topics, mut rx: mpsc::Receiver<AppendReq>) {
             }
         }
     }
+    // The log is closing: what deferred topics wrote reaches the disk now.
+    for parts in topics.read().expect("topic map poisoned").values() {
+        for part in parts.iter() {
+            sync_deferred(part);
+        }
+    }
 }
 
 /// One pending partition of a group: the bytes to append and the batches in them.
 struct Pending {
     parts: Arc<Vec<Partition>>,
     p: usize,
+    /// Synced by the syncer thread, not by the group.
+    deferred: bool,
+    /// Where the group's bytes go in the file, and the offset of its first record.
+    base: u64,
     buf: Vec<u8>,
-    /// `(first_offset, position)` of each batch, and the end offset after them.
+    /// `(first_offset, position in buf)` of each batch, and the end offset after them.
     batches: Vec<(u64, u64)>,
     next: u64,
 }
 
 /// Writes a group of appends: each partition's batches in one write, then one fsync per
-/// touched file, then publishes. On failure, truncates every touched file back.
-fn write_group(topics: &Topics, group: &[AppendReq]) -> Result<Vec<Vec<u64>>, StorageError> {
+/// touched file (deferred-sync topics: none), then publishes. On failure, truncates
+/// every touched file back. The writer thread is the only one that moves a tail, so
+/// the tails read here stay put until the group is done.
+fn write_group(topics: &Topics, deferred: &Deferred, group: &[AppendReq]) -> Result<Vec<Vec<u64>>, StorageError> {
     let now = Ts::now();
     let mut pending: Vec<((String, u32), Pending)> = Vec::new();
     let mut offsets = Vec::with_capacity(group.len());
     {
         let topics = topics.read().expect("topic map poisoned");
+        let deferred = deferred.read().expect("deferred map poisoned");
         for req in group {
             let parts = topics.get(&req.topic).ok_or_else(|| StorageError::UnknownTopic(req.topic.clone()))?;
             if req.partition as usize >= parts.len() {
@@ -243,12 +377,21 @@ fn write_group(topics: &Topics, group: &[AppendReq]) -> Result<Vec<Vec<u64>>, St
             let i = match pending.iter().position(|(k, _)| *k == key) {
                 Some(i) => i,
                 None => {
-                    let part = &parts[req.partition as usize];
-                    let next = *part.end.borrow();
-                    pending.push((
-                        key,
-                        Pending { parts: parts.clone(), p: req.partition as usize, buf: Vec::new(), batches: Vec::new(), next },
-                    ));
+                    let (base, next) = {
+                        let t = parts[req.partition as usize].tail.lock().expect("tail poisoned");
+                        (t.len, t.next)
+                    };
+                    let deferred = deferred.contains_key(&req.topic);
+                    let pd = Pending {
+                        parts: parts.clone(),
+                        p: req.partition as usize,
+                        deferred,
+                        base,
+                        buf: Vec::new(),
+                        batches: Vec::new(),
+                        next,
+                    };
+                    pending.push((key, pd));
                     pending.len() - 1
                 }
             };
@@ -260,36 +403,39 @@ fn write_group(topics: &Topics, group: &[AppendReq]) -> Result<Vec<Vec<u64>>, St
             offsets.push((first..pd.next).collect());
         }
     }
-    let mut written: Vec<(&Pending, u64)> = Vec::new();
+    let mut written: Vec<&Pending> = Vec::new();
     let result = (|| -> Result<(), StorageError> {
         for (_, pd) in &pending {
-            let part = &pd.parts[pd.p];
-            let base = part.visible.read().expect("index poisoned").len;
-            written.push((pd, base));
-            part.file.write_all_at(&pd.buf, base)?;
+            written.push(pd);
+            pd.parts[pd.p].file.write_all_at(&pd.buf, pd.base)?;
         }
-        for (_, pd) in &pending {
+        for (_, pd) in pending.iter().filter(|(_, pd)| !pd.deferred) {
             pd.parts[pd.p].file.sync_data()?;
         }
         Ok(())
     })();
     if let Err(e) = result {
-        for (pd, base) in written {
-            let _ = pd.parts[pd.p].file.set_len(base);
+        for pd in written {
+            let _ = pd.parts[pd.p].file.set_len(pd.base);
         }
         return Err(e);
     }
     for (_, pd) in &pending {
         let part = &pd.parts[pd.p];
-        {
-            let mut v = part.visible.write().expect("index poisoned");
-            let base = v.len;
-            for &(first, at) in &pd.batches {
-                v.add(first, base + at);
-            }
-            v.len = base + pd.buf.len() as u64;
+        let batches: Vec<(u64, u64)> = pd.batches.iter().map(|&(first, at)| (first, pd.base + at)).collect();
+        let len = pd.base + pd.buf.len() as u64;
+        let mut t = part.tail.lock().expect("tail poisoned");
+        t.len = len;
+        t.next = pd.next;
+        if pd.deferred {
+            t.unsynced.extend(batches);
+        } else {
+            // Synced above, and so is anything a deferred sync had not yet published.
+            let mut all = std::mem::take(&mut t.unsynced);
+            all.extend(batches);
+            drop(t);
+            part.publish(&all, len, pd.next);
         }
-        part.end.send_replace(pd.next);
     }
     Ok(offsets)
 }
@@ -550,6 +696,43 @@ mod tests {
         let all = log.read("t", 0, 0, 100).await.unwrap();
         assert_eq!(all.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>());
         assert_eq!(all[5].payload, vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_deferred_sync_topic_answers_at_once_and_shows_records_after_its_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.redb");
+        {
+            let log = RedbLog::open(&path).unwrap();
+            log.ensure_topic("lazy", 2).await.unwrap();
+            log.ensure_topic("eager", 1).await.unwrap();
+            log.defer_sync("lazy", Duration::from_secs(3600));
+            // Offsets are handed out at once and stay dense; nothing is visible yet.
+            assert_eq!(log.append("lazy", 1, recs(3, 1)).await.unwrap(), vec![0, 1, 2]);
+            assert_eq!(log.append("lazy", 1, recs(2, 2)).await.unwrap(), vec![3, 4]);
+            assert_eq!(log.end_offset("lazy", 1).await.unwrap(), 0, "unsynced records are not visible");
+            assert!(log.read("lazy", 1, 0, 10).await.unwrap().is_empty());
+            // Another topic in the same group commit is synced and visible as before.
+            assert_eq!(log.append("eager", 0, recs(1, 9)).await.unwrap(), vec![0]);
+            assert_eq!(log.end_offset("eager", 0).await.unwrap(), 1);
+            // A short interval: the syncer publishes them.
+            log.defer_sync("lazy", Duration::from_millis(20));
+            assert_eq!(log.wait_for("lazy", 1, 4, Duration::from_secs(10)).await.unwrap(), 5);
+            let all = log.read("lazy", 1, 0, 10).await.unwrap();
+            assert_eq!(all.iter().map(|r| r.payload.len()).collect::<Vec<_>>(), vec![1, 2, 3, 1, 2]);
+            // Written, not yet synced, when the process goes away (as after kill -9: the
+            // page cache keeps the bytes)...
+            log.defer_sync("lazy", Duration::from_secs(3600));
+            std::thread::sleep(Duration::from_millis(300)); // the syncer takes the long interval
+            assert_eq!(log.append("lazy", 0, recs(2, 5)).await.unwrap(), vec![0, 1]);
+            assert_eq!(log.end_offset("lazy", 0).await.unwrap(), 0);
+        }
+        // ... the records are there when the log opens again, and appends continue after them.
+        let log = RedbLog::open(&path).unwrap();
+        assert_eq!(log.end_offset("lazy", 0).await.unwrap(), 2);
+        assert_eq!(log.end_offset("lazy", 1).await.unwrap(), 5);
+        assert_eq!(log.append("lazy", 1, recs(1, 6)).await.unwrap(), vec![5]);
+        assert_eq!(log.read("lazy", 1, 5, 10).await.unwrap()[0].payload, vec![6]);
     }
 
     #[tokio::test]
