@@ -76,10 +76,8 @@ pub fn open_store(url: &str, data_dir: &Path) -> Result<Arc<dyn ReadStore>, Stor
 /// Must be called inside a tokio runtime (the Redis adapter starts a repair task).
 pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
     let (scheme, rest) = split_url(url);
-    let param = |name: &str| -> Option<u64> {
-        let q = rest.split_once('?').map(|(_, q)| q).unwrap_or(rest.strip_prefix('?').unwrap_or(""));
-        q.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).and_then(|v| v.parse().ok())
-    };
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    let param = |name: &str| -> Option<u64> { query_param(query, name).and_then(|v| v.parse().ok()) };
     let inner: Arc<dyn LinkCache> = match scheme {
         "memory" | "embedded" | "moka" => Arc::new(cache::memory::MokaCache::new(param("capacity").unwrap_or(1_000_000))),
         "none" => Arc::new(cache::NoCache),

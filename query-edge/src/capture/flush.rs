@@ -37,10 +37,9 @@ pub struct ClickFlusher {
     log_down: bool,
 }
 
-/// The records of a spooled batch (copies: the segment stays until the log has them).
-fn records(batch: &[Spooled]) -> Vec<NewRecord> {
-    let version = Click::VERSION.to_string();
-    batch.iter().map(|(key, payload)| NewRecord::new(key.clone(), payload.clone()).header("schema-version", version.clone())).collect()
+/// A click's log record: keyed by short code, with its schema version.
+fn record(key: String, payload: Vec<u8>, version: &str) -> NewRecord {
+    NewRecord::new(key, payload).header("schema-version", version)
 }
 
 impl ClickFlusher {
@@ -93,20 +92,12 @@ impl ClickFlusher {
         } else {
             // The encoded clicks move into the records; the few a failed partition
             // did not take are encoded again for the spool.
-            let version = Click::VERSION.to_string();
-            let records =
-                clicks.iter().map(|c| NewRecord::new(c.code.clone(), c.encode()).header("schema-version", version.clone())).collect();
-            let spread = append_spread(&*self.log, topics::CLICKS, records).await;
-            let (placed, error) = match spread {
-                Ok(s) => (s.placed, s.error),
-                Err(e) => (vec![None; clicks.len()], Some(e)),
-            };
-            m.clicks.with_label_values(&["appended"]).inc_by(placed.iter().filter(|p| p.is_some()).count() as u64);
+            let (appended, rest, error) = append(&*self.log, clicks, |c, v| record(c.code.clone(), c.encode(), v)).await;
+            m.clicks.with_label_values(&["appended"]).inc_by(appended);
             let Some(e) = error else { return };
-            let rest: Vec<Spooled> = clicks.iter().zip(&placed).filter(|(_, p)| p.is_none()).map(|(c, _)| spooled(c)).collect();
             tracing::warn!(event = "click_append_failed", clicks = rest.len(), error = %e, "spooling clicks until the log takes them again");
             self.log_down = true;
-            rest
+            rest.iter().map(spooled).collect()
         };
         let n = batch.len() as u64;
         match self.spool.as_mut().map(|s| s.push(&batch)) {
@@ -143,7 +134,8 @@ impl ClickFlusher {
                     return;
                 }
             };
-            let (appended, rest, error) = append(&*self.log, batch).await;
+            // Copies: the segment stays until the log has them.
+            let (appended, rest, error) = append(&*self.log, batch, |(k, p), v| record(k.clone(), p.clone(), v)).await;
             m.clicks.with_label_values(&["unspooled"]).inc_by(appended);
             let Some(e) = error else {
                 if let Err(e) = spool.remove(&path) {
@@ -177,15 +169,22 @@ fn spooled(c: &Click) -> Spooled {
     (c.code.clone(), c.encode())
 }
 
-/// Appends a spooled batch over every partition at once. Returns how many records reached the
-/// log, the ones that did not (their partition's append failed), and the first error.
-async fn append(log: &dyn EventLog, batch: Vec<Spooled>) -> (u64, Vec<Spooled>, Option<kurz_storage::StorageError>) {
-    match append_spread(log, topics::CLICKS, records(&batch)).await {
+/// Appends `items` over every partition at once, as the records `to_record` makes of
+/// them. Returns how many reached the log, the items that did not (their partition's
+/// append failed), and the first error.
+async fn append<T>(
+    log: &dyn EventLog,
+    items: Vec<T>,
+    to_record: impl Fn(&T, &str) -> NewRecord,
+) -> (u64, Vec<T>, Option<kurz_storage::StorageError>) {
+    let version = Click::VERSION.to_string();
+    let records = items.iter().map(|t| to_record(t, &version)).collect();
+    match append_spread(log, topics::CLICKS, records).await {
         Ok(spread) => {
             let appended = spread.placed.iter().filter(|p| p.is_some()).count() as u64;
-            let rest = batch.into_iter().zip(spread.placed).filter(|(_, p)| p.is_none()).map(|(b, _)| b).collect();
+            let rest = items.into_iter().zip(spread.placed).filter(|(_, p)| p.is_none()).map(|(t, _)| t).collect();
             (appended, rest, spread.error)
         }
-        Err(e) => (0, batch, Some(e)),
+        Err(e) => (0, items, Some(e)),
     }
 }
