@@ -40,7 +40,7 @@ pub struct Args {
 }
 
 /// A small deterministic generator (SplitMix64), so every run checks the same clicks.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -65,7 +65,7 @@ const BROWSERS: [(&str, &str, Device); 4] = [
 const COUNTRIES: [&str; 5] = ["DE", "US", "FR", "JP", "BR"];
 const REFERRERS: [Option<&str>; 3] = [None, Some("news.example"), Some("social.example")];
 
-fn generate(rng: &mut Rng, links: u64) -> Click {
+pub(crate) fn generate(rng: &mut Rng, links: u64) -> Click {
     let link = 1 + rng.below(links);
     let at = START_MS + rng.below(3 * aggregate::DAY_MS as u64) as i64;
     let (browser, os, device) = BROWSERS[rng.below(4) as usize];

@@ -4,6 +4,7 @@
 mod clicks;
 mod creates;
 mod redirects;
+mod replay;
 mod staleness;
 mod stats;
 
@@ -33,6 +34,8 @@ enum Bench {
     Redirects(redirects::Args),
     /// Click aggregates after 1M clicks with redelivered batches and projector crashes.
     Clicks(clicks::Args),
+    /// Replay rate into a new store generation, embedded to embedded.
+    Replay(replay::Args),
 }
 
 fn main() {
@@ -54,6 +57,11 @@ fn main() {
                 let v = clicks::run(a).await;
                 let md = clicks::markdown(&v);
                 ("clicks", v, md)
+            }
+            Bench::Replay(a) => {
+                let v = replay::run(a).await;
+                let md = replay::markdown(&v);
+                ("replay", v, md)
             }
             Bench::Redirects(a) => {
                 let v = redirects::run(a).await;

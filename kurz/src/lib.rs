@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod import;
+pub mod replay;
 pub mod secrets;
 pub mod status;
 pub mod tail;
@@ -14,6 +15,7 @@ pub use config::Config;
 use kurz_command_api::{CommandApi, Settings};
 use kurz_projector::Projector;
 use kurz_query_edge::QueryEdge;
+use kurz_storage::store::generations::Generations;
 use kurz_storage::{EventLog, LinkCache, ReadStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +43,9 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Ports {
     pub log: Arc<dyn EventLog>,
+    /// The serving generation of the read store (`generations`, as the read port).
     pub store: Arc<dyn ReadStore>,
+    pub generations: Arc<Generations>,
     pub cache: Arc<dyn LinkCache>,
 }
 
@@ -50,9 +54,9 @@ impl Ports {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let log = kurz_storage::open_log(&cfg.log_url, &cfg.data_dir)?;
         kurz_storage::log::ensure_topics(&*log, cfg.partitions, cfg.click_partitions).await?;
-        let store = kurz_storage::open_store(&cfg.store_url, &cfg.data_dir)?;
+        let generations = Generations::open(&cfg.store_url, &cfg.data_dir, log.clone()).await?;
         let cache = kurz_storage::open_cache(&cfg.cache_url)?;
-        Ok(Ports { log, store, cache })
+        Ok(Ports { log, store: generations.clone(), generations, cache })
     }
 }
 
@@ -96,15 +100,19 @@ pub struct App {
     command_api: CommandApi,
     projector: Projector,
     edge: QueryEdge,
+    replayer: Arc<replay::Replayer>,
+    admin_auth: Arc<kurz_command_api::auth::Auth>,
 }
 
 impl App {
     pub async fn build(cfg: Config) -> Result<App, Error> {
         let ports = Ports::open(&cfg).await?;
-        let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings(&cfg)?).await?;
+        let settings = settings(&cfg)?;
+        let admin_auth = Arc::new(kurz_command_api::auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()));
+        let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings).await?;
         let projector = Projector::new(ports.log.clone(), ports.store.clone(), Some(ports.cache.clone()));
         let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?;
-        Ok(App { cfg, ports, command_api, projector, edge })
+        Ok(App { cfg, ports, command_api, projector, edge, replayer: Arc::default(), admin_auth })
     }
 
     /// The storage ports this process opened (benchmarks serve more routers over them).
@@ -115,7 +123,8 @@ impl App {
     pub fn router(&self) -> axum::Router {
         let mut routes = self.command_api.routes();
         routes.extend(self.edge.routes());
-        kurz_web::finish(kurz_web::assemble(routes).merge(kurz_web::health::routes(health_checks(&self.ports))))
+        let admin = replay::admin_routes(self.ports.clone(), self.replayer.clone(), self.admin_auth.clone());
+        kurz_web::finish(kurz_web::assemble(routes).merge(admin).merge(kurz_web::health::routes(health_checks(&self.ports))))
     }
 
     /// Runs until `stop` fires. Startup: the projector catches up with the log before

@@ -8,7 +8,9 @@
 
 pub mod metrics;
 pub mod projections;
+pub mod replay;
 mod runtime;
+pub mod verify;
 
 pub use projections::{Input, Projection};
 pub use runtime::Projector;
@@ -19,4 +21,8 @@ pub enum Error {
     Storage(#[from] kurz_storage::StorageError),
     #[error(transparent)]
     Apply(#[from] kurz_storage::store::ApplyError),
+    #[error("no projection '{name}' (there are: {known})")]
+    UnknownProjection { name: String, known: String },
+    #[error("replay: {0}")]
+    Replay(String),
 }

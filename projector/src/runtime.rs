@@ -10,7 +10,7 @@ use crate::{metrics, Error};
 use kurz_schemas::{topics, Click, Event, Ts};
 use kurz_storage::cache::{offer_state, LinkCache};
 use kurz_storage::store::{ApplyError, Mutation, Position, StoreBatch};
-use kurz_storage::{EventLog, ReadStore};
+use kurz_storage::{EventLog, ReadStore, Record};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -110,56 +110,9 @@ impl Projector {
             };
             let next = last.offset + 1;
             let oldest = recs[0].timestamp;
-            let mut mutations = Vec::with_capacity(recs.len() * 2);
-            let mut traced: Option<tracing::Span> = None;
-            for rec in &recs {
-                let decoded = if topic == topics::CLICKS {
-                    Click::decode(&rec.payload).map(Decoded::Click)
-                } else {
-                    Event::decode(&rec.payload).map(Decoded::Event)
-                };
-                let decoded = match decoded {
-                    Ok(d) => d,
-                    Err(e) => {
-                        tracing::error!(event = "undecodable_record", topic, partition = p, offset = rec.offset, error = %e);
-                        m.undecodable.with_label_values(&[topic]).inc();
-                        continue;
-                    }
-                };
-                let input = match &decoded {
-                    Decoded::Event(event) => Input::Event { event, partition: p, offset: rec.offset },
-                    Decoded::Click(click) => Input::Click { click, partition: p, offset: rec.offset },
-                };
-                // A traced record gets a span, child of the decision that wrote it.
-                let span = match rec.header("traceparent").and_then(|v| std::str::from_utf8(v).ok()) {
-                    Some(tp) => {
-                        let span = tracing::info_span!("project", topic, partition = p, offset = rec.offset);
-                        kurz_telemetry::continue_trace(&span, Some(tp));
-                        span
-                    }
-                    None => tracing::Span::none(),
-                };
-                span.in_scope(|| {
-                    for (pr, pos) in mine.iter().zip(&positions) {
-                        if rec.offset >= *pos {
-                            pr.apply(input, &mut mutations);
-                        }
-                    }
-                });
-                if traced.is_none() && !span.is_none() {
-                    traced = Some(span);
-                }
-            }
+            let (mutations, traced) = project(&mine, &positions, topic, p, &recs);
             self.offer_to_cache(&mutations).await;
-            let batch = StoreBatch {
-                positions: mine
-                    .iter()
-                    .zip(&positions)
-                    .filter(|(_, pos)| **pos < next)
-                    .map(|(pr, pos)| Position { projection: pr.name().into(), topic: topic.into(), partition: p, from: *pos, to: next })
-                    .collect(),
-                mutations,
-            };
+            let batch = store_batch(&mine, &positions, topic, p, next, mutations);
             let apply_span = match &traced {
                 Some(parent) => tracing::info_span!(parent: parent, "apply_read_model", mutations = batch.mutations.len()),
                 None => tracing::Span::none(),
@@ -225,4 +178,79 @@ impl Projector {
 enum Decoded {
     Event(Event),
     Click(Click),
+}
+
+/// Maps a batch of one partition's records through the projections whose position the
+/// record has not passed. Returns the mutations, and the span of the first traced
+/// record (its trace continues into the store write).
+pub(crate) fn project(
+    mine: &[&dyn Projection],
+    positions: &[u64],
+    topic: &'static str,
+    p: u32,
+    recs: &[Record],
+) -> (Vec<Mutation>, Option<tracing::Span>) {
+    let m = metrics::get();
+    let mut mutations = Vec::with_capacity(recs.len() * 2);
+    let mut traced: Option<tracing::Span> = None;
+    for rec in recs {
+        let decoded = if topic == topics::CLICKS {
+            Click::decode(&rec.payload).map(Decoded::Click)
+        } else {
+            Event::decode(&rec.payload).map(Decoded::Event)
+        };
+        let decoded = match decoded {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(event = "undecodable_record", topic, partition = p, offset = rec.offset, error = %e);
+                m.undecodable.with_label_values(&[topic]).inc();
+                continue;
+            }
+        };
+        let input = match &decoded {
+            Decoded::Event(event) => Input::Event { event, partition: p, offset: rec.offset },
+            Decoded::Click(click) => Input::Click { click, partition: p, offset: rec.offset },
+        };
+        // A traced record gets a span, child of the decision that wrote it.
+        let span = match rec.header("traceparent").and_then(|v| std::str::from_utf8(v).ok()) {
+            Some(tp) => {
+                let span = tracing::info_span!("project", topic, partition = p, offset = rec.offset);
+                kurz_telemetry::continue_trace(&span, Some(tp));
+                span
+            }
+            None => tracing::Span::none(),
+        };
+        span.in_scope(|| {
+            for (pr, pos) in mine.iter().zip(positions) {
+                if rec.offset >= *pos {
+                    pr.apply(input, &mut mutations);
+                }
+            }
+        });
+        if traced.is_none() && !span.is_none() {
+            traced = Some(span);
+        }
+    }
+    (mutations, traced)
+}
+
+/// The store step of a mapped batch: its mutations, and each projection's position
+/// moved to `next` (projections already past it are left out).
+pub(crate) fn store_batch(
+    mine: &[&dyn Projection],
+    positions: &[u64],
+    topic: &str,
+    p: u32,
+    next: u64,
+    mutations: Vec<Mutation>,
+) -> StoreBatch {
+    StoreBatch {
+        positions: mine
+            .iter()
+            .zip(positions)
+            .filter(|(_, pos)| **pos < next)
+            .map(|(pr, pos)| Position { projection: pr.name().into(), topic: topic.into(), partition: p, from: *pos, to: next })
+            .collect(),
+        mutations,
+    }
 }

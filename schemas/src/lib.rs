@@ -7,6 +7,7 @@
 
 pub mod click;
 pub mod command;
+pub mod control;
 pub mod event;
 pub mod ids;
 pub mod model;
@@ -15,6 +16,7 @@ pub mod values;
 
 pub use click::{Agent, Click, ClickEnvelope, ClickV1, Device, Utm};
 pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, UserRow};
+pub use control::ControlEvent;
 pub use event::{Answer, DecodeError, Event, EventBody, EventEnvelope};
 pub use ids::{Id, IdError, IdGen, MAX_JSON_ID};
 pub use model::{HistoryEvent, Link, User};
@@ -26,6 +28,8 @@ pub mod topics {
     pub const COMMANDS: &str = "kurz.commands.v1";
     pub const EVENTS: &str = "kurz.events.v1";
     pub const CLICKS: &str = "kurz.clicks.v1";
+    /// One partition: replay and generation switches (see [`crate::control`]).
+    pub const CONTROL: &str = "kurz.control.v1";
 }
 
 /// The aggregate key every user command is routed by. User volume is low and e-mail

@@ -99,3 +99,17 @@ fn invalid_values_inside_records_are_rejected_at_decode() {
     let too_big_id = br#"{"v":1,"link_id":9007199254740993,"code":"abc","at":0}"#;
     assert!(Click::decode(too_big_id).is_err());
 }
+
+#[test]
+fn control_fixtures_decode_and_name_the_serving_generation() {
+    use kurz_schemas::ControlEvent;
+    let mut serving = Vec::new();
+    for (_, path) in fixtures("control") {
+        let c = ControlEvent::decode(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(ControlEvent::decode(&c.encode()).unwrap(), c);
+        serving.push(c.serving());
+    }
+    assert_eq!(serving, vec![Some(3), None], "generation-switched.json, then replay-started.json");
+    assert!(ControlEvent::decode(br#"{"v":9,"kind":"generation_switched","generation":1,"previous":0,"at":0}"#).is_err());
+    assert!(ControlEvent::decode(br#"{"v":1,"kind":"shrug"}"#).is_err());
+}

@@ -54,14 +54,19 @@ pub fn open_log(url: &str, data_dir: &Path) -> Result<Arc<dyn EventLog>, Storage
 
 /// Opens the read store named by `url`: `embedded` keeps it in `<data_dir>/store.redb`.
 pub fn open_store(url: &str, data_dir: &Path) -> Result<Arc<dyn ReadStore>, StorageError> {
+    open_store_generation(url, data_dir, 0)
+}
+
+/// Opens generation `n` of the read store named by `url` (see [`store::generations`]).
+pub fn open_store_generation(url: &str, data_dir: &Path, n: u64) -> Result<Arc<dyn ReadStore>, StorageError> {
     let (scheme, rest) = split_url(url);
     let inner: Arc<dyn ReadStore> = match scheme {
         "embedded" | "redb" | "file" => {
             let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
-            Arc::new(store::embedded::RedbStore::open(&dir.join("store.redb"))?)
+            Arc::new(store::embedded::RedbStore::open(&store::generations::embedded_file(&dir, n))?)
         }
         // scylla://host:port[,host:port]/keyspace?consistency=…: see store::scylla.
-        "scylla" => Arc::new(store::scylla::ScyllaStore::open(url)?),
+        "scylla" => Arc::new(store::scylla::ScyllaStore::open(&store::generations::generation_url(url, n))?),
         other => return Err(StorageError::UnsupportedBackend { port: "store", scheme: other.to_string() }),
     };
     Ok(Arc::new(store::Instrumented::new(inner)))

@@ -37,7 +37,12 @@ impl Drop for Guard {
 /// Installs the global subscriber. `filter` is an `EnvFilter` directive (`info`, …).
 pub fn init(filter: &str, service: &'static str) -> Guard {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = json::JsonLayer::new(service).with_filter(filter);
+    // One global filter, not a per-layer one. With the `EnvFilter` as a per-layer filter,
+    // a process on Kafka whose consumers polled all the time (the control-topic follower)
+    // silently lost later events, `listening` among them (`kurz/tests/click_spool.rs`
+    // against tansu); as a global filter it loses none. So the filter also bounds which
+    // spans reach the trace exporter.
+    let logs = json::JsonLayer::new(service);
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
     let provider = endpoint.and_then(|e| match tracer_provider(&e, service) {
         Ok(p) => Some(p),
@@ -50,7 +55,7 @@ pub fn init(filter: &str, service: &'static str) -> Guard {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         tracing_opentelemetry::layer().with_tracer(p.tracer("kurz")).with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
-    let _ = tracing_subscriber::registry().with(logs).with(otel).try_init();
+    let _ = tracing_subscriber::registry().with(filter).with(logs).with(otel).try_init();
     Guard { provider }
 }
 

@@ -6,6 +6,7 @@
 //! so a replayed or redelivered batch can never be applied twice.
 
 pub mod embedded;
+pub mod generations;
 pub mod scylla;
 
 use crate::{metrics, StorageError};

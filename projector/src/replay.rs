@@ -1,0 +1,142 @@
+//! Replay: applies the log from offset zero to another store (a new generation, see
+//! `kurz_storage::store::generations`), every partition at once, with the same mapping
+//! as the live projector ([`crate::runtime::project`]). Progress is the target store's
+//! own positions, committed with each batch: a replay that is killed resumes where its
+//! last batch landed, and the position guard keeps every record applied exactly once,
+//! so the result equals an uninterrupted replay.
+
+use crate::projections::{self, Projection};
+use crate::runtime::{project, store_batch};
+use crate::Error;
+use kurz_schemas::topics;
+use kurz_storage::store::ApplyError;
+use kurz_storage::{EventLog, ReadStore};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Records per batch: large, since nobody waits on a replay's individual records.
+const BATCH: usize = 8192;
+
+/// How far a replay is, for progress bars: records applied and records to apply.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub done: AtomicU64,
+    pub total: AtomicU64,
+}
+
+impl Progress {
+    pub fn get(&self) -> (u64, u64) {
+        (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed))
+    }
+}
+
+pub struct Replay {
+    log: Arc<dyn EventLog>,
+    target: Arc<dyn ReadStore>,
+    projections: Arc<Vec<Box<dyn Projection>>>,
+}
+
+impl Replay {
+    /// A replay of the named projections (`all`, or none named: every one) into `target`.
+    pub fn new(log: Arc<dyn EventLog>, target: Arc<dyn ReadStore>, names: &[String]) -> Result<Replay, Error> {
+        let every = projections::all();
+        let known: Vec<&str> = every.iter().map(|p| p.name()).collect();
+        if let Some(bad) = names.iter().find(|n| *n != "all" && !known.contains(&n.as_str())) {
+            return Err(Error::UnknownProjection { name: bad.clone(), known: known.join(", ") });
+        }
+        let all = names.is_empty() || names.iter().any(|n| n == "all");
+        let chosen = every.into_iter().filter(|p| all || names.iter().any(|n| n == p.name())).collect();
+        Ok(Replay { log, target, projections: Arc::new(chosen) })
+    }
+
+    fn topics(&self) -> Vec<&'static str> {
+        [topics::EVENTS, topics::CLICKS].into_iter().filter(|t| self.projections.iter().any(|p| p.topic() == *t)).collect()
+    }
+
+    /// Applies everything up to the log's end, every partition at once, and returns once
+    /// a pass over all partitions found nothing left (caught up).
+    pub async fn catch_up(&self, progress: &Arc<Progress>) -> Result<(), Error> {
+        loop {
+            let mut tasks = tokio::task::JoinSet::new();
+            for topic in self.topics() {
+                for p in 0..self.log.partitions(topic).await? {
+                    let (log, target, projections, progress) =
+                        (self.log.clone(), self.target.clone(), self.projections.clone(), progress.clone());
+                    tasks.spawn(async move { partition(&*log, &*target, &projections, topic, p, &progress).await });
+                }
+            }
+            let mut applied = 0;
+            while let Some(r) = tasks.join_next().await {
+                applied += r.map_err(|e| Error::Replay(e.to_string()))??;
+            }
+            if applied == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Keeps applying what the log gets until `stop` (after a switch, so the new
+    /// generation stays current while every process moves to it).
+    pub async fn follow_until(&self, progress: &Arc<Progress>, stop: CancellationToken) -> Result<(), Error> {
+        while !stop.is_cancelled() {
+            self.catch_up(progress).await?;
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies one partition up to its end offset as read now; returns how many records.
+async fn partition(
+    log: &dyn EventLog,
+    target: &dyn ReadStore,
+    projections: &[Box<dyn Projection>],
+    topic: &'static str,
+    p: u32,
+    progress: &Progress,
+) -> Result<u64, Error> {
+    let mine: Vec<&dyn Projection> = projections.iter().filter(|pr| pr.topic() == topic).map(|b| &**b).collect();
+    let load = || async {
+        let mut out = Vec::with_capacity(mine.len());
+        for pr in &mine {
+            out.push(target.position(pr.name(), topic, p).await?);
+        }
+        Ok::<_, Error>(out)
+    };
+    let mut positions = load().await?;
+    let end = log.end_offset(topic, p).await?;
+    let start = positions.iter().copied().min().unwrap_or(end);
+    if start >= end {
+        return Ok(0);
+    }
+    // The first pass counts the log; later passes what it got while the replay ran.
+    progress.total.fetch_add(end - start, Ordering::Relaxed);
+    let mut applied = 0;
+    loop {
+        let from = positions.iter().copied().min().unwrap_or(end);
+        if from >= end {
+            return Ok(applied);
+        }
+        let recs = log.read(topic, p, from, BATCH.min((end - from) as usize)).await?;
+        let Some(last) = recs.last() else { return Ok(applied) };
+        let next = last.offset + 1;
+        let (mutations, _) = project(&mine, &positions, topic, p, &recs);
+        match target.apply(store_batch(&mine, &positions, topic, p, next, mutations)).await {
+            Ok(()) => {
+                for pos in positions.iter_mut() {
+                    *pos = (*pos).max(next);
+                }
+                applied += recs.len() as u64;
+                progress.done.fetch_add(recs.len() as u64, Ordering::Relaxed);
+            }
+            // Someone else (a live projector after the switch) got there first.
+            Err(ApplyError::PositionMismatch { .. }) => positions = load().await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
