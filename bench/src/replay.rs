@@ -48,6 +48,17 @@ async fn read_all(log: &dyn EventLog) -> u64 {
     n
 }
 
+async fn open_when_free(dir: &std::path::Path) -> Arc<dyn EventLog> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match kurz_storage::open_log("embedded", dir) {
+            Ok(log) => return log,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Err(e) => panic!("the log stayed locked: {e}"),
+        }
+    }
+}
+
 pub async fn run(a: Args) -> Value {
     use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
@@ -56,7 +67,9 @@ pub async fn run(a: Args) -> Value {
     let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kurz/tests/fixtures/seed-data");
     kurz::import::run(seed, None, None, 5000, cfg()).await.expect("seed import");
     {
-        let log = kurz_storage::open_log("embedded", dir.path()).unwrap();
+        // The import's process let go of the log a moment ago; its tasks may still be
+        // finishing on the runtime.
+        let log = open_when_free(dir.path()).await;
         let mut rng = Rng(7);
         let mut left = a.clicks;
         while left > 0 {

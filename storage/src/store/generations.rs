@@ -99,8 +99,15 @@ impl Generations {
         let (url, dir) = (url.to_string(), data_dir.to_path_buf());
         let opener = move |n: u64| crate::open_store_generation(&url, &dir, n);
         let gens = Generations::with_opener(Box::new(opener), serving_generation(&*log).await?)?;
-        let follower = Arc::downgrade(&gens);
-        tokio::spawn(follow(follower, log));
+        // Ends as soon as the generations are dropped (their `switched` sender with
+        // them), so the log is not held open after the process let it go.
+        let (weak, mut closed) = (Arc::downgrade(&gens), gens.subscribe());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = follow(weak, log) => {}
+                _ = async { while closed.changed().await.is_ok() {} } => {}
+            }
+        });
         Ok(gens)
     }
 
