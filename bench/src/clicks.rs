@@ -190,6 +190,12 @@ impl ReadStore for Redelivering {
     async fn ping(&self) -> Result<(), StorageError> {
         self.inner.ping().await
     }
+    async fn parked(&self) -> Result<Vec<kurz_storage::store::ParkedRecord>, StorageError> {
+        self.inner.parked().await
+    }
+    async fn attempt(&self, topic: &str, partition: u32) -> Result<Option<kurz_storage::store::Attempt>, StorageError> {
+        self.inner.attempt(topic, partition).await
+    }
 }
 
 /// Clicks the store has projected so far: the sum of the clicks projection's positions.

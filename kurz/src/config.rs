@@ -93,6 +93,26 @@ pub struct Config {
     #[arg(long, env = "KURZ_GEOIP_DB")]
     pub geoip_db: Option<PathBuf>,
 
+    /// Watchdog: how long a partition's position may stand still while records wait
+    /// before it is reported as stalled and re-driven (ms).
+    #[arg(long, env = "KURZ_WATCHDOG_STALL_MS", default_value_t = 15_000)]
+    pub watchdog_stall_ms: u64,
+
+    /// Watchdog: how long a command may go without an outcome before it is appended
+    /// again (ms).
+    #[arg(long, env = "KURZ_WATCHDOG_COMMAND_DEADLINE_MS", default_value_t = 30_000)]
+    pub watchdog_command_deadline_ms: u64,
+
+    /// Watchdog: delay before a parked record's first re-drive (ms); it doubles with
+    /// every failed delivery, up to 5 minutes.
+    #[arg(long, env = "KURZ_WATCHDOG_BACKOFF_MS", default_value_t = 1_000)]
+    pub watchdog_backoff_ms: u64,
+
+    /// Deliveries of a record before it goes to the dead-letter topic
+    /// (kurz.deadletter.v1); a process that dies on it counts one.
+    #[arg(long, env = "KURZ_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kurz=debug,info`.
     #[arg(long, env = "KURZ_LOG", default_value = "info")]
     pub log: String,

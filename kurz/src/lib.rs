@@ -1,9 +1,10 @@
 //! The `kurz` binary's library: configuration, and the assembly of the roles into
 //! processes. `kurz serve` runs every role in one process; `kurz command-api`,
-//! `kurz projector` and `kurz query-edge` run one role each.
+//! `kurz projector`, `kurz query-edge` and `kurz watchdog` run one role each.
 
 pub mod config;
 pub mod import;
+pub mod parked;
 pub mod replay;
 pub mod secrets;
 pub mod status;
@@ -13,6 +14,7 @@ pub mod telemetry;
 pub use config::Config;
 
 use kurz_command_api::{CommandApi, Settings};
+use kurz_projector::watchdog::{self, Watchdog};
 use kurz_projector::Projector;
 use kurz_query_edge::QueryEdge;
 use kurz_storage::store::generations::Generations;
@@ -110,7 +112,7 @@ impl App {
         let settings = settings(&cfg)?;
         let admin_auth = Arc::new(kurz_command_api::auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()));
         let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings).await?;
-        let projector = Projector::new(ports.log.clone(), ports.store.clone(), Some(ports.cache.clone()));
+        let projector = parked::projector(&ports, &cfg);
         let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?;
         Ok(App { cfg, ports, command_api, projector, edge, replayer: Arc::default(), admin_auth })
     }
@@ -123,7 +125,11 @@ impl App {
     pub fn router(&self) -> axum::Router {
         let mut routes = self.command_api.routes();
         routes.extend(self.edge.routes());
-        let admin = replay::admin_routes(self.ports.clone(), self.replayer.clone(), self.admin_auth.clone());
+        let admin = replay::admin_routes(self.ports.clone(), self.replayer.clone(), self.admin_auth.clone()).merge(parked::admin_routes(
+            self.projector.clone(),
+            self.ports.store.clone(),
+            self.admin_auth.clone(),
+        ));
         kurz_web::finish(kurz_web::assemble(routes).merge(admin).merge(kurz_web::health::routes(health_checks(&self.ports))))
     }
 
@@ -147,6 +153,8 @@ impl App {
             tasks.spawn(async move {
                 let _ = d.run_until_stopped(w).await;
             });
+            let dog = Watchdog::new(self.projector.clone(), watchdog_settings(&self.cfg));
+            tasks.spawn(dog.run_until_stopped(workers.clone()));
         }
         let caught_up = self.projector.wait_caught_up(Duration::from_secs(300)).await?;
         if !caught_up {
@@ -205,10 +213,39 @@ pub async fn run_command_api(cfg: Config, listener: tokio::net::TcpListener, sto
 /// `kurz projector`: the projections, with health and metrics on the HTTP address.
 pub async fn run_projector(cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
     let ports = Ports::open(&cfg).await?;
-    let projector = Projector::new(ports.log.clone(), ports.store.clone(), None);
+    let projector = Projector::new(ports.log.clone(), ports.store.clone(), None).max_attempts(cfg.max_attempts);
     let workers = CancellationToken::new();
     let task = tokio::spawn(projector.run_until_stopped(workers.clone()));
     let router = kurz_web::finish(kurz_web::health::routes(health_checks(&ports)));
+    tracing::info!(event = "listening", addr = %listener.local_addr()?);
+    serve_with_drain(listener, router, stop, Duration::from_millis(cfg.drain_timeout_ms)).await?;
+    workers.cancel();
+    let _ = task.await;
+    Ok(())
+}
+
+/// The watchdog's settings from the configuration.
+pub fn watchdog_settings(cfg: &Config) -> watchdog::Settings {
+    watchdog::Settings {
+        stall_after: Duration::from_millis(cfg.watchdog_stall_ms),
+        command_deadline: Duration::from_millis(cfg.watchdog_command_deadline_ms),
+        backoff: Duration::from_millis(cfg.watchdog_backoff_ms),
+        ..Default::default()
+    }
+}
+
+/// `kurz watchdog`: finds stuck work and re-drives it (see
+/// `kurz_projector::watchdog`); health, metrics and the parked-record admin routes on
+/// the HTTP address.
+pub async fn run_watchdog(cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+    let ports = Ports::open(&cfg).await?;
+    let settings = settings(&cfg)?;
+    let auth = Arc::new(kurz_command_api::auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()));
+    let projector = parked::projector(&ports, &cfg);
+    let workers = CancellationToken::new();
+    let task = tokio::spawn(Watchdog::new(projector.clone(), watchdog_settings(&cfg)).run_until_stopped(workers.clone()));
+    let router =
+        kurz_web::finish(parked::admin_routes(projector, ports.store.clone(), auth).merge(kurz_web::health::routes(health_checks(&ports))));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
     serve_with_drain(listener, router, stop, Duration::from_millis(cfg.drain_timeout_ms)).await?;
     workers.cancel();

@@ -27,6 +27,12 @@ enum Role {
     Projector(Config),
     /// Redirects and the read API.
     QueryEdge(Config),
+    /// Finds stuck work and re-drives it: parked records, stalled partitions, commands
+    /// without an outcome.
+    Watchdog(Config),
+    /// Lists, re-drives or skips parked records (poison records and those waiting
+    /// behind them).
+    Parked(ParkedArgs),
     /// A terminal summary of running processes, from their /metrics.
     Status(StatusArgs),
     /// Prints a public topic's records (`clicks` or `events`) as JSON lines.
@@ -61,6 +67,51 @@ struct ReplayArgs {
     json: bool,
     #[command(flatten)]
     config: Config,
+}
+
+#[derive(clap::Args)]
+struct ParkedArgs {
+    #[command(subcommand)]
+    action: ParkedAction,
+    /// A running kurz to act on (its admin API), e.g. http://127.0.0.1:8080. Needed for
+    /// a running embedded kurz; unset: this process opens the configured storage.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// Bearer token for --url (the admin token, in token mode).
+    #[arg(long, global = true, env = "KURZ_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum ParkedAction {
+    /// Every parked record, by topic, partition, key and offset.
+    List,
+    /// Delivers parked records now, key by key in offset order, whether due or not.
+    Redrive {
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        partition: Option<u32>,
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Sends one parked record to the dead-letter topic without delivering it, then
+    /// re-drives the rest of its key.
+    Skip {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: u32,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        offset: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -149,6 +200,27 @@ fn main() -> std::process::ExitCode {
                 Ok::<_, kurz::Error>(())
             });
         }
+        Some(Role::Parked(a)) => {
+            return tool("parked", multi_thread(), async {
+                use kurz::parked::Action;
+                let action = match a.action {
+                    ParkedAction::List => Action::List,
+                    ParkedAction::Redrive { topic, partition, key } => {
+                        Action::Redrive(kurz_projector::watchdog::parked::Selector { topic, partition, key })
+                    }
+                    ParkedAction::Skip { topic, partition, key, offset } => {
+                        Action::Skip(kurz_storage::store::ParkedId { topic, partition, key, offset })
+                    }
+                };
+                let report = kurz::parked::cli(action, a.url, a.token, a.config).await?;
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    print!("{}", report.render());
+                }
+                Ok::<_, kurz::Error>(())
+            });
+        }
         Some(Role::Replay(a)) => {
             let mut differences = 0;
             let code = tool("replay", multi_thread(), async {
@@ -173,7 +245,10 @@ fn main() -> std::process::ExitCode {
         Some(Role::CommandApi(c)) => ("command-api", c),
         Some(Role::Projector(c)) => ("projector", c),
         Some(Role::QueryEdge(c)) => ("query-edge", c),
-        Some(Role::Status(_)) | Some(Role::Tail(_)) | Some(Role::Import(_)) | Some(Role::Replay(_)) => unreachable!("handled above"),
+        Some(Role::Watchdog(c)) => ("watchdog", c),
+        Some(Role::Status(_)) | Some(Role::Tail(_)) | Some(Role::Import(_)) | Some(Role::Replay(_)) | Some(Role::Parked(_)) => {
+            unreachable!("handled above")
+        }
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async move {
@@ -183,6 +258,7 @@ fn main() -> std::process::ExitCode {
                 "command-api" => "command-api",
                 "projector" => "projector",
                 "query-edge" => "query-edge",
+                "watchdog" => "watchdog",
                 _ => "kurz",
             },
         );
@@ -192,6 +268,7 @@ fn main() -> std::process::ExitCode {
             "command-api" => kurz::run_command_api(cfg, listener, stop).await,
             "projector" => kurz::run_projector(cfg, listener, stop).await,
             "query-edge" => kurz::run_query_edge(cfg, listener, stop).await,
+            "watchdog" => kurz::run_watchdog(cfg, listener, stop).await,
             _ => kurz::App::build(cfg).await?.run_until_stopped(listener, stop).await,
         }
     });

@@ -257,35 +257,6 @@ pub fn admin_routes(ports: Ports, replayer: Arc<Replayer>, auth: Arc<kurz_comman
     axum::Router::new().route("/admin/replay", axum::routing::post(start).get(status)).with_state(St { ports, replayer, auth })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn started(g: u64) -> ControlEvent {
-        ControlEvent::ReplayStarted { generation: g, projections: vec!["all".into()], at: Ts(0) }
-    }
-    fn switched(g: u64, p: u64) -> ControlEvent {
-        ControlEvent::GenerationSwitched { generation: g, previous: p, at: Ts(0) }
-    }
-
-    #[test]
-    fn an_unfinished_replay_is_resumed_and_a_new_one_never_reuses_a_number() {
-        assert_eq!(pick_generation(&[], 0), (1, false));
-        assert_eq!(pick_generation(&[started(1)], 0), (1, true), "killed before its switch: resumed");
-        assert_eq!(pick_generation(&[started(1), switched(1, 0)], 1), (2, false));
-        // An abandoned generation (another replay finished after it) is never reused:
-        // its store may hold part of a replay.
-        assert_eq!(pick_generation(&[started(1), started(2), switched(2, 0)], 2), (3, false));
-        assert_eq!(pick_generation(&[started(3), switched(3, 0), started(4)], 3), (4, true));
-    }
-
-    #[test]
-    fn the_progress_line_shows_share_rate_and_eta() {
-        let l = progress_line(500, 1000, Duration::from_secs(1));
-        assert!(l.starts_with("[###############---------------]  50% 500/1000 records, 500/s, ETA 1s"), "{l}");
-        assert!(progress_line(0, 0, Duration::ZERO).contains("ETA -"));
-    }
-}
 
 /// `kurz replay`: in this process on the configured storage, or through a running
 /// kurz's admin API with `url`. Draws progress on stderr; returns the report.
@@ -380,5 +351,35 @@ impl ReplayReport {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(g: u64) -> ControlEvent {
+        ControlEvent::ReplayStarted { generation: g, projections: vec!["all".into()], at: Ts(0) }
+    }
+    fn switched(g: u64, p: u64) -> ControlEvent {
+        ControlEvent::GenerationSwitched { generation: g, previous: p, at: Ts(0) }
+    }
+
+    #[test]
+    fn an_unfinished_replay_is_resumed_and_a_new_one_never_reuses_a_number() {
+        assert_eq!(pick_generation(&[], 0), (1, false));
+        assert_eq!(pick_generation(&[started(1)], 0), (1, true), "killed before its switch: resumed");
+        assert_eq!(pick_generation(&[started(1), switched(1, 0)], 1), (2, false));
+        // An abandoned generation (another replay finished after it) is never reused:
+        // its store may hold part of a replay.
+        assert_eq!(pick_generation(&[started(1), started(2), switched(2, 0)], 2), (3, false));
+        assert_eq!(pick_generation(&[started(3), switched(3, 0), started(4)], 3), (4, true));
+    }
+
+    #[test]
+    fn the_progress_line_shows_share_rate_and_eta() {
+        let l = progress_line(500, 1000, Duration::from_secs(1));
+        assert!(l.starts_with("[###############---------------]  50% 500/1000 records, 500/s, ETA 1s"), "{l}");
+        assert!(progress_line(0, 0, Duration::ZERO).contains("ETA -"));
     }
 }

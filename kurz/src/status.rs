@@ -112,6 +112,16 @@ pub fn render(url: &str, before: &[Sample], after: &[Sample], interval: Duration
 
     let parked = sum(after, "kurz_parked_records", |_| true);
     o += &format!("\nparked records: {parked:.0}\n");
+    if after.iter().any(|s| s.name.starts_with("kurz_watchdog_")) {
+        o += "\nwatchdog\n";
+        o += &format!("  stalled partitions        {:>8.0}\n", sum(after, "kurz_watchdog_stalled_partitions", |_| true));
+        o += &format!("  commands without outcome  {:>8.0}\n", sum(after, "kurz_watchdog_commands_without_outcome", |_| true));
+        o += &format!("  dead-lettered (total)     {:>8.0}\n", sum(after, "kurz_dead_letters_total", |_| true));
+        for kind in ["parked", "partition", "command"] {
+            let r = rate("kurz_watchdog_redriven_total", &|l| l.get("kind").is_some_and(|k| k == kind));
+            o += &format!("  re-driven {kind:<15} {r:>8.1}/s\n");
+        }
+    }
 
     o += "\ntop errors (since start)\n";
     let mut errors: Vec<(String, f64)> = Vec::new();
@@ -134,6 +144,8 @@ pub fn render(url: &str, before: &[Sample], after: &[Sample], interval: Duration
                 format!("undecodable records on {}", s.labels.get("topic").map(String::as_str).unwrap_or(""))
             }
             "kurz_clicks_total" if s.labels.get("result").is_some_and(|r| r != "appended") => format!("clicks {}", s.labels["result"]),
+            "kurz_dead_letters_total" => format!("dead-lettered records of {}", s.labels.get("topic").map(String::as_str).unwrap_or("")),
+            "kurz_watchdog_stalls_total" => format!("stalled partitions of {}", s.labels.get("topic").map(String::as_str).unwrap_or("")),
             "kurz_commands_submitted_total" if s.labels.get("outcome").is_some_and(|r| r == "timeout" || r == "log_unavailable") => {
                 format!("commands {}", s.labels["outcome"])
             }
@@ -211,5 +223,22 @@ mod tests {
         assert!(out.contains("http 5xx                   3.0"), "{out}");
         assert!(out.contains("kurz.events.v1         2        40 records     1.500 s"), "{out}");
         assert!(out.contains("7  http POST /urls -> 503"), "{out}");
+        assert!(!out.contains("watchdog"), "no watchdog section without a watchdog: {out}");
+    }
+
+    #[test]
+    fn renders_the_watchdog_section() {
+        let before = parse("kurz_watchdog_redriven_total{kind=\"partition\"} 1\n");
+        let after = parse(
+            "kurz_watchdog_redriven_total{kind=\"partition\"} 5\nkurz_watchdog_stalled_partitions{topic=\"kurz.events.v1\"} 2\n\
+             kurz_watchdog_commands_without_outcome 3\nkurz_dead_letters_total{topic=\"kurz.events.v1\"} 4\n\
+             kurz_parked_records{topic=\"kurz.events.v1\"} 6\n",
+        );
+        let out = render("http://x", &before, &after, Duration::from_secs(2));
+        assert!(out.contains("parked records: 6"), "{out}");
+        assert!(out.contains("stalled partitions               2"), "{out}");
+        assert!(out.contains("commands without outcome         3"), "{out}");
+        assert!(out.contains("re-driven partition            2.0/s"), "{out}");
+        assert!(out.contains("4  dead-lettered records of kurz.events.v1"), "{out}");
     }
 }

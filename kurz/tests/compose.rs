@@ -10,10 +10,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const ROLES: [&str; 3] = ["command-api", "projector", "query-edge"];
+const ROLES: [&str; 4] = ["command-api", "projector", "query-edge", "watchdog"];
 const BACKENDS: [&str; 3] = ["kafka", "scylla", "redis"];
-const SERVICES: [&str; 10] =
-    ["command-api", "projector", "query-edge", "kafka", "scylla", "redis", "prometheus", "grafana", "otel-collector", "nginx"];
+const SERVICES: [&str; 11] =
+    ["command-api", "projector", "query-edge", "watchdog", "kafka", "scylla", "redis", "prometheus", "grafana", "otel-collector", "nginx"];
 
 const SECRET: &str = "test-secret-value";
 const ADMIN_TOKEN: &str = "test-admin-token-value";
@@ -371,6 +371,9 @@ fn observability_configs_cover_the_roles() {
         "kurz_projector_lag_records",
         "kurz_projector_lag_seconds",
         "kurz_cache_lookups_total",
+        "kurz_parked_records",
+        "kurz_watchdog_stalled_partitions",
+        "kurz_dead_letters_total",
     ] {
         assert!(exprs.iter().any(|e| e.contains(metric)), "the dashboard has no panel on {metric}");
     }

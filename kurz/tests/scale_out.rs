@@ -596,7 +596,7 @@ async fn kill_9_of_each_role_loses_no_acknowledged_create() {
                 let topic = match role {
                     Role::CommandApi => Some("kurz.commands.v1"),
                     Role::Projector => Some("kurz.events.v1"),
-                    Role::QueryEdge => None,
+                    Role::QueryEdge | Role::Watchdog => None,
                 };
                 let longest = topic.and_then(|t| s.longest_owner(role, t)).unwrap_or(0);
                 let i = if follower { 1 - longest } else { longest };

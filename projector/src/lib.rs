@@ -6,14 +6,17 @@
 //! reaches, in one atomic step. Replaying from offset zero, or applying a batch twice,
 //! therefore gives the same state.
 
+pub mod batch;
+pub mod deadletter;
 pub mod metrics;
 pub mod projections;
 pub mod replay;
 mod runtime;
 pub mod verify;
+pub mod watchdog;
 
 pub use projections::{Input, Projection};
-pub use runtime::Projector;
+pub use runtime::{Projector, MAX_ATTEMPTS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,4 +28,6 @@ pub enum Error {
     UnknownProjection { name: String, known: String },
     #[error("replay: {0}")]
     Replay(String),
+    #[error("{0} is not parked")]
+    NotParked(String),
 }

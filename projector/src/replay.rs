@@ -1,12 +1,12 @@
 //! Replay: applies the log from offset zero to another store (a new generation, see
 //! `kurz_storage::store::generations`), every partition at once, with the same mapping
-//! as the live projector ([`crate::runtime::project`]). Progress is the target store's
+//! as the live projector ([`crate::batch::project`]), poison records parked the same way. Progress is the target store's
 //! own positions, committed with each batch: a replay that is killed resumes where its
 //! last batch landed, and the position guard keeps every record applied exactly once,
 //! so the result equals an uninterrupted replay.
 
+use crate::batch::{project, store_batch, ParkedKeys};
 use crate::projections::{self, Projection};
-use crate::runtime::{project, store_batch};
 use crate::Error;
 use kurz_schemas::topics;
 use kurz_storage::store::ApplyError;
@@ -109,6 +109,11 @@ async fn partition(
         Ok::<_, Error>(out)
     };
     let mut positions = load().await?;
+    let parked_keys = || async {
+        let all = target.parked().await?;
+        Ok::<ParkedKeys, Error>(all.into_iter().filter(|r| r.topic == topic && r.partition == p).map(|r| r.key).collect())
+    };
+    let mut parked = parked_keys().await?;
     let end = log.end_offset(topic, p).await?;
     let start = positions.iter().copied().min().unwrap_or(end);
     if start >= end {
@@ -125,8 +130,8 @@ async fn partition(
         let recs = log.read(topic, p, from, BATCH.min((end - from) as usize)).await?;
         let Some(last) = recs.last() else { return Ok(applied) };
         let next = last.offset + 1;
-        let (mutations, _) = project(&mine, &positions, topic, p, &recs);
-        match target.apply(store_batch(&mine, &positions, topic, p, next, mutations)).await {
+        let mapped = project(&mine, &positions, topic, p, &recs, &mut parked);
+        match target.apply(store_batch(&mine, &positions, topic, p, next, mapped)).await {
             Ok(()) => {
                 for pos in positions.iter_mut() {
                     *pos = (*pos).max(next);
@@ -135,7 +140,10 @@ async fn partition(
                 progress.done.fetch_add(recs.len() as u64, Ordering::Relaxed);
             }
             // Someone else (a live projector after the switch) got there first.
-            Err(ApplyError::PositionMismatch { .. }) => positions = load().await?,
+            Err(ApplyError::PositionMismatch { .. }) => {
+                positions = load().await?;
+                parked = parked_keys().await?;
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -4,13 +4,24 @@
 //!
 //! Shutdown: the stop token is only watched while waiting for records, so a batch that
 //! was read is always applied, with its positions, before the task returns.
+//!
+//! Poison records are parked by key (`crate::batch`). A process that dies on a batch
+//! cannot park anything, so deliveries are also counted durably: each step that moves
+//! a partition's positions to `n` records "attempt 1 of the batch at `n`", and a task
+//! that takes the partition over while the positions still stand at `n` counts one
+//! more before it reads. From the second attempt on it goes *carefully*, one record
+//! per step through the span the failed batch could have covered, so the next death
+//! points at one record; when a record's count reaches `max_attempts` it goes to the
+//! dead-letter topic (`crate::deadletter`) and the partition moves on. Errors the task
+//! sees (a store that is down) are retried with backoff and count no attempt.
 
-use crate::projections::{self, Input, Projection};
-use crate::{metrics, Error};
-use kurz_schemas::{topics, Click, Event, Ts};
+use crate::batch::{project, store_batch, ParkedKeys};
+use crate::projections::{self, Projection};
+use crate::{deadletter, metrics, Error};
+use kurz_schemas::{topics, Ts};
 use kurz_storage::cache::{offer_state, LinkCache};
-use kurz_storage::store::{ApplyError, Mutation, Position, StoreBatch};
-use kurz_storage::{EventLog, ReadStore, Record};
+use kurz_storage::store::{ApplyError, Attempt, Mutation, StoreBatch};
+use kurz_storage::{EventLog, ReadStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -23,18 +34,58 @@ const BATCH: usize = 1024;
 /// `bench/results/clicks.md`).
 const CLICK_BATCH: usize = 8192;
 
+/// Deliveries of one record before it goes to the dead-letter topic.
+pub const MAX_ATTEMPTS: u32 = 5;
+
 #[derive(Clone)]
 pub struct Projector {
     log: Arc<dyn EventLog>,
     store: Arc<dyn ReadStore>,
     cache: Option<Arc<dyn LinkCache>>,
     projections: Arc<Vec<Box<dyn Projection>>>,
+    max_attempts: u32,
 }
 
 impl Projector {
     /// `cache`: the hot cache to keep in step with the store, if this process has one.
     pub fn new(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, cache: Option<Arc<dyn LinkCache>>) -> Projector {
-        Projector { log, store, cache, projections: Arc::new(projections::all()) }
+        Projector::with_projections(log, store, cache, projections::all())
+    }
+
+    /// A projector of other projections than kurz's own (tests of the runtime).
+    pub fn with_projections(
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn ReadStore>,
+        cache: Option<Arc<dyn LinkCache>>,
+        projections: Vec<Box<dyn Projection>>,
+    ) -> Projector {
+        Projector { log, store, cache, projections: Arc::new(projections), max_attempts: MAX_ATTEMPTS }
+    }
+
+    /// Deliveries of one record before it is dead-lettered (at least 2).
+    pub fn max_attempts(mut self, n: u32) -> Projector {
+        self.max_attempts = n.max(2);
+        self
+    }
+
+    pub fn projections(&self) -> &[Box<dyn Projection>] {
+        &self.projections
+    }
+
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    pub fn store(&self) -> &Arc<dyn ReadStore> {
+        &self.store
+    }
+
+    pub fn attempts_limit(&self) -> u32 {
+        self.max_attempts
+    }
+
+    fn mine(&self, topic: &str) -> Vec<&dyn Projection> {
+        self.projections.iter().filter(|pr| pr.topic() == topic).map(|b| &**b).collect()
     }
 
     fn topics(&self) -> Vec<&'static str> {
@@ -66,8 +117,11 @@ impl Projector {
 
     async fn supervise(&self, topic: &'static str, p: u32, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(50);
+        let mut takeover = true;
         while !stop.is_cancelled() {
-            match self.run_partition(topic, p, &stop).await {
+            let r = self.run_partition(topic, p, &stop, takeover, None).await;
+            takeover = false;
+            match r {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::error!(event = "projection_failed", topic, partition = p, error = %e, "retrying");
@@ -90,29 +144,106 @@ impl Projector {
         Ok(out)
     }
 
-    async fn run_partition(&self, topic: &'static str, p: u32, stop: &CancellationToken) -> Result<(), Error> {
-        let mine: Vec<&dyn Projection> = self.projections.iter().filter(|pr| pr.topic() == topic).map(|b| &**b).collect();
+    /// Applies partition `p` of `topic` once (the watchdog re-driving a stalled
+    /// partition): from its stored positions up to `until`, then returns. Counts as a
+    /// takeover: the delivery count goes up if the positions stand where it was set.
+    pub async fn drive(&self, topic: &'static str, p: u32, until: u64, stop: &CancellationToken) -> Result<(), Error> {
+        self.run_partition(topic, p, stop, true, Some(until)).await
+    }
+
+    /// The keys of `topic`/`p` with parked records.
+    async fn parked_keys(&self, topic: &str, p: u32) -> Result<ParkedKeys, Error> {
+        Ok(self.store.parked().await?.into_iter().filter(|r| r.topic == topic && r.partition == p).map(|r| r.key).collect())
+    }
+
+    /// The delivery count of the batch at `from`: one more than stored when taking the
+    /// partition over (written before reading), as stored otherwise.
+    async fn count_attempt(&self, topic: &str, p: u32, from: u64, takeover: bool) -> Result<u32, Error> {
+        let stored = self.store.attempt(topic, p).await?.filter(|a| a.offset == from).map(|a| a.attempt).unwrap_or(0);
+        if !takeover {
+            return Ok(stored.max(1));
+        }
+        let attempt = stored + 1;
+        let mark = Mutation::Attempt { topic: topic.into(), partition: p, attempt: Attempt { offset: from, attempt } };
+        self.store.apply(StoreBatch { mutations: vec![mark], ..Default::default() }).await?;
+        if attempt > 1 {
+            tracing::warn!(event = "partition_redelivered", topic, partition = p, offset = from, attempt, "going one record at a time");
+            metrics::get().redeliveries.with_label_values(&[topic]).inc();
+        }
+        Ok(attempt)
+    }
+
+    /// Moves every projection of `topic`/`p` past the record at `from` (positions all
+    /// at `from`) after sending it to the dead-letter topic.
+    async fn dead_letter_at(
+        &self,
+        mine: &[&dyn Projection],
+        positions: &[u64],
+        topic: &str,
+        p: u32,
+        from: u64,
+        attempts: u32,
+    ) -> Result<(), Error> {
+        if let Some(rec) = self.log.read(topic, p, from, 1).await?.into_iter().find(|r| r.offset == from) {
+            let reason = format!("the projector stopped {attempts} times while applying it");
+            deadletter::send(&*self.log, topic, &rec, &reason, attempts).await?;
+        }
+        let mapped = crate::batch::Mapped { mutations: Vec::new(), parks: Vec::new(), traced: None };
+        self.store.apply(store_batch(mine, positions, topic, p, from + 1, mapped)).await?;
+        Ok(())
+    }
+
+    async fn run_partition(
+        &self,
+        topic: &'static str,
+        p: u32,
+        stop: &CancellationToken,
+        takeover: bool,
+        until: Option<u64>,
+    ) -> Result<(), Error> {
+        let mine = self.mine(topic);
         let mut positions = self.positions(&mine, topic, p).await?;
+        let mut parked = self.parked_keys(topic, p).await?;
         let m = metrics::get();
         let plabel = p.to_string();
+        let max = if topic == topics::CLICKS { CLICK_BATCH } else { BATCH };
+        // Delivery counting: see the module doc.
+        let start = positions.iter().copied().min().unwrap_or(0);
+        let mut attempt = self.count_attempt(topic, p, start, takeover).await?;
+        let careful_until = if attempt > 1 { start + max as u64 } else { 0 };
         loop {
             let from = positions.iter().copied().min().unwrap_or(0);
+            if until.is_some_and(|u| from >= u) {
+                return Ok(());
+            }
+            if attempt >= self.max_attempts && from < careful_until {
+                self.dead_letter_at(&mine, &positions, topic, p, from, attempt).await?;
+                positions = self.positions(&mine, topic, p).await?;
+                attempt = 1;
+                continue;
+            }
             let end = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
                 r = self.log.wait_for(topic, p, from, Duration::from_secs(1)) => r?,
             };
             m.lag_records.with_label_values(&[topic, &plabel]).set(end.saturating_sub(from) as i64);
-            let max = if topic == topics::CLICKS { CLICK_BATCH } else { BATCH };
-            let recs = self.log.read(topic, p, from, max).await?;
+            if !parked.is_empty() {
+                // The watchdog may have delivered some meanwhile.
+                parked = self.parked_keys(topic, p).await?;
+            }
+            let n = if from < careful_until { 1 } else { max };
+            let recs = self.log.read(topic, p, from, n).await?;
             let Some(last) = recs.last() else {
                 m.lag_seconds.with_label_values(&[topic, &plabel]).set(0.0);
                 continue;
             };
             let next = last.offset + 1;
             let oldest = recs[0].timestamp;
-            let (mutations, traced) = project(&mine, &positions, topic, p, &recs);
-            self.offer_to_cache(&mutations).await;
-            let batch = store_batch(&mine, &positions, topic, p, next, mutations);
+            let mut mapped = project(&mine, &positions, topic, p, &recs, &mut parked);
+            m.parked.with_label_values(&[topic]).inc_by(mapped.parks.len() as u64);
+            self.offer_to_cache(&mapped.mutations).await;
+            let traced = mapped.traced.take();
+            let batch = store_batch(&mine, &positions, topic, p, next, mapped);
             let apply_span = match &traced {
                 Some(parent) => tracing::info_span!(parent: parent, "apply_read_model", mutations = batch.mutations.len()),
                 None => tracing::Span::none(),
@@ -123,6 +254,7 @@ impl Projector {
                     for pos in positions.iter_mut() {
                         *pos = (*pos).max(next);
                     }
+                    attempt = 1;
                     m.applied.with_label_values(&[topic, &plabel]).inc_by(recs.len() as u64);
                     let end = self.log.end_offset(topic, p).await?;
                     m.lag_records.with_label_values(&[topic, &plabel]).set(end.saturating_sub(next) as i64);
@@ -132,6 +264,7 @@ impl Projector {
                 Err(ApplyError::PositionMismatch { .. }) => {
                     // Another projector got there first (or a replay moved it): reload.
                     positions = self.positions(&mine, topic, p).await?;
+                    parked = self.parked_keys(topic, p).await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -141,7 +274,7 @@ impl Projector {
     /// Offers every link state of the batch to the hot cache. The cache keeps the newest
     /// version per code, so this may run before the store commit: the events are
     /// already durable facts, and a crash before the commit re-applies them.
-    async fn offer_to_cache(&self, mutations: &[Mutation]) {
+    pub(crate) async fn offer_to_cache(&self, mutations: &[Mutation]) {
         let Some(cache) = &self.cache else { return };
         for m in mutations {
             match m {
@@ -156,7 +289,7 @@ impl Projector {
     pub async fn wait_caught_up(&self, timeout: Duration) -> Result<bool, Error> {
         let deadline = tokio::time::Instant::now() + timeout;
         for topic in self.topics() {
-            let mine: Vec<&dyn Projection> = self.projections.iter().filter(|pr| pr.topic() == topic).map(|b| &**b).collect();
+            let mine = self.mine(topic);
             for p in 0..self.log.partitions(topic).await? {
                 let end = self.log.end_offset(topic, p).await?;
                 loop {
@@ -172,85 +305,5 @@ impl Projector {
             }
         }
         Ok(true)
-    }
-}
-
-enum Decoded {
-    Event(Event),
-    Click(Click),
-}
-
-/// Maps a batch of one partition's records through the projections whose position the
-/// record has not passed. Returns the mutations, and the span of the first traced
-/// record (its trace continues into the store write).
-pub(crate) fn project(
-    mine: &[&dyn Projection],
-    positions: &[u64],
-    topic: &'static str,
-    p: u32,
-    recs: &[Record],
-) -> (Vec<Mutation>, Option<tracing::Span>) {
-    let m = metrics::get();
-    let mut mutations = Vec::with_capacity(recs.len() * 2);
-    let mut traced: Option<tracing::Span> = None;
-    for rec in recs {
-        let decoded = if topic == topics::CLICKS {
-            Click::decode(&rec.payload).map(Decoded::Click)
-        } else {
-            Event::decode(&rec.payload).map(Decoded::Event)
-        };
-        let decoded = match decoded {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(event = "undecodable_record", topic, partition = p, offset = rec.offset, error = %e);
-                m.undecodable.with_label_values(&[topic]).inc();
-                continue;
-            }
-        };
-        let input = match &decoded {
-            Decoded::Event(event) => Input::Event { event, partition: p, offset: rec.offset },
-            Decoded::Click(click) => Input::Click { click, partition: p, offset: rec.offset },
-        };
-        // A traced record gets a span, child of the decision that wrote it.
-        let span = match rec.header("traceparent").and_then(|v| std::str::from_utf8(v).ok()) {
-            Some(tp) => {
-                let span = tracing::info_span!("project", topic, partition = p, offset = rec.offset);
-                kurz_telemetry::continue_trace(&span, Some(tp));
-                span
-            }
-            None => tracing::Span::none(),
-        };
-        span.in_scope(|| {
-            for (pr, pos) in mine.iter().zip(positions) {
-                if rec.offset >= *pos {
-                    pr.apply(input, &mut mutations);
-                }
-            }
-        });
-        if traced.is_none() && !span.is_none() {
-            traced = Some(span);
-        }
-    }
-    (mutations, traced)
-}
-
-/// The store step of a mapped batch: its mutations, and each projection's position
-/// moved to `next` (projections already past it are left out).
-pub(crate) fn store_batch(
-    mine: &[&dyn Projection],
-    positions: &[u64],
-    topic: &str,
-    p: u32,
-    next: u64,
-    mutations: Vec<Mutation>,
-) -> StoreBatch {
-    StoreBatch {
-        positions: mine
-            .iter()
-            .zip(positions)
-            .filter(|(_, pos)| **pos < next)
-            .map(|(pr, pos)| Position { projection: pr.name().into(), topic: topic.into(), partition: p, from: *pos, to: next })
-            .collect(),
-        mutations,
     }
 }

@@ -30,6 +30,9 @@ pub mod topics {
     pub const CLICKS: &str = "kurz.clicks.v1";
     /// One partition: replay and generation switches (see [`crate::control`]).
     pub const CONTROL: &str = "kurz.control.v1";
+    /// One partition: records the projector gave up on after its attempts ran out,
+    /// byte for byte, with `kurz-dlq-*` headers saying where from and why.
+    pub const DEAD_LETTERS: &str = "kurz.deadletter.v1";
 }
 
 /// The aggregate key every user command is routed by. User volume is low and e-mail

@@ -23,7 +23,11 @@ fn id(n: u64) -> Id {
 }
 
 fn batch(topic: &str, from: u64, to: u64, mutations: Vec<Mutation>) -> StoreBatch {
-    StoreBatch { positions: vec![Position { projection: "p".into(), topic: topic.into(), partition: 0, from, to }], mutations }
+    StoreBatch {
+        positions: vec![Position { projection: "p".into(), topic: topic.into(), partition: 0, from, to }],
+        mutations,
+        ..Default::default()
+    }
 }
 
 fn put_link(n: u64, code: &str, version: u64) -> Mutation {

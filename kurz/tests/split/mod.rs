@@ -52,6 +52,7 @@ pub enum Role {
     CommandApi,
     Projector,
     QueryEdge,
+    Watchdog,
 }
 
 impl Role {
@@ -62,6 +63,7 @@ impl Role {
             Role::CommandApi => "command-api",
             Role::Projector => "projector",
             Role::QueryEdge => "query-edge",
+            Role::Watchdog => "watchdog",
         }
     }
 }
@@ -71,6 +73,7 @@ pub struct Opts {
     pub command_apis: usize,
     pub projectors: usize,
     pub query_edges: usize,
+    pub watchdogs: usize,
     /// `open` or `token` (then writes need `Authorization: Bearer ADMIN_TOKEN`).
     pub auth: &'static str,
     pub extra_env: Vec<(String, String)>,
@@ -82,7 +85,7 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { command_apis: 2, projectors: 2, query_edges: 2, auth: "open", extra_env: Vec::new(), warm_up: true }
+        Opts { command_apis: 2, projectors: 2, query_edges: 2, watchdogs: 0, auth: "open", extra_env: Vec::new(), warm_up: true }
     }
 }
 
@@ -510,7 +513,13 @@ impl Split {
         };
         // Every process at once, as an orchestrator would start them.
         let mut waits = Vec::new();
-        for (role, n) in [(Role::CommandApi, opts.command_apis), (Role::Projector, opts.projectors), (Role::QueryEdge, opts.query_edges)] {
+        let roles = [
+            (Role::CommandApi, opts.command_apis),
+            (Role::Projector, opts.projectors),
+            (Role::QueryEdge, opts.query_edges),
+            (Role::Watchdog, opts.watchdogs),
+        ];
+        for (role, n) in roles {
             for index in 0..n {
                 let data = tempfile::tempdir().expect("tempdir");
                 let mut p = Proc {
@@ -700,6 +709,16 @@ impl Split {
         self.procs[i].poll_exit();
         self.procs[i].kill9();
         eprintln!("[split] kill -9 {}", self.procs[i].name());
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to one process.
+    pub fn signal(&self, role: Role, index: usize, signal: &str) {
+        let p = &self.procs[self.find(role, index)];
+        let pid = p.pid().unwrap_or_else(|| panic!("{} is not running", p.name()));
+        p.note(&format!("SIG{signal}"));
+        let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().map(|s| s.success()).unwrap_or(false);
+        assert!(ok, "kill -{signal} {pid} ({}) failed", p.name());
+        eprintln!("[split] kill -{signal} {}", p.name());
     }
 
     /// Starts a killed process again (same data dir, new port) and waits until it

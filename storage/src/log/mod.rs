@@ -259,6 +259,7 @@ pub async fn ensure_topics(log: &dyn EventLog, partitions: u32, click_partitions
     }
     log.ensure_topic(topics::CLICKS, click_partitions).await?;
     log.ensure_topic(topics::CONTROL, 1).await?;
+    log.ensure_topic(topics::DEAD_LETTERS, 1).await?;
     Ok(())
 }
 

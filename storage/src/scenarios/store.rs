@@ -1,6 +1,8 @@
 //! The read-store scenario suite. `run` takes a fresh, empty store.
 
-use crate::store::{ApplyError, EventQuery, LinkQuery, Mutation, Position, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
+use crate::store::{
+    ApplyError, Attempt, EventQuery, LinkQuery, Mutation, ParkedRecord, Position, ReadStore, StoreBatch, StoredOutcome, VersionedLink,
+};
 use kurz_schemas::event::Answer;
 use kurz_schemas::{HistoryEvent, Id, Link, Ts, User};
 use std::sync::Arc;
@@ -47,7 +49,11 @@ fn hist(n: u64, url: u64, user: Option<u64>, ty: &str) -> HistoryEvent {
 
 /// A batch for projection `p`, partition 0, moving `from` → `to`.
 fn batch(from: u64, to: u64, mutations: Vec<Mutation>) -> StoreBatch {
-    StoreBatch { positions: vec![Position { projection: "p".into(), topic: "t".into(), partition: 0, from, to }], mutations }
+    StoreBatch {
+        positions: vec![Position { projection: "p".into(), topic: "t".into(), partition: 0, from, to }],
+        mutations,
+        ..Default::default()
+    }
 }
 
 pub async fn run(store: Arc<dyn ReadStore>) {
@@ -59,6 +65,8 @@ pub async fn run(store: Arc<dyn ReadStore>) {
     history_filters_by_index(s).await;
     clicks_add_exactly_once_with_their_position(s).await;
     click_aggregates_are_exact_and_ranged(s).await;
+    parked_records_release_once(s).await;
+    attempts_are_kept_per_partition(s).await;
     outcomes_wake_waiters(store.clone()).await;
 }
 
@@ -102,7 +110,7 @@ async fn users_by_id_email_and_page(s: &dyn ReadStore) {
         Mutation::PutUser(user(5, "u6@x.io")),
     ];
     let positions = vec![Position { projection: "emails".into(), topic: "t".into(), partition: 0, from: 0, to: 1 }];
-    s.apply(StoreBatch { positions, mutations: m }).await.unwrap();
+    s.apply(StoreBatch { positions, mutations: m, ..Default::default() }).await.unwrap();
     assert_eq!(s.user_by_email("u5@x.io").await.unwrap().map(|u| u.id), Some(id(30)));
     assert_eq!(s.user_by_email("u6@x.io").await.unwrap().map(|u| u.id), Some(id(5)));
     assert_eq!(s.user_by_email("moved6@x.io").await.unwrap().map(|u| u.id), Some(id(6)));
@@ -207,6 +215,7 @@ async fn click_aggregates_are_exact_and_ranged(s: &dyn ReadStore) {
     let at = |p: u64, from: u64, to: u64, m: Vec<Mutation>| StoreBatch {
         positions: vec![Position { projection: "aggregates".into(), topic: "clicks".into(), partition: p as u32, from, to }],
         mutations: m,
+        ..Default::default()
     };
     let count = |name: String, n: u64| Mutation::AddCount { link_id: id(40), name, n };
     let visitor = |day: i64, v: &str| Mutation::AddVisitor { link_id: id(40), day, visitor: v.into() };
@@ -238,6 +247,75 @@ async fn click_aggregates_are_exact_and_ranged(s: &dyn ReadStore) {
     assert_eq!(s.visitors_per_day(id(40), 1, 5).await.unwrap(), vec![(1, 1)]);
     assert!(s.click_counts(id(41), "h:", "h;").await.unwrap().is_empty());
     assert!(s.visitors_per_day(id(41), 0, 5).await.unwrap().is_empty());
+}
+
+fn parked(topic: &str, partition: u32, key: &str, offset: u64, attempts: u32) -> ParkedRecord {
+    ParkedRecord {
+        topic: topic.into(),
+        partition,
+        key: key.into(),
+        offset,
+        projections: vec!["links".into(), "history".into()],
+        attempts,
+        reason: format!("attempt {attempts} failed"),
+        parked_at: Ts(5000),
+        last_attempt_at: Ts(5000 + attempts as i64),
+    }
+}
+
+async fn parked_records_release_once(s: &dyn ReadStore) {
+    assert!(s.parked().await.unwrap().is_empty());
+    // Parked with the batch that moves the stream past them.
+    let (poison, behind, other) =
+        (parked("events", 2, "link:b", 7, 1), parked("events", 2, "link:b", 9, 0), parked("clicks", 0, "a", 3, 1));
+    let mut b = batch(0, 10, vec![Mutation::Park(behind.clone()), Mutation::Park(poison.clone()), Mutation::Park(other.clone())]);
+    b.positions[0].topic = "events".into();
+    s.apply(b).await.unwrap();
+    assert_eq!(s.parked().await.unwrap(), vec![other.clone(), poison.clone(), behind.clone()], "ordered by topic, partition, key, offset");
+    // A counted delivery attempt releases and parks it again in one step: it stays,
+    // with its new body ...
+    let again = parked("events", 2, "link:b", 7, 2);
+    s.apply(StoreBatch { mutations: vec![Mutation::Park(again.clone())], release: vec![poison.id()], ..Default::default() }).await.unwrap();
+    assert_eq!(s.parked().await.unwrap(), vec![other.clone(), again.clone(), behind.clone()]);
+    // ... and only while it is parked.
+    let stale = StoreBatch {
+        mutations: vec![Mutation::Park(again.clone())],
+        release: vec![parked("events", 2, "link:b", 8, 0).id()],
+        ..Default::default()
+    };
+    assert!(matches!(s.apply(stale).await, Err(ApplyError::NotParked(_))));
+    // Delivering it releases it together with its mutations ...
+    let deliver =
+        || StoreBatch { mutations: vec![Mutation::AddClicks { link_id: id(90), n: 4 }], release: vec![poison.id()], ..Default::default() };
+    s.apply(deliver()).await.unwrap();
+    assert_eq!(s.click_count(id(90)).await.unwrap(), 4);
+    // ... once: a second delivery of the same record is refused whole.
+    match s.apply(deliver()).await {
+        Err(ApplyError::NotParked(found)) => assert_eq!(found, poison.id()),
+        other => panic!("a released record was delivered twice: {other:?}"),
+    }
+    assert_eq!(s.click_count(id(90)).await.unwrap(), 4);
+    assert_eq!(s.parked().await.unwrap(), vec![other.clone(), behind.clone()]);
+    // A batch releasing several records fails whole if one of them is gone.
+    let mixed = StoreBatch { release: vec![behind.id(), poison.id()], ..Default::default() };
+    assert!(matches!(s.apply(mixed).await, Err(ApplyError::NotParked(_))));
+    assert_eq!(s.parked().await.unwrap().len(), 2, "nothing of a refused batch is written");
+    s.apply(StoreBatch { release: vec![behind.id(), other.id()], ..Default::default() }).await.unwrap();
+    assert!(s.parked().await.unwrap().is_empty());
+}
+
+async fn attempts_are_kept_per_partition(s: &dyn ReadStore) {
+    assert_eq!(s.attempt("events", 0).await.unwrap(), None);
+    let write = |topic: &str, partition: u32, offset: u64, attempt: u32| StoreBatch {
+        mutations: vec![Mutation::Attempt { topic: topic.into(), partition, attempt: Attempt { offset, attempt } }],
+        ..Default::default()
+    };
+    s.apply(write("events", 0, 40, 1)).await.unwrap();
+    s.apply(write("events", 1, 12, 3)).await.unwrap();
+    s.apply(write("events", 0, 40, 2)).await.unwrap();
+    assert_eq!(s.attempt("events", 0).await.unwrap(), Some(Attempt { offset: 40, attempt: 2 }));
+    assert_eq!(s.attempt("events", 1).await.unwrap(), Some(Attempt { offset: 12, attempt: 3 }));
+    assert_eq!(s.attempt("clicks", 0).await.unwrap(), None);
 }
 
 async fn outcomes_wake_waiters(store: Arc<dyn ReadStore>) {

@@ -2,7 +2,7 @@
 //! secondary-index tables, all written in one transaction per batch together with the
 //! projection positions. Commits fsync (`Durability::Immediate`).
 
-use super::{ApplyError, EventQuery, LinkQuery, Mutation, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
+use super::{ApplyError, Attempt, EventQuery, LinkQuery, Mutation, ParkedRecord, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
 use crate::StorageError;
 use async_trait::async_trait;
 use kurz_schemas::{HistoryEvent, Id, Link, Ts, User};
@@ -29,6 +29,10 @@ const CLICK_COUNTS: TableDefinition<(u64, &str), u64> = TableDefinition::new("cl
 const CLICK_VISITORS: TableDefinition<(u64, i64, &str), ()> = TableDefinition::new("click_visitors");
 const OUTCOMES: TableDefinition<&str, &[u8]> = TableDefinition::new("outcomes");
 const OUTCOMES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new("outcomes_by_time");
+/// Parked records by (topic, partition, key, offset), JSON bodies.
+const PARKED: TableDefinition<(&str, u32, &str, u64), &[u8]> = TableDefinition::new("parked");
+/// The projector's delivery count per "topic/partition": (offset, attempt).
+const ATTEMPTS: TableDefinition<&str, (u64, u32)> = TableDefinition::new("attempts");
 
 /// Outcomes are kept this long for idempotent retries, then pruned.
 pub const OUTCOME_RETENTION_MS: i64 = 24 * 3600 * 1000;
@@ -70,6 +74,8 @@ impl RedbStore {
         w.open_table(CLICK_VISITORS)?;
         w.open_table(OUTCOMES)?;
         w.open_table(OUTCOMES_BY_TIME)?;
+        w.open_table(PARKED)?;
+        w.open_table(ATTEMPTS)?;
         w.commit()?;
         Ok(RedbStore { db: Arc::new(db), generation: watch::Sender::new(0) })
     }
@@ -85,6 +91,15 @@ fn apply_batch(db: &Database, batch: &StoreBatch) -> Result<(), ApplyError> {
             let stored = pos.get(key.as_str()).map_err(StorageError::from)?.map(|v| v.value()).unwrap_or(0);
             p.check(stored)?;
             pos.insert(key.as_str(), p.to).map_err(StorageError::from)?;
+        }
+    }
+    if !batch.release.is_empty() {
+        let mut parked = w.open_table(PARKED).map_err(StorageError::from)?;
+        for id in &batch.release {
+            let k = (id.topic.as_str(), id.partition, id.key.as_str(), id.offset);
+            if parked.remove(k).map_err(StorageError::from)?.is_none() {
+                return Err(ApplyError::NotParked(id.clone()));
+            }
         }
     }
     // Rows that no other mutation reads (history, click counts, aggregates, visitors)
@@ -202,6 +217,12 @@ fn apply_mutation(w: &WriteTransaction, m: &Mutation) -> Result<(), StorageError
         Mutation::AddVisitor { link_id, day, visitor } => {
             write_click_rows(w, &[], &BTreeMap::new(), &BTreeMap::new(), &[(link_id.get(), *day, visitor.as_str())])?
         }
+        Mutation::Park(r) => {
+            w.open_table(PARKED)?.insert((r.topic.as_str(), r.partition, r.key.as_str(), r.offset), serde_json::to_vec(r)?.as_slice())?;
+        }
+        Mutation::Attempt { topic, partition, attempt } => {
+            w.open_table(ATTEMPTS)?.insert(format!("{topic}/{partition}").as_str(), (attempt.offset, attempt.attempt))?;
+        }
         Mutation::PutOutcome { command_id, outcome } => {
             let mut t = w.open_table(OUTCOMES)?;
             if t.get(command_id.as_str())?.is_none() {
@@ -258,6 +279,21 @@ impl RedbStore {
 
 #[async_trait]
 impl ReadStore for RedbStore {
+    async fn parked(&self) -> Result<Vec<ParkedRecord>, StorageError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(PARKED)?;
+        t.iter()?.map(|e| Ok(serde_json::from_slice(e?.1.value())?)).collect()
+    }
+
+    async fn attempt(&self, topic: &str, partition: u32) -> Result<Option<Attempt>, StorageError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(ATTEMPTS)?;
+        Ok(t.get(format!("{topic}/{partition}").as_str())?.map(|v| {
+            let (offset, attempt) = v.value();
+            Attempt { offset, attempt }
+        }))
+    }
+
     async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(POSITIONS)?;

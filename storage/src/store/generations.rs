@@ -11,7 +11,7 @@
 //! the new one's position guard, so the projector reloads its positions there and goes
 //! on: nothing is applied twice or skipped.
 
-use super::{ApplyError, EventQuery, LinkQuery, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
+use super::{ApplyError, Attempt, EventQuery, LinkQuery, ParkedRecord, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
 use crate::{EventLog, StorageError};
 use async_trait::async_trait;
 use kurz_schemas::{topics, ControlEvent, HistoryEvent, Id, Link, User};
@@ -204,6 +204,12 @@ async fn follow(gens: Weak<Generations>, log: Arc<dyn EventLog>) {
 
 #[async_trait]
 impl ReadStore for Generations {
+    async fn parked(&self) -> Result<Vec<ParkedRecord>, StorageError> {
+        self.current().parked().await
+    }
+    async fn attempt(&self, topic: &str, partition: u32) -> Result<Option<Attempt>, StorageError> {
+        self.current().attempt(topic, partition).await
+    }
     async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
         self.current().position(projection, topic, partition).await
     }

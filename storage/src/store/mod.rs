@@ -65,6 +65,66 @@ pub enum Mutation {
         day: i64,
         visitor: String,
     },
+    /// Holds a record out of its partition's stream (written or updated in place): see
+    /// [`ParkedRecord`].
+    Park(ParkedRecord),
+    /// Records the projector's delivery count for `topic`/`partition` (see [`Attempt`]).
+    Attempt {
+        topic: String,
+        partition: u32,
+        attempt: Attempt,
+    },
+}
+
+/// A record the projector could not apply (a poison record), or one waiting behind a
+/// poison record of its key. Its partition's stream moves on without it; the watchdog
+/// re-drives a key's parked records in offset order once the cause clears.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParkedRecord {
+    pub topic: String,
+    pub partition: u32,
+    pub key: String,
+    pub offset: u64,
+    /// The projections that have not applied it.
+    pub projections: Vec<String>,
+    /// Failed deliveries so far; 0 for a record only waiting behind its key.
+    pub attempts: u32,
+    /// Why its last delivery failed ("waiting behind offset N" for a waiting record).
+    pub reason: String,
+    pub parked_at: Ts,
+    pub last_attempt_at: Ts,
+}
+
+impl ParkedRecord {
+    pub fn id(&self) -> ParkedId {
+        ParkedId { topic: self.topic.clone(), partition: self.partition, key: self.key.clone(), offset: self.offset }
+    }
+}
+
+/// Where a parked record sits in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ParkedId {
+    pub topic: String,
+    pub partition: u32,
+    pub key: String,
+    pub offset: u64,
+}
+
+impl std::fmt::Display for ParkedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// The projector's durable delivery count for one partition: the batch starting at
+/// `offset` is on its `attempt`-th delivery. Written in the same step that moves the
+/// positions to `offset` (attempt 1) and again, counted up, whenever a process takes
+/// the partition over while the positions still stand there: a process that died on
+/// the batch counted as one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub offset: u64,
+    pub attempt: u32,
 }
 
 /// Names of the click aggregates: they sort by time within a kind, so a time range is
@@ -129,12 +189,20 @@ impl Position {
 pub struct StoreBatch {
     pub positions: Vec<Position>,
     pub mutations: Vec<Mutation>,
+    /// Parked records this batch delivers (or drops): each must still be parked, or
+    /// nothing of the batch is written ([`ApplyError::NotParked`]); they are removed
+    /// with it. Two re-drives of one record therefore apply it once. A record released
+    /// and parked again in the same batch stays parked with its new body: that is how
+    /// a delivery attempt is counted without racing another re-drive.
+    pub release: Vec<ParkedId>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("position mismatch for {projection} {topic}/{partition}: stored {stored}, batch starts at {expected}")]
     PositionMismatch { projection: String, topic: String, partition: u32, stored: u64, expected: u64 },
+    #[error("{0} is not parked (already re-driven or skipped)")]
+    NotParked(ParkedId),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -185,6 +253,11 @@ pub trait ReadStore: Send + Sync + 'static {
     async fn wait_outcome(&self, command_id: &str, timeout: Duration) -> Result<Option<StoredOutcome>, StorageError>;
     /// Answers if the backend is reachable.
     async fn ping(&self) -> Result<(), StorageError>;
+
+    /// Every parked record, ordered by topic, partition, key and offset.
+    async fn parked(&self) -> Result<Vec<ParkedRecord>, StorageError>;
+    /// The projector's delivery count for `topic`/`partition`, if one was written.
+    async fn attempt(&self, topic: &str, partition: u32) -> Result<Option<Attempt>, StorageError>;
 }
 
 /// Counts every store operation once, whatever the backend.
@@ -261,5 +334,11 @@ impl ReadStore for Instrumented {
     }
     async fn ping(&self) -> Result<(), StorageError> {
         self.inner.ping().await
+    }
+    async fn parked(&self) -> Result<Vec<ParkedRecord>, StorageError> {
+        timed!("parked", self.inner.parked())
+    }
+    async fn attempt(&self, topic: &str, partition: u32) -> Result<Option<Attempt>, StorageError> {
+        timed!("attempt", self.inner.attempt(topic, partition))
     }
 }

@@ -2,7 +2,7 @@
 //! last. Why this is safe without a transaction is in the module doc of [`super`].
 
 use super::{engine, key, owner_key, signed, unsigned, ScyllaStore, ALL};
-use crate::store::{ApplyError, Mutation, StoreBatch};
+use crate::store::{ApplyError, Mutation, ParkedId, StoreBatch};
 use crate::StorageError;
 use futures::{StreamExt, TryStreamExt};
 use kurz_schemas::{HistoryEvent, Id, Link, User};
@@ -17,8 +17,13 @@ const LANES_IN_FLIGHT: usize = 32;
 /// batch whose positions were never written is re-applied.
 type ClickSource = (String, i64);
 
-fn log_partition(partition: u32) -> Result<i32, StorageError> {
+pub(super) fn log_partition(partition: u32) -> Result<i32, StorageError> {
     i32::try_from(partition).map_err(|_| StorageError::Engine(format!("log partition {partition} does not fit a CQL int")))
+}
+
+/// The primary key of a parked record's row.
+fn parked_key(id: &ParkedId) -> Result<(i32, &str, i32, &str, i64), StorageError> {
+    Ok((ALL, id.topic.as_str(), log_partition(id.partition)?, id.key.as_str(), signed(id.offset, "offset")?))
 }
 
 impl ScyllaStore {
@@ -32,6 +37,13 @@ impl ScyllaStore {
         for p in &batch.positions {
             let stored = self.stored_position(&p.projection, &p.topic, p.partition).await?;
             p.check(stored)?;
+        }
+        // ... and every parked record it releases must still be parked.
+        for id in &batch.release {
+            let row: Option<(String,)> = self.one(&self.st.parked_one, parked_key(id)?).await?;
+            if row.is_none() {
+                return Err(ApplyError::NotParked(id.clone()));
+            }
         }
         // 2. The mutations: lanes that touch disjoint rows run concurrently, each in
         //    batch order; clicks summed per link and written once.
@@ -53,11 +65,18 @@ impl ScyllaStore {
         futures::stream::iter(lanes).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
         // Outcomes only once the state they answer for is written: a waiting writer
         // answers when it sees its outcome, and its next read must see the state.
-        let outcomes: Vec<_> =
-            batch.mutations.iter().filter(|m| matches!(m, Mutation::PutOutcome { .. })).map(|m| self.apply_mutation(m)).collect();
+        let outcomes: Vec<_> = batch
+            .mutations
+            .iter()
+            .filter(|m| matches!(m, Mutation::PutOutcome { .. } | Mutation::Park(_) | Mutation::Attempt { .. }))
+            .map(|m| self.apply_mutation(m))
+            .collect();
         futures::stream::iter(outcomes).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
-        let source = match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min()) {
-            (Some(p), Some(from)) => Some((format!("{}/{}", p.topic, p.partition), signed(from, "offset")?)),
+        // A re-driven parked record counts under a source of its own, keyed by its
+        // offset, so re-running it after a crash recomputes the same sum.
+        let source = match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min(), batch.release.first()) {
+            (Some(p), Some(from), _) => Some((format!("{}/{}", p.topic, p.partition), signed(from, "offset")?)),
+            (None, _, Some(r)) => Some((format!("parked:{}/{}", r.topic, r.partition), signed(r.offset, "offset")?)),
             _ => None,
         };
         for (link_id, n) in clicks {
@@ -68,7 +87,13 @@ impl ScyllaStore {
         let puts: Vec<_> =
             visitors.into_iter().map(|(link_id, day, visitor)| self.exec(&self.st.put_visitor, (key(link_id), day, visitor))).collect();
         futures::stream::iter(puts).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
-        // 3. The positions, last.
+        // 3. The released parked records and the positions, last.
+        for id in &batch.release {
+            // Released and parked again in this batch (a counted attempt): keep it.
+            if !batch.mutations.iter().any(|m| matches!(m, Mutation::Park(r) if r.id() == *id)) {
+                self.exec(&self.st.delete_parked, parked_key(id)?).await?;
+            }
+        }
         for p in &batch.positions {
             let values = (p.projection.as_str(), p.topic.as_str(), log_partition(p.partition)?, signed(p.to, "offset")?);
             self.exec(&self.st.put_position, values).await?;
@@ -106,9 +131,12 @@ impl ScyllaStore {
                 }
                 Mutation::PutLink(vl) | Mutation::DeleteLink(vl) => vec![format!("link:{}", vl.link.id)],
                 Mutation::PutHistory(e) => vec![format!("history:{}", e.id)],
-                Mutation::PutOutcome { .. } | Mutation::AddClicks { .. } | Mutation::AddCount { .. } | Mutation::AddVisitor { .. } => {
-                    continue
-                }
+                Mutation::PutOutcome { .. }
+                | Mutation::AddClicks { .. }
+                | Mutation::AddCount { .. }
+                | Mutation::AddVisitor { .. }
+                | Mutation::Park(_)
+                | Mutation::Attempt { .. } => continue,
             };
             let mut met: Vec<usize> = keys.iter().filter_map(|k| lane_of.get(k).copied()).collect();
             met.sort_unstable();
@@ -199,6 +227,15 @@ impl ScyllaStore {
             Mutation::AddClicks { link_id, n } => self.add_clicks(*link_id, *n, None).await?,
             Mutation::AddCount { link_id, name, n } => self.add_count(*link_id, name, *n, None).await?,
             Mutation::AddVisitor { link_id, day, visitor } => self.exec(&st.put_visitor, (key(*link_id), *day, visitor.as_str())).await?,
+            Mutation::Park(r) => {
+                let id = r.id();
+                let (bucket, topic, partition, rkey, offset) = parked_key(&id)?;
+                self.exec(&st.put_parked, (bucket, topic, partition, rkey, offset, serde_json::to_string(r)?.as_str())).await?;
+            }
+            Mutation::Attempt { topic, partition, attempt } => {
+                let values = (topic.as_str(), log_partition(*partition)?, signed(attempt.offset, "offset")?, attempt.attempt as i32);
+                self.exec(&st.put_attempt, values).await?;
+            }
             Mutation::PutOutcome { command_id, outcome } => {
                 // The first outcome of a command id is kept.
                 let stored: Option<(String,)> = self.one(&st.outcome, (command_id.as_str(),)).await?;

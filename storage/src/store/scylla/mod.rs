@@ -83,7 +83,7 @@ mod statements;
 
 pub use config::ScyllaConfig;
 
-use super::{ApplyError, EventQuery, LinkQuery, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
+use super::{ApplyError, Attempt, EventQuery, LinkQuery, ParkedRecord, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
 use crate::StorageError;
 use async_trait::async_trait;
 use kurz_schemas::{HistoryEvent, Id, Link, User};
@@ -389,6 +389,21 @@ impl ReadStore for ScyllaStore {
             tokio::time::sleep(delay.min(deadline - now)).await;
             delay = (delay * 2).min(Duration::from_millis(50));
         }
+    }
+
+    async fn parked(&self) -> Result<Vec<ParkedRecord>, StorageError> {
+        let mut out = Vec::new();
+        self.each(&self.st.parked, (ALL,), |(body,): (String,)| {
+            out.push(serde_json::from_str(&body)?);
+            Ok(ControlFlow::Continue(()))
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn attempt(&self, topic: &str, partition: u32) -> Result<Option<Attempt>, StorageError> {
+        let row: Option<(i64, i32)> = self.one(&self.st.attempt, (topic, apply::log_partition(partition)?)).await?;
+        row.map(|(offset, attempt)| Ok(Attempt { offset: unsigned(offset, "offset")?, attempt: attempt.max(0) as u32 })).transpose()
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

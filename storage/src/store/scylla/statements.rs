@@ -89,4 +89,11 @@ statements! {
 
     outcome = "SELECT body FROM {ks}.outcomes WHERE command_id = ?";
     put_outcome = "INSERT INTO {ks}.outcomes (command_id, body) VALUES (?, ?)";
+
+    parked (paged) = "SELECT body FROM {ks}.parked WHERE bucket = ?";
+    parked_one = "SELECT body FROM {ks}.parked WHERE bucket = ? AND topic = ? AND log_partition = ? AND record_key = ? AND log_offset = ?";
+    put_parked = "INSERT INTO {ks}.parked (bucket, topic, log_partition, record_key, log_offset, body) VALUES (?, ?, ?, ?, ?, ?)";
+    delete_parked = "DELETE FROM {ks}.parked WHERE bucket = ? AND topic = ? AND log_partition = ? AND record_key = ? AND log_offset = ?";
+    attempt = "SELECT log_offset, attempt FROM {ks}.attempts WHERE topic = ? AND log_partition = ?";
+    put_attempt = "INSERT INTO {ks}.attempts (topic, log_partition, log_offset, attempt) VALUES (?, ?, ?, ?)";
 }
