@@ -257,7 +257,6 @@ pub fn admin_routes(ports: Ports, replayer: Arc<Replayer>, auth: Arc<kurz_comman
     axum::Router::new().route("/admin/replay", axum::routing::post(start).get(status)).with_state(St { ports, replayer, auth })
 }
 
-
 /// `kurz replay`: in this process on the configured storage, or through a running
 /// kurz's admin API with `url`. Draws progress on stderr; returns the report.
 pub async fn cli(req: ReplayRequest, url: Option<String>, token: Option<String>, cfg: crate::Config) -> Result<ReplayReport, Error> {
