@@ -10,10 +10,11 @@
 
 use crate::metrics;
 use crate::projections::{Input, Projection};
+use kurz_schemas::Id;
 use kurz_schemas::{topics, Click, Event, Ts};
 use kurz_storage::store::{Attempt, Mutation, ParkedRecord, Position, StoreBatch};
 use kurz_storage::Record;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Keys of one partition that have parked records.
@@ -79,6 +80,53 @@ pub fn park(topic: &str, rec: &Record, projections: &[&dyn Projection], attempts
     }
 }
 
+/// Sums a batch's additive mutations per row while they are made: a click makes
+/// about ten (its link's count, its hour, its day's breakdowns, its visitor), and a
+/// batch of clicks touches far fewer distinct rows. The rows they add to are read by
+/// no other mutation, and a batch is applied as one step, so one summed mutation per
+/// row, at the place of its first, applies the same as all of them, with a fraction of
+/// the memory and of the store's work.
+#[derive(Default)]
+struct Additive {
+    clicks: HashMap<Id, usize>,
+    counts: HashMap<(Id, String), usize>,
+    visitors: HashSet<(Id, i64, String)>,
+}
+
+impl Additive {
+    fn push(&mut self, m: Mutation, out: &mut Vec<Mutation>) {
+        match m {
+            Mutation::AddClicks { link_id, n } => match self.clicks.get(&link_id) {
+                Some(&i) => add(&mut out[i], n),
+                None => {
+                    self.clicks.insert(link_id, out.len());
+                    out.push(Mutation::AddClicks { link_id, n });
+                }
+            },
+            Mutation::AddCount { link_id, name, n } => match self.counts.entry((link_id, name)) {
+                std::collections::hash_map::Entry::Occupied(e) => add(&mut out[*e.get()], n),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let name = e.key().1.clone();
+                    e.insert(out.len());
+                    out.push(Mutation::AddCount { link_id, name, n });
+                }
+            },
+            Mutation::AddVisitor { link_id, day, visitor } => {
+                if self.visitors.insert((link_id, day, visitor.clone())) {
+                    out.push(Mutation::AddVisitor { link_id, day, visitor });
+                }
+            }
+            other => out.push(other),
+        }
+    }
+}
+
+fn add(m: &mut Mutation, by: u64) {
+    if let Mutation::AddClicks { n, .. } | Mutation::AddCount { n, .. } = m {
+        *n += by;
+    }
+}
+
 /// Maps a batch of one partition's records through the projections whose position
 /// the record has not passed. Records of a key in `parked` wait behind it; a poison
 /// record parks its key (added to `parked`).
@@ -92,6 +140,8 @@ pub fn project(
 ) -> Mapped {
     let mut out = Mapped { mutations: Vec::with_capacity(recs.len() * 2), parks: Vec::new(), traced: None };
     let mut pending: Vec<&dyn Projection> = Vec::with_capacity(mine.len());
+    let mut one = Vec::new();
+    let mut additive = Additive::default();
     for rec in recs {
         pending.clear();
         pending.extend(mine.iter().zip(positions).filter(|(_, pos)| rec.offset >= **pos).map(|(pr, _)| *pr));
@@ -112,11 +162,14 @@ pub fn project(
             }
             None => tracing::Span::none(),
         };
-        if let Err(reason) = span.in_scope(|| map_record(&pending, topic, rec, &mut out.mutations)) {
+        if let Err(reason) = span.in_scope(|| map_record(&pending, topic, rec, &mut one)) {
             tracing::error!(event = "record_parked", topic, partition = p, offset = rec.offset, key = %rec.key, reason = %reason);
             out.parks.push(park(topic, rec, &pending, 1, reason));
             parked.insert(rec.key.clone());
             continue;
+        }
+        for m in one.drain(..) {
+            additive.push(m, &mut out.mutations);
         }
         if out.traced.is_none() && !span.is_none() {
             out.traced = Some(span);
@@ -141,5 +194,82 @@ pub fn store_batch(mine: &[&dyn Projection], positions: &[u64], topic: &str, p: 
             .collect(),
         mutations,
         release: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projections;
+    use kurz_schemas::Click;
+    use std::collections::BTreeMap;
+
+    /// What a list of mutations does to the additive rows, and everything else in order.
+    #[derive(Debug, Default, PartialEq)]
+    struct Effect {
+        clicks: BTreeMap<Id, u64>,
+        counts: BTreeMap<(Id, String), u64>,
+        visitors: std::collections::BTreeSet<(Id, i64, String)>,
+        rest: Vec<Mutation>,
+    }
+
+    fn effect(ms: &[Mutation]) -> Effect {
+        let mut e = Effect::default();
+        for m in ms {
+            match m {
+                Mutation::AddClicks { link_id, n } => *e.clicks.entry(*link_id).or_default() += n,
+                Mutation::AddCount { link_id, name, n } => *e.counts.entry((*link_id, name.clone())).or_default() += n,
+                Mutation::AddVisitor { link_id, day, visitor } => {
+                    e.visitors.insert((*link_id, *day, visitor.clone()));
+                }
+                other => e.rest.push(other.clone()),
+            }
+        }
+        e
+    }
+
+    fn click_record(offset: u64, link: u64, visitor: &str, hour: i64) -> Record {
+        let c = Click {
+            visitor: Some(visitor.into()),
+            referrer_host: Some(format!("r{}.example", offset % 3)),
+            ..Click::new(Id::new(link).unwrap(), format!("c{link}"), Ts(hour * 3_600_000 + offset as i64))
+        };
+        Record { partition: 0, offset, timestamp: c.at, key: c.code.clone(), headers: Vec::new(), payload: c.encode() }
+    }
+
+    #[test]
+    fn a_batch_sums_its_additive_mutations_per_row_with_the_same_effect() {
+        let all = projections::all();
+        let mine: Vec<&dyn Projection> = all.iter().filter(|p| p.topic() == topics::CLICKS).map(|b| &**b).collect();
+        let recs: Vec<Record> = (0..600).map(|i| click_record(i, 1 + i % 4, &format!("v{}", i % 7), (i / 200) as i64)).collect();
+        let mut one_by_one = Vec::new();
+        for r in &recs {
+            map_record(&mine, topics::CLICKS, r, &mut one_by_one).unwrap();
+        }
+        let positions = vec![0; mine.len()];
+        let folded = project(&mine, &positions, topics::CLICKS, 0, &recs, &mut ParkedKeys::new()).mutations;
+        assert_eq!(effect(&folded), effect(&one_by_one), "summing per row changes nothing the store would see");
+        assert!(folded.len() < one_by_one.len() / 5, "{} summed mutations from {}", folded.len(), one_by_one.len());
+        let e = effect(&folded);
+        assert_eq!(e.clicks.values().sum::<u64>(), 600);
+        assert_eq!(e.rest.len(), 600, "one /events row per click, in log order");
+        let additive = folded.iter().filter(|m| matches!(m, Mutation::AddClicks { .. } | Mutation::AddCount { .. })).count();
+        assert_eq!(additive, e.clicks.len() + e.counts.len(), "each additive row once");
+        assert_eq!(folded.iter().filter(|m| matches!(m, Mutation::AddVisitor { .. })).count(), e.visitors.len());
+    }
+
+    #[test]
+    fn a_poison_record_contributes_nothing_to_the_sums() {
+        let all = projections::all();
+        let mine: Vec<&dyn Projection> = all.iter().filter(|p| p.topic() == topics::CLICKS).map(|b| &**b).collect();
+        let mut recs: Vec<Record> = (0..10).map(|i| click_record(i, 1, "v", 0)).collect();
+        recs[4].payload = b"{not json".to_vec();
+        let positions = vec![0; mine.len()];
+        let mut parked = ParkedKeys::new();
+        let mapped = project(&mine, &positions, topics::CLICKS, 0, &recs, &mut parked);
+        // The poison record parks its key, and the key's later records wait behind it.
+        assert_eq!(mapped.parks.len(), 6);
+        assert!(parked.contains("c1"));
+        assert_eq!(effect(&mapped.mutations).clicks.values().sum::<u64>(), 4);
     }
 }
