@@ -237,3 +237,72 @@ async fn kill_9_during_a_replay_resumes_and_equals_an_uninterrupted_replay() {
     assert_eq!(fresh["records"].as_u64(), Some(total), "{fresh}");
     assert_eq!(fresh["differences"], json!([]), "{fresh}");
 }
+
+/// The same replay with the log on Kafka (tansu): the new generation is built from the
+/// broker's partitions, verified, switched to, and serves what the old one served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_a_kafka_log_verifies_and_switches() {
+    let tansu = kurz_testkit::Tansu::memory();
+    let s = Server::start(Opts {
+        auth: "token",
+        extra_env: vec![("KURZ_LOG_URL".into(), format!("{}?session_timeout_ms=6000", tansu.url()))],
+        ..Opts::default()
+    });
+    let c = client();
+    let mut codes = Vec::new();
+    for i in 0..40 {
+        let r = c
+            .post(s.url("/urls"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"original_url": format!("https://kafka.example/{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        codes.push((v["short_code"].as_str().unwrap().to_string(), v["id"].as_u64().unwrap()));
+    }
+    let browser = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+    for (i, (code, _)) in codes.iter().enumerate().take(10) {
+        for _ in 0..=i {
+            let r = c.get(s.url(&format!("/{code}"))).header("user-agent", browser).send().await.unwrap();
+            assert_eq!(r.status(), 302);
+        }
+    }
+    // Wait until the last link's clicks are counted (10 of them).
+    let (last, last_id) = codes[9].clone();
+    let mut counted = 0;
+    for _ in 0..400 {
+        let v: Value = c.get(s.url(&format!("/{last}+"))).send().await.unwrap().json().await.unwrap();
+        counted = v["click_count"].as_u64().unwrap();
+        if counted == 10 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, 10);
+    let reads = |codes: Vec<(String, u64)>| {
+        let (c, s) = (c.clone(), &s);
+        async move {
+            let mut out = Vec::new();
+            for (code, id) in codes {
+                for p in [format!("/urls/{id}"), format!("/{code}+"), format!("/events?url_id={id}&limit=500")] {
+                    let r = c.get(s.url(&p)).send().await.unwrap();
+                    out.push((p, r.status().as_u16(), r.json::<Value>().await.unwrap()));
+                }
+            }
+            out
+        }
+    };
+    let before = reads(codes.clone()).await;
+
+    let rep = report(kurz(&["replay", "--all", "--verify", "--url", &s.base, "--json"], s.data.path()).output().unwrap());
+    assert_eq!((rep["generation"].as_u64(), rep["previous"].as_u64()), (Some(1), Some(0)), "{rep}");
+    assert_eq!(rep["differences"], json!([]), "{rep}");
+    // 40 creates (a LinkCreated and an outcome each) and 55 clicks, at least.
+    assert!(rep["records"].as_u64().unwrap() >= 40 + 55, "{rep}");
+    assert!(s.data.path().join("store.g1.redb").exists());
+    assert_same(&reads(codes.clone()).await, &before);
+    let stats: Value = c.get(s.url(&format!("/urls/{last_id}/stats?bucket=day"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["total_clicks"], 10, "{stats}");
+}
