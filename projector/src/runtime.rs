@@ -9,7 +9,8 @@
 //! cannot park anything, so deliveries are also counted durably: each step that moves
 //! a partition's positions to `n` records "attempt 1 of the batch at `n`", and a task
 //! that takes the partition over while the positions still stand at `n` counts one
-//! more before it reads. From the second attempt on it goes *carefully*, one record
+//! more before it reads. A task that lets go cleanly between batches (a revoke, a
+//! shutdown) sets the count back to 0, so a handoff is not taken for a death. From the second attempt on it goes *carefully*, one record
 //! per step through the span the failed batch could have covered, so the next death
 //! points at one record; when a record's count reaches `max_attempts` it goes to the
 //! dead-letter topic (`crate::deadletter`) and the partition moves on. Errors the task
@@ -173,6 +174,18 @@ impl Projector {
         Ok(attempt)
     }
 
+    /// Records that this task let go of the partition between batches (a revoke, a
+    /// shutdown): nothing is being delivered, so the next owner's takeover is the
+    /// batch's first delivery, not a redelivery after a death. Without it a clean
+    /// handoff would look like a crash and send the next owner one record at a time.
+    /// Best effort: if it fails, the next owner only goes carefully for one batch.
+    async fn release_cleanly(&self, topic: &str, p: u32, from: u64) {
+        let mark = Mutation::Attempt { topic: topic.into(), partition: p, attempt: Attempt { offset: from, attempt: 0 } };
+        if let Err(e) = self.store.apply(StoreBatch { mutations: vec![mark], ..Default::default() }).await {
+            tracing::warn!(event = "partition_release_unrecorded", topic, partition = p, error = %e);
+        }
+    }
+
     /// Moves every projection of `topic`/`p` past the record at `from` (positions all
     /// at `from`) after sending it to the dead-letter topic.
     async fn dead_letter_at(
@@ -223,7 +236,10 @@ impl Projector {
                 continue;
             }
             let end = tokio::select! {
-                _ = stop.cancelled() => return Ok(()),
+                _ = stop.cancelled() => {
+                    self.release_cleanly(topic, p, from).await;
+                    return Ok(());
+                }
                 r = self.log.wait_for(topic, p, from, Duration::from_secs(1)) => r?,
             };
             m.lag_records.with_label_values(&[topic, &plabel]).set(end.saturating_sub(from) as i64);

@@ -342,3 +342,34 @@ async fn a_command_that_never_gets_an_outcome_is_re_driven_a_bounded_number_of_t
     assert_eq!(redriven, 3, "then it is only reported");
     assert_eq!(log.end_offset(topics::COMMANDS, 0).await.unwrap(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_handoff_is_not_counted_as_a_redelivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log("embedded", dir.path()).unwrap();
+    let store = open_store("embedded", &dir.path().join("store")).unwrap();
+    let end = fill(&*log).await;
+    let ok = Arc::new(AtomicBool::new(false));
+    let p = Projector::with_projections(log.clone(), store.clone(), None, projections(&ok));
+    let attempt = || async { store.attempt(topics::EVENTS, 0).await.unwrap() };
+    for round in 0..2 {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(p.clone().run_until_stopped(stop.clone()));
+        assert!(p.wait_caught_up(Duration::from_secs(30)).await.unwrap());
+        // Taking the partition over counts one delivery of the batch at `end` (0 + 1
+        // after a clean release), never a second one: that would send it one record
+        // at a time, as after a death.
+        let mut seen = attempt().await;
+        for _ in 0..200 {
+            if seen.is_some_and(|a| a.offset == end && a.attempt > 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            seen = attempt().await;
+        }
+        assert_eq!(seen, Some(Attempt { offset: end, attempt: 1 }), "round {round}");
+        stop.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(attempt().await, Some(Attempt { offset: end, attempt: 0 }), "released cleanly in round {round}");
+    }
+}
