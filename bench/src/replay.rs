@@ -118,10 +118,12 @@ pub fn markdown(v: &Value) -> String {
          | replay (apply to a new generation) | {replay:.0} | {ratio:.3} |\n\n\
          Goal 1,000,000 records/s: **{met}**.\n\n\
          Where the time goes: reading and decoding is {inv:.0}× faster than the replay, so the \
-         time is in the store. Each click becomes ten aggregate mutations and one `/events` \
-         row, applied as read-modify-writes in one redb transaction per batch of 8,192 (the \
-         same per-click profile as `bench/results/clicks.md` and the `kurz GET` profile in \
-         `bench/results/redirects.md`: redb page reads and B-tree inserts).\n\n\
+         time is in the store. Each click makes about ten aggregate additions, summed per \
+         row within a step (`Additive` in `projector/src/batch.rs`), and one `/events` row \
+         with three index entries, applied as read-modify-writes in one redb transaction per \
+         step of up to 65,536 records of a partition. The profile is in \
+         `bench/results/replay-profile.md`: page allocation and zeroing for redb's \
+         copy-on-write pages and the growing heap, page copies, B-tree lookups.\n\n\
          Reproduce: `cargo run --release -p kurz-bench -- replay`\n",
         clicks = v["clicks"],
         links = v["links"],
