@@ -55,6 +55,21 @@ async fn snapshot(s: &Server, code: &str, link_id: u64) -> Vec<(String, u16, Val
     out
 }
 
+/// `/{code}+`'s `click_count` once it reaches `want`, or the last one seen after 20 s.
+async fn click_count_reaching(s: &Server, code: &str, want: u64) -> u64 {
+    let c = client();
+    let mut counted = 0;
+    for _ in 0..400 {
+        let v: Value = c.get(s.url(&format!("/{code}+"))).send().await.unwrap().json().await.unwrap();
+        counted = v["click_count"].as_u64().unwrap();
+        if counted == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    counted
+}
+
 #[track_caller]
 fn assert_same(now: &[(String, u16, Value)], before: &[(String, u16, Value)]) {
     assert_eq!(now.len(), before.len());
@@ -85,16 +100,7 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
             .unwrap();
         assert_eq!(r.status(), 302);
     }
-    let mut counted = 0;
-    for _ in 0..200 {
-        let v: Value = c.get(s.url(&format!("/{code}+"))).send().await.unwrap().json().await.unwrap();
-        counted = v["click_count"].as_u64().unwrap();
-        if counted == 10 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(counted, 10, "browser clicks counted, bots not");
+    assert_eq!(click_count_reaching(&s, &code, 10).await, 10, "browser clicks counted, bots not");
     let before = snapshot(&s, &code, 5).await;
 
     // Replay 1 with writes going on: every create is answered and read back at once,
@@ -271,16 +277,7 @@ async fn replay_from_a_kafka_log_verifies_and_switches() {
     }
     // Wait until the last link's clicks are counted (10 of them).
     let (last, last_id) = codes[9].clone();
-    let mut counted = 0;
-    for _ in 0..400 {
-        let v: Value = c.get(s.url(&format!("/{last}+"))).send().await.unwrap().json().await.unwrap();
-        counted = v["click_count"].as_u64().unwrap();
-        if counted == 10 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(counted, 10);
+    assert_eq!(click_count_reaching(&s, &last, 10).await, 10);
     let reads = |codes: Vec<(String, u64)>| {
         let (c, s) = (c.clone(), &s);
         async move {

@@ -10,8 +10,7 @@
 
 use crate::metrics;
 use crate::projections::{Input, Projection};
-use kurz_schemas::Id;
-use kurz_schemas::{topics, Click, Event, Ts};
+use kurz_schemas::{topics, Click, Event, Id, Ts};
 use kurz_storage::store::{Attempt, Mutation, ParkedRecord, Position, StoreBatch};
 use kurz_storage::Record;
 use std::collections::{HashMap, HashSet};

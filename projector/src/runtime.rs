@@ -12,9 +12,10 @@
 //! more before it reads. A task that lets go cleanly between batches (a revoke, a
 //! shutdown) sets the count back to 0, so a handoff is not taken for a death. From the
 //! second attempt on it goes *carefully*, one record per step through the span the
-//! failed batch could have covered, so the next death points at one record; when a record's count reaches `max_attempts` it goes to the
-//! dead-letter topic (`crate::deadletter`) and the partition moves on. Errors the task
-//! sees (a store that is down) are retried with backoff and count no attempt.
+//! failed batch could have covered, so the next death points at one record; when a
+//! record's count reaches `max_attempts` it goes to the dead-letter topic
+//! (`crate::deadletter`) and the partition moves on. Errors the task sees (a store
+//! that is down) are retried with backoff and count no attempt.
 
 use crate::batch::{project, store_batch, ParkedKeys};
 use crate::projections::{self, Projection};

@@ -349,8 +349,8 @@ async fn a_clean_handoff_is_not_counted_as_a_redelivery() {
     let log = open_log("embedded", dir.path()).unwrap();
     let store = open_store("embedded", &dir.path().join("store")).unwrap();
     let end = fill(&*log).await;
-    let ok = Arc::new(AtomicBool::new(false));
-    let p = Projector::with_projections(log.clone(), store.clone(), None, projections(&ok));
+    let never = Arc::new(AtomicBool::new(false));
+    let p = Projector::with_projections(log.clone(), store.clone(), None, projections(&never));
     let attempt = || async { store.attempt(topics::EVENTS, 0).await.unwrap() };
     for round in 0..2 {
         let stop = CancellationToken::new();
