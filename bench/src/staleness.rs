@@ -14,7 +14,7 @@ use kurz_command_api::{AuthMode, CommandApi, Settings};
 use kurz_projector::Projector;
 use kurz_schemas::event::Answer;
 use kurz_schemas::{Actor, Command, CommandBody, CommandId, ShortCode, TargetUrl};
-use kurz_storage::cache::memory::MokaCache;
+use kurz_storage::cache::memory::MemoryCache;
 use kurz_storage::cache::tiered::Tiered;
 use kurz_storage::cache::{CachedLink, LinkCache};
 use kurz_storage::{open_cache, open_log, open_store, NewRecord, StorageError};
@@ -38,7 +38,7 @@ pub struct Args {
 
 /// A near cache that stamps when each target URL first arrives.
 struct Probe {
-    inner: MokaCache,
+    inner: MemoryCache,
     seen: Mutex<HashMap<String, Instant>>,
 }
 
@@ -72,7 +72,7 @@ pub async fn run(args: Args) -> serde_json::Value {
     let mut probes = Vec::new();
     let mut edges: Vec<Arc<dyn LinkCache>> = Vec::new();
     for _ in 0..args.edges {
-        let probe = Arc::new(Probe { inner: MokaCache::new(100_000), seen: Mutex::new(HashMap::new()) });
+        let probe = Arc::new(Probe { inner: MemoryCache::new(100_000), seen: Mutex::new(HashMap::new()) });
         let far = open_cache(&format!("{}?near_capacity=0", redis.url())).unwrap();
         let cache: Arc<dyn LinkCache> = Arc::new(Tiered { near: probe.clone(), far });
         tokio::spawn(kurz_query_edge::follow::run_until_stopped(log.clone(), cache.clone(), stop.clone()));

@@ -117,8 +117,7 @@ impl CommandApi {
     pub async fn run_until_stopped(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
         let deciders = tokio::spawn(self.deciders().run_until_stopped(stop.clone()));
         let app = self.router();
-        let s = stop.clone();
-        axum::serve(listener, app).with_graceful_shutdown(async move { s.cancelled().await }).await?;
+        kurz_web::serve::serve(listener, app, stop.clone(), std::time::Duration::from_secs(10)).await?;
         stop.cancel();
         let _ = deciders.await;
         Ok(())

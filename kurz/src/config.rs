@@ -26,7 +26,7 @@ pub struct Config {
     #[arg(long, env = "KURZ_STORE_URL", default_value = "embedded")]
     pub store_url: String,
 
-    /// Hot-cache backend: `memory` (in-process moka; `memory://?capacity=N` entries).
+    /// Hot-cache backend: `memory` (in-process, quick_cache; `memory://?capacity=N` entries).
     #[arg(long, env = "KURZ_CACHE_URL", default_value = "memory")]
     pub cache_url: String,
 

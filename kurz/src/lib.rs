@@ -163,10 +163,12 @@ impl App {
         let addr = listener.local_addr()?;
         tracing::info!(event = "listening", addr = %addr, auth = ?self.cfg.auth);
 
+        let fast = self.edge.fast_path();
         let flusher_stop = CancellationToken::new();
         let flusher = tokio::spawn(self.edge.into_flusher().run_until_stopped(flusher_stop.clone()));
 
-        serve_with_drain(listener, router, stop, Duration::from_millis(self.cfg.drain_timeout_ms)).await?;
+        let drain = Duration::from_millis(self.cfg.drain_timeout_ms);
+        kurz_web::serve::serve_with(listener, router, Some(fast), stop, drain).await?;
         flusher_stop.cancel();
         let _ = flusher.await;
         workers.cancel();
@@ -176,24 +178,15 @@ impl App {
     }
 }
 
-/// Serves until `stop`, then lets in-flight requests finish for at most `drain`.
+/// Serves until `stop`, then lets in-flight requests finish for at most `drain`
+/// (`kurz_web::serve`).
 pub async fn serve_with_drain(
     listener: tokio::net::TcpListener,
     router: axum::Router,
     stop: CancellationToken,
     drain: Duration,
 ) -> Result<(), Error> {
-    let s = stop.clone();
-    let server = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move { s.cancelled().await });
-    let limit = async {
-        stop.cancelled().await;
-        tokio::time::sleep(drain).await;
-    };
-    tokio::select! {
-        r = server => r?,
-        _ = limit => tracing::warn!(event = "drain_limit_reached", "in-flight requests cut off"),
-    }
+    kurz_web::serve::serve(listener, router, stop, drain).await?;
     Ok(())
 }
 

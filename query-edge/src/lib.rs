@@ -20,6 +20,9 @@ pub enum Error {
     Config(String),
 }
 
+/// How long a stopping edge lets in-flight requests finish when it runs alone.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Inner {
     pub store: Arc<dyn ReadStore>,
     pub cache: Arc<dyn LinkCache>,
@@ -65,6 +68,11 @@ impl QueryEdge {
         kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks)))
     }
 
+    /// Redirects answered ahead of the router (`routes::fast_path`), for the server loop.
+    pub fn fast_path(&self) -> kurz_web::serve::FastPath {
+        routes::fast_path(self.state.clone())
+    }
+
     /// The click flusher, for processes that assemble their own server.
     pub fn into_flusher(self) -> capture::ClickFlusher {
         self.flusher
@@ -72,12 +80,10 @@ impl QueryEdge {
 
     pub async fn run_until_stopped(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
         let app = self.router();
+        let fast = self.fast_path();
         let flusher_stop = CancellationToken::new();
         let flusher = tokio::spawn(self.flusher.run_until_stopped(flusher_stop.clone()));
-        let s = stop.clone();
-        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(async move { s.cancelled().await })
-            .await?;
+        kurz_web::serve::serve_with(listener, app, Some(fast), stop, DRAIN).await?;
         // Requests have drained: flush the clicks they captured, then stop.
         flusher_stop.cancel();
         let _ = flusher.await;

@@ -1,4 +1,4 @@
-use prometheus::{register_int_counter_vec, register_int_gauge, IntCounterVec, IntGauge};
+use prometheus::{register_int_counter_vec, register_int_gauge, IntCounter, IntCounterVec, IntGauge};
 use std::sync::OnceLock;
 
 pub struct Metrics {
@@ -24,4 +24,30 @@ pub fn get() -> &'static Metrics {
         .unwrap(),
         spool_bytes: register_int_gauge!("kurz_click_spool_bytes", "Bytes of clicks waiting in the spool for the log.").unwrap(),
     })
+}
+
+/// What a redirect lookup found.
+#[derive(Debug, Clone, Copy)]
+pub enum Found {
+    Found,
+    NotFound,
+    Inactive,
+}
+
+/// Where the answer came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    Cache,
+    Store,
+}
+
+/// `kurz_redirects_total{result, source}`, resolved once: this runs on every redirect,
+/// and a lookup by labels hashes them and takes the vector's shared lock.
+pub fn redirect(found: Found, source: Source) -> &'static IntCounter {
+    static C: OnceLock<[[IntCounter; 2]; 3]> = OnceLock::new();
+    let c = C.get_or_init(|| {
+        let by = |r: &str| ["cache", "store"].map(|s| get().redirects.with_label_values(&[r, s]));
+        [by("found"), by("not_found"), by("inactive")]
+    });
+    &c[found as usize][source as usize]
 }

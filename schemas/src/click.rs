@@ -165,14 +165,14 @@ impl Click {
     /// The [`ClickEnvelope`] of this click, without copying it: the click's own JSON
     /// object with `"v"` as its first member (what the flattened envelope writes).
     pub fn encode(&self) -> Vec<u8> {
+        use std::io::Write;
         let mut out = Vec::with_capacity(256);
-        out.extend_from_slice(b"{\"v\":");
-        out.extend_from_slice(Self::VERSION.to_string().as_bytes());
-        out.push(b',');
+        write!(out, "{{\"v\":{}", Self::VERSION).expect("writes to a Vec");
         let at = out.len();
         serde_json::to_writer(&mut out, self).expect("clicks always serialize");
-        // The click's object always has members (link_id, code, at): drop its `{`.
-        out.remove(at);
+        // The click's object always has members (link_id, code, at): its `{` becomes
+        // the `,` after `"v":2`, in place.
+        out[at] = b',';
         out
     }
 

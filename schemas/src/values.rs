@@ -17,7 +17,9 @@ pub enum ValueError {
     UrlTooLong(usize),
 }
 
-/// Paths the HTTP API serves itself; an alias may not shadow them.
+/// Paths the HTTP API serves itself; an alias may not shadow them. Every route of one
+/// static path segment must be listed here: the edge answers any other single-segment
+/// `GET` as a redirect before its router ([`ShortCode::is_plain_code`]).
 const RESERVED: &[&str] = &["health", "users", "urls", "events", "auth", "shorten", "links", "metrics", "api", "admin", "static"];
 pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
@@ -34,6 +36,17 @@ impl ShortCode {
             return Err(ValueError::ReservedShortCode(s.to_string()));
         }
         Ok(ShortCode(s.to_string()))
+    }
+
+    /// Whether `s`, as a whole path segment, can only be a short code: URL-safe (as
+    /// [`ShortCode::parse_lenient`] takes it) and none of the reserved names. Every
+    /// single-segment route the HTTP API serves itself is a reserved name, so the edge
+    /// answers such a `GET /{s}` as a redirect without asking the router.
+    pub fn is_plain_code(s: &str) -> bool {
+        !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s))
     }
 
     /// Codes already stored by the replaced service are taken as they are, as long as
@@ -165,6 +178,10 @@ mod tests {
             assert_eq!(ShortCode::parse(bad), Err(ValueError::BadShortCode), "{bad}");
         }
         assert!(matches!(ShortCode::parse("Health"), Err(ValueError::ReservedShortCode(_))));
+        assert!(ShortCode::is_plain_code("abc") && ShortCode::is_plain_code("a-b_C9") && ShortCode::is_plain_code("ab"));
+        for not in ["", "Health", "users", "METRICS", "abc+", "a%62c", "a/b", "a.b"] {
+            assert!(!ShortCode::is_plain_code(not), "{not}");
+        }
         let c = ShortCode::from_entropy(&[0, 61, 62, 250, 123, 7, 8, 9, 10], 7).unwrap();
         assert_eq!(c.as_str(), "0z0z789");
         assert!(ShortCode::from_entropy(&[250, 251], 2).is_none());

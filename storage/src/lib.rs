@@ -73,7 +73,7 @@ pub fn open_store_generation(url: &str, data_dir: &Path, n: u64) -> Result<Arc<d
 }
 
 /// Opens the hot cache named by `url`:
-/// - `memory` (or `memory://?capacity=N`): an in-process moka cache;
+/// - `memory` (or `memory://?capacity=N`): an in-process cache (quick_cache, S3-FIFO);
 /// - `none`: no cache, every lookup reads the store;
 /// - `redis://host:port[/db][?prefix=kurz:&near_capacity=N]`: Redis, with an in-process
 ///   near cache of `near_capacity` entries (default 100 000; 0 turns it off) in front.
@@ -84,13 +84,13 @@ pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
     let query = rest.split_once('?').map_or("", |(_, q)| q);
     let param = |name: &str| -> Option<u64> { query_param(query, name).and_then(|v| v.parse().ok()) };
     let inner: Arc<dyn LinkCache> = match scheme {
-        "memory" | "embedded" | "moka" => Arc::new(cache::memory::MokaCache::new(param("capacity").unwrap_or(1_000_000))),
+        "memory" | "embedded" | "moka" => Arc::new(cache::memory::MemoryCache::new(param("capacity").unwrap_or(1_000_000))),
         "none" => Arc::new(cache::NoCache),
         "redis" | "rediss" => {
             let far: Arc<dyn LinkCache> = Arc::new(cache::redis::RedisCache::open(url)?);
             match param("near_capacity").unwrap_or(100_000) {
                 0 => far,
-                n => Arc::new(cache::tiered::Tiered { near: Arc::new(cache::memory::MokaCache::new(n)), far }),
+                n => Arc::new(cache::tiered::Tiered { near: Arc::new(cache::memory::MemoryCache::new(n)), far }),
             }
         }
         other => return Err(StorageError::UnsupportedBackend { port: "cache", scheme: other.to_string() }),

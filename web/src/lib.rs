@@ -5,6 +5,7 @@ pub mod error;
 pub mod health;
 pub mod observe;
 pub mod params;
+pub mod serve;
 
 pub use body::{JsonObject, RawBody};
 pub use error::ApiError;

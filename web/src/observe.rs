@@ -2,9 +2,16 @@
 //! keyed by the matched route (never the raw path, which would explode cardinality).
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{register_histogram_vec, register_int_counter_vec, Encoder, HistogramVec, IntCounterVec, TextEncoder};
+use futures::FutureExt;
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, TextEncoder,
+};
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::OnceLock;
 use std::time::Instant;
 use tracing::Instrument;
@@ -34,16 +41,101 @@ pub fn http_metrics() -> &'static HttpMetrics {
 }
 
 pub async fn red_metrics(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string()).unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().as_str().to_string();
-    let span = tracing::info_span!("http", endpoint = %route, method = %method);
+    // `MatchedPath` is an `Arc<str>`: a clone, not a copy, survives `next.run(req)`.
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", |m| m.as_str());
+    let method = method_label(req.method());
+    let span = tracing::info_span!("http", endpoint = route, method);
     let started = Instant::now();
     let resp = next.run(req).instrument(span).await;
-    let m = http_metrics();
-    let status = resp.status().as_u16().to_string();
-    m.requests.with_label_values(&[&route, &method, &status]).inc();
-    m.duration.with_label_values(&[&route, &method]).observe(started.elapsed().as_secs_f64());
+    record(route, method, resp.status(), started);
     resp
+}
+
+/// What `red_metrics` and the catch-panic layer do for a routed request, for a request
+/// a role answers before its router (`serve::FastPath`): the same span, the same metric
+/// children, a panic turned into the same JSON 500.
+pub fn observed<F: Future<Output = Response>>(route: &'static str, method: &Method, handler: F) -> impl Future<Output = Response> {
+    let method = method_label(method);
+    async move {
+        let span = tracing::info_span!("http", endpoint = route, method);
+        let started = Instant::now();
+        let resp = match AssertUnwindSafe(handler).catch_unwind().instrument(span).await {
+            Ok(r) => r,
+            Err(panic) => crate::error::panic_response(panic),
+        };
+        record(route, method, resp.status(), started);
+        resp
+    }
+}
+
+fn record(route: &str, method: &'static str, status: StatusCode, started: Instant) {
+    let elapsed = started.elapsed().as_secs_f64();
+    with_route_handles(route, method, |h| {
+        h.duration.observe(elapsed);
+        h.requests(status).inc();
+    });
+}
+
+/// The method as a label: the standard ones by name, anything else as `other`, so a
+/// client cannot grow the label set.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// One route and method's metric children, resolved once per thread: a lookup in
+/// `HistogramVec::with_label_values` hashes the labels and takes the vector's lock,
+/// shared by every core, on each request.
+struct RouteHandles {
+    route: Box<str>,
+    method: &'static str,
+    duration: Histogram,
+    by_status: Vec<(StatusCode, IntCounter)>,
+}
+
+impl RouteHandles {
+    fn requests(&mut self, status: StatusCode) -> &IntCounter {
+        let i = match self.by_status.iter().position(|(s, _)| *s == status) {
+            Some(i) => i,
+            None => {
+                let c = http_metrics().requests.with_label_values(&[&*self.route, self.method, status.as_str()]);
+                self.by_status.push((status, c));
+                self.by_status.len() - 1
+            }
+        };
+        &self.by_status[i].1
+    }
+}
+
+thread_local! {
+    /// Bounded: the routes are the router's (plus `unmatched`), the methods the labels above.
+    static ROUTE_HANDLES: RefCell<Vec<RouteHandles>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_route_handles(route: &str, method: &'static str, f: impl FnOnce(&mut RouteHandles)) {
+    ROUTE_HANDLES.with(|all| {
+        let mut all = all.borrow_mut();
+        let i = match all.iter().position(|h| h.method == method && &*h.route == route) {
+            Some(i) => i,
+            None => {
+                let duration = http_metrics().duration.with_label_values(&[route, method]);
+                all.push(RouteHandles { route: route.into(), method, duration, by_status: Vec::new() });
+                all.len() - 1
+            }
+        };
+        f(&mut all[i]);
+    });
 }
 
 /// Prometheus text exposition of the process-wide registry.

@@ -71,9 +71,8 @@ impl ClickFlusher {
             };
             self.queue.take_all(&mut taken);
             while !taken.is_empty() {
-                let rest = taken.split_off(taken.len().min(BATCH));
-                self.flush(&mut taken).await;
-                taken = rest;
+                let n = taken.len().min(BATCH);
+                self.flush(taken.drain(..n)).await;
             }
             if stopping {
                 return;
@@ -81,11 +80,11 @@ impl ClickFlusher {
         }
     }
 
-    async fn flush(&mut self, buf: &mut Vec<RawClick>) {
-        if buf.is_empty() {
+    async fn flush(&mut self, raws: std::vec::Drain<'_, RawClick>) {
+        let clicks: Vec<Click> = raws.map(|raw| self.enricher.click(raw)).collect();
+        if clicks.is_empty() {
             return;
         }
-        let clicks: Vec<Click> = buf.drain(..).map(|raw| self.enricher.click(raw)).collect();
         let m = metrics::get();
         let batch: Vec<Spooled> = if self.log_down {
             clicks.iter().map(spooled).collect()

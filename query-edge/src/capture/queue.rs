@@ -37,15 +37,13 @@ impl ClickQueue {
         true
     }
 
-    /// Moves every queued click into `out`, oldest first per shard.
+    /// Moves every queued click into `out`, oldest first per shard. A shard keeps its
+    /// vector's capacity, so redirects push into memory that is already there instead of
+    /// growing a fresh vector from nothing every linger period.
     pub fn take_all(&self, out: &mut Vec<RawClick>) {
         for s in self.shards.iter() {
             let mut shard = s.lock().unwrap_or_else(|p| p.into_inner());
-            if out.is_empty() {
-                std::mem::swap(out, &mut shard);
-            } else {
-                out.append(&mut shard);
-            }
+            out.extend(shard.drain(..));
         }
     }
 }
@@ -87,6 +85,7 @@ mod tests {
         assert_eq!(ats.len(), pushed, "no click twice");
         q.take_all(&mut out);
         assert_eq!(out.len(), pushed, "taken clicks are gone from the queue");
+        assert!(q.shards.iter().any(|s| s.lock().unwrap().capacity() > 0), "shards keep their capacity");
 
         let small = ClickQueue::new(1);
         assert!(small.push(click(1)));

@@ -5,6 +5,8 @@ mod reads;
 mod redirect;
 mod stats;
 
+pub use redirect::fast_path;
+
 use crate::EdgeState;
 use axum::routing::{get, MethodRouter};
 use kurz_schemas::Id;

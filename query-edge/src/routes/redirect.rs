@@ -5,25 +5,27 @@
 //! replace a newer state the projector already put there.
 
 use crate::capture::{ClickSink, RawClick};
-use crate::{metrics, EdgeState};
-use axum::extract::{ConnectInfo, Path, State};
+use crate::metrics::{self, Found, Source};
+use crate::EdgeState;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use axum::Json;
-use kurz_schemas::{Link, Ts};
+use kurz_schemas::{Link, ShortCode, Ts};
 use kurz_storage::CachedLink;
 use kurz_web::ApiError;
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-/// Longest header value (and query string) a click keeps.
+/// Longest header value (and query string) a click keeps, in bytes.
 const MAX_HEADER: usize = 512;
 
-async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, &'static str), ApiError> {
+async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source), ApiError> {
     // A cache error is a miss: the store answers (slower, counted at the cache port).
     if let Ok(Some(hit)) = s.cache.get(code).await {
-        return Ok((hit.link, "cache"));
+        return Ok((hit.link, Source::Cache));
     }
     let found = s.store.link_by_code(code).await?;
     let entry = match found {
@@ -31,39 +33,74 @@ async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, &'stat
         None => CachedLink { link: None, version: 0 },
     };
     let _ = s.cache.offer(code, entry.clone()).await;
-    Ok((entry.link, "store"))
+    Ok((entry.link, Source::Store))
 }
 
-pub async fn redirect_or_stats(
-    State(s): State<EdgeState>,
-    method: Method,
-    Path(code): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-) -> Result<Response, ApiError> {
+/// The route's one path segment, percent-decoded only when it holds an escape (codes
+/// are plain ASCII, so that is rare). Reads the request in place: the hot path copies
+/// no headers and allocates no path.
+fn code_of(uri: &Uri) -> Result<Cow<'_, str>, ApiError> {
+    let raw = uri.path().strip_prefix('/').unwrap_or(uri.path());
+    if !raw.contains('%') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadRequest("the short code is not valid UTF-8 once percent-decoded".into()))
+}
+
+pub async fn redirect_or_stats(State(s): State<EdgeState>, req: Request) -> Result<Response, ApiError> {
+    // The head only: a body is not `Sync`, so a future holding the request across an
+    // await would not be `Send`.
+    let (req, _) = req.into_parts();
+    let code = code_of(&req.uri)?;
     if let Some(code) = code.strip_suffix('+') {
         return stats(&s, code).await;
     }
-    let (link, source) = resolve(&s, &code).await?;
-    let m = metrics::get();
+    let peer = req.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+    redirect(&s, &code, &req, peer).await
+}
+
+/// `GET /{code}` answered before the router (`kurz_web::serve::FastPath`) when the
+/// path is one segment that can only be a code ([`ShortCode::is_plain_code`]: every
+/// other single-segment route is a reserved name): no route matching, no middleware
+/// boxes, the same span, metrics and panic handling (`kurz_web::observe::observed`).
+/// Everything else (stats, escapes, other routes) goes to the router.
+pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
+    Arc::new(move |req: Request, peer: SocketAddr| {
+        let method = req.method();
+        if (method != Method::GET && method != Method::HEAD) || !req.uri().path().strip_prefix('/').is_some_and(ShortCode::is_plain_code) {
+            return Err(req);
+        }
+        let s = s.clone();
+        let method = method.clone();
+        Ok(Box::pin(kurz_web::observe::observed("/{code}", &method, async move {
+            let (req, _) = req.into_parts();
+            let code = &req.uri.path()[1..];
+            redirect(&s, code, &req, Some(peer.ip())).await.into_response()
+        })))
+    })
+}
+
+async fn redirect(s: &EdgeState, code: &str, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
+    let (link, source) = resolve(s, code).await?;
     let link = match link {
         Some(l) if l.is_active => l,
         Some(_) => {
-            m.redirects.with_label_values(&["inactive", source]).inc();
+            metrics::redirect(Found::Inactive, source).inc();
             return Err(ApiError::NotFound("short link not found or inactive".into()));
         }
         None => {
-            m.redirects.with_label_values(&["not_found", source]).inc();
+            metrics::redirect(Found::NotFound, source).inc();
             return Err(ApiError::NotFound("short link not found or inactive".into()));
         }
     };
-    m.redirects.with_label_values(&["found", source]).inc();
+    metrics::redirect(Found::Found, source).inc();
     let location = HeaderValue::from_str(&link.original_url)
         .or_else(|_| url::Url::parse(&link.original_url).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))
         .map_err(|_| ApiError::internal(format!("link {} has a target that is not a valid Location", link.id)))?;
     if s.clicks.enabled() {
-        s.clicks.record(raw_click(&s.clicks, link, &method, &uri, &headers, peer.map(|Extension(ConnectInfo(a))| a.ip())));
+        s.clicks.record(raw_click(&s.clicks, link, &req.method, &req.uri, &req.headers, peer));
     }
     Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
 }
@@ -72,7 +109,6 @@ pub async fn redirect_or_stats(
 /// does that, off the request path).
 fn raw_click(sink: &ClickSink, link: Arc<Link>, method: &Method, uri: &Uri, headers: &HeaderMap, peer: Option<IpAddr>) -> RawClick {
     let text = |h: &HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
-    let clipped = |v: &str| v.chars().take(MAX_HEADER).collect::<String>();
     let addr = match &sink.client_ip_header {
         Some(h) => text(h).and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok()),
         None => peer,
@@ -89,6 +125,18 @@ fn raw_click(sink: &ClickSink, link: Arc<Link>, method: &Method, uri: &Uri, head
     }
 }
 
+/// At most [`MAX_HEADER`] bytes of `v`, cut at a character boundary.
+fn clipped(v: &str) -> String {
+    if v.len() <= MAX_HEADER {
+        return v.to_owned();
+    }
+    let mut end = MAX_HEADER;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v[..end].to_owned()
+}
+
 async fn stats(s: &EdgeState, code: &str) -> Result<Response, ApiError> {
     let (link, _) = resolve(s, code).await?;
     let link = link.ok_or_else(|| ApiError::NotFound("short link not found".into()))?;
@@ -102,4 +150,27 @@ async fn stats(s: &EdgeState, code: &str) -> Result<Response, ApiError> {
         "created_at": link.created_at.to_rfc3339(),
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_read_from_the_path_and_decoded_only_when_escaped() {
+        let uri = |p: &str| p.parse::<Uri>().unwrap();
+        assert!(matches!(code_of(&uri("/abc?x=1")).unwrap(), Cow::Borrowed("abc")));
+        assert_eq!(code_of(&uri("/ab%63")).unwrap(), "abc");
+        assert_eq!(code_of(&uri("/abc%2B")).unwrap(), "abc+", "an escaped + still asks for stats");
+        assert!(matches!(code_of(&uri("/%FF")), Err(ApiError::BadRequest(_))));
+    }
+
+    #[test]
+    fn long_values_are_clipped_at_a_character_boundary() {
+        assert_eq!(clipped("short"), "short");
+        let long = "é".repeat(MAX_HEADER);
+        let c = clipped(&long);
+        assert!(c.len() <= MAX_HEADER && c.len() >= MAX_HEADER - 1);
+        assert!(long.starts_with(&c));
+    }
 }

@@ -52,11 +52,16 @@ pub trait LinkCache: Send + Sync + 'static {
 pub struct Instrumented {
     inner: Arc<dyn LinkCache>,
     last_error_log: AtomicI64,
+    /// `kurz_cache_lookups_total` by result, resolved once: a lookup by label on every
+    /// get would hash the label and take the vector's shared lock.
+    lookups: [prometheus::IntCounter; 4],
 }
 
 impl Instrumented {
     pub fn new(inner: Arc<dyn LinkCache>) -> Instrumented {
-        Instrumented { inner, last_error_log: AtomicI64::new(0) }
+        let by = |r: &str| metrics::get().cache_lookups.with_label_values(&[r]);
+        let lookups = [by("hit"), by("negative_hit"), by("miss"), by("error")];
+        Instrumented { inner, last_error_log: AtomicI64::new(0), lookups }
     }
 
     fn failed(&self, op: &'static str, e: &StorageError) {
@@ -73,16 +78,16 @@ impl Instrumented {
 impl LinkCache for Instrumented {
     async fn get(&self, code: &str) -> Result<Option<CachedLink>, StorageError> {
         let r = self.inner.get(code).await;
-        let label = match &r {
-            Ok(Some(CachedLink { link: Some(_), .. })) => "hit",
-            Ok(Some(_)) => "negative_hit",
-            Ok(None) => "miss",
+        let result = match &r {
+            Ok(Some(CachedLink { link: Some(_), .. })) => 0,
+            Ok(Some(_)) => 1,
+            Ok(None) => 2,
             Err(e) => {
                 self.failed("get", e);
-                "error"
+                3
             }
         };
-        metrics::get().cache_lookups.with_label_values(&[label]).inc();
+        self.lookups[result].inc();
         r
     }
     async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError> {

@@ -19,6 +19,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+mod findings;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Links in the hot set (all cached after warm-up).
@@ -129,6 +131,8 @@ async fn ceiling(listener: tokio::net::TcpListener, stop: CancellationToken) {
             r = listener.accept() => match r { Ok((io, _)) => io, Err(_) => continue },
             _ = stop.cancelled() => return,
         };
+        // As kurz's server loop does (`web/src/serve.rs`).
+        let _ = io.set_nodelay(true);
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(|_req| async {
                 Ok::<_, std::convert::Infallible>(
@@ -152,6 +156,10 @@ async fn axum_ceiling(listener: tokio::net::TcpListener, stop: CancellationToken
         "/{code}",
         axum::routing::get(|| async { (StatusCode::FOUND, [(header::LOCATION, HeaderValue::from_static(CEILING_LOCATION))]) }),
     );
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|io| {
+        let _ = io.set_nodelay(true);
+    });
     let _ = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await;
 }
 
@@ -550,7 +558,7 @@ fn category(sym: &str, kernel: bool) -> &'static str {
     const RULES: &[(&[&str], &str)] = &[
         (&["prometheus::"], "prometheus (metrics labels, observe)"),
         (&["tracing_subscriber", "tracing_core", "tracing::"], "tracing (spans, subscriber)"),
-        (&["moka::", "crossbeam_epoch", "crossbeam_channel", "quanta::", "tagptr"], "moka cache"),
+        (&["quick_cache::", "moka::", "crossbeam_epoch", "foldhash"], "hot cache (quick_cache)"),
         (&["redb::"], "redb (click append/projection)"),
         (&["serde_json", "serde::"], "JSON (serde)"),
         (&["url::", "idna::"], "url parsing"),
@@ -561,8 +569,8 @@ fn category(sym: &str, kernel: bool) -> &'static str {
         (&["tokio::", "mio::"], "tokio runtime"),
         (&["async_trait"], "async_trait"),
         (
-            &["malloc", "free", "realloc", "_int_", "tcache", "alloc::alloc", "__rust_alloc", "__rust_dealloc"],
-            "allocator (glibc malloc/free)",
+            &["malloc", "free", "realloc", "_int_", "tcache", "_mi_", "mi_", "alloc::alloc", "__rust_alloc", "__rust_dealloc"],
+            "allocator (mimalloc)",
         ),
         (&["memcpy", "memmove", "memset", "memcmp", "__memc", "__mems", "strlen"], "libc mem*/str*"),
         (&["pthread", "futex", "__lll_", "syscall", "epoll", "__libc_", "__GI_", "send", "recv", "write", "read"], "libc syscalls/locks"),
@@ -667,13 +675,14 @@ async fn profile(gen: &Gen, label: &str, url: &str, paths: &Path, keep: &Path, s
     // (a lower bound where a piece was inlined into its caller).
     const KEYS: &[(&str, &[&str])] = &[
         ("hyper HTTP/1 dispatcher (parse, service, write)", &["hyper::proto::h1::dispatch::Dispatcher"]),
-        ("axum::serve handle_connection (auto builder + dispatcher)", &["axum::serve::handle_connection"]),
+        ("kurz_web::serve connection task (hyper HTTP/1 and all below)", &["kurz_web::serve::serve::{{closure}}::{{closure}}"]),
         ("axum Router::call_with_state (routing and all below)", &["axum::routing::Router<S>::call_with_state"]),
         ("red_metrics middleware (FromFn) and all below", &["axum::middleware::from_fn::FromFn"]),
-        ("redirect handler (axum Handler::call: extractors + redirect_or_stats)", &["as axum::handler::Handler<"]),
+        ("redirect fast path: observe::observed (span, metrics, catch-panic) and all below", &["kurz_web::observe::observed"]),
+        ("redirect (resolve, Location, click record)", &["kurz_query_edge::routes::redirect::redirect::"]),
         ("resolve (cache lookup)", &["kurz_query_edge::routes::redirect::resolve"]),
-        ("Instrumented cache get (moka + lookup metric)", &["cache::Instrumented as kurz_storage::cache::LinkCache>::get"]),
-        ("moka Cache::get", &["moka::sync::cache::Cache"]),
+        ("Instrumented cache get (quick_cache + lookup metric)", &["cache::Instrumented as kurz_storage::cache::LinkCache>::get"]),
+        ("quick_cache Cache::get", &["quick_cache::sync::Cache"]),
         ("prometheus (all calls)", &["prometheus::"]),
         (
             "tracing (spans, subscriber, JSON layer)",
@@ -684,7 +693,7 @@ async fn profile(gen: &Gen, label: &str, url: &str, paths: &Path, keep: &Path, s
         ("projector (read clicks, apply, commit)", &["kurz_projector::runtime::Projector::supervise"]),
         ("store apply_batch (redb write txn of projected clicks)", &["kurz_storage::store::embedded::apply_batch"]),
         ("HistoryEvent serialize (JSON per click row)", &["HistoryEvent>::serialize"]),
-        ("malloc/free", &["malloc", "_int_free", "cfree"]),
+        ("malloc/free", &["malloc", "_int_free", "cfree", "mi_free", "_mi_page_malloc"]),
     ];
     let child_rows = perf_rows(&child_text);
     let inclusive = KEYS
@@ -959,7 +968,13 @@ pub async fn run(args: Args) -> Value {
             })
         })
         .collect();
+    // The query-edge role alone (capture on, projection elsewhere): what serves
+    // redirects in a scaled-out deployment.
+    let edge_throughput_ratio = ratio("kurz_edge_capture", "ceiling", "requests_per_s");
+    let edge_p99_ratio = ratio("kurz_edge_capture", "ceiling", "p99_ms");
     let targets = json!({
+        "edge_throughput_ratio": {"target": format!(">= {TARGET_THROUGHPUT_RATIO}"), "value": edge_throughput_ratio, "met": edge_throughput_ratio >= TARGET_THROUGHPUT_RATIO},
+        "edge_client_p99_ratio": {"target": format!("<= {TARGET_P99_RATIO}"), "value": edge_p99_ratio, "met": edge_p99_ratio <= TARGET_P99_RATIO},
         "hot_throughput_ratio": {"target": format!(">= {TARGET_THROUGHPUT_RATIO}"), "value": throughput_ratio, "met": throughput_ratio >= TARGET_THROUGHPUT_RATIO},
         "hot_client_p99_ratio": {"target": format!("<= {TARGET_P99_RATIO}"), "value": p99_ratio, "met": p99_ratio <= TARGET_P99_RATIO},
         "hot_server_p99_ms": {"target": format!("< {TARGET_SERVER_P99_MS}"), "value": server_p99, "met": server_p99 < TARGET_SERVER_P99_MS},
@@ -1123,13 +1138,26 @@ pub fn markdown(v: &Value) -> String {
     let t = &v["targets"];
     let mark = |x: &Value| if x["met"] == true { "yes" } else { "**no**" };
     md += &format!(
-        "| throughput kurz / ceiling {} | {:.2} | {} |\n",
+        "| throughput of the query-edge role (capture on, no projector in the process) / ceiling {} | {:.2} | {} |\n",
+        t["edge_throughput_ratio"]["target"].as_str().unwrap_or(""),
+        f(&t["edge_throughput_ratio"]["value"]),
+        mark(&t["edge_throughput_ratio"])
+    );
+    md += &format!(
+        "| client p99 of the query-edge role / ceiling at {} connections {} | {:.2} | {} |\n",
+        v["generator"]["connections"],
+        t["edge_client_p99_ratio"]["target"].as_str().unwrap_or(""),
+        f(&t["edge_client_p99_ratio"]["value"]),
+        mark(&t["edge_client_p99_ratio"])
+    );
+    md += &format!(
+        "| throughput of `kurz serve` (every role, clicks projected in the same process) / ceiling {} | {:.2} | {} |\n",
         t["hot_throughput_ratio"]["target"].as_str().unwrap_or(""),
         f(&t["hot_throughput_ratio"]["value"]),
         mark(&t["hot_throughput_ratio"])
     );
     md += &format!(
-        "| client p99 kurz / ceiling at {} connections {} | {:.2} | {} |\n",
+        "| client p99 of `kurz serve` / ceiling at {} connections {} | {:.2} | {} |\n",
         v["generator"]["connections"],
         t["hot_client_p99_ratio"]["target"].as_str().unwrap_or(""),
         f(&t["hot_client_p99_ratio"]["value"]),
@@ -1310,166 +1338,8 @@ pub fn markdown(v: &Value) -> String {
             }
         }
     }
-    md += &findings(v);
+    md += &findings::findings(v);
     md += "\nReproduce: `apt-get install -y wrk linux-perf`, then `cargo run --release -p kurz-bench -- redirects` \
            (every run's numbers in `bench/results/redirects.json`).\n";
-    md
-}
-
-/// What the numbers say and the fixes they suggest. The figures are taken from this run;
-/// the reasoning was written from reading the redirect path (`query-edge/src/routes/redirect.rs`,
-/// `web/src/observe.rs`, `storage/src/cache/`, `query-edge/src/capture/`,
-/// `projector/src/projections/clicks/`, `storage/src/store/embedded.rs`).
-fn findings(v: &Value) -> String {
-    let f = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
-    let prof = |label: &str| v["profile"].as_array().and_then(|a| a.iter().find(|p| p["label"] == label)).cloned();
-    // µs/req of a profile row.
-    let us = |label: &str, list: &str, name: &str| -> f64 {
-        prof(label)
-            .and_then(|p| {
-                let cpu = f(&p["cpu_us_per_request"]);
-                p[list].as_array().and_then(|a| a.iter().find(|c| c[0].as_str() == Some(name)).map(|c| f(&c[1]) * cpu / 100.0))
-            })
-            .unwrap_or(f64::NAN)
-    };
-    let split = |k: &str| {
-        v["cpu_us_per_request_split"]
-            .as_object()
-            .and_then(|o| o.iter().find(|(n, _)| n.starts_with(k)).map(|(_, x)| f(x)))
-            .unwrap_or(f64::NAN)
-    };
-    let runs = v["kurz_hot"]["runs"].as_array().cloned().unwrap_or_default();
-    let appended: f64 = runs.iter().map(|r| f(&r["server"]["clicks_appended"])).sum();
-    let dropped: f64 = runs.iter().map(|r| f(&r["server"]["clicks_dropped"])).sum();
-    let captured = appended / (appended + dropped).max(1.0);
-    let capture_us = split("4a.");
-    let projection_us = split("4b.");
-    let click_us = capture_us + projection_us;
-    let moka = us("kurz HEAD", "inclusive", "moka Cache::get");
-    let red = us("kurz HEAD", "inclusive", "red_metrics middleware (FromFn) and all below");
-    let handler = us("kurz HEAD", "inclusive", "redirect handler (axum Handler::call: extractors + redirect_or_stats)");
-    let resolve = us("kurz HEAD", "inclusive", "resolve (cache lookup)");
-    let malloc_head = us("kurz HEAD", "categories", "allocator (glibc malloc/free)");
-    let malloc_ceiling = us("ceiling", "categories", "allocator (glibc malloc/free)");
-    let apply = us("kurz GET", "inclusive", "store apply_batch (redb write txn of projected clicks)");
-    let flusher = us("kurz GET", "inclusive", "ClickFlusher (click encode + append)");
-    let writer = us("kurz GET", "threads", "kurz-log-writer");
-    let prom = us("kurz HEAD", "categories", "prometheus (metrics labels, observe)");
-    let kernel_head = us("kurz HEAD", "categories", "kernel (loopback TCP, epoll, syscalls)");
-    let kernel_ceiling = us("ceiling", "categories", "kernel (loopback TCP, epoll, syscalls)");
-    let c = |k: &str, what: &str| f(&v[k][what]);
-    let mut md = String::from("\n## Findings\n\n");
-    md += &format!(
-        "1. **Clicks are the largest cost{}, and most of it is their projection.** A GET of `kurz serve` costs {click_us:.1} µs/req \
-         more CPU than the same redirect from an edge with capture off, drain included{}: {capture_us:.1} µs at the edge \
-         (capture, enrich, JSON-encode, durably append to the log: the edge with capture on minus off) and {projection_us:.1} µs \
-         for the projector's aggregation in the same process (read, decode, ten aggregate mutations and one `/events` row \
-         per click, one redb transaction per batch of 8,192). In a scaled-out deployment the second part runs in projector \
-         processes, not on the edge. Log writer thread: {writer:.2} µs/req; `apply_batch`: {apply:.2}; flusher: {flusher:.2}.\n",
-        if dropped > 0.0 { ", and it does not keep up" } else { "" },
-        if dropped > 0.0 {
-            format!(
-                ", although only {:.0} % of the hot runs' clicks were captured: the other {:.0} % were dropped because the \
-                 65,536-click queue was full, so each captured click costs about {:.0} µs",
-                captured * 100.0,
-                (1.0 - captured) * 100.0,
-                click_us / captured.max(0.01)
-            )
-        } else {
-            " (every click was captured)".to_string()
-        },
-    );
-    md += &format!(
-        "2. **The moka lookup** costs {moka:.2} µs/req inclusive (HEAD profile): `Cache::get` on a 1M-entry moka cache \
-         increments the TinyLFU frequency sketch, records the read for its LRU and runs pending housekeeping inline; \
-         with this working set these are cache misses. `resolve` in all: {resolve:.2} µs/req.\n"
-    );
-    md += &format!(
-        "3. **Allocation**: glibc malloc/free takes {malloc_head:.2} µs/req in kurz HEAD vs {malloc_ceiling:.2} in the ceiling. \
-         Per redirect, kurz allocates the `route`, `method` and `status` `String`s in `red_metrics`, the `Path<String>`, \
-         a full clone of the request's `HeaderMap` (the `HeaderMap` extractor), two `async_trait` boxes \
-         (`Instrumented::get` → `MokaCache::get`), a copy of the target URL into a new `HeaderValue` \
-         (`HeaderValue::from_str`, also a validation pass), axum's per-request boxed service clones, and on GET the \
-         `Click` (code clone, user-agent `String`).\n"
-    );
-    md += &format!(
-        "4. **Framework and middleware**: `axum::serve` + Router cost {:.2} µs/req over bare hyper (axum one-route vs \
-         ceiling); in kurz, `red_metrics` and everything below it take {red:.2} µs/req, of which the handler {handler:.2}. \
-         Prometheus is {prom:.2} µs/req of self time; tracing is ≈ 0 at `--log warn` (the `info_span!` callsite is \
-         disabled by the filter), so neither is the bottleneck.\n",
-        split("2.")
-    );
-    md += &format!(
-        "5. **Kernel time per request grows as user time grows**: {kernel_head:.2} µs/req in kurz HEAD vs {kernel_ceiling:.2} in \
-         the ceiling, for the same syscalls: slower responses mean fewer ready sockets per `epoll_wait` and more context \
-         switches (`finish_task_switch`, `_raw_spin_unlock_irqrestore`: wake-ups). This part shrinks with the user-space fixes; it cannot be \
-         fixed directly.\n"
-    );
-    md += &format!(
-        "6. **The 1M set** costs {:.1} µs/req (drain included) against {:.1} for the hot set, at a cache hit ratio of {}: \
-         the redirect itself barely changes (server p99 {} vs {} ms, {:.1} vs {:.1} µs/req during the run); the \
-         difference is the click projection afterwards, touching up to 1,024 distinct links' B-tree pages per batch \
-         instead of the same 1,000 hot ones. wrk, picking from a 1M-entry Lua table, also needs {:.1} µs/req instead of \
-         {:.1}, which lowers this run's throughput on the shared cores.\n",
-        c("kurz_1m", "server_cpu_us_per_request_incl_drain"),
-        c("kurz_hot", "server_cpu_us_per_request_incl_drain"),
-        v["kurz_1m"]["cache_hit_ratio"].as_f64().map_or("–".into(), |x| format!("{x:.4}")),
-        v["kurz_1m"]["server_p99_ms"].as_f64().map_or("–".into(), |x| format!("{x:.3}")),
-        v["kurz_hot"]["server_p99_ms"].as_f64().map_or("–".into(), |x| format!("{x:.3}")),
-        c("kurz_1m", "server_cpu_us_per_request"),
-        c("kurz_hot", "server_cpu_us_per_request"),
-        c("kurz_1m", "wrk_cpu_us_per_request"),
-        c("kurz_hot", "wrk_cpu_us_per_request"),
-    );
-    md += "\n## Proposed fixes (not applied) and expected gain\n\n| # | fix | expected gain, µs of server CPU per redirect |\n|---|---|---|\n";
-    md += &format!(
-        "| 1 | Clicks: fold `AddClicks` per link per batch in the clicks projection (one read-modify-write per distinct \
-         link); open each table once per batch in `apply_batch`; write click history rows in one compact, binary-encoded \
-         table keyed `(url_id, id)` instead of a JSON row + 3–4 index entries (or serve click rows of `/events` from the \
-         clicks topic itself); commit click-only projection batches with `Durability::None` and fsync periodically (safe: \
-         positions commit with the data and the log is the truth, so a lost commit is replayed); append clicks to the log \
-         without an fsync per group commit (they are best-effort already: a full queue drops them); larger click batches; \
-         encode `Click` in a fixed binary layout instead of JSON. | most of {click_us:.1}{} |\n",
-        if dropped > 0.0 {
-            format!(" (and no dropped clicks: {:.0} % were lost at this rate)", (1.0 - captured) * 100.0)
-        } else {
-            String::new()
-        }
-    );
-    md += &format!(
-        "| 2 | Replace moka on the redirect path with a read-cheap cache (e.g. `quick_cache` (S3-FIFO) or a sharded \
-         `RwLock<HashMap<Box<str>, CachedLink>>` with CLOCK eviction), or at least give moka a fast hasher \
-         (`build_with_hasher`) | up to {:.1} of {moka:.2} |\n",
-        moka * 0.7
-    );
-    md += &format!(
-        "| 3 | Allocation: in `red_metrics` use `MatchedPath::as_str()`, `Method::as_str()`, `StatusCode::as_str()` \
-         without `to_string`, and resolve the metric handles once per route (a `OnceLock` map of `(route, method)` → \
-         `Histogram`/`IntCounter`, also for `kurz_redirects_total` and `kurz_cache_lookups_total`) instead of \
-         `with_label_values` per request; read `Referer`/`User-Agent` from `&Parts` instead of cloning the `HeaderMap`; \
-         keep the `Location` as a prebuilt `HeaderValue` (`Bytes`, clone = refcount) in `CachedLink`; `Arc<str>` codes; \
-         make the cache port's `get` non-boxing (enum dispatch or a sync `get` for in-process caches); mimalloc as the \
-         `#[global_allocator]` of `kurz` | about {:.1} of the {malloc_head:.2} malloc share, plus part of `mem*` |\n",
-        (malloc_head - malloc_ceiling).max(0.0) * 0.6
-    );
-    md += &format!(
-        "| 4 | Serve with `hyper::server::conn::http1::Builder` (kurz's `serve_with_drain` already owns the accept loop; \
-         nginx talks HTTP/1.1 to the roles: `proxy_http_version 1.1`) instead of `axum::serve`'s auto HTTP/1+2 builder | up to {:.1} |\n",
-        split("2.").max(0.0)
-    );
-    md += "| 5 | Keep tracing as is (free at `warn`); drop the per-request `info_span!` only if it shows up at `info` | ≈ 0 here |\n";
-    let budget = (c("ceiling", "server_cpu_us_per_request_incl_drain") + c("ceiling", "wrk_cpu_us_per_request")) / TARGET_THROUGHPUT_RATIO
-        - c("ceiling", "wrk_cpu_us_per_request");
-    let after = split("1.") + (split("3.") - moka * 0.7 - (malloc_head - malloc_ceiling).max(0.0) * 0.6).max(0.0);
-    md += &format!(
-        "\nWith fixes 2–4 and the click work gone from these cores, a redirect would cost about {after:.1} µs of server CPU \
-         (bare hyper + what remains of kurz's own path) against at most {budget:.1} µs of budget for {TARGET_THROUGHPUT_RATIO:.2}× the \
-         ceiling: {}. The click work alone is {:.1}× the ceiling's whole per-request cost today, so fix 1 decides whether \
-         the target is reachable; fixes 2–4 decide by how much. The client-p99 target follows throughput (a closed loop of \
-         {} connections: latency ≈ connections ÷ throughput) plus the preemption by click batches.\n",
-        if after <= budget { "within it" } else { "still above it, so the request path itself must shrink further" },
-        click_us / split("1."),
-        v["generator"]["connections"],
-    );
     md
 }

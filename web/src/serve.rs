@@ -1,0 +1,227 @@
+//! The HTTP server loop of every kurz role: HTTP/1.1 on hyper's connection builder,
+//! with ordered shutdown.
+//!
+//! kurz sits behind a load balancer or proxy that speaks HTTP/1.1 to it (nginx:
+//! `proxy_http_version 1.1`), so the roles serve HTTP/1.1 only. Compared with
+//! `axum::serve` this skips the HTTP/1-or-2 detection of hyper-util's auto builder and
+//! the shared shutdown signal that every connection polled on every wake-up: a
+//! connection here waits on its own child token, so requests on different cores share
+//! no lock (`bench/results/redirects.md`).
+//!
+//! Shutdown: when `stop` fires the listener closes, every connection finishes the
+//! request it is in and then closes (keep-alive ends), and the call returns once they
+//! are all gone or `drain` has passed, whichever is first.
+
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::Router;
+use futures::future::{BoxFuture, Either, FutureExt};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+
+/// Answers some requests ahead of the router, or hands the request back to it. The
+/// query edge answers `GET /{code}` this way: nearly all of its traffic, and the
+/// router's per-request work (route matching, the extensions map, a boxed future per
+/// layer) is about a tenth of a redirect's cost (`bench/results/redirects.md`). A fast
+/// path must behave exactly as its route does behind the router, middleware included
+/// (`observe::observed`).
+pub type FastPath = Arc<dyn Fn(Request, SocketAddr) -> Result<BoxFuture<'static, Response>, Request> + Send + Sync>;
+
+/// Serves `router` on `listener` until `stop`, then drains for at most `drain`.
+/// Each request carries [`ConnectInfo<SocketAddr>`] of its peer.
+pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToken, drain: Duration) -> std::io::Result<()> {
+    serve_with(listener, router, None, stop, drain).await
+}
+
+/// [`serve`], with a [`FastPath`] tried before the router.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    fast: Option<FastPath>,
+    stop: CancellationToken,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let connections = TaskTracker::new();
+    loop {
+        let (io, peer) = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) if is_per_connection(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::error!(event = "accept_failed", error = %e);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Responses are one small write each: send them now, not after a delayed ACK.
+        let _ = io.set_nodelay(true);
+        let router = router.clone();
+        let fast = fast.clone();
+        let closing = stop.child_token();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let req = req.map(axum::body::Body::new);
+                let req = match &fast {
+                    Some(fast) => match fast(req, peer) {
+                        Ok(answer) => return Either::Left(answer.map(Ok::<_, Infallible>)),
+                        Err(req) => req,
+                    },
+                    None => req,
+                };
+                let mut req = req;
+                req.extensions_mut().insert(ConnectInfo(peer));
+                // A Router is always ready.
+                Either::Right(router.clone().call(req))
+            });
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                biased;
+                r = conn.as_mut() => r,
+                _ = closing.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(event = "connection_error", peer = %peer, error = %e);
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
+        tracing::warn!(event = "drain_limit_reached", connections = connections.len(), "in-flight requests cut off");
+    }
+    Ok(())
+}
+
+/// Errors of one incoming connection (it was reset before we took it), not of the
+/// listener.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(router: Router, drain: Duration) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, router, stop.clone(), drain));
+        (addr, stop, task)
+    }
+
+    async fn read_response(s: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before a response: {:?}", String::from_utf8_lossy(&buf));
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_see_their_peer_and_keep_alive_serves_several() {
+        let router = Router::new().route("/who", get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }));
+        let (addr, stop, task) = start(router, Duration::from_secs(5)).await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let me = s.local_addr().unwrap().to_string();
+        for _ in 0..2 {
+            s.write_all(b"GET /who HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+            let head = read_response(&mut s).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap().trim().parse().unwrap();
+            let mut body = vec![0u8; len];
+            let already = head.split("\r\n\r\n").nth(1).unwrap().as_bytes().to_vec();
+            body[..already.len()].copy_from_slice(&already);
+            s.read_exact(&mut body[already.len()..]).await.unwrap();
+            assert_eq!(String::from_utf8(body).unwrap(), me, "the handler sees this connection's address");
+        }
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_fast_path_answers_what_it_takes_and_the_router_the_rest() {
+        let router = Router::new().route("/{x}", get(|| async { "router" }));
+        let fast: FastPath = Arc::new(|req: Request, peer: SocketAddr| {
+            if req.uri().path() != "/fast" {
+                return Err(req);
+            }
+            Ok(Box::pin(async move { Response::new(axum::body::Body::from(format!("fast {}", peer.ip()))) }))
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve_with(listener, router, Some(fast), stop.clone(), Duration::from_secs(5)));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for (path, want) in [("/fast", "fast 127.0.0.1"), ("/slow", "router"), ("/fast", "fast 127.0.0.1")] {
+            s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
+            let head = read_response(&mut s).await;
+            let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap().trim().parse().unwrap();
+            let already = head.split("\r\n\r\n").nth(1).unwrap().as_bytes().to_vec();
+            let mut body = vec![0u8; len];
+            body[..already.len()].copy_from_slice(&already);
+            s.read_exact(&mut body[already.len()..]).await.unwrap();
+            assert_eq!(String::from_utf8(body).unwrap(), want, "{path}");
+        }
+        stop.cancel();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn stopping_finishes_the_request_in_flight_then_closes_idle_connections() {
+        let router = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "done"
+            }),
+        );
+        let (addr, stop, task) = start(router, Duration::from_secs(10)).await;
+        let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+        busy.write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.cancel();
+        let head = read_response(&mut busy).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "the in-flight request completes: {head}");
+        let mut rest = Vec::new();
+        idle.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "an idle keep-alive connection is closed without a response");
+        task.await.unwrap().unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+    }
+
+    #[tokio::test]
+    async fn the_drain_limit_cuts_off_a_request_that_outlasts_it() {
+        let router = Router::new().route("/hang", get(|| std::future::pending::<&'static str>()));
+        let (addr, stop, task) = start(router, Duration::from_millis(200)).await;
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("returns at the drain limit").unwrap().unwrap();
+    }
+}
