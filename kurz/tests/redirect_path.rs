@@ -33,6 +33,11 @@ async fn redirects_answer_and_count_as_their_route_and_no_other_route_is_shadowe
     let head = http.head(srv.url(&format!("/{code}"))).send().await.unwrap();
     assert_eq!(head.status(), 302);
     assert_eq!(head.headers()["location"], "https://example.com/fast?a=1");
+    assert_eq!(head.headers()["content-length"], "0", "a HEAD answer is delimited, as a routed one is");
+    let head_missing = http.head(srv.url("/NoSuchCode9")).send().await.unwrap();
+    assert_eq!(head_missing.status(), 404);
+    let get_missing_len = http.get(srv.url("/NoSuchCode9")).send().await.unwrap().headers()["content-length"].clone();
+    assert_eq!(head_missing.headers()["content-length"], get_missing_len, "HEAD tells the GET body's length");
     let missing = http.get(srv.url("/NoSuchCode9")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.headers()["content-type"], "application/json");
@@ -58,11 +63,12 @@ async fn redirects_answer_and_count_as_their_route_and_no_other_route_is_shadowe
     let route = "route=\"/{code}\"";
     assert_eq!(delta(&[route, "method=\"GET\"", "status=\"302\""]), 4.0, "3 fast redirects and the escaped one");
     assert_eq!(delta(&[route, "method=\"HEAD\"", "status=\"302\""]), 1.0);
-    assert_eq!(delta(&[route, "method=\"GET\"", "status=\"404\""]), 1.0);
+    assert_eq!(delta(&[route, "method=\"GET\"", "status=\"404\""]), 2.0);
+    assert_eq!(delta(&[route, "method=\"HEAD\"", "status=\"404\""]), 1.0);
     assert_eq!(delta(&[route, "method=\"GET\"", "status=\"200\""]), 1.0, "the stats view");
     let timed = metric(&after, "kurz_http_request_duration_seconds_count", &[route, "method=\"GET\""])
         - metric(&before, "kurz_http_request_duration_seconds_count", &[route, "method=\"GET\""]);
-    assert_eq!(timed, 6.0, "every GET of the route is timed, on either path");
+    assert_eq!(timed, 7.0, "every GET of the route is timed, on either path");
     assert_eq!(
         metric(&after, "kurz_redirects_total", &["result=\"found\""]) - metric(&before, "kurz_redirects_total", &["result=\"found\""]),
         5.0

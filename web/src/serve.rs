@@ -14,6 +14,7 @@
 
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::Request;
+use axum::http::Method;
 use axum::response::Response;
 use axum::Router;
 use futures::future::{BoxFuture, Either, FutureExt};
@@ -75,10 +76,13 @@ pub async fn serve_with(
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let req = req.map(axum::body::Body::new);
                 let req = match &fast {
-                    Some(fast) => match fast(req, peer) {
-                        Ok(answer) => return Either::Left(answer.map(Ok::<_, Infallible>)),
-                        Err(req) => req,
-                    },
+                    Some(fast) => {
+                        let head = req.method() == Method::HEAD;
+                        match fast(req, peer) {
+                            Ok(answer) => return Either::Left(answer.map(move |resp| Ok::<_, Infallible>(as_routed(resp, head)))),
+                            Err(req) => req,
+                        }
+                    }
                     None => req,
                 };
                 let mut req = req;
@@ -107,6 +111,24 @@ pub async fn serve_with(
         tracing::warn!(event = "drain_limit_reached", connections = connections.len(), "in-flight requests cut off");
     }
     Ok(())
+}
+
+/// What axum's router does to every response of a route, done to a fast path's: a
+/// `Content-Length` from the body's exact size, then no body for `HEAD`. Without the
+/// length, a `HEAD` answer would leave the client reading until the connection closes.
+fn as_routed(mut resp: Response, head: bool) -> Response {
+    use axum::http::header::CONTENT_LENGTH;
+    use axum::http::HeaderValue;
+    use hyper::body::Body as _;
+    if !resp.headers().contains_key(CONTENT_LENGTH) {
+        if let Some(n) = resp.body().size_hint().exact() {
+            resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+    if head {
+        *resp.body_mut() = axum::body::Body::empty();
+    }
+    resp
 }
 
 /// Errors of one incoming connection (it was reset before we took it), not of the
@@ -186,6 +208,20 @@ mod tests {
             s.read_exact(&mut body[already.len()..]).await.unwrap();
             assert_eq!(String::from_utf8(body).unwrap(), want, "{path}");
         }
+        // A HEAD answer carries the GET body's length and no body, as a routed one does:
+        // the next response on the connection starts right after its head.
+        s.write_all(b"HEAD /fast HTTP/1.1\r\nhost: x\r\n\r\nGET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).ends_with("router") {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let got = String::from_utf8(got).unwrap();
+        let (head, rest) = got.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("content-length: 14"), "the length of \"fast 127.0.0.1\": {head}");
+        assert!(rest.starts_with("HTTP/1.1 200"), "no body after a HEAD answer: {rest:?}");
         stop.cancel();
         task.await.unwrap().unwrap();
     }
