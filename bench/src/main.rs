@@ -36,10 +36,19 @@ enum Bench {
     Clicks(clicks::Args),
     /// Replay rate into a new store generation, embedded to embedded.
     Replay(replay::Args),
+    /// Writes `<out>/<name>.md` again from `<out>/<name>.json`, without measuring (after
+    /// the report's text changed). The JSON is left as it is.
+    Render {
+        /// staleness, creates, redirects, clicks or replay.
+        name: String,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Bench::Render { name } = &cli.bench {
+        std::process::exit(render(&cli.out, name));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let (name, json, md) = match cli.bench {
@@ -68,8 +77,41 @@ fn main() {
                 let md = redirects::markdown(&v);
                 ("redirects", v, md)
             }
+            Bench::Render { .. } => unreachable!("handled above"),
         };
         stats::write(&cli.out, name, &json, &md).unwrap();
         println!("{md}");
     });
+}
+
+/// `kurz-bench render <name>`: the markdown of a stored JSON result. Exit code 2 for an
+/// unknown name or an unreadable result.
+fn render(out: &std::path::Path, name: &str) -> i32 {
+    let markdown: fn(&serde_json::Value) -> String = match name {
+        "staleness" => staleness::markdown,
+        "creates" => creates::markdown,
+        "redirects" => redirects::markdown,
+        "clicks" => clicks::markdown,
+        "replay" => replay::markdown,
+        _ => {
+            eprintln!("kurz-bench render: no benchmark named '{name}'");
+            return 2;
+        }
+    };
+    let path = out.join(format!("{name}.json"));
+    let v: serde_json::Value =
+        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("kurz-bench render: {}: {e}", path.display());
+                return 2;
+            }
+        };
+    // Only the markdown: the JSON stays byte for byte as measured.
+    let md_path = out.join(format!("{name}.md"));
+    if let Err(e) = std::fs::write(&md_path, markdown(&v)) {
+        eprintln!("kurz-bench render: {}: {e}", md_path.display());
+        return 2;
+    }
+    0
 }

@@ -16,7 +16,8 @@ pub(super) fn findings(v: &Value) -> String {
         prof(label)
             .and_then(|p| {
                 let cpu = f(&p["cpu_us_per_request"]);
-                p[list].as_array().and_then(|a| a.iter().find(|c| c[0].as_str() == Some(name)).map(|c| f(&c[1]) * cpu / 100.0))
+                // A row a profile lacks had no samples.
+                p[list].as_array().map(|a| a.iter().find(|c| c[0].as_str() == Some(name)).map_or(0.0, |c| f(&c[1]) * cpu / 100.0))
             })
             .unwrap_or(f64::NAN)
     };
@@ -40,9 +41,10 @@ pub(super) fn findings(v: &Value) -> String {
     let resolve = us("kurz HEAD", "inclusive", "resolve (cache lookup)");
     let malloc_head = us("kurz HEAD", "categories", "allocator (mimalloc)");
     let malloc_ceiling = us("ceiling", "categories", "allocator (mimalloc)");
-    let apply = us("kurz GET", "inclusive", "store apply_batch (redb write txn of projected clicks)");
+    let apply = us("kurz GET", "inclusive", "blocking pool tasks (the store's redb write transactions of projected clicks, log reads)");
+    let history = us("kurz GET", "inclusive", "click history rows (`write_click_rows`: JSON row and index entries per click)");
     let flusher = us("kurz edge capture on", "inclusive", "ClickFlusher (click encode + append)");
-    let record = us("kurz edge capture on", "inclusive", "ClickSink::record");
+    let record = us("kurz edge capture on", "inclusive", "click record on the request path (copy headers, queue push)");
     let writer = us("kurz edge capture on", "threads", "kurz-log-writer");
     let syncer = us("kurz edge capture on", "threads", "kurz-log-syncer");
     let prom = us("kurz HEAD", "categories", "prometheus (metrics labels, observe)");
@@ -57,7 +59,7 @@ pub(super) fn findings(v: &Value) -> String {
          for the projector's aggregation in the same process (read, decode, the click's aggregate mutations summed per row \
          and batch, and one `/events` history row per click, in one redb transaction per batch of up to 8,192). In a \
          scaled-out deployment the second part runs in projector processes, not on the edge: the query-edge role's own \
-         figures are the edge rows above. `apply_batch`: {apply:.2} µs/req.\n",
+         figures are the edge rows above. Of the projection, the store's redb write transactions (on the blocking pool) take {apply:.2} µs/req, and within them the click history rows {history:.2}.\n",
         if dropped > 0.0 { ", and it does not keep up" } else { "" },
         if dropped > 0.0 {
             format!(
@@ -123,7 +125,7 @@ pub(super) fn findings(v: &Value) -> String {
            - `storage/src/cache/memory.rs`: quick_cache (S3-FIFO) instead of moka.\n\
            - `web/src/observe.rs`, `query-edge/src/metrics.rs`, `storage/src/cache/mod.rs`: metric children resolved once, \
            no label strings allocated per request.\n\
-           - `query-edge/src/routes/redirect.rs`: `GET /{{code}}` answered ahead of the axum router (`fast_path`: a path \
+           - `query-edge/src/routes/redirect.rs`: `GET /{code}` answered ahead of the axum router (`fast_path`: a path \
            that can only be a code; the same span, metrics and panic handling), the code read from the path in place and \
            the headers by reference (no `HeaderMap` clone, no `Path<String>`).\n\
            - mimalloc as the global allocator; the click queue keeps its capacity between flushes; click aggregates summed \

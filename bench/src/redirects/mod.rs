@@ -148,8 +148,9 @@ async fn ceiling(listener: tokio::net::TcpListener, stop: CancellationToken) {
     }
 }
 
-/// The same answer from axum with a single route (`/{code}`) under `axum::serve`, as kurz
-/// is served: splits the gap between the bare ceiling and kurz into framework and kurz.
+/// The same answer from axum with a single route (`/{code}`) under `axum::serve`: the
+/// framework's own cost over bare hyper (kurz routes its other endpoints with axum; its
+/// redirects take the fast path ahead of the router).
 async fn axum_ceiling(listener: tokio::net::TcpListener, stop: CancellationToken) {
     use axum::http::{header, HeaderValue, StatusCode};
     let router = axum::Router::new().route(
@@ -675,9 +676,11 @@ async fn profile(gen: &Gen, label: &str, url: &str, paths: &Path, keep: &Path, s
     // (a lower bound where a piece was inlined into its caller).
     const KEYS: &[(&str, &[&str])] = &[
         ("hyper HTTP/1 dispatcher (parse, service, write)", &["hyper::proto::h1::dispatch::Dispatcher"]),
-        ("kurz_web::serve connection task (hyper HTTP/1 and all below)", &["kurz_web::serve::serve::{{closure}}::{{closure}}"]),
-        ("axum Router::call_with_state (routing and all below)", &["axum::routing::Router<S>::call_with_state"]),
-        ("red_metrics middleware (FromFn) and all below", &["axum::middleware::from_fn::FromFn"]),
+        (
+            "axum Router::call_with_state (routing and all below; 0 where the fast path answers)",
+            &["axum::routing::Router<S>::call_with_state"],
+        ),
+        ("red_metrics middleware (FromFn) and all below (0 where the fast path answers)", &["axum::middleware::from_fn::FromFn"]),
         ("redirect fast path: observe::observed (span, metrics, catch-panic) and all below", &["kurz_web::observe::observed"]),
         ("redirect (resolve, Location, click record)", &["kurz_query_edge::routes::redirect::redirect::"]),
         ("resolve (cache lookup)", &["kurz_query_edge::routes::redirect::resolve"]),
@@ -688,10 +691,23 @@ async fn profile(gen: &Gen, label: &str, url: &str, paths: &Path, keep: &Path, s
             "tracing (spans, subscriber, JSON layer)",
             &["tracing::span::Span::new", "tracing_core::", "tracing_subscriber", "kurz_telemetry"],
         ),
-        ("ClickSink::record", &["ClickSink::record"]),
+        (
+            "click record on the request path (copy headers, queue push)",
+            &["kurz_query_edge::routes::redirect::raw_click", "ClickSink::record", "ClickQueue::push"],
+        ),
         ("ClickFlusher (click encode + append)", &["kurz_query_edge::capture::flush::ClickFlusher::run_until_stopped"]),
-        ("projector (read clicks, apply, commit)", &["kurz_projector::runtime::Projector::supervise"]),
-        ("store apply_batch (redb write txn of projected clicks)", &["kurz_storage::store::embedded::apply_batch"]),
+        (
+            "projector partition task (read, map, commit; the store write runs on the blocking pool)",
+            &["kurz_projector::runtime::Projector::run_partition", "kurz_projector::runtime::Projector::supervise"],
+        ),
+        (
+            "blocking pool tasks (the store's redb write transactions of projected clicks, log reads)",
+            &["<tokio::runtime::blocking::task::BlockingTask<T> as core::future::future::Future>::poll"],
+        ),
+        (
+            "click history rows (`write_click_rows`: JSON row and index entries per click)",
+            &["kurz_storage::store::embedded::write_click_rows"],
+        ),
         ("HistoryEvent serialize (JSON per click row)", &["HistoryEvent>::serialize"]),
         ("malloc/free", &["malloc", "_int_free", "cfree", "mi_free", "_mi_page_malloc"]),
     ];
@@ -1093,8 +1109,9 @@ pub fn markdown(v: &Value) -> String {
     md += &format!(
         "One process on a {}-core machine, all on loopback and in one tokio runtime: the **ceiling**, a bare hyper HTTP/1 server \
          answering every request with `302 Location: {CEILING_LOCATION}` (the HTTP stack kurz uses, with no application); \
-         the same answer from **axum with one route** (`/{{code}}`) under `axum::serve`, as kurz is served (a diagnostic); and \
-         **`kurz serve`** (embedded log and store, in-process moka cache, `--auth open`, `--log warn`, telemetry initialised \
+         the same answer from **axum with one route** (`/{{code}}`) under `axum::serve` (a diagnostic: the framework kurz \
+         routes its other endpoints with; its redirects are answered ahead of the router); and \
+         **`kurz serve`** (embedded log and store, in-process quick_cache hot cache, `--auth open`, `--log warn`, telemetry initialised \
          as the binary does). kurz holds {} hot links (`h000000`…) and {} more (`m000000`…), each redirecting to \
          `https://example.com/<code>`, loaded through `POST /urls/bulk` (`text/csv`, `short_code,original_url`, {} rows a \
          request): {:.0} links in {:.1} s ({:.0} links/s).\n\n",
@@ -1232,8 +1249,9 @@ pub fn markdown(v: &Value) -> String {
     md += "\n## Server-side latency\n\nFrom kurz's own histogram `kurz_http_request_duration_seconds{route=\"/{code}\",method=\"GET\"}` \
            (`HEAD` for the HEAD run), scraped from `/metrics` before and after each run: each quantile is taken from the bucket \
            deltas with **linear interpolation inside the bucket** the rank falls in (as Prometheus' `histogram_quantile`; \
-           buckets 50 µs, 100 µs, 250 µs, 500 µs, 1 ms, …), so it is exact only to its bucket. The histogram times the \
-           `red_metrics` middleware, from the matched route to the response: it excludes HTTP parsing and writing and the time \
+           buckets 50 µs, 100 µs, 250 µs, 500 µs, 1 ms, …), so it is exact only to its bucket. The histogram times \
+           `kurz_web::observe::observed` around the redirect fast path (`red_metrics` for routed requests), from the \
+           parsed request to the response: it excludes HTTP parsing and writing and the time \
            a request waits for a worker, which is where wrk's p99 comes from.\n\n";
     let side = |name: &str, s: &Value| {
         let runs = s["runs"].as_array().cloned().unwrap_or_default();
