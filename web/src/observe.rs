@@ -69,6 +69,26 @@ pub fn observed<F: Future<Output = Response>>(route: &'static str, method: &Meth
     }
 }
 
+/// [`observed`] for a handler that may answer at once: the same span, metric children
+/// and panic handling, with no future. `None` from the handler (it has to wait on
+/// I/O) records nothing: the caller goes on to [`observed`], which times the request.
+pub fn observed_now(route: &'static str, method: &Method, handler: impl FnOnce() -> Option<Response>) -> Option<Response> {
+    let method = method_label(method);
+    let span = tracing::info_span!("http", endpoint = route, method);
+    let started = Instant::now();
+    let answered = {
+        let _in_span = span.enter();
+        std::panic::catch_unwind(AssertUnwindSafe(handler))
+    };
+    let resp = match answered {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(panic) => crate::error::panic_response(panic),
+    };
+    record(route, method, resp.status(), started);
+    Some(resp)
+}
+
 fn record(route: &str, method: &'static str, status: StatusCode, started: Instant) {
     let elapsed = started.elapsed().as_secs_f64();
     with_route_handles(route, method, |h| {
@@ -144,4 +164,32 @@ pub async fn metrics_handler() -> impl IntoResponse {
     let families = prometheus::gather();
     let _ = TextEncoder::new().encode(&families, &mut buf);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests(route: &str, status: &str) -> u64 {
+        http_metrics().requests.with_label_values(&[route, "GET", status]).get()
+    }
+    fn timed(route: &str) -> u64 {
+        http_metrics().duration.with_label_values(&[route, "GET"]).get_sample_count()
+    }
+
+    #[test]
+    fn an_answer_given_at_once_is_counted_and_timed_and_a_panic_is_a_500() {
+        // Routes of their own, so no other test's requests are counted here.
+        let ok = observed_now("/test-now-ok", &Method::GET, || Some(StatusCode::FOUND.into_response()));
+        assert_eq!(ok.map(|r| r.status()), Some(StatusCode::FOUND));
+        assert_eq!((requests("/test-now-ok", "302"), timed("/test-now-ok")), (1, 1));
+
+        let waits = observed_now("/test-now-later", &Method::GET, || None);
+        assert!(waits.is_none());
+        assert_eq!(timed("/test-now-later"), 0, "a handler that has to wait records nothing here");
+
+        let panicked = observed_now("/test-now-panic", &Method::GET, || panic!("boom"));
+        assert_eq!(panicked.map(|r| r.status()), Some(StatusCode::INTERNAL_SERVER_ERROR));
+        assert_eq!(requests("/test-now-panic", "500"), 1, "a panic is answered and counted as a 500");
+    }
 }

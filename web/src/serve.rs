@@ -34,8 +34,19 @@ use tower::Service;
 /// router's per-request work (route matching, the extensions map, a boxed future per
 /// layer) is about a tenth of a redirect's cost (`bench/results/redirects.md`). A fast
 /// path must behave exactly as its route does behind the router, middleware included
-/// (`observe::observed`).
-pub type FastPath = Arc<dyn Fn(Request, SocketAddr) -> Result<BoxFuture<'static, Response>, Request> + Send + Sync>;
+/// (`observe::observed`, `observe::observed_now`).
+pub type FastPath = Arc<dyn Fn(Request, SocketAddr) -> Fast + Send + Sync>;
+
+/// What a [`FastPath`] made of a request.
+pub enum Fast {
+    /// Answered at once: no future to allocate or poll (a redirect from the in-process
+    /// cache, nearly all of the edge's traffic).
+    Ready(Response),
+    /// Answered by this future (a lookup that waits on I/O).
+    Later(BoxFuture<'static, Response>),
+    /// Not the fast path's: the router takes it.
+    Pass(Request),
+}
 
 /// Serves `router` on `listener` until `stop`, then drains for at most `drain`.
 /// Each request carries [`ConnectInfo<SocketAddr>`] of its peer.
@@ -79,8 +90,11 @@ pub async fn serve_with(
                     Some(fast) => {
                         let head = req.method() == Method::HEAD;
                         match fast(req, peer) {
-                            Ok(answer) => return Either::Left(answer.map(move |resp| Ok::<_, Infallible>(as_routed(resp, head)))),
-                            Err(req) => req,
+                            Fast::Ready(resp) => return Either::Left(Either::Left(std::future::ready(Ok(as_routed(resp, head))))),
+                            Fast::Later(answer) => {
+                                return Either::Left(Either::Right(answer.map(move |resp| Ok::<_, Infallible>(as_routed(resp, head)))))
+                            }
+                            Fast::Pass(req) => req,
                         }
                     }
                     None => req,
@@ -187,18 +201,17 @@ mod tests {
     #[tokio::test]
     async fn a_fast_path_answers_what_it_takes_and_the_router_the_rest() {
         let router = Router::new().route("/{x}", get(|| async { "router" }));
-        let fast: FastPath = Arc::new(|req: Request, peer: SocketAddr| {
-            if req.uri().path() != "/fast" {
-                return Err(req);
-            }
-            Ok(Box::pin(async move { Response::new(axum::body::Body::from(format!("fast {}", peer.ip()))) }))
+        let fast: FastPath = Arc::new(|req: Request, peer: SocketAddr| match req.uri().path() {
+            "/fast" => Fast::Later(Box::pin(async move { Response::new(axum::body::Body::from(format!("fast {}", peer.ip()))) })),
+            "/ready" => Fast::Ready(Response::new(axum::body::Body::from(format!("ready {}", peer.ip())))),
+            _ => Fast::Pass(req),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let task = tokio::spawn(serve_with(listener, router, Some(fast), stop.clone(), Duration::from_secs(5)));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        for (path, want) in [("/fast", "fast 127.0.0.1"), ("/slow", "router"), ("/fast", "fast 127.0.0.1")] {
+        for (path, want) in [("/fast", "fast 127.0.0.1"), ("/slow", "router"), ("/ready", "ready 127.0.0.1"), ("/fast", "fast 127.0.0.1")] {
             s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();
             let head = read_response(&mut s).await;
             let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap().trim().parse().unwrap();
@@ -221,6 +234,18 @@ mod tests {
         let got = String::from_utf8(got).unwrap();
         let (head, rest) = got.split_once("\r\n\r\n").unwrap();
         assert!(head.contains("content-length: 14"), "the length of \"fast 127.0.0.1\": {head}");
+        assert!(rest.starts_with("HTTP/1.1 200"), "no body after a HEAD answer: {rest:?}");
+        // The same for an answer given at once.
+        s.write_all(b"HEAD /ready HTTP/1.1\r\nhost: x\r\n\r\nGET /slow HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).ends_with("router") {
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let got = String::from_utf8(got).unwrap();
+        let (head, rest) = got.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains("content-length: 15"), "the length of \"ready 127.0.0.1\": {head}");
         assert!(rest.starts_with("HTTP/1.1 200"), "no body after a HEAD answer: {rest:?}");
         stop.cancel();
         task.await.unwrap().unwrap();

@@ -23,6 +23,10 @@ use std::sync::Arc;
 const MAX_HEADER: usize = 512;
 
 async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source), ApiError> {
+    // The in-process tier first, without a boxed future per lookup; then the whole cache.
+    if let Some(hit) = s.cache.get_local(code) {
+        return Ok((hit.link, Source::Cache));
+    }
     // A cache error is a miss: the store answers (slower, counted at the cache port).
     if let Ok(Some(hit)) = s.cache.get(code).await {
         return Ok((hit.link, Source::Cache));
@@ -64,26 +68,46 @@ pub async fn redirect_or_stats(State(s): State<EdgeState>, req: Request) -> Resu
 /// `GET /{code}` answered before the router (`kurz_web::serve::FastPath`) when the
 /// path is one segment that can only be a code ([`ShortCode::is_plain_code`]: every
 /// other single-segment route is a reserved name): no route matching, no middleware
-/// boxes, the same span, metrics and panic handling (`kurz_web::observe::observed`).
+/// boxes, the same span, metrics and panic handling (`kurz_web::observe`).
 /// Everything else (stats, escapes, other routes) goes to the router.
+///
+/// A code the in-process cache holds (nearly every redirect) is answered at once, with
+/// no future at all; any other waits on the whole cache and the read store.
 pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
+    use kurz_web::observe::{observed, observed_now};
+    use kurz_web::serve::Fast;
     Arc::new(move |req: Request, peer: SocketAddr| {
         let method = req.method();
         if (method != Method::GET && method != Method::HEAD) || !req.uri().path().strip_prefix('/').is_some_and(ShortCode::is_plain_code) {
-            return Err(req);
+            return Fast::Pass(req);
+        }
+        let (req, _) = req.into_parts();
+        let peer = Some(peer.ip());
+        let now = observed_now("/{code}", &req.method, || {
+            let hit = s.cache.get_local(&req.uri.path()[1..])?;
+            Some(answer(&s, hit.link, Source::Cache, &req, peer).into_response())
+        });
+        if let Some(resp) = now {
+            return Fast::Ready(resp);
         }
         let s = s.clone();
-        let method = method.clone();
-        Ok(Box::pin(kurz_web::observe::observed("/{code}", &method, async move {
-            let (req, _) = req.into_parts();
-            let code = &req.uri.path()[1..];
-            redirect(&s, code, &req, Some(peer.ip())).await.into_response()
-        })))
+        let method = req.method.clone();
+        Fast::Later(Box::pin(observed(
+            "/{code}",
+            &method,
+            async move { redirect(&s, &req.uri.path()[1..], &req, peer).await.into_response() },
+        )))
     })
 }
 
 async fn redirect(s: &EdgeState, code: &str, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
     let (link, source) = resolve(s, code).await?;
+    answer(s, link, source, req, peer)
+}
+
+/// The redirect for what the lookup found: a 302 to an active link (and its click
+/// recorded), else a 404.
+fn answer(s: &EdgeState, link: Option<Arc<Link>>, source: Source, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
     let link = match link {
         Some(l) if l.is_active => l,
         Some(_) => {

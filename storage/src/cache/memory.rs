@@ -27,6 +27,10 @@ impl LinkCache for MemoryCache {
         Ok(self.inner.get(code))
     }
 
+    fn get_local(&self, code: &str) -> Option<CachedLink> {
+        self.inner.get(code)
+    }
+
     async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError> {
         // Compare and replace under the shard's write lock, so of two racing offers the
         // newer version stays whichever lands last.
@@ -77,6 +81,24 @@ mod tests {
             held += c.get(&format!("c{i}")).await.unwrap().is_some() as usize;
         }
         assert!(held > 0 && held <= 110, "{held} of 1000 held with a capacity of 100");
+    }
+
+    #[tokio::test]
+    async fn the_local_lookup_answers_what_get_answers_and_is_counted_once() {
+        let c = crate::cache::Instrumented::new(Arc::new(MemoryCache::new(100)));
+        assert_eq!(c.get_local("abc"), None, "nothing held yet");
+        c.offer("abc", entry(3, "https://example.com/3")).await.unwrap();
+        c.offer("gone", CachedLink { link: None, version: 4 }).await.unwrap();
+        let hits = || crate::metrics::get().cache_lookups.with_label_values(&["hit"]).get();
+        let negative = || crate::metrics::get().cache_lookups.with_label_values(&["negative_hit"]).get();
+        let (h0, n0) = (hits(), negative());
+        assert_eq!(c.get_local("abc"), c.get("abc").await.unwrap());
+        assert_eq!(c.get_local("abc").unwrap().link.unwrap().original_url, "https://example.com/3");
+        assert_eq!(c.get_local("gone"), Some(CachedLink { link: None, version: 4 }), "a tombstone is held too");
+        assert!(c.get_local("other").is_none());
+        // No other unit test here goes through `Instrumented`, so the counts are ours alone.
+        assert_eq!(hits() - h0, 3, "two local hits and one get hit, each counted once");
+        assert_eq!(negative() - n0, 1, "the tombstone");
     }
 
     #[tokio::test]

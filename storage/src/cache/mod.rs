@@ -40,6 +40,13 @@ pub struct CachedLink {
 #[async_trait]
 pub trait LinkCache: Send + Sync + 'static {
     async fn get(&self, code: &str) -> Result<Option<CachedLink>, StorageError>;
+    /// The entry for `code` if this cache holds it in process memory, answered at once:
+    /// no I/O and no future to box, for the redirect fast path, which tries it before
+    /// [`get`](LinkCache::get). `None` means "not held here", not "unknown code": the
+    /// caller goes on to `get`. A cache with no in-process tier holds nothing here.
+    fn get_local(&self, _code: &str) -> Option<CachedLink> {
+        None
+    }
     /// Stores `entry` unless the cache holds a newer version for `code`.
     async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError>;
     async fn ping(&self) -> Result<(), StorageError> {
@@ -88,6 +95,14 @@ impl LinkCache for Instrumented {
             }
         };
         self.lookups[result].inc();
+        r
+    }
+    fn get_local(&self, code: &str) -> Option<CachedLink> {
+        // Counted only when it answers: a local miss goes on to `get`, which counts it.
+        let r = self.inner.get_local(code);
+        if let Some(hit) = &r {
+            self.lookups[if hit.link.is_some() { 0 } else { 1 }].inc();
+        }
         r
     }
     async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError> {

@@ -28,6 +28,10 @@ impl LinkCache for Tiered {
         }
     }
 
+    fn get_local(&self, code: &str) -> Option<CachedLink> {
+        self.near.get_local(code)
+    }
+
     async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError> {
         self.near.offer(code, entry.clone()).await?;
         self.far.offer(code, entry).await
