@@ -29,7 +29,8 @@ done
 cd tansu-0.6.0
 # The crate's own Cargo.lock pins every dependency; only tansu-broker's entry moves
 # to the patched path.
-cargo build --release --features dynostore,libsql --bin tansu \
+# An explicit target dir: a CARGO_TARGET_DIR set for kurz must not move the binary.
+cargo build --release --target-dir target --features dynostore,libsql --bin tansu \
   --config "patch.crates-io.tansu-broker.path=\"$work/tansu-broker-0.6.0\""
 mkdir -p "$(dirname "$bin")"
 install -m 0755 target/release/tansu "$bin"

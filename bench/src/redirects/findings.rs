@@ -37,8 +37,8 @@ pub(super) fn findings(v: &Value) -> String {
     let click_us = capture_us + projection_us;
     let cache_get = us("kurz HEAD", "inclusive", "quick_cache Cache::get");
     let observed = us("kurz HEAD", "inclusive", "redirect fast path: observe::observed (span, metrics, catch-panic) and all below");
-    let handler = us("kurz HEAD", "inclusive", "redirect (resolve, Location, click record)");
-    let resolve = us("kurz HEAD", "inclusive", "resolve (cache lookup)");
+    let handler = us("kurz HEAD", "inclusive", "redirect (lookup, Location, click record)");
+    let resolve = us("kurz HEAD", "inclusive", "cache lookup (get_local at once, or resolve)");
     let malloc_head = us("kurz HEAD", "categories", "allocator (mimalloc)");
     let malloc_ceiling = us("ceiling", "categories", "allocator (mimalloc)");
     let apply = us("kurz GET", "inclusive", "blocking pool tasks (the store's redb write transactions of projected clicks, log reads)");
@@ -82,8 +82,8 @@ pub(super) fn findings(v: &Value) -> String {
     );
     md += &format!(
         "3. **kurz's own request path is now small**: {:+.1} µs/req against axum with one route (the edge with capture off minus \
-         axum one-route; the redirect is answered ahead of the router, `web/src/serve.rs` `FastPath`). `observe::observed` \
-         (span, metrics, catch-panic) and all below it: {observed:.2} µs/req, of which the redirect {handler:.2}, the cache \
+         axum one-route; the redirect is answered ahead of the router, `web/src/serve.rs` `FastPath`, and from the \
+         in-process cache at once, with no future). `observe::observed_now` (span, metrics, catch-panic) and all below it: {observed:.2} µs/req, of which the redirect {handler:.2}, the cache \
          lookup {resolve:.2} (quick_cache `get`: {cache_get:.2}); Prometheus {prom:.2} µs/req of self time (metric \
          children are resolved once per thread and route); tracing ≈ 0 at `--log warn`.\n",
         split("3.")
@@ -92,8 +92,8 @@ pub(super) fn findings(v: &Value) -> String {
         "4. **Framework**: axum's Router costs {:.1} µs/req over bare hyper (axum one-route vs ceiling): route matching, \
          the extensions map, a boxed future per layer. kurz's redirects skip it (the fast path); every other route goes \
          through it. The allocator: {malloc_head:.2} µs/req in kurz HEAD vs {malloc_ceiling:.2} in the ceiling (the \
-         boxed fast-path future, the `async_trait` cache boxes, the `Location` value, hyper's buffers; on GET also the \
-         click: `RawClick` strings, the encoded record).\n",
+         `Location` value, the response's header map, hyper's buffers; on GET also the click: `RawClick` strings, the \
+         encoded record and its key and header, freed on the log's writer thread).\n",
         split("2.")
     );
     md += &format!(
@@ -127,7 +127,9 @@ pub(super) fn findings(v: &Value) -> String {
            no label strings allocated per request.\n\
            - `query-edge/src/routes/redirect.rs`: `GET /{code}` answered ahead of the axum router (`fast_path`: a path \
            that can only be a code; the same span, metrics and panic handling), the code read from the path in place and \
-           the headers by reference (no `HeaderMap` clone, no `Path<String>`).\n\
+           the headers by reference (no `HeaderMap` clone, no `Path<String>`); a code the in-process cache holds is \
+           answered at once (`LinkCache::get_local`, `observe::observed_now`, `serve::Fast::Ready`): no boxed future, no \
+           `async_trait` boxes.\n\
            - mimalloc as the global allocator; the click queue keeps its capacity between flushes; click aggregates summed \
            per row and batch in the projector (`projector/src/batch.rs`).\n\n\
            Not done, with the expected gain:\n\n| # | change | µs of server CPU per redirect |\n|---|---|---|\n";
@@ -148,5 +150,11 @@ pub(super) fn findings(v: &Value) -> String {
         c("kurz_hot", "server_cpu_us_per_request_incl_drain"),
         v["generator"]["connections"],
     );
+    if v["profile"].as_array().is_none_or(|a| a.is_empty()) {
+        // A run without `perf` has no per-piece figures: say so instead of printing NaN.
+        md = md.replace("NaN", "–");
+        md += "\nFigures shown as – come from the perf profile, which this run did not take (`--profile never`, or no \
+               target missed with `--profile auto`).\n";
+    }
     md
 }

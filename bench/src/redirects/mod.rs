@@ -682,8 +682,11 @@ async fn profile(gen: &Gen, label: &str, url: &str, paths: &Path, keep: &Path, s
         ),
         ("red_metrics middleware (FromFn) and all below (0 where the fast path answers)", &["axum::middleware::from_fn::FromFn"]),
         ("redirect fast path: observe::observed (span, metrics, catch-panic) and all below", &["kurz_web::observe::observed"]),
-        ("redirect (resolve, Location, click record)", &["kurz_query_edge::routes::redirect::redirect::"]),
-        ("resolve (cache lookup)", &["kurz_query_edge::routes::redirect::resolve"]),
+        (
+            "redirect (lookup, Location, click record)",
+            &["kurz_query_edge::routes::redirect::redirect::", "kurz_query_edge::routes::redirect::answer", "kurz_query_edge::routes::redirect::fast_path::{{closure}}"],
+        ),
+        ("cache lookup (get_local at once, or resolve)", &["LinkCache>::get_local", "kurz_query_edge::routes::redirect::resolve"]),
         ("Instrumented cache get (quick_cache + lookup metric)", &["cache::Instrumented as kurz_storage::cache::LinkCache>::get"]),
         ("quick_cache Cache::get", &["quick_cache::sync::Cache"]),
         ("prometheus (all calls)", &["prometheus::"]),
