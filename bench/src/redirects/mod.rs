@@ -684,7 +684,11 @@ async fn profile(gen: &Gen, label: &str, url: &str, paths: &Path, keep: &Path, s
         ("redirect fast path: observe::observed (span, metrics, catch-panic) and all below", &["kurz_web::observe::observed"]),
         (
             "redirect (lookup, Location, click record)",
-            &["kurz_query_edge::routes::redirect::redirect::", "kurz_query_edge::routes::redirect::answer", "kurz_query_edge::routes::redirect::fast_path::{{closure}}"],
+            &[
+                "kurz_query_edge::routes::redirect::redirect::",
+                "kurz_query_edge::routes::redirect::answer",
+                "kurz_query_edge::routes::redirect::fast_path::{{closure}}",
+            ],
         ),
         ("cache lookup (get_local at once, or resolve)", &["LinkCache>::get_local", "kurz_query_edge::routes::redirect::resolve"]),
         ("Instrumented cache get (quick_cache + lookup metric)", &["cache::Instrumented as kurz_storage::cache::LinkCache>::get"]),
