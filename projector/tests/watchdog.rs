@@ -182,7 +182,11 @@ async fn a_record_out_of_attempts_goes_to_the_dead_letter_topic_and_its_key_foll
 
 /// A store whose write of the link coded `bad` as created (version 1) never finishes: the
 /// process "dies" there.
-struct Hangs(Arc<dyn ReadStore>);
+/// A store that never returns from a batch holding the poison record, and says so on
+/// its `Notify`: the test drops the projector's future then, and only then, so a
+/// "death" never cuts off a write that was going to land (a dropped future does not stop
+/// a write already on the blocking pool, which would then race the next owner).
+struct Hangs(Arc<dyn ReadStore>, Arc<tokio::sync::Notify>);
 
 #[async_trait::async_trait]
 impl ReadStore for Hangs {
@@ -191,6 +195,7 @@ impl ReadStore for Hangs {
     }
     async fn apply(&self, batch: StoreBatch) -> Result<(), kurz_storage::store::ApplyError> {
         if batch.mutations.iter().any(|m| matches!(m, Mutation::PutLink(l) if l.link.short_code == "bad" && l.version == 1)) {
+            self.1.notify_one();
             std::future::pending::<()>().await;
         }
         self.0.apply(batch).await
@@ -255,15 +260,17 @@ async fn a_process_that_dies_on_a_record_counts_an_attempt_and_the_record_ends_i
     let real = open_store("embedded", &dir.path().join("store")).unwrap();
     let end = fill(&*log).await;
     let never = Arc::new(AtomicBool::new(false));
-    let p = Projector::with_projections(log.clone(), Arc::new(Hangs(real.clone())), None, projections(&never)).max_attempts(3);
+    let hung = Arc::new(tokio::sync::Notify::new());
+    let p =
+        Projector::with_projections(log.clone(), Arc::new(Hangs(real.clone(), hung.clone())), None, projections(&never)).max_attempts(3);
     let stop = CancellationToken::new();
     // Each takeover "dies" (its future is dropped mid-batch, nothing of the batch lands).
     let mut deaths = 0;
     let mut seen = Vec::new();
     loop {
-        match tokio::time::timeout(Duration::from_millis(300), p.drive(topics::EVENTS, 0, end, &stop)).await {
-            Ok(r) => break r.unwrap(),
-            Err(_) => {
+        tokio::select! {
+            r = p.drive(topics::EVENTS, 0, end, &stop) => break r.unwrap(),
+            _ = hung.notified() => {
                 deaths += 1;
                 seen.push(real.attempt(topics::EVENTS, 0).await.unwrap().unwrap());
                 assert!(deaths < 10, "never got past the record: {seen:?}");
