@@ -35,8 +35,23 @@ struct Run {
 async fn run_one(log_url: &str, args: &Args) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
-    let cfg =
-        Wrap::parse_from(["kurz", "--data-dir", &data, "--log-url", log_url, "--auth", "open", "--partitions", "8", "--log", "warn"]).c;
+    let cfg = Wrap::parse_from([
+        "kurz",
+        "--data-dir",
+        &data,
+        "--log-url",
+        log_url,
+        "--auth",
+        "open",
+        "--partitions",
+        "8",
+        "--log",
+        "warn",
+        // The benchmark measures the write path from one client, not the limits on it.
+        "--rate-limits",
+        "off",
+    ])
+    .c;
     let app = kurz::App::build(cfg).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

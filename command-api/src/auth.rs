@@ -141,16 +141,9 @@ impl Auth {
         if self.mode == AuthMode::Open {
             return Ok(Principal::Anyone);
         }
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or_else(|| ApiError::Unauthorized("this request needs Authorization: Bearer <token>".into()))?;
-        if let Some(admin) = &self.admin_token {
-            if bool::from(admin.as_bytes().ct_eq(token.as_bytes())) {
-                return Ok(Principal::Admin);
-            }
+        let token = bearer(headers)?;
+        if self.is_admin_token(token) {
+            return Ok(Principal::Admin);
         }
         let user = self.verify_session(token).ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
         if store.user(user).await?.is_none() {
@@ -160,22 +153,179 @@ impl Auth {
     }
 }
 
-/// argon2id with the crate's default (OWASP) parameters, off the async threads.
+/// The bearer token of a request, or a 401.
+fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .ok_or_else(|| ApiError::Unauthorized("this request needs Authorization: Bearer <token>".into()))
+}
+
+impl Auth {
+    fn is_admin_token(&self, token: &str) -> bool {
+        self.admin_token.as_ref().is_some_and(|admin| bool::from(admin.as_bytes().ct_eq(token.as_bytes())))
+    }
+
+    /// The operator routes (`/admin/*`) need the admin token in every mode: open mode
+    /// opens the contract's routes, not the operator's. Without a configured admin token
+    /// (open mode without `KURZ_ADMIN_TOKEN`) they are off: 404.
+    pub fn require_admin_token(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+        if self.admin_token.is_none() {
+            return Err(ApiError::NotFound("the admin routes are off: set KURZ_ADMIN_TOKEN to use them".into()));
+        }
+        if self.is_admin_token(bearer(headers)?) {
+            Ok(())
+        } else {
+            Err(ApiError::Unauthorized("this route needs the admin token".into()))
+        }
+    }
+}
+
+/// The state of routes that authenticate: where the [`Auth`] is.
+pub trait HasAuth {
+    fn auth(&self) -> &Auth;
+}
+
+/// Who is calling, read from the request head. axum runs head extractors before the
+/// body extractor, so a route that takes a `Principal` answers 401 without reading a
+/// byte of the body.
+impl axum::extract::FromRequestParts<crate::AppState> for Principal {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, s: &crate::AppState) -> Result<Self, ApiError> {
+        let p = s.principal(&parts.headers).await?;
+        // Per signed-in user: one account cannot flood the write path from many
+        // addresses. The admin token is exempt (bulk loads, operators).
+        if let (Principal::User(id), Some(l)) = (p, &s.limits.principal) {
+            if let kurz_web::ratelimit::Checked::Refused(resp) = l.check(&id.get()) {
+                return Err(ApiError::Limited(Box::new(resp)));
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Failed sign-ins per account: after [`Lockout::FREE_FAILURES`] in a row, the account's
+/// sign-ins are refused (429, without running argon2) for 1 s, doubling with every
+/// further failure up to 15 minutes; a success clears it. Bounded: at most
+/// [`Lockout::ACCOUNTS`] accounts are tracked (S3-FIFO evicts the rest).
+pub struct Lockout {
+    on: bool,
+    accounts: quick_cache::sync::Cache<String, (u32, i64)>,
+}
+
+impl Lockout {
+    pub const FREE_FAILURES: u32 = 5;
+    pub const ACCOUNTS: usize = 100_000;
+    pub const MAX_LOCK_MS: i64 = 15 * 60 * 1000;
+
+    pub fn new(on: bool) -> Lockout {
+        Lockout { on, accounts: quick_cache::sync::Cache::new(Self::ACCOUNTS) }
+    }
+
+    /// `Err(seconds)`: the account is locked for that long.
+    pub fn check(&self, email: &str) -> Result<(), u64> {
+        if !self.on {
+            return Ok(());
+        }
+        match self.accounts.get(email) {
+            Some((_, until)) if until > Ts::now().0 => Err(((until - Ts::now().0) as u64).div_ceil(1000).max(1)),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn failed(&self, email: &str) {
+        if !self.on {
+            return;
+        }
+        let failures = self.accounts.get(email).map_or(0, |(n, _)| n) + 1;
+        let until = match failures.checked_sub(Self::FREE_FAILURES) {
+            None => 0,
+            Some(k) => Ts::now().0 + 1000i64.saturating_mul(1i64 << k.min(20)).min(Self::MAX_LOCK_MS),
+        };
+        self.accounts.insert(email.to_string(), (failures, until));
+    }
+
+    pub fn succeeded(&self, email: &str) {
+        self.accounts.remove(email);
+    }
+}
+
+/// A request that carries the admin token ([`Auth::require_admin_token`]), checked from
+/// the head before the body is read.
+pub struct AdminOnly;
+
+impl<S: HasAuth + Send + Sync> axum::extract::FromRequestParts<S> for AdminOnly {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, s: &S) -> Result<Self, ApiError> {
+        s.auth().require_admin_token(&parts.headers).map(|()| AdminOnly)
+    }
+}
+
+/// Password hashing's own bounded pool: at most [`hashers`] argon2 runs at once (each
+/// takes a core for ~50 ms and 19 MiB), and at most [`MAX_WAITING_PER_HASHER`] per
+/// hasher waiting; past that a login or register answers 429 at once. A login flood
+/// therefore takes at most those cores: deciders, projectors and redirects keep the
+/// rest, and the blocking pool they share is never filled with hashes.
+struct HashPool {
+    slots: tokio::sync::Semaphore,
+    waiting: std::sync::atomic::AtomicUsize,
+    max_waiting: usize,
+}
+
+/// Callers that may wait for a hasher, per hasher.
+pub const MAX_WAITING_PER_HASHER: usize = 16;
+
+/// Hashers: `KURZ_PASSWORD_HASHERS`, else half the cores (at least one), so hashing
+/// never takes every core.
+pub fn hashers() -> usize {
+    std::env::var("KURZ_PASSWORD_HASHERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get().div_ceil(2)).unwrap_or(1))
+}
+
+fn pool() -> &'static HashPool {
+    static P: std::sync::OnceLock<HashPool> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let n = hashers();
+        HashPool { slots: tokio::sync::Semaphore::new(n), waiting: Default::default(), max_waiting: n * MAX_WAITING_PER_HASHER }
+    })
+}
+
+/// Runs `f` (an argon2 hash or verify) on the hashing pool, or answers 429.
+async fn on_hash_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    use std::sync::atomic::Ordering;
+    let p = pool();
+    if p.waiting.fetch_add(1, Ordering::AcqRel) >= p.max_waiting {
+        p.waiting.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::get().hash_refused.inc();
+        return Err(ApiError::TooManyRequests(1, "too many sign-ins at once; retry in a second".into()));
+    }
+    let permit = p.slots.acquire().await;
+    p.waiting.fetch_sub(1, Ordering::AcqRel);
+    let _permit = permit.map_err(ApiError::internal)?;
+    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
+}
+
+/// argon2id with the crate's default (OWASP) parameters, on the hashing pool.
 pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    on_hash_pool(move || {
         use argon2::password_hash::{PasswordHasher, SaltString};
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
     })
-    .await
-    .map_err(ApiError::internal)?
+    .await?
     .map_err(ApiError::internal)
 }
 
 /// Verifies `password` against a PHC hash. With no hash (unknown user, or a user made
 /// without a password) it still spends one hash's time, so timing does not tell which.
-pub async fn verify_password(hash: Option<String>, password: String) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// `Err`: the hashing pool is full (429).
+pub async fn verify_password(hash: Option<String>, password: String) -> Result<bool, ApiError> {
+    on_hash_pool(move || {
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
         const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8rOJo6qbE3wLEr4cCvXRvE7k6P1a4kl0IXyXnXW1pn8";
         let (h, real) = match &hash {
@@ -186,7 +336,6 @@ pub async fn verify_password(hash: Option<String>, password: String) -> bool {
         ok && real
     })
     .await
-    .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -212,8 +361,8 @@ mod tests {
     async fn passwords_hash_with_argon2id() {
         let h = hash_password("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password(Some(h.clone()), "correct horse".into()).await);
-        assert!(!verify_password(Some(h), "wrong".into()).await);
-        assert!(!verify_password(None, "anything".into()).await);
+        assert!(verify_password(Some(h.clone()), "correct horse".into()).await.unwrap());
+        assert!(!verify_password(Some(h), "wrong".into()).await.unwrap());
+        assert!(!verify_password(None, "anything".into()).await.unwrap());
     }
 }

@@ -12,6 +12,7 @@ mod error;
 pub mod metrics;
 pub mod routes;
 pub mod submit;
+pub mod targets;
 
 pub use auth::{AuthMode, Principal};
 pub use error::Error;
@@ -36,6 +37,10 @@ pub struct Settings {
     /// How long a request waits for its command's outcome before answering 504.
     pub outcome_timeout: Duration,
     pub code_len: usize,
+    /// Which redirect targets are refused beyond their form (own host, deny-list).
+    pub targets: targets::TargetPolicy,
+    /// Rate limits of the write routes and `/auth/*`.
+    pub rate: kurz_web::ratelimit::Policy,
 }
 
 impl Default for Settings {
@@ -48,6 +53,8 @@ impl Default for Settings {
             public_url: None,
             outcome_timeout: Duration::from_secs(10),
             code_len: codes::DEFAULT_CODE_LEN,
+            targets: targets::TargetPolicy::default(),
+            rate: kurz_web::ratelimit::Policy::default(),
         }
     }
 }
@@ -58,6 +65,30 @@ pub struct Inner {
     pub auth: auth::Auth,
     pub settings: Settings,
     pub command_partitions: u32,
+    pub limits: Limits,
+}
+
+/// The write side's rate limiters, built once from `Settings::rate`.
+pub struct Limits {
+    /// Writes per client address.
+    pub writes: Option<kurz_web::ratelimit::ByAddress>,
+    /// `/auth/*` per client address.
+    pub auth: Option<kurz_web::ratelimit::ByAddress>,
+    /// Writes per signed-in user.
+    pub principal: Option<Arc<kurz_web::ratelimit::Limiter<u64>>>,
+    /// Failed sign-ins per account, with a growing lockout.
+    pub logins: auth::Lockout,
+}
+
+impl Limits {
+    fn new(p: &kurz_web::ratelimit::Policy) -> Limits {
+        Limits {
+            writes: p.by_address("writes", Some(p.writes)),
+            auth: p.by_address("auth", Some(p.auth)),
+            principal: p.enabled.then(|| kurz_web::ratelimit::Limiter::new("user", p.principal)),
+            logins: auth::Lockout::new(p.enabled),
+        }
+    }
 }
 
 /// Shared by every write handler.
@@ -87,7 +118,8 @@ impl CommandApi {
     pub async fn build(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, settings: Settings) -> Result<CommandApi, Error> {
         let command_partitions = log.partitions(kurz_schemas::topics::COMMANDS).await?;
         let auth = auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone());
-        Ok(CommandApi { state: AppState(Arc::new(Inner { log, store, auth, settings, command_partitions })) })
+        let limits = Limits::new(&settings.rate);
+        Ok(CommandApi { state: AppState(Arc::new(Inner { log, store, auth, settings, command_partitions, limits })) })
     }
 
     pub fn state(&self) -> AppState {
@@ -114,10 +146,15 @@ impl CommandApi {
 
     /// Serves the write API and runs the deciders until `stop` fires; then stops
     /// accepting, drains in-flight requests and stops the deciders.
-    pub async fn run_until_stopped(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+    pub async fn run_until_stopped(
+        self,
+        listener: tokio::net::TcpListener,
+        limits: kurz_web::serve::Limits,
+        stop: CancellationToken,
+    ) -> Result<(), Error> {
         let deciders = tokio::spawn(self.deciders().run_until_stopped(stop.clone()));
         let app = self.router();
-        kurz_web::serve::serve(listener, app, stop.clone(), std::time::Duration::from_secs(10)).await?;
+        kurz_web::serve::serve(listener, app, limits, stop.clone()).await?;
         stop.cancel();
         let _ = deciders.await;
         Ok(())

@@ -6,6 +6,8 @@ pub struct Metrics {
     pub decider_restarts: IntCounterVec,
     pub decider_fenced: IntCounterVec,
     pub commands_submitted: IntCounterVec,
+    pub target_rejections: IntCounterVec,
+    pub hash_refused: prometheus::IntCounter,
 }
 
 pub fn get() -> &'static Metrics {
@@ -33,6 +35,17 @@ pub fn get() -> &'static Metrics {
             "kurz_commands_submitted_total",
             "Commands submitted by the command-api, by outcome.",
             &["outcome"]
+        )
+        .unwrap(),
+        hash_refused: prometheus::register_int_counter!(
+            "kurz_password_hash_refused_total",
+            "Sign-ins and registrations answered 429 because the password-hashing pool was full."
+        )
+        .unwrap(),
+        target_rejections: register_int_counter_vec!(
+            "kurz_target_rejections_total",
+            "Redirect targets refused by policy (own host, deny-list), by reason.",
+            &["reason"]
         )
         .unwrap(),
     })

@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long, env = "KURZ_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// A file of host names that redirect targets may not point at (one per line, `#`
+    /// comments; a name also denies its subdomains). Read at start.
+    #[arg(long, env = "KURZ_DENY_HOSTS")]
+    pub deny_hosts: Option<String>,
+
     /// How long a write waits for its outcome before answering 504 (ms).
     #[arg(long, env = "KURZ_OUTCOME_TIMEOUT_MS", default_value_t = 10_000)]
     pub outcome_timeout_ms: u64,
@@ -67,6 +72,63 @@ pub struct Config {
     /// On SIGTERM, how long in-flight requests may take to finish (ms).
     #[arg(long, env = "KURZ_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
+
+    /// A request head (request line and headers) must arrive whole within this time of
+    /// its first byte, or of the accept for a connection's first request (ms).
+    #[arg(long, env = "KURZ_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+
+    /// How long a keep-alive connection may wait for its next request (ms). Keep it
+    /// above the idle timeout of the load balancer in front (AWS ALB: 60 s).
+    #[arg(long, env = "KURZ_HTTP_IDLE_TIMEOUT_MS", default_value_t = 75_000)]
+    pub http_idle_timeout_ms: u64,
+
+    /// A request body must arrive whole within this time of its head; else 408 (ms).
+    #[arg(long, env = "KURZ_HTTP_BODY_TIMEOUT_MS", default_value_t = 60_000)]
+    pub http_body_timeout_ms: u64,
+
+    /// Largest request head in bytes (at least 8192); larger gets 431.
+    #[arg(long, env = "KURZ_HTTP_MAX_HEADER_BYTES", default_value_t = 16_384)]
+    pub http_max_header_bytes: usize,
+
+    /// Connections open at once per listener; past it new ones wait in the listen
+    /// backlog. Capped by the open-files limit less 512 (kurz raises the soft limit to
+    /// the hard one at start).
+    #[arg(long, env = "KURZ_HTTP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub http_max_connections: usize,
+
+    /// Rate limits: `on` (default) or `off` (every limit below, and the per-account
+    /// sign-in lockout).
+    #[arg(long, env = "KURZ_RATE_LIMITS", default_value = "on", value_parser = parse_on_off)]
+    pub rate_limits: bool,
+
+    /// Writes (POST, PUT, DELETE) per client address: `<per-second>:<burst>`.
+    #[arg(long, env = "KURZ_RATE_WRITES", default_value = "50:500")]
+    pub rate_writes: kurz_web::ratelimit::Rate,
+
+    /// `/auth/register` and `/auth/login` per client address: `<per-second>:<burst>`.
+    #[arg(long, env = "KURZ_RATE_AUTH", default_value = "2:30")]
+    pub rate_auth: kurz_web::ratelimit::Rate,
+
+    /// Writes per signed-in user (the admin token is exempt): `<per-second>:<burst>`.
+    #[arg(long, env = "KURZ_RATE_USER", default_value = "20:200")]
+    pub rate_user: kurz_web::ratelimit::Rate,
+
+    /// Redirects per client address: `<per-second>:<burst>`, or `off` (no limit).
+    #[arg(long, env = "KURZ_RATE_REDIRECTS", default_value = "off")]
+    pub rate_redirects: kurz_web::ratelimit::MaybeRate,
+
+    /// Proxies whose `KURZ_CLIENT_IP_HEADER` is believed, as addresses or networks
+    /// (comma-separated, e.g. `10.0.0.0/8,fd00::/8`); the client is the rightmost
+    /// address in the header that is not one of them. Unset with a header set: every
+    /// peer is taken for a proxy.
+    #[arg(long, env = "KURZ_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: kurz_web::ratelimit::Nets,
+
+    /// Origins whose pages may call the API from a browser (CORS), comma-separated, e.g.
+    /// `https://app.example.com`. Unset: none (CORS off).
+    #[arg(long, env = "KURZ_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 
     /// Click capture on redirects: `on` (default) or `off`.
     #[arg(long, env = "KURZ_CLICK_CAPTURE", default_value = "on", value_parser = parse_on_off)]
@@ -80,7 +142,7 @@ pub struct Config {
     /// A header that a trusted proxy in front of kurz sets to the client's address
     /// (e.g. `x-real-ip`); its first address is the client's. Unset: the peer address.
     /// Only set it behind a proxy that overwrites the header.
-    #[arg(long, env = "KURZ_CLIENT_IP_HEADER")]
+    #[arg(long, env = "KURZ_CLIENT_IP_HEADER", value_parser = parse_header_name)]
     pub client_ip_header: Option<String>,
 
     /// A header that a trusted proxy or CDN sets to the client's country code (e.g.
@@ -120,6 +182,56 @@ pub struct Config {
     /// An env-style file of `KURZ_*=value` settings, read before the environment.
     #[arg(long, env = "KURZ_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+impl Config {
+    /// The rate limits (`kurz_web::ratelimit`).
+    pub fn rate_policy(&self) -> kurz_web::ratelimit::Policy {
+        kurz_web::ratelimit::Policy {
+            enabled: self.rate_limits,
+            writes: self.rate_writes,
+            auth: self.rate_auth,
+            redirects: self.rate_redirects.0,
+            principal: self.rate_user,
+            client: self.client_ip(),
+        }
+    }
+
+    /// How a request's client address is found (rate limits, clicks).
+    pub fn client_ip(&self) -> kurz_web::ratelimit::ClientIp {
+        kurz_web::ratelimit::ClientIp {
+            header: self
+                .client_ip_header
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .and_then(|h| axum::http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()).ok()),
+            trusted: self.trusted_proxies.0.clone(),
+        }
+    }
+
+    /// The server loop's limits (`kurz_web::limits`).
+    pub fn http_limits(&self) -> kurz_web::serve::Limits {
+        use std::time::Duration;
+        kurz_web::serve::Limits {
+            header_read: Duration::from_millis(self.http_header_timeout_ms.max(1)),
+            idle: Duration::from_millis(self.http_idle_timeout_ms.max(1)),
+            body_read: Duration::from_millis(self.http_body_timeout_ms.max(1)),
+            max_header_bytes: self.http_max_header_bytes.max(kurz_web::serve::MIN_HEADER_BYTES),
+            max_connections: self.http_max_connections.max(1),
+            drain: Duration::from_millis(self.drain_timeout_ms),
+            cors_origins: self.cors_origins.clone(),
+        }
+    }
+}
+
+fn parse_header_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    axum::http::HeaderName::from_bytes(s.to_ascii_lowercase().as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|_| format!("'{s}' is not a header name"))
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {

@@ -75,6 +75,12 @@ fn settings(cfg: &Config) -> Result<Settings, Error> {
         import_dir: cfg.import_dir.clone(),
         public_url: cfg.public_url.clone(),
         outcome_timeout: Duration::from_millis(cfg.outcome_timeout_ms),
+        targets: kurz_command_api::targets::TargetPolicy::new(
+            cfg.public_url.as_deref(),
+            cfg.deny_hosts.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(std::path::Path::new),
+        )
+        .map_err(Error::Config)?,
+        rate: cfg.rate_policy(),
         ..Settings::default()
     })
 }
@@ -83,7 +89,7 @@ fn capture_settings(cfg: &Config) -> Result<kurz_query_edge::capture::CaptureSet
     Ok(kurz_query_edge::capture::CaptureSettings {
         enabled: cfg.click_capture,
         secret: secrets::secret(cfg.secret.as_deref(), &cfg.data_dir)?,
-        client_ip_header: cfg.client_ip_header.clone().filter(|h| !h.is_empty()),
+        client_ip: cfg.client_ip(),
         country_header: cfg.country_header.clone().filter(|h| !h.is_empty()),
         geoip_db: cfg.geoip_db.clone().filter(|p| !p.as_os_str().is_empty()),
         spool_dir: (cfg.click_spool_mb > 0).then(|| cfg.data_dir.join("click-spool")),
@@ -113,7 +119,8 @@ impl App {
         let admin_auth = Arc::new(kurz_command_api::auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()));
         let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings).await?;
         let projector = parked::projector(&ports, &cfg);
-        let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?;
+        let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
+            .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0));
         Ok(App { cfg, ports, command_api, projector, edge, replayer: Arc::default(), admin_auth })
     }
 
@@ -125,11 +132,8 @@ impl App {
     pub fn router(&self) -> axum::Router {
         let mut routes = self.command_api.routes();
         routes.extend(self.edge.routes());
-        let admin = replay::admin_routes(self.ports.clone(), self.replayer.clone(), self.admin_auth.clone()).merge(parked::admin_routes(
-            self.projector.clone(),
-            self.ports.store.clone(),
-            self.admin_auth.clone(),
-        ));
+        let admin = replay::admin_routes(self.ports.clone(), self.replayer.clone(), self.admin_auth.clone())
+            .merge(parked::admin_routes(self.projector.clone(), self.admin_auth.clone()));
         kurz_web::finish(kurz_web::assemble(routes).merge(admin).merge(kurz_web::health::routes(health_checks(&self.ports))))
     }
 
@@ -167,8 +171,7 @@ impl App {
         let flusher_stop = CancellationToken::new();
         let flusher = tokio::spawn(self.edge.into_flusher().run_until_stopped(flusher_stop.clone()));
 
-        let drain = Duration::from_millis(self.cfg.drain_timeout_ms);
-        kurz_web::serve::serve_with(listener, router, Some(fast), stop, drain).await?;
+        kurz_web::serve::serve_with(listener, router, Some(fast), self.cfg.http_limits(), stop).await?;
         flusher_stop.cancel();
         let _ = flusher.await;
         workers.cancel();
@@ -178,15 +181,15 @@ impl App {
     }
 }
 
-/// Serves until `stop`, then lets in-flight requests finish for at most `drain`
-/// (`kurz_web::serve`).
-pub async fn serve_with_drain(
+/// Serves until `stop` under the configured connection limits, then lets in-flight
+/// requests finish for at most the drain limit (`kurz_web::serve`).
+pub async fn serve_configured(
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    cfg: &Config,
     stop: CancellationToken,
-    drain: Duration,
 ) -> Result<(), Error> {
-    kurz_web::serve::serve(listener, router, stop, drain).await?;
+    kurz_web::serve::serve(listener, router, cfg.http_limits(), stop).await?;
     Ok(())
 }
 
@@ -197,7 +200,7 @@ pub async fn run_command_api(cfg: Config, listener: tokio::net::TcpListener, sto
     let workers = CancellationToken::new();
     let deciders = tokio::spawn(api.deciders().run_until_stopped(workers.clone()));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
-    serve_with_drain(listener, api.router(), stop, Duration::from_millis(cfg.drain_timeout_ms)).await?;
+    serve_configured(listener, api.router(), &cfg, stop).await?;
     workers.cancel();
     let _ = deciders.await;
     Ok(())
@@ -211,7 +214,7 @@ pub async fn run_projector(cfg: Config, listener: tokio::net::TcpListener, stop:
     let task = tokio::spawn(projector.run_until_stopped(workers.clone()));
     let router = kurz_web::finish(kurz_web::health::routes(health_checks(&ports)));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
-    serve_with_drain(listener, router, stop, Duration::from_millis(cfg.drain_timeout_ms)).await?;
+    serve_configured(listener, router, &cfg, stop).await?;
     workers.cancel();
     let _ = task.await;
     Ok(())
@@ -237,10 +240,9 @@ pub async fn run_watchdog(cfg: Config, listener: tokio::net::TcpListener, stop: 
     let projector = parked::projector(&ports, &cfg);
     let workers = CancellationToken::new();
     let task = tokio::spawn(Watchdog::new(projector.clone(), watchdog_settings(&cfg)).run_until_stopped(workers.clone()));
-    let router =
-        kurz_web::finish(parked::admin_routes(projector, ports.store.clone(), auth).merge(kurz_web::health::routes(health_checks(&ports))));
+    let router = kurz_web::finish(parked::admin_routes(projector, auth).merge(kurz_web::health::routes(health_checks(&ports))));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
-    serve_with_drain(listener, router, stop, Duration::from_millis(cfg.drain_timeout_ms)).await?;
+    serve_configured(listener, router, &cfg, stop).await?;
     workers.cancel();
     let _ = task.await;
     Ok(())
@@ -275,9 +277,10 @@ pub async fn run_query_edge(mut cfg: Config, listener: tokio::net::TcpListener, 
     let ports = Ports::open(&cfg).await?;
     let follower_stop = CancellationToken::new();
     let follower = tokio::spawn(kurz_query_edge::follow::run_until_stopped(ports.log.clone(), ports.cache.clone(), follower_stop.clone()));
-    let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?;
+    let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
+        .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
-    edge.run_until_stopped(listener, stop).await?;
+    edge.run_until_stopped(listener, cfg.http_limits(), stop).await?;
     follower_stop.cancel();
     let _ = follower.await;
     Ok(())

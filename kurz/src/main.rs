@@ -262,6 +262,12 @@ fn main() -> std::process::ExitCode {
                 _ => "kurz",
             },
         );
+        // Room for the connection cap (KURZ_HTTP_MAX_CONNECTIONS is held inside it).
+        let files = kurz_web::limits::raise_fd_limit();
+        let limits = cfg.http_limits();
+        tracing::info!(event = "http_limits", open_files = ?files, max_connections = limits.effective_connections(),
+            header_timeout_ms = limits.header_read.as_millis() as u64, idle_timeout_ms = limits.idle.as_millis() as u64,
+            body_timeout_ms = limits.body_read.as_millis() as u64, max_header_bytes = limits.max_header_bytes);
         let listener = tokio::net::TcpListener::bind(&cfg.http_addr).await?;
         let stop = kurz::shutdown_signal();
         match role {

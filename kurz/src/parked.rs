@@ -109,24 +109,22 @@ pub async fn cli(action: Action, url: Option<String>, token: Option<String>, cfg
 }
 
 /// `GET /admin/parked`, `POST /admin/parked/redrive`, `POST /admin/parked/skip`.
-pub fn admin_routes(
-    projector: Projector,
-    store: Arc<dyn kurz_storage::ReadStore>,
-    auth: Arc<kurz_command_api::auth::Auth>,
-) -> axum::Router {
+pub fn admin_routes(projector: Projector, auth: Arc<kurz_command_api::auth::Auth>) -> axum::Router {
     use axum::extract::State;
     use axum::http::HeaderMap;
     use axum::Json;
+    use kurz_command_api::auth::AdminOnly;
     use kurz_web::ApiError;
 
     #[derive(Clone)]
     struct St {
         projector: Projector,
-        store: Arc<dyn kurz_storage::ReadStore>,
         auth: Arc<kurz_command_api::auth::Auth>,
     }
-    async fn admin(st: &St, headers: &HeaderMap) -> Result<(), ApiError> {
-        st.auth.principal(headers, &*st.store).await?.require_admin()
+    impl kurz_command_api::auth::HasAuth for St {
+        fn auth(&self) -> &kurz_command_api::auth::Auth {
+            &self.auth
+        }
     }
     fn failed(e: Error) -> ApiError {
         match e {
@@ -137,22 +135,21 @@ pub fn admin_routes(
     async fn run(st: &St, action: Action) -> Result<Json<Report>, ApiError> {
         act(&st.projector, action).await.map(Json).map_err(failed)
     }
-    async fn list(State(st): State<St>, headers: HeaderMap) -> Result<Json<Report>, ApiError> {
-        admin(&st, &headers).await?;
+    async fn list(State(st): State<St>, _: AdminOnly) -> Result<Json<Report>, ApiError> {
         run(&st, Action::List).await
     }
-    async fn redrive(State(st): State<St>, headers: HeaderMap, body: kurz_web::RawBody) -> Result<Json<Report>, ApiError> {
-        admin(&st, &headers).await?;
+    async fn redrive(State(st): State<St>, _: AdminOnly, headers: HeaderMap, body: kurz_web::RawBody) -> Result<Json<Report>, ApiError> {
         let sel: Selector = if body.0.iter().all(u8::is_ascii_whitespace) {
             Selector::default()
+        } else if !kurz_web::body::is_json(&headers) {
+            return Err(ApiError::UnsupportedMediaType("send the selector with Content-Type: application/json".into()));
         } else {
             serde_json::from_slice(&body.0)
                 .map_err(|e| ApiError::BadRequest(format!("expected {{\"topic\"?, \"partition\"?, \"key\"?}}: {e}")))?
         };
         run(&st, Action::Redrive(sel)).await
     }
-    async fn skip(State(st): State<St>, headers: HeaderMap, body: kurz_web::RawBody) -> Result<Json<Report>, ApiError> {
-        admin(&st, &headers).await?;
+    async fn skip(State(st): State<St>, _: AdminOnly, body: kurz_web::JsonBytes) -> Result<Json<Report>, ApiError> {
         let id: ParkedId = serde_json::from_slice(&body.0)
             .map_err(|e| ApiError::BadRequest(format!("expected {{\"topic\", \"partition\", \"key\", \"offset\"}}: {e}")))?;
         run(&st, Action::Skip(id)).await
@@ -161,5 +158,5 @@ pub fn admin_routes(
         .route("/admin/parked", axum::routing::get(list))
         .route("/admin/parked/redrive", axum::routing::post(redrive))
         .route("/admin/parked/skip", axum::routing::post(skip))
-        .with_state(St { projector, store, auth })
+        .with_state(St { projector, auth })
 }

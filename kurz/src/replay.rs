@@ -223,9 +223,10 @@ fn status_of(job: &Job) -> ReplayStatus {
 /// (progress and the report). Admin only in token mode.
 pub fn admin_routes(ports: Ports, replayer: Arc<Replayer>, auth: Arc<kurz_command_api::auth::Auth>) -> axum::Router {
     use axum::extract::State;
-    use axum::http::{HeaderMap, StatusCode};
+    use axum::http::StatusCode;
     use axum::response::IntoResponse;
     use axum::Json;
+    use kurz_command_api::auth::AdminOnly;
     use kurz_web::ApiError;
 
     #[derive(Clone)]
@@ -234,11 +235,12 @@ pub fn admin_routes(ports: Ports, replayer: Arc<Replayer>, auth: Arc<kurz_comman
         replayer: Arc<Replayer>,
         auth: Arc<kurz_command_api::auth::Auth>,
     }
-    async fn admin(st: &St, headers: &HeaderMap) -> Result<(), ApiError> {
-        st.auth.principal(headers, &*st.ports.store).await?.require_admin()
+    impl kurz_command_api::auth::HasAuth for St {
+        fn auth(&self) -> &kurz_command_api::auth::Auth {
+            &self.auth
+        }
     }
-    async fn start(State(st): State<St>, headers: HeaderMap, body: kurz_web::RawBody) -> Result<axum::response::Response, ApiError> {
-        admin(&st, &headers).await?;
+    async fn start(State(st): State<St>, _: AdminOnly, body: kurz_web::JsonBytes) -> Result<axum::response::Response, ApiError> {
         let req: ReplayRequest = serde_json::from_slice(&body.0)
             .map_err(|e| ApiError::BadRequest(format!("expected {{\"projections\": [names or \"all\"], \"verify\": bool}}: {e}")))?;
         if req.projections.is_empty() {
@@ -250,8 +252,7 @@ pub fn admin_routes(ports: Ports, replayer: Arc<Replayer>, auth: Arc<kurz_comman
             Err(running) => Ok((StatusCode::CONFLICT, Json(running)).into_response()),
         }
     }
-    async fn status(State(st): State<St>, headers: HeaderMap) -> Result<Json<ReplayStatus>, ApiError> {
-        admin(&st, &headers).await?;
+    async fn status(State(st): State<St>, _: AdminOnly) -> Result<Json<ReplayStatus>, ApiError> {
         Ok(Json(st.replayer.status()))
     }
     axum::Router::new().route("/admin/replay", axum::routing::post(start).get(status)).with_state(St { ports, replayer, auth })

@@ -194,7 +194,7 @@ fn every_role_sets_every_setting_and_runs_its_role_from_the_one_image() {
             let value = scalar(&env, 6, name).unwrap_or_else(|| panic!("{role} does not set {name}"));
             // Settings whose absence is a choice (no CDN country header, no GeoIP
             // database) are present and may be empty: kurz reads empty as unset.
-            let may_be_empty = ["KURZ_COUNTRY_HEADER", "KURZ_GEOIP_DB"].contains(&name.as_str());
+            let may_be_empty = ["KURZ_COUNTRY_HEADER", "KURZ_GEOIP_DB", "KURZ_CORS_ORIGINS", "KURZ_DENY_HOSTS"].contains(&name.as_str());
             assert!(may_be_empty || !value.is_empty(), "{role} sets {name} to an empty value");
         }
         // The secrets come from the caller's environment, not from defaults in the file.

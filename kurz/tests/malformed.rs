@@ -15,7 +15,16 @@ struct Case {
 }
 
 fn case(method: &'static str, path: &str, body: &str, status: u16, says: &'static str) -> Case {
-    Case { method, path: path.to_string(), body: body.as_bytes().to_vec(), content_type: "application/json", status, says }
+    typed(method, path, body, "application/json", status, says)
+}
+
+fn typed(method: &'static str, path: &str, body: &str, content_type: &'static str, status: u16, says: &'static str) -> Case {
+    Case { method, path: path.to_string(), body: body.as_bytes().to_vec(), content_type, status, says }
+}
+
+/// `details` nested `levels` deep.
+fn nested_details(levels: usize) -> String {
+    format!("{}1{}", r#"{"a":"#.repeat(levels), "}".repeat(levels))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,6 +87,49 @@ async fn malformed_requests_get_their_status_and_a_json_error() {
         case("DELETE", "/shorten", "", 405, "method"),
         case("PATCH", "/urls", "", 405, "method"),
         case("GET", &format!("/{}", "a".repeat(10_000)), "", 404, "not found"),
+        case("GET", &format!("/{}+", "a".repeat(10_000)), "", 404, "not found"),
+        // Redirect targets: a missing //host, userinfo, a link to kurz itself.
+        case("POST", "/urls", r#"{"original_url": "http:abc1234"}"#, 400, "scheme://host"),
+        case("POST", "/urls", r#"{"original_url": "https:\\evil.tld/"}"#, 400, "scheme://host"),
+        case("POST", "/urls", r#"{"original_url": "https://bank.com@evil.tld/"}"#, 400, "user name"),
+        case("POST", "/urls", r#"{"original_url": "https://bank.com:pw@evil.tld/"}"#, 400, "user name"),
+        case("POST", "/shorten", r#"{"url": "https://u@evil.tld/"}"#, 400, "user name"),
+        case("PUT", &format!("/urls/{link_id}"), r#"{"original_url": "http:evil.tld"}"#, 400, "scheme://host"),
+        case("POST", "/urls", &format!(r#"{{"original_url": "http://{}/x"}}"#, s.base.trim_start_matches("http://")), 400, "own host"),
+        // Free-text fields past their limits.
+        case("POST", "/urls", &format!(r#"{{"original_url": "https://x.io", "title": "{}"}}"#, "t".repeat(513)), 400, "title"),
+        case("POST", "/urls", r#"{"original_url": "https://x.io", "title": "a\u0000b"}"#, 400, "title"),
+        case("POST", "/users", &format!(r#"{{"email": "long@x.io", "username": "{}"}}"#, "u".repeat(65)), 400, "username"),
+        case("POST", "/events", &format!(r#"{{"url_id": {link_id}, "event_type": "{}"}}"#, "e".repeat(65)), 400, "event_type"),
+        case(
+            "POST",
+            "/events",
+            &format!(r#"{{"url_id": {link_id}, "event_type": "view", "details": {}}}"#, nested_details(9)),
+            400,
+            "details",
+        ),
+        case(
+            "POST",
+            "/events",
+            &format!(r#"{{"url_id": {link_id}, "event_type": "view", "details": {}}}"#, nested_details(124)),
+            400,
+            "details",
+        ),
+        case(
+            "POST",
+            "/events",
+            &format!(r#"{{"url_id": {link_id}, "event_type": "view", "details": {{"x": "{}"}}}}"#, "d".repeat(17 << 10)),
+            400,
+            "details",
+        ),
+        // JSON routes take JSON only: a cross-site form post cannot write.
+        typed("POST", "/urls", r#"{"original_url": "https://x.io"}"#, "text/plain", 415, "application/json"),
+        typed("POST", "/users", r#"{"email": "form@x.io"}"#, "application/x-www-form-urlencoded", 415, "application/json"),
+        typed("POST", "/auth/register", r#"{"email": "form@x.io", "password": "password123"}"#, "text/plain", 415, "application/json"),
+        typed("POST", "/users/bulk", "email\nform@x.io\n", "text/plain", 415, "text/csv"),
+        // Operator routes need the admin token in every mode (this server is open).
+        case("POST", "/admin/replay", r#"{"projections": ["all"]}"#, 401, "Authorization"),
+        case("GET", "/admin/parked", "", 401, "Authorization"),
     ];
     // Deeply nested JSON must be refused by the parser's depth limit, not overflow a stack.
     cases.push(case("POST", "/users", &"[".repeat(100_000), 400, "JSON"));
@@ -142,6 +194,9 @@ async fn malformed_requests_get_their_status_and_a_json_error() {
     assert_eq!(links.len(), 1);
     let users: Vec<serde_json::Value> = c.get(s.url("/users")).send().await.unwrap().json().await.unwrap();
     assert!(users.is_empty());
+    // No refused request left a record the projector could not read.
+    let parked: serde_json::Value = c.get(s.url("/admin/parked")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(parked["parked"].as_array().map(Vec::len), Some(0), "{parked}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,9 +163,20 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no projection 'nosuch'"), "{}", String::from_utf8_lossy(&bad.stderr));
     let r = c.post(s.url("/admin/replay")).json(&json!({"projections": ["all"]})).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = c.post(s.url("/admin/replay")).bearer_auth(ADMIN_TOKEN).body("{").send().await.unwrap();
+    let r =
+        c.post(s.url("/admin/replay")).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body("{").send().await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+    // A form post (text/plain) cannot start a replay: 415 before the body is read.
+    let r = c
+        .post(s.url("/admin/replay"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "text/plain")
+        .body(r#"{"projections": ["all"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
 }
 
 /// Appends `n` synthetic clicks on seed links, straight to the stopped kurz's log.

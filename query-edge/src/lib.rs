@@ -20,13 +20,12 @@ pub enum Error {
     Config(String),
 }
 
-/// How long a stopping edge lets in-flight requests finish when it runs alone.
-pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
-
 pub struct Inner {
     pub store: Arc<dyn ReadStore>,
     pub cache: Arc<dyn LinkCache>,
     pub clicks: capture::ClickSink,
+    /// Redirects per client address (`KURZ_RATE_REDIRECTS`); none by default.
+    pub redirect_limit: Option<kurz_web::ratelimit::ByAddress>,
 }
 
 #[derive(Clone)]
@@ -52,7 +51,13 @@ impl QueryEdge {
         capture: &capture::CaptureSettings,
     ) -> Result<QueryEdge, Error> {
         let (sink, flusher) = capture::channel(log, capture)?;
-        Ok(QueryEdge { state: EdgeState(Arc::new(Inner { store, cache, clicks: sink })), flusher })
+        Ok(QueryEdge { state: EdgeState(Arc::new(Inner { store, cache, clicks: sink, redirect_limit: None })), flusher })
+    }
+
+    /// Limits redirects per client address (`None`: no limit, the default).
+    pub fn limit_redirects(mut self, limit: Option<kurz_web::ratelimit::ByAddress>) -> QueryEdge {
+        Arc::get_mut(&mut self.state.0).expect("called right after build").redirect_limit = limit;
+        self
     }
 
     pub fn state(&self) -> EdgeState {
@@ -78,12 +83,18 @@ impl QueryEdge {
         self.flusher
     }
 
-    pub async fn run_until_stopped(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
+    /// Serves until `stop` under `limits` (connection limits and the drain limit).
+    pub async fn run_until_stopped(
+        self,
+        listener: tokio::net::TcpListener,
+        limits: kurz_web::serve::Limits,
+        stop: CancellationToken,
+    ) -> Result<(), Error> {
         let app = self.router();
         let fast = self.fast_path();
         let flusher_stop = CancellationToken::new();
         let flusher = tokio::spawn(self.flusher.run_until_stopped(flusher_stop.clone()));
-        kurz_web::serve::serve_with(listener, app, Some(fast), stop, DRAIN).await?;
+        kurz_web::serve::serve_with(listener, app, Some(fast), limits, stop).await?;
         // Requests have drained: flush the clicks they captured, then stop.
         flusher_stop.cancel();
         let _ = flusher.await;

@@ -39,14 +39,16 @@ pub enum Found {
 pub enum Source {
     Cache,
     Store,
+    /// Not asked: the path cannot be a short code.
+    Refused,
 }
 
 /// `kurz_redirects_total{result, source}`, resolved once: this runs on every redirect,
 /// and a lookup by labels hashes them and takes the vector's shared lock.
 pub fn redirect(found: Found, source: Source) -> &'static IntCounter {
-    static C: OnceLock<[[IntCounter; 2]; 3]> = OnceLock::new();
+    static C: OnceLock<[[IntCounter; 3]; 3]> = OnceLock::new();
     let c = C.get_or_init(|| {
-        let by = |r: &str| ["cache", "store"].map(|s| get().redirects.with_label_values(&[r, s]));
+        let by = |r: &str| ["cache", "store", "refused"].map(|s| get().redirects.with_label_values(&[r, s]));
         [by("found"), by("not_found"), by("inactive")]
     });
     &c[found as usize][source as usize]

@@ -10,6 +10,7 @@ pub mod command;
 pub mod control;
 pub mod event;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod time;
 pub mod values;

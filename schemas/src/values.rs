@@ -15,6 +15,16 @@ pub enum ValueError {
     BadUrl,
     #[error("url must be at most {0} characters")]
     UrlTooLong(usize),
+    #[error("url must be written scheme://host/…, not '{0}'")]
+    UrlWithoutAuthority(String),
+    #[error("url must not carry a user name or password (user@host)")]
+    UrlWithUserinfo,
+    #[error("{field} must be at most {max} {unit}")]
+    TooLong { field: &'static str, max: usize, unit: &'static str },
+    #[error("{field} must be nested at most {max} levels deep")]
+    TooDeep { field: &'static str, max: usize },
+    #[error("{field} must not contain control characters")]
+    ControlCharacters { field: &'static str },
 }
 
 /// Paths the HTTP API serves itself; an alias may not shadow them. Every route of one
@@ -134,7 +144,49 @@ pub struct TargetUrl(String);
 pub const MAX_URL_LEN: usize = 8192;
 
 impl TargetUrl {
+    /// A new target from outside: checked, then stored in its canonical form.
+    ///
+    /// - It must be written `http://host…` or `https://host…`: `http:abc` and
+    ///   `https:\\host` are refused, although URL parsers (and browsers) guess a host
+    ///   for them.
+    /// - It may not carry userinfo: `https://bank.com@evil.tld/` reads as bank.com and
+    ///   goes to evil.tld.
+    /// - The stored form is the WHATWG serialization (lowercase scheme and host,
+    ///   punycode, percent-encoding, dot segments resolved), so the host a deny-list
+    ///   checks is the host a browser visits; except that a bare origin keeps the
+    ///   spelling without the trailing `/` the serializer adds (`https://a.io`).
     pub fn parse(s: &str) -> Result<TargetUrl, ValueError> {
+        let s = s.trim();
+        let checked = TargetUrl::parse_stored(s)?;
+        let scheme_end = s.find(':').ok_or(ValueError::BadUrl)?;
+        if !s[scheme_end..].starts_with("://") {
+            return Err(ValueError::UrlWithoutAuthority(s.chars().take(40).collect()));
+        }
+        let u = url::Url::parse(checked.as_str()).map_err(|_| ValueError::BadUrl)?;
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(ValueError::UrlWithUserinfo);
+        }
+        let mut canon = String::from(u);
+        if canon.ends_with('/') && !s.ends_with('/') && !s[scheme_end + 3..].contains(['/', '?', '#']) {
+            canon.pop();
+        }
+        if canon.len() > MAX_URL_LEN {
+            return Err(ValueError::UrlTooLong(MAX_URL_LEN));
+        }
+        Ok(TargetUrl(canon))
+    }
+
+    /// The host the target goes to (lowercase; punycode for international names).
+    pub fn host(&self) -> Option<String> {
+        url::Url::parse(&self.0)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()))
+    }
+
+    /// A target as stored in a record: the rules every build of kurz has applied, so
+    /// records written before a rule was added still decode (an event is never made
+    /// unreadable by a stricter [`TargetUrl::parse`]).
+    pub fn parse_stored(s: &str) -> Result<TargetUrl, ValueError> {
         let s = s.trim();
         if s.len() > MAX_URL_LEN {
             return Err(ValueError::UrlTooLong(MAX_URL_LEN));
@@ -158,7 +210,7 @@ impl TargetUrl {
 impl TryFrom<String> for TargetUrl {
     type Error = ValueError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        TargetUrl::parse(&s)
+        TargetUrl::parse_stored(&s)
     }
 }
 impl From<TargetUrl> for String {
@@ -197,5 +249,49 @@ mod tests {
         assert!(TargetUrl::parse("javascript:alert(1)").is_err());
         assert!(TargetUrl::parse("http://").is_err());
         assert!(TargetUrl::parse("not a url").is_err());
+    }
+
+    #[test]
+    fn targets_need_an_authority_and_no_userinfo_and_are_stored_canonical() {
+        for (bad, want) in [
+            ("http:abc1234", "scheme://host"),
+            ("https:evil.tld/x", "scheme://host"),
+            ("https:\\\\evil.tld/", "scheme://host"),
+            ("https:/evil.tld/", "scheme://host"),
+            ("https://bank.com@evil.tld/", "user name"),
+            ("https://bank.com:pw@evil.tld/", "user name"),
+            ("https://:pw@evil.tld/", "user name"),
+        ] {
+            let e = TargetUrl::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        for (raw, canon) in [
+            ("https://example.com", "https://example.com"),
+            ("HTTPS://Example.COM", "https://example.com"),
+            ("https://example.com/", "https://example.com/"),
+            ("https://example.com?q=1", "https://example.com/?q=1"),
+            ("https://example.com/a/../b c", "https://example.com/b%20c"),
+            ("https://bücher.example/x", "https://xn--bcher-kva.example/x"),
+            ("https://example.com:443/x", "https://example.com/x"),
+        ] {
+            assert_eq!(TargetUrl::parse(raw).unwrap().as_str(), canon, "{raw}");
+        }
+        assert_eq!(TargetUrl::parse("https://Bücher.example/").unwrap().host().as_deref(), Some("xn--bcher-kva.example"));
+        // A record written before these rules still decodes, as it was written.
+        let old: TargetUrl = serde_json::from_str("\"https://bank.com@evil.tld/\"").unwrap();
+        assert_eq!(old.as_str(), "https://bank.com@evil.tld/");
+    }
+
+    #[test]
+    fn the_seed_data_targets_are_already_canonical() {
+        // The replaced service's links load byte for byte: the contract's data set.
+        let csv = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../kurz/tests/fixtures/seed-data/urls.csv")).unwrap();
+        let mut n = 0;
+        for line in csv.lines().skip(1) {
+            let url = line.split(',').nth(3).unwrap();
+            assert_eq!(TargetUrl::parse(url).unwrap().as_str(), url);
+            n += 1;
+        }
+        assert_eq!(n, 2000);
     }
 }

@@ -15,9 +15,23 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         match Bytes::from_request(req, state).await {
             Ok(b) => Ok(RawBody(b)),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::PayloadTooLarge(crate::JSON_BODY_LIMIT)),
+            Err(e) if body_timeout(&e).is_some() => Err(ApiError::RequestTimeout(body_timeout(&e).expect("checked").to_string())),
             Err(e) => Err(ApiError::BadRequest(format!("could not read request body: {}", e.body_text()))),
         }
     }
+}
+
+/// The body deadline (`crate::limits::DeadlineBody`) behind a body error, if that is
+/// what ended it.
+pub fn body_timeout<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::limits::BodyTimeout> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<crate::limits::BodyTimeout>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// A JSON object body. Fields are read with the typed getters below, whose messages
@@ -27,8 +41,33 @@ pub struct JsonObject(pub Map<String, Value>);
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        let JsonBytes(bytes) = JsonBytes::from_request(req, state).await?;
         JsonObject::parse(&bytes)
+    }
+}
+
+/// The raw body of a JSON route, read only when the request says it is JSON
+/// (`application/json`, or `application/<x>+json`); anything else is a 415 before a
+/// byte of the body is read. A cross-site HTML form can only send
+/// `application/x-www-form-urlencoded`, `multipart/form-data` or `text/plain`, so no
+/// form post can write through a JSON route.
+pub struct JsonBytes(pub Bytes);
+
+/// Whether `Content-Type` names JSON.
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType("this route takes a JSON body: send Content-Type: application/json".into()));
+        }
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        Ok(JsonBytes(bytes))
     }
 }
 

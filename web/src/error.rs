@@ -21,6 +21,15 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request body did not arrive in time (`kurz_web::limits::BodyTimeout`).
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// Too many requests; retry after this many seconds.
+    #[error("{1}")]
+    TooManyRequests(u64, String),
+    /// An answer a limiter already made (a 429 with its `RateLimit` headers).
+    #[error("rate limited")]
+    Limited(Box<Response>),
     /// A dependency is down; safe to retry.
     #[error("{0}")]
     Unavailable(String),
@@ -48,6 +57,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests(..) | ApiError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -64,6 +75,9 @@ impl From<kurz_storage::StorageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Limited(resp) = self {
+            return *resp;
+        }
         let status = self.status();
         let message = if status.is_server_error() {
             // Logged once, here; the caller gets no internals.
@@ -77,8 +91,19 @@ impl IntoResponse for ApiError {
             self.to_string()
         };
         let mut resp = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        use axum::http::{header, HeaderValue};
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        match &self {
+            ApiError::TooManyRequests(secs, _) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from((*secs).max(1)));
+            }
+            // The rest of the body may still be on its way: this connection is done.
+            ApiError::RequestTimeout(_) => {
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         resp
     }

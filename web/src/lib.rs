@@ -3,11 +3,13 @@
 pub mod body;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod observe;
 pub mod params;
+pub mod ratelimit;
 pub mod serve;
 
-pub use body::{JsonObject, RawBody};
+pub use body::{JsonBytes, JsonObject, RawBody};
 pub use error::ApiError;
 pub use params::Params;
 

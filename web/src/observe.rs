@@ -19,6 +19,12 @@ use tracing::Instrument;
 pub struct HttpMetrics {
     pub requests: IntCounterVec,
     pub duration: HistogramVec,
+    pub rate_limited: IntCounterVec,
+}
+
+/// `kurz_rate_limited_total{limit}`: requests answered 429 by a rate limit.
+pub fn rate_limited(limit: &str) -> IntCounter {
+    http_metrics().rate_limited.with_label_values(&[limit])
 }
 
 pub fn http_metrics() -> &'static HttpMetrics {
@@ -37,6 +43,8 @@ pub fn http_metrics() -> &'static HttpMetrics {
             vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
         )
         .unwrap(),
+        rate_limited: register_int_counter_vec!("kurz_rate_limited_total", "Requests answered 429 by a rate limit, by limit.", &["limit"])
+            .unwrap(),
     })
 }
 

@@ -18,16 +18,20 @@ use axum::http::Method;
 use axum::response::Response;
 use axum::Router;
 use futures::future::{BoxFuture, Either, FutureExt};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
+
+use crate::limits::{DeadlineBody, Guarded, Phase, Tracked};
+pub use crate::limits::{Limits, MIN_HEADER_BYTES};
 
 /// Answers some requests ahead of the router, or hands the request back to it. The
 /// query edge answers `GET /{code}` this way: nearly all of its traffic, and the
@@ -48,10 +52,10 @@ pub enum Fast {
     Pass(Request),
 }
 
-/// Serves `router` on `listener` until `stop`, then drains for at most `drain`.
-/// Each request carries [`ConnectInfo<SocketAddr>`] of its peer.
-pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToken, drain: Duration) -> std::io::Result<()> {
-    serve_with(listener, router, None, stop, drain).await
+/// Serves `router` on `listener` until `stop`, under `limits`, then drains for at most
+/// `limits.drain`. Each request carries [`ConnectInfo<SocketAddr>`] of its peer.
+pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stop: CancellationToken) -> std::io::Result<()> {
+    serve_with(listener, router, None, limits, stop).await
 }
 
 /// [`serve`], with a [`FastPath`] tried before the router.
@@ -59,11 +63,27 @@ pub async fn serve_with(
     listener: TcpListener,
     router: Router,
     fast: Option<FastPath>,
+    limits: Limits,
     stop: CancellationToken,
-    drain: Duration,
 ) -> std::io::Result<()> {
+    let router = match crate::limits::cors(&limits.cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
     let connections = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(limits.effective_connections()));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The head and idle timers run in `Guarded`, with hyper's own header timer off.
+    builder.header_read_timeout(None).max_buf_size(limits.max_header_bytes.max(MIN_HEADER_BYTES));
+    let limits = Arc::new(limits);
     loop {
+        // Past the cap, wait for a connection to close before accepting: new
+        // connections queue in the listen backlog instead of taking descriptors.
+        let slot = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
         let (io, peer) = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
@@ -83,16 +103,42 @@ pub async fn serve_with(
         let router = router.clone();
         let fast = fast.clone();
         let closing = stop.child_token();
+        let limits = limits.clone();
+        let builder = builder.clone();
         connections.spawn(async move {
+            let _slot = slot;
+            let phase = Arc::new(Phase::default());
+            let io = Guarded::new(io, phase.clone(), limits.header_read, limits.idle);
+            let body_read = limits.body_read;
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                let req = req.map(axum::body::Body::new);
+                let has_body = !req.body().is_end_stream();
+                phase.begin(has_body);
+                let tracked = {
+                    let phase = phase.clone();
+                    move |mut resp: Response| {
+                        if has_body && phase.body_unread() {
+                            resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+                        }
+                        resp.map(|body| Tracked { body, phase })
+                    }
+                };
+                let req = if has_body {
+                    let phase = phase.clone();
+                    req.map(|b| axum::body::Body::new(DeadlineBody::new(b, body_read, phase)))
+                } else {
+                    req.map(axum::body::Body::new)
+                };
                 let req = match &fast {
                     Some(fast) => {
                         let head = req.method() == Method::HEAD;
                         match fast(req, peer) {
-                            Fast::Ready(resp) => return Either::Left(Either::Left(std::future::ready(Ok(as_routed(resp, head))))),
+                            Fast::Ready(resp) => {
+                                return Either::Left(Either::Left(std::future::ready(Ok::<_, Infallible>(tracked(as_routed(resp, head))))))
+                            }
                             Fast::Later(answer) => {
-                                return Either::Left(Either::Right(answer.map(move |resp| Ok::<_, Infallible>(as_routed(resp, head)))))
+                                return Either::Left(Either::Right(
+                                    answer.map(move |resp| Ok::<_, Infallible>(tracked(as_routed(resp, head)))),
+                                ))
                             }
                             Fast::Pass(req) => req,
                         }
@@ -102,9 +148,9 @@ pub async fn serve_with(
                 let mut req = req;
                 req.extensions_mut().insert(ConnectInfo(peer));
                 // A Router is always ready.
-                Either::Right(router.clone().call(req))
+                Either::Right(router.clone().call(req).map(move |r| r.map(tracked)))
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             let result = tokio::select! {
                 biased;
@@ -121,7 +167,7 @@ pub async fn serve_with(
     }
     drop(listener);
     connections.close();
-    if tokio::time::timeout(drain, connections.wait()).await.is_err() {
+    if tokio::time::timeout(limits.drain, connections.wait()).await.is_err() {
         tracing::warn!(event = "drain_limit_reached", connections = connections.len(), "in-flight requests cut off");
     }
     Ok(())
@@ -159,10 +205,17 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn start(router: Router, drain: Duration) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>) {
+        start_limited(router, Limits { drain, ..Limits::default() }).await
+    }
+
+    async fn start_limited(
+        router: Router,
+        limits: Limits,
+    ) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<std::io::Result<()>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, router, stop.clone(), drain));
+        let task = tokio::spawn(serve(listener, router, limits, stop.clone()));
         (addr, stop, task)
     }
 
@@ -209,7 +262,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(serve_with(listener, router, Some(fast), stop.clone(), Duration::from_secs(5)));
+        let task = tokio::spawn(serve_with(listener, router, Some(fast), Limits::default(), stop.clone()));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         for (path, want) in [("/fast", "fast 127.0.0.1"), ("/slow", "router"), ("/ready", "ready 127.0.0.1"), ("/fast", "fast 127.0.0.1")] {
             s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.unwrap();

@@ -854,7 +854,7 @@ pub async fn run(args: Args) -> Value {
     let edge_off = kurz_query_edge::QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &no_capture).unwrap();
     let off_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let off_url = format!("http://{}", off_listener.local_addr().unwrap());
-    tokio::spawn(edge_off.run_until_stopped(off_listener, stop.clone()));
+    tokio::spawn(edge_off.run_until_stopped(off_listener, kurz_web::serve::Limits::default(), stop.clone()));
     // And with capture on, as a query-edge process of a scaled-out deployment does its
     // part: capture, enrich, encode and durably append each click to a log (embedded,
     // fsynced), whose clicks a projector elsewhere aggregates. Here no projector reads
@@ -865,7 +865,7 @@ pub async fn run(args: Args) -> Value {
     let edge_on = kurz_query_edge::QueryEdge::build(edge_log, ports.store, ports.cache, &capture).unwrap();
     let on_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let on_url = format!("http://{}", on_listener.local_addr().unwrap());
-    tokio::spawn(edge_on.run_until_stopped(on_listener, stop.clone()));
+    tokio::spawn(edge_on.run_until_stopped(on_listener, kurz_web::serve::Limits::default(), stop.clone()));
     let server = tokio::spawn(app.run_until_stopped(listener, stop.clone()));
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);

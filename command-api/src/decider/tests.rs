@@ -168,3 +168,74 @@ fn a_restored_state_decides_exactly_like_the_live_one() {
     let earlier = handle(&mut restored, &cmd("c10", create_link("fourth", None)), Ts(now().0 - 60_000));
     assert!(earlier[0].id > b.last().unwrap().id);
 }
+
+/// Every request the routes accept, at the edge of every limit, makes a command and
+/// events that decode: a request can never make a record the projector cannot read.
+#[test]
+fn requests_at_every_limit_make_records_that_decode() {
+    use kurz_schemas::limits::{details, MAX_DETAILS_BYTES, MAX_DETAILS_DEPTH, MAX_EVENT_TYPE_BYTES, MAX_TITLE_CHARS};
+    use kurz_schemas::values::MAX_URL_LEN;
+    use serde_json::{json, Map, Value};
+
+    // The deepest and the largest `details` the limits let through.
+    let mut v = json!("leaf");
+    for _ in 0..MAX_DETAILS_DEPTH {
+        v = json!({ "k": v });
+    }
+    let deep: Map<String, Value> = v.as_object().cloned().unwrap();
+    assert_eq!(kurz_schemas::limits::depth(&v), MAX_DETAILS_DEPTH);
+    details(&deep).unwrap();
+    let big: Map<String, Value> = Map::from_iter([("x".to_string(), json!("\u{1F600}".repeat((MAX_DETAILS_BYTES - 16) / 4)))]);
+    details(&big).unwrap();
+
+    let title = "\u{00e9}".repeat(MAX_TITLE_CHARS);
+    let long_url = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN - 20));
+    let url = TargetUrl::parse(&long_url).unwrap();
+    let mut s = PartitionState::new(2);
+    let created = handle(
+        &mut s,
+        &cmd(
+            "c",
+            CommandBody::CreateLink {
+                code: ShortCode::parse(&"z".repeat(32)).unwrap(),
+                custom: true,
+                original_url: url.clone(),
+                title: Some(title.clone()),
+                user_id: None,
+                existing_ok: false,
+            },
+        ),
+        now(),
+    );
+    let link = match &decided(&created).1 {
+        Answer::Link { link } => link.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut commands = vec![];
+    for (i, d) in [deep, big].into_iter().enumerate() {
+        commands.push(cmd(
+            &format!("e{i}"),
+            CommandBody::RecordEvent {
+                code: ShortCode::parse(&"z".repeat(32)).unwrap(),
+                url_id: link.id,
+                user_id: None,
+                event_type: "t".repeat(MAX_EVENT_TYPE_BYTES),
+                details: d,
+                owner: None,
+            },
+        ));
+    }
+    let mut events = created;
+    for c in &commands {
+        let round = Command::decode(&c.encode()).expect("the command decodes");
+        assert_eq!(round.encode(), c.encode());
+        let evs = handle(&mut s, c, now());
+        assert_eq!(decided(&evs).0, 201, "{evs:?}");
+        events.extend(evs);
+    }
+    for ev in &events {
+        let bytes = ev.encode();
+        let back = Event::decode(&bytes).unwrap_or_else(|e| panic!("{e}: an event the projector could not read"));
+        assert_eq!(back.encode(), bytes);
+    }
+}

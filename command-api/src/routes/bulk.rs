@@ -7,7 +7,7 @@
 
 use crate::codes::random_code;
 use crate::submit::command_id;
-use crate::AppState;
+use crate::{AppState, Principal};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +16,7 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use kurz_schemas::command::link_key;
 use kurz_schemas::event::Answer;
 use kurz_schemas::ids::MAX_EXPLICIT_ID;
+use kurz_schemas::limits::{self, MAX_BULK_ROWS, MAX_CSV_FIELD_BYTES};
 use kurz_schemas::{Command, CommandBody, CommandId, Email, EventRow, Id, LinkRow, ShortCode, TargetUrl, Ts, UserRow};
 use kurz_storage::log::partition_for;
 use kurz_web::{ApiError, JsonObject};
@@ -24,11 +25,18 @@ use std::collections::{BTreeMap, HashMap};
 const CHUNK_ROWS: usize = 500;
 const PARALLEL_CHUNKS: usize = 4;
 
+/// Whether the request says its body is CSV. Not `text/plain`: a cross-site HTML form
+/// can send that, and no form post may load rows.
+fn is_csv(headers: &HeaderMap) -> bool {
+    let ctype = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "text/csv" || mime == "application/csv"
+}
+
 /// The CSV of a bulk request: the body itself (`Content-Type: text/csv`), or a file in
 /// the import directory named by `{"file": "<name>"}`.
 async fn csv_input(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let ctype = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
-    if ctype.starts_with("text/csv") || ctype.starts_with("application/csv") || ctype.starts_with("text/plain") {
+    if is_csv(headers) {
         return Ok(body.to_vec());
     }
     let obj = JsonObject::parse(body)
@@ -63,6 +71,9 @@ fn parse_csv(bytes: &[u8]) -> Result<Vec<HashMap<String, String>>, ApiError> {
         .collect();
     let mut rows = Vec::new();
     for (i, rec) in rdr.records().enumerate() {
+        if i >= MAX_BULK_ROWS {
+            return Err(ApiError::BadRequest(format!("CSV rows: a bulk load takes at most {MAX_BULK_ROWS} rows; split the file")));
+        }
         let rec = rec.map_err(|e| ApiError::BadRequest(format!("CSV row {}: {e}", i + 1)))?;
         rows.push(headers.iter().cloned().zip(rec.iter().map(str::to_string)).collect());
     }
@@ -71,6 +82,19 @@ fn parse_csv(bytes: &[u8]) -> Result<Vec<HashMap<String, String>>, ApiError> {
 
 fn field<'a>(row: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     row.get(name).map(String::as_str).filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("null") && !v.eq_ignore_ascii_case("none"))
+}
+
+/// An optional one-line text column, within its limit.
+fn text_field(row: &HashMap<String, String>, name: &'static str, max: usize) -> Result<Option<String>, String> {
+    match field(row, name) {
+        None => Ok(None),
+        Some(v) => limits::text(name, v, max).map(|()| Some(v.to_string())).map_err(|e| e.to_string()),
+    }
+}
+
+/// A row with a field past [`MAX_CSV_FIELD_BYTES`] is refused before any of it is used.
+fn oversized(row: &HashMap<String, String>) -> Option<String> {
+    row.iter().find(|(_, v)| v.len() > MAX_CSV_FIELD_BYTES).map(|(k, _)| format!("{k} is longer than {MAX_CSV_FIELD_BYTES} bytes"))
 }
 
 fn explicit_id(row: &HashMap<String, String>, name: &str) -> Result<Option<Id>, String> {
@@ -116,12 +140,12 @@ fn chunked<R: Clone>(
 /// Submits chunks (a few at a time) and sums their counts.
 async fn submit_chunks(
     s: &AppState,
+    p: Principal,
     headers: &HeaderMap,
     route: &str,
     chunks: Vec<Chunk>,
     mut problems: Vec<String>,
 ) -> Result<Response, ApiError> {
-    let p = s.principal(headers).await?;
     let base = command_id(headers, &p.scope(), route)?;
     let outcomes: Vec<_> = stream::iter(chunks.into_iter().enumerate())
         .map(|(i, chunk)| {
@@ -152,22 +176,47 @@ async fn submit_chunks(
         .into_response())
 }
 
+/// The admin bulk loads' principal, checked from the head before the body is read.
+pub struct BulkAdmin(Principal);
+
+impl axum::extract::FromRequestParts<AppState> for BulkAdmin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, s: &AppState) -> Result<Self, ApiError> {
+        let p = s.principal(&parts.headers).await?;
+        p.require_admin()?;
+        if !is_csv(&parts.headers) && !kurz_web::body::is_json(&parts.headers) {
+            return Err(ApiError::UnsupportedMediaType(
+                "send a CSV body with Content-Type: text/csv, or a JSON object {\"file\": \"<name>\"} with Content-Type: application/json"
+                    .into(),
+            ));
+        }
+        Ok(BulkAdmin(p))
+    }
+}
+
 async fn admin_csv(s: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<HashMap<String, String>>, ApiError> {
-    s.principal(headers).await?.require_admin()?;
     parse_csv(&csv_input(s, headers, body).await?)
 }
 
-pub async fn users(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn users(
+    State(s): State<AppState>,
+    BulkAdmin(p): BulkAdmin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let rows = admin_csv(&s, &headers, &body).await?;
     let mut problems = Vec::new();
     let mut good = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let parsed = (|| -> Result<UserRow, String> {
+            if let Some(p) = oversized(row) {
+                return Err(p);
+            }
             let email = Email::parse(field(row, "email").ok_or("email is missing")?).map_err(|e| e.to_string())?;
             Ok(UserRow {
                 id: explicit_id(row, "id")?,
                 email,
-                username: field(row, "username").map(str::to_string),
+                username: text_field(row, "username", limits::MAX_USERNAME_CHARS)?,
                 created_at: field(row, "created_at").and_then(Ts::parse),
             })
         })();
@@ -180,25 +229,36 @@ pub async fn users(State(s): State<AppState>, headers: HeaderMap, body: axum::bo
         .chunks(CHUNK_ROWS)
         .map(|c| Chunk { key: kurz_schemas::USERS_KEY.to_string(), body: CommandBody::ImportUsers { rows: c.to_vec() } })
         .collect();
-    submit_chunks(&s, &headers, "POST /users/bulk", chunks, problems).await
+    submit_chunks(&s, p, &headers, "POST /users/bulk", chunks, problems).await
 }
 
-pub async fn urls(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn urls(
+    State(s): State<AppState>,
+    BulkAdmin(p): BulkAdmin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let rows = admin_csv(&s, &headers, &body).await?;
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
     let mut problems = Vec::new();
     let mut by_partition: BTreeMap<u32, Vec<LinkRow>> = BTreeMap::new();
     for (i, row) in rows.iter().enumerate() {
         let parsed = (|| -> Result<LinkRow, String> {
+            if let Some(p) = oversized(row) {
+                return Err(p);
+            }
             let code = match field(row, "short_code") {
                 Some(c) => ShortCode::parse_lenient(c).map_err(|e| e.to_string())?,
                 None => random_code(s.settings.code_len),
             };
-            let url = TargetUrl::parse(field(row, "original_url").ok_or("original_url is missing")?).map_err(|e| e.to_string())?;
+            let url =
+                TargetUrl::parse(field(row, "original_url").ok_or("original_url is missing")?).map_err(|e| format!("original_url: {e}"))?;
+            s.settings.targets.check(&url, host).map_err(|e| format!("original_url: {e}"))?;
             Ok(LinkRow {
                 id: explicit_id(row, "id")?,
                 code,
                 original_url: url,
-                title: field(row, "title").map(str::to_string),
+                title: text_field(row, "title", limits::MAX_TITLE_CHARS)?,
                 is_active: parse_bool(field(row, "is_active"))?,
                 user_id: explicit_id(row, "user_id")?,
                 created_at: field(row, "created_at").and_then(Ts::parse),
@@ -211,16 +271,24 @@ pub async fn urls(State(s): State<AppState>, headers: HeaderMap, body: axum::bod
         }
     }
     let chunks = chunked(by_partition, |r| &r.code, |key, rows| CommandBody::ImportLinks { key, rows });
-    submit_chunks(&s, &headers, "POST /urls/bulk", chunks, problems).await
+    submit_chunks(&s, p, &headers, "POST /urls/bulk", chunks, problems).await
 }
 
-pub async fn events(State(s): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
+pub async fn events(
+    State(s): State<AppState>,
+    BulkAdmin(p): BulkAdmin,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
     let rows = admin_csv(&s, &headers, &body).await?;
     let mut problems = Vec::new();
     let mut by_partition: BTreeMap<u32, Vec<EventRow>> = BTreeMap::new();
     let mut codes: HashMap<Id, Option<ShortCode>> = HashMap::new();
     for (i, row) in rows.iter().enumerate() {
         let parsed: Result<EventRow, String> = async {
+            if let Some(p) = oversized(row) {
+                return Err(p);
+            }
             let url_id = explicit_id(row, "url_id")?.ok_or("url_id is missing")?;
             let code = match codes.get(&url_id) {
                 Some(c) => c.clone(),
@@ -243,12 +311,17 @@ pub async fn events(State(s): State<AppState>, headers: HeaderMap, body: axum::b
                     _ => return Err("details is not a JSON object".to_string()),
                 },
             };
+            limits::details(&details).map_err(|e| e.to_string())?;
+            let event_type = field(row, "event_type").ok_or("event_type is missing")?;
+            if event_type.len() > limits::MAX_EVENT_TYPE_BYTES || event_type.chars().any(char::is_control) {
+                return Err(format!("event_type must be at most {} bytes of text", limits::MAX_EVENT_TYPE_BYTES));
+            }
             Ok(EventRow {
                 id: explicit_id(row, "id")?,
                 code,
                 url_id,
                 user_id: explicit_id(row, "user_id")?,
-                event_type: field(row, "event_type").ok_or("event_type is missing")?.to_string(),
+                event_type: event_type.to_string(),
                 timestamp: field(row, "timestamp").and_then(Ts::parse),
                 details,
             })
@@ -260,5 +333,5 @@ pub async fn events(State(s): State<AppState>, headers: HeaderMap, body: axum::b
         }
     }
     let chunks = chunked(by_partition, |r| &r.code, |key, rows| CommandBody::ImportEvents { key, rows });
-    submit_chunks(&s, &headers, "POST /events/bulk", chunks, problems).await
+    submit_chunks(&s, p, &headers, "POST /events/bulk", chunks, problems).await
 }

@@ -4,21 +4,19 @@ use crate::{AppState, Principal};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use kurz_schemas::limits::{self, MAX_EVENT_TYPE_BYTES};
 use kurz_schemas::{Command, CommandBody, Id, ShortCode};
-use kurz_web::{ApiError, JsonObject, RawBody};
+use kurz_web::{ApiError, JsonObject};
 
-pub const MAX_EVENT_TYPE_LEN: usize = 64;
-
-pub async fn create(State(s): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
-    let p = s.principal(&headers).await?;
-    let body = JsonObject::parse(&body)?;
+pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap, body: JsonObject) -> Result<Response, ApiError> {
     let url_id = body.opt_id("url_id")?.ok_or_else(|| ApiError::BadRequest("url_id is required".into()))?;
     let event_type = body.str("event_type")?.trim().to_string();
-    if event_type.is_empty() || event_type.len() > MAX_EVENT_TYPE_LEN {
-        return Err(ApiError::BadRequest(format!("event_type must be 1 to {MAX_EVENT_TYPE_LEN} characters")));
+    if event_type.is_empty() || event_type.len() > MAX_EVENT_TYPE_BYTES || event_type.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!("event_type must be 1 to {MAX_EVENT_TYPE_BYTES} bytes of text")));
     }
     let user_id = body.opt_id("user_id")?;
     let details = body.opt_object("details")?.cloned().unwrap_or_default();
+    limits::details(&details).map_err(super::bad)?;
 
     let link = match Id::new(url_id) {
         Ok(id) => s.store.link(id).await?,

@@ -16,6 +16,32 @@ pub fn all(state: AppState) -> Vec<(&'static str, MethodRouter)> {
     let bulk_limit = axum::extract::DefaultBodyLimit::max(kurz_web::BULK_BODY_LIMIT);
     let json_limit = axum::extract::DefaultBodyLimit::max(kurz_web::JSON_BODY_LIMIT);
     let s = state;
+    // Per-address limits run first, before authentication: a refused caller costs a
+    // lookup, not a token check or a body.
+    let limited = |class: &Option<kurz_web::ratelimit::ByAddress>, routes: Vec<(&'static str, MethodRouter)>| match class {
+        None => routes,
+        Some(l) => routes
+            .into_iter()
+            .map(|(p, mr)| (p, mr.layer(axum::middleware::from_fn_with_state(l.clone(), kurz_web::ratelimit::by_address))))
+            .collect(),
+    };
+    let auth = limited(
+        &s.limits.auth,
+        vec![
+            ("/auth/register", post(auth::register).with_state(s.clone()).layer(json_limit)),
+            ("/auth/login", post(auth::login).with_state(s.clone()).layer(json_limit)),
+        ],
+    );
+    let mut writes = limited(&s.limits.writes, writes(s.clone(), bulk_limit, json_limit));
+    writes.extend(auth);
+    writes
+}
+
+fn writes(
+    s: AppState,
+    bulk_limit: axum::extract::DefaultBodyLimit,
+    json_limit: axum::extract::DefaultBodyLimit,
+) -> Vec<(&'static str, MethodRouter)> {
     vec![
         ("/users", post(users::create).with_state(s.clone()).layer(json_limit)),
         ("/users/bulk", post(bulk::users).with_state(s.clone()).layer(bulk_limit)),
@@ -26,9 +52,7 @@ pub fn all(state: AppState) -> Vec<(&'static str, MethodRouter)> {
         ("/urls/{id}", put(urls::update).delete(urls::delete).with_state(s.clone()).layer(json_limit)),
         ("/shorten", post(urls::shorten).with_state(s.clone()).layer(json_limit)),
         ("/events", post(events::create).with_state(s.clone()).layer(json_limit)),
-        ("/events/bulk", post(bulk::events).with_state(s.clone()).layer(bulk_limit)),
-        ("/auth/register", post(auth::register).with_state(s.clone()).layer(json_limit)),
-        ("/auth/login", post(auth::login).with_state(s).layer(json_limit)),
+        ("/events/bulk", post(bulk::events).with_state(s).layer(bulk_limit)),
     ]
 }
 

@@ -7,13 +7,31 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kurz_schemas::event::Answer;
+use kurz_schemas::limits;
 use kurz_schemas::{Command, CommandBody, CommandId, Id, Link, ShortCode, TargetUrl};
 use kurz_storage::store::StoredOutcome;
-use kurz_web::{ApiError, JsonObject, RawBody};
+use kurz_web::{ApiError, JsonObject};
 
 /// Attempts at drawing a free generated code before giving up (a collision at 7 base62
 /// characters needs billions of links; five in a row means something is wrong).
 const CODE_ATTEMPTS: u32 = 5;
+
+/// A redirect target from a request: its form, then the policy (own host, deny-list).
+pub(crate) fn target(s: &AppState, headers: &HeaderMap, raw: &str) -> Result<TargetUrl, ApiError> {
+    let url = TargetUrl::parse(raw).map_err(|e| bad(format!("original_url: {e}")))?;
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    s.settings.targets.check(&url, host).map_err(|e| bad(format!("original_url: {e}")))?;
+    Ok(url)
+}
+
+/// The optional `title`, within its limit.
+fn title(body: &JsonObject) -> Result<Option<String>, ApiError> {
+    let t = body.opt_str("title")?;
+    if let Some(t) = t {
+        limits::text("title", t, limits::MAX_TITLE_CHARS).map_err(bad)?;
+    }
+    Ok(t.map(str::to_string))
+}
 
 /// The owner a new link gets: a session user always owns what it creates.
 async fn owner_for(s: &AppState, p: Principal, requested: Option<u64>) -> Result<Option<Id>, ApiError> {
@@ -82,11 +100,9 @@ async fn create_link(
     Err(ApiError::Unavailable("could not find a free short code".into()))
 }
 
-pub async fn create(State(s): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
-    let p = s.principal(&headers).await?;
-    let body = JsonObject::parse(&body)?;
-    let url = TargetUrl::parse(body.str("original_url")?).map_err(bad)?;
-    let title = body.opt_str("title")?.map(str::to_string);
+pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap, body: JsonObject) -> Result<Response, ApiError> {
+    let url = target(&s, &headers, body.str("original_url")?)?;
+    let title = title(&body)?;
     let user_id = body.opt_id("user_id")?;
     let alias = body.opt_str("short_code")?.map(ShortCode::parse).transpose().map_err(bad)?;
     let owner = owner_for(&s, p, user_id).await?;
@@ -94,11 +110,12 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, RawBody(body)
     Ok(to_response(render(&o)?))
 }
 
-pub async fn shorten(State(s): State<AppState>, headers: HeaderMap, RawBody(body): RawBody) -> Result<Response, ApiError> {
-    let p = s.principal(&headers).await?;
-    let body = JsonObject::parse(&body)?;
-    let url = TargetUrl::parse(body.str("url")?).map_err(|_| ApiError::BadRequest("url must be an absolute http or https URL".into()))?;
-    let title = body.opt_str("title")?.map(str::to_string);
+pub async fn shorten(State(s): State<AppState>, p: Principal, headers: HeaderMap, body: JsonObject) -> Result<Response, ApiError> {
+    let url = target(&s, &headers, body.str("url")?).map_err(|e| match e {
+        ApiError::BadRequest(m) => ApiError::BadRequest(m.replacen("original_url", "url", 1)),
+        other => other,
+    })?;
+    let title = title(&body)?;
     let user_id = body.opt_id("user_id")?;
     let owner = owner_for(&s, p, user_id).await?;
     let base = short_base(&s, &headers);
@@ -144,14 +161,13 @@ async fn existing_link(s: &AppState, raw: &str) -> Result<Link, ApiError> {
 pub async fn update(
     State(s): State<AppState>,
     Path(raw): Path<String>,
+    p: Principal,
     headers: HeaderMap,
-    RawBody(body): RawBody,
+    body: JsonObject,
 ) -> Result<Response, ApiError> {
-    let p = s.principal(&headers).await?;
     let link = existing_link(&s, &raw).await?;
-    let body = JsonObject::parse(&body)?;
-    let title = body.opt_str("title")?.map(str::to_string);
-    let original_url = body.opt_str("original_url")?.map(TargetUrl::parse).transpose().map_err(bad)?;
+    let title = title(&body)?;
+    let original_url = body.opt_str("original_url")?.map(|u| target(&s, &headers, u)).transpose()?;
     let is_active = body.opt_bool("is_active")?;
     let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
     let id = command_id(&headers, &p.scope(), &format!("PUT /urls/{}", link.id))?;
@@ -160,8 +176,7 @@ pub async fn update(
     Ok(to_response(render(&o)?))
 }
 
-pub async fn delete(State(s): State<AppState>, Path(raw): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let p = s.principal(&headers).await?;
+pub async fn delete(State(s): State<AppState>, Path(raw): Path<String>, p: Principal, headers: HeaderMap) -> Result<Response, ApiError> {
     let link = existing_link(&s, &raw).await?;
     let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
     let id = command_id(&headers, &p.scope(), &format!("DELETE /urls/{}", link.id))?;

@@ -49,9 +49,9 @@ pub struct CaptureSettings {
     pub enabled: bool,
     /// Keys the daily visitor salt. Never leaves the process.
     pub secret: Vec<u8>,
-    /// A header set by a trusted proxy in front of kurz that holds the client address
-    /// (its first address is taken). Without it, the peer address is the client's.
-    pub client_ip_header: Option<String>,
+    /// How the client address is found: the peer's, or behind trusted proxies the
+    /// rightmost untrusted address of their header (`kurz_web::ratelimit::ClientIp`).
+    pub client_ip: kurz_web::ratelimit::ClientIp,
     /// A header set by a trusted proxy or CDN that holds the client's country code.
     pub country_header: Option<String>,
     /// A GeoLite2/GeoIP2 Country or City database, used when no country header is set.
@@ -66,7 +66,7 @@ impl Default for CaptureSettings {
         CaptureSettings {
             enabled: true,
             secret: Vec::new(),
-            client_ip_header: None,
+            client_ip: Default::default(),
             country_header: None,
             geoip_db: None,
             spool_dir: None,
@@ -93,7 +93,7 @@ pub(crate) fn test_link(id: u64, code: &str) -> Arc<Link> {
 #[derive(Clone)]
 pub struct ClickSink {
     queue: Option<Arc<queue::ClickQueue>>,
-    pub client_ip_header: Option<axum::http::HeaderName>,
+    pub client_ip: Arc<kurz_web::ratelimit::ClientIp>,
     pub country_header: Option<axum::http::HeaderName>,
 }
 
@@ -127,7 +127,7 @@ pub fn channel(
     let enricher = enrich::Enricher::new(settings)?;
     let sink = ClickSink {
         queue: settings.enabled.then(|| queue.clone()),
-        client_ip_header: header(&settings.client_ip_header)?,
+        client_ip: Arc::new(settings.client_ip.clone()),
         country_header: header(&settings.country_header)?,
     };
     let spool = match &settings.spool_dir {

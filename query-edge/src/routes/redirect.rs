@@ -23,6 +23,11 @@ use std::sync::Arc;
 const MAX_HEADER: usize = 512;
 
 async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source), ApiError> {
+    // A path that cannot be a short code (too long, or not URL-safe) is unknown without
+    // asking: it never reaches a cache or the store, so odd paths cost no memory there.
+    if ShortCode::parse_lenient(code).is_err() {
+        return Ok((None, Source::Refused));
+    }
     // The in-process tier first, without a boxed future per lookup; then the whole cache.
     if let Some(hit) = s.cache.get_local(code) {
         return Ok((hit.link, Source::Cache));
@@ -62,6 +67,9 @@ pub async fn redirect_or_stats(State(s): State<EdgeState>, req: Request) -> Resu
         return stats(&s, code).await;
     }
     let peer = req.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
+    if let Some(refused) = peer.and_then(|p| limited(&s, p, &req.headers)) {
+        return Ok(refused);
+    }
     redirect(&s, &code, &req, peer).await
 }
 
@@ -82,14 +90,17 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
             return Fast::Pass(req);
         }
         let (req, _) = req.into_parts();
-        let peer = Some(peer.ip());
         let now = observed_now("/{code}", &req.method, || {
+            if let Some(refused) = limited(&s, peer.ip(), &req.headers) {
+                return Some(refused);
+            }
             let hit = s.cache.get_local(&req.uri.path()[1..])?;
-            Some(answer(&s, hit.link, Source::Cache, &req, peer).into_response())
+            Some(answer(&s, hit.link, Source::Cache, &req, Some(peer.ip())).into_response())
         });
         if let Some(resp) = now {
             return Fast::Ready(resp);
         }
+        let peer = Some(peer.ip());
         let s = s.clone();
         let method = req.method.clone();
         Fast::Later(Box::pin(observed(
@@ -98,6 +109,16 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
             async move { redirect(&s, &req.uri.path()[1..], &req, peer).await.into_response() },
         )))
     })
+}
+
+/// The 429 for a client past its redirect limit (`KURZ_RATE_REDIRECTS`), if one is set.
+fn limited(s: &EdgeState, peer: IpAddr, headers: &HeaderMap) -> Option<Response> {
+    let l = s.redirect_limit.as_ref()?;
+    let key = kurz_web::ratelimit::ip_key(l.client.of(peer, headers));
+    match l.limiter.check(&key) {
+        kurz_web::ratelimit::Checked::Refused(r) => Some(r),
+        kurz_web::ratelimit::Checked::Allowed { .. } => None,
+    }
 }
 
 async fn redirect(s: &EdgeState, code: &str, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
@@ -133,10 +154,7 @@ fn answer(s: &EdgeState, link: Option<Arc<Link>>, source: Source, req: &Parts, p
 /// does that, off the request path).
 fn raw_click(sink: &ClickSink, link: Arc<Link>, method: &Method, uri: &Uri, headers: &HeaderMap, peer: Option<IpAddr>) -> RawClick {
     let text = |h: &HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
-    let addr = match &sink.client_ip_header {
-        Some(h) => text(h).and_then(|v| v.split(',').next()).and_then(|a| a.trim().parse().ok()),
-        None => peer,
-    };
+    let addr = peer.map(|p| sink.client_ip.of(p, headers));
     RawClick {
         link,
         at: Ts::now(),

@@ -6,29 +6,68 @@
 //! `get` (TinyLFU sketch update, read-buffer push, inline housekeeping) cost more than
 //! a third of kurz's own redirect path (`bench/results/redirects.md`).
 
-use super::{CachedLink, LinkCache};
+use super::{CachedLink, LinkCache, NEGATIVE_TTL};
 use crate::StorageError;
 use async_trait::async_trait;
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// An entry and, for a negative one, when it stops answering: negative entries are
+/// bounded in time as well as in number (a code that is unknown now may be created
+/// later by a process whose events this cache does not see).
+#[derive(Clone)]
+struct Entry {
+    cached: CachedLink,
+    /// Milliseconds since [`epoch`] after which a negative entry is a miss; unused for a
+    /// link.
+    expires: u64,
+}
+
+fn epoch() -> Instant {
+    static E: OnceLock<Instant> = OnceLock::new();
+    *E.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+impl Entry {
+    fn new(cached: CachedLink, negative_ttl_ms: u64) -> Entry {
+        let expires = if cached.link.is_none() { now_ms().saturating_add(negative_ttl_ms) } else { 0 };
+        Entry { cached, expires }
+    }
+    fn live(self) -> Option<CachedLink> {
+        (self.cached.link.is_some() || now_ms() < self.expires).then_some(self.cached)
+    }
+}
 
 pub struct MemoryCache {
-    inner: Cache<String, CachedLink>,
+    inner: Cache<String, Entry>,
+    negative_ttl_ms: u64,
 }
 
 impl MemoryCache {
     pub fn new(capacity: u64) -> MemoryCache {
-        MemoryCache { inner: Cache::new(capacity.clamp(1, usize::MAX as u64) as usize) }
+        MemoryCache { inner: Cache::new(capacity.clamp(1, usize::MAX as u64) as usize), negative_ttl_ms: NEGATIVE_TTL.as_millis() as u64 }
+    }
+
+    /// How long negative entries answer ([`NEGATIVE_TTL`] unless set).
+    pub fn with_negative_ttl(mut self, ttl: std::time::Duration) -> MemoryCache {
+        self.negative_ttl_ms = ttl.as_millis() as u64;
+        self
     }
 }
 
 #[async_trait]
 impl LinkCache for MemoryCache {
     async fn get(&self, code: &str) -> Result<Option<CachedLink>, StorageError> {
-        Ok(self.inner.get(code))
+        Ok(self.get_local(code))
     }
 
     fn get_local(&self, code: &str) -> Option<CachedLink> {
-        self.inner.get(code)
+        self.inner.get(code).and_then(Entry::live)
     }
 
     async fn offer(&self, code: &str, entry: CachedLink) -> Result<(), StorageError> {
@@ -37,14 +76,14 @@ impl LinkCache for MemoryCache {
         let version = entry.version;
         let mut entry = Some(entry);
         let found = self.inner.entry(code, None, |_, cur| {
-            if cur.version <= version {
-                *cur = entry.take().expect("the callback runs at most once");
+            if cur.cached.version <= version {
+                *cur = Entry::new(entry.take().expect("the callback runs at most once"), self.negative_ttl_ms);
             }
             EntryAction::Retain(())
         });
         if let (EntryResult::Vacant(slot), Some(entry)) = (found, entry) {
             // Err: a concurrent remove took the slot; the next reader reloads.
-            let _ = slot.insert(entry);
+            let _ = slot.insert(Entry::new(entry, self.negative_ttl_ms));
         }
         Ok(())
     }
@@ -116,5 +155,20 @@ mod tests {
         let got = c.get("abc").await.unwrap().unwrap();
         assert_eq!(got.version, 199);
         assert_eq!(got.link.unwrap().original_url, "https://example.com/199");
+    }
+
+    #[tokio::test]
+    async fn negative_entries_answer_for_their_ttl_and_links_stay() {
+        let c = MemoryCache::new(100).with_negative_ttl(std::time::Duration::from_millis(300));
+        c.offer("gone", CachedLink { link: None, version: 1 }).await.unwrap();
+        c.offer("here", entry(1, "https://a.io")).await.unwrap();
+        assert_eq!(c.get_local("gone"), Some(CachedLink { link: None, version: 1 }), "a fresh negative entry answers");
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(c.get_local("gone"), None, "an expired negative entry is a miss");
+        assert_eq!(c.get("gone").await.unwrap(), None);
+        assert!(c.get_local("here").is_some(), "links do not expire");
+        // A newer state replaces an expired tombstone as any other.
+        c.offer("gone", entry(2, "https://b.io")).await.unwrap();
+        assert_eq!(c.get_local("gone").unwrap().version, 2);
     }
 }

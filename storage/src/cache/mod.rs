@@ -30,6 +30,12 @@ use kurz_schemas::Link;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+/// How long a negative entry (a code known not to resolve) answers, on every backend.
+/// Odd paths never reach a cache (the edge answers what cannot be a code at once), and
+/// each negative entry's key is a code of at most 64 bytes: negative entries are bounded
+/// in number by the cache's capacity, in bytes by that, and in time by this.
+pub const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedLink {
     /// `None`: the code is known not to resolve (unknown or deleted).

@@ -116,8 +116,9 @@ impl Shared {
             None => String::new(),
         };
         let mut conn = self.conn.clone();
+        let ttl = if entry.link.is_some() { ENTRY_TTL } else { super::NEGATIVE_TTL };
         let r: Result<i64, _> =
-            self.script.key(self.key(code)).arg(entry.version).arg(json).arg(ENTRY_TTL.as_millis() as u64).invoke_async(&mut conn).await;
+            self.script.key(self.key(code)).arg(entry.version).arg(json).arg(ttl.as_millis() as u64).invoke_async(&mut conn).await;
         r.map(|_| ()).map_err(|e| {
             self.trip();
             err(e)
