@@ -40,6 +40,7 @@ tansu-kurz --version || true
 
 echo "== format"
 cargo fmt --all --check
+(cd fuzz && cargo fmt --check)
 
 echo "== build (once, every target)"
 cargo build --workspace --all-targets --locked
@@ -58,3 +59,28 @@ KURZ_TEST_LOG=kafka cargo test --locked -p kurz --test contract --test concurren
 echo "== and the contract suite against a split deployment: two processes of each role"
 echo "   behind a round-robin front, over tansu and the CQL double"
 KURZ_TEST_DEPLOY=split cargo test --locked -p kurz --test contract
+
+echo "== fuzzing: every decoder of outside bytes, ${KURZ_FUZZ_SECONDS:=20} s each (README: Fuzzing)"
+# cargo-fuzz on the stable toolchain, without a sanitizer (the code under test is safe
+# Rust: what a fuzzer finds here is a panic, an overflow or a broken invariant), with
+# debug assertions and overflow checks on. Seeds and kept crash inputs are replayed
+# first; new inputs go to a throwaway corpus.
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+(
+  cd fuzz
+  cargo fuzz build --sanitizer none
+  for t in $(cargo fuzz list); do
+    corpus="$(mktemp -d)"
+    dirs=(seeds/"$t")
+    [ -d regressions/"$t" ] && dirs+=(regressions/"$t")
+    log="$corpus.log"
+    if ! cargo fuzz run --sanitizer none "$t" "$corpus" "${dirs[@]}" -- \
+      -max_total_time="$KURZ_FUZZ_SECONDS" -max_len=4096 >"$log" 2>&1; then
+      tail -n 80 "$log"
+      echo "fuzz target $t failed: the input is in fuzz/artifacts/$t (keep it in fuzz/regressions/$t once fixed)"
+      exit 1
+    fi
+    echo "$t: $(grep -E '^Done' "$log")"
+    rm -rf "$corpus" "$log"
+  done
+)

@@ -1,6 +1,7 @@
 //! `kurz-bench`: kurz's benchmark harness. Every benchmark measures its baseline in the
 //! same run and reports ratios to it; results go to `bench/results/<name>.{json,md}`.
 
+mod abuse;
 mod clicks;
 mod creates;
 mod redirects;
@@ -36,6 +37,8 @@ enum Bench {
     Clicks(clicks::Args),
     /// Replay rate into a new store generation, embedded to embedded.
     Replay(replay::Args),
+    /// What each abuse attack costs a running server, vs. the same server without it.
+    Abuse(abuse::Args),
     /// Writes `<out>/<name>.md` again from `<out>/<name>.json`, without measuring (after
     /// the report's text changed). The JSON is left as it is.
     Render {
@@ -67,6 +70,11 @@ fn main() {
                 let md = clicks::markdown(&v);
                 ("clicks", v, md)
             }
+            Bench::Abuse(a) => {
+                let v = abuse::run(a).await;
+                let md = abuse::markdown(&v);
+                ("abuse", v, md)
+            }
             Bench::Replay(a) => {
                 let v = replay::run(a).await;
                 let md = replay::markdown(&v);
@@ -93,6 +101,7 @@ fn render(out: &std::path::Path, name: &str) -> i32 {
         "redirects" => redirects::markdown,
         "clicks" => clicks::markdown,
         "replay" => replay::markdown,
+        "abuse" => abuse::markdown,
         _ => {
             eprintln!("kurz-bench render: no benchmark named '{name}'");
             return 2;

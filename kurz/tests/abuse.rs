@@ -238,3 +238,44 @@ async fn paths_that_cannot_be_codes_never_reach_the_cache() {
     }
     assert_eq!(metric_sum(&s, "kurz_cache_lookups_total").await, before, "no odd path was looked up");
 }
+
+/// A bulk load past the row limit is refused whole before any row loads: the CSV is
+/// checked as a stream before it is submitted, so nothing is half-written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_past_the_row_limit_loads_nothing() {
+    let s = Server::token();
+    let rows = kurz_schemas::limits::MAX_BULK_ROWS + 1;
+    let mut csv = String::with_capacity(rows * 16 + 8);
+    csv.push_str("email\n");
+    for i in 0..rows {
+        csv.push_str(&format!("u{i}@x.io\n"));
+    }
+    let r = client().post(s.url("/users/bulk")).bearer_auth(ADMIN_TOKEN).header("content-type", "text/csv").body(csv).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("at most 250000 rows"), "{body}");
+    let users: Vec<serde_json::Value> = client().get(s.url("/users")).send().await.unwrap().json().await.unwrap();
+    assert!(users.is_empty(), "no row of a refused load is written");
+    // A load within the limit streams through in chunks and reports its count.
+    let mut ok = String::from("email,username\n");
+    for i in 0..1_234 {
+        ok.push_str(&format!("ok{i}@x.io,user{i}\n"));
+    }
+    ok.push_str(&format!("bad-email,{}\n", "x"));
+    ok.push_str(&format!("long@x.io,{}\n", "u".repeat(65)));
+    let r: serde_json::Value = client()
+        .post(s.url("/users/bulk"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "text/csv")
+        .body(ok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["count"], 1_234, "{r}");
+    assert_eq!(r["skipped"], 2, "{r}");
+    let problems = r["problems"].to_string();
+    assert!(problems.contains("row 1235") && problems.contains("row 1236: username"), "{problems}");
+}

@@ -2,7 +2,8 @@
 //! submits it.
 
 mod auth;
-mod bulk;
+#[doc(hidden)]
+pub mod bulk;
 mod events;
 mod urls;
 mod users;

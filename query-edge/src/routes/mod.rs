@@ -6,6 +6,8 @@ mod redirect;
 mod stats;
 
 pub use redirect::fast_path;
+#[doc(hidden)]
+pub use redirect::fuzz_classify;
 
 use crate::EdgeState;
 use axum::routing::{get, MethodRouter};

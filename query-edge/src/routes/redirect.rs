@@ -121,6 +121,22 @@ fn limited(s: &EdgeState, peer: IpAddr, headers: &HeaderMap) -> Option<Response>
     }
 }
 
+/// How the edge classifies a request target, for the fuzz target (`fuzz/`): `None` if
+/// it is not a valid URI; else whether the fast path takes it, and the code the router
+/// path would look up (`None`: answered 404 without a lookup, or a 400). Panics if the
+/// fast path would take a path that the lookup refuses. Not an API.
+#[doc(hidden)]
+pub fn fuzz_classify(target: &str) -> Option<(bool, Option<String>)> {
+    let uri: Uri = target.parse().ok()?;
+    let segment = uri.path().strip_prefix('/');
+    let fast = segment.is_some_and(ShortCode::is_plain_code);
+    if fast {
+        assert!(ShortCode::parse_lenient(segment.unwrap_or_default()).is_ok(), "the fast path took a non-code: {target:?}");
+    }
+    let looked_up = code_of(&uri).ok().map(|c| c.trim_end_matches('+').to_string()).filter(|c| ShortCode::parse_lenient(c).is_ok());
+    Some((fast, looked_up))
+}
+
 async fn redirect(s: &EdgeState, code: &str, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
     let (link, source) = resolve(s, code).await?;
     answer(s, link, source, req, peer)

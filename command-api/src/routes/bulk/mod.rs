@@ -1,0 +1,248 @@
+//! Bulk CSV loads. Rows become import commands, grouped by the partition their
+//! aggregate lives in and chunked, so each chunk is decided by the one writer that owns
+//! its keys and each row becomes one event. A row that cannot be used (bad value,
+//! duplicate) is skipped and reported; the rest load. Chunk command ids derive from the
+//! request's command id, so a retry with the same `Idempotency-Key` completes a load
+//! that was cut off without loading any row twice.
+//!
+//! The CSV is read as a stream (`input.rs`) and submitted in chunks as they fill
+//! (`batch.rs`): memory is bounded by the chunks in flight, not by the load's size.
+
+use crate::codes::random_code;
+use crate::submit::command_id;
+use crate::{AppState, Principal};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use kurz_schemas::command::link_key;
+use kurz_schemas::ids::MAX_EXPLICIT_ID;
+use kurz_schemas::limits::{self, MAX_CSV_FIELD_BYTES};
+use kurz_schemas::{CommandBody, Email, EventRow, Id, LinkRow, ShortCode, TargetUrl, Ts, UserRow};
+use kurz_storage::log::partition_for;
+use kurz_web::ApiError;
+use std::collections::HashMap;
+
+mod batch;
+mod input;
+
+#[doc(hidden)]
+pub use input::fuzz_rows;
+
+use batch::{Batcher, Problems};
+
+/// Whether the request says its body is CSV. Not `text/plain`: a cross-site HTML form
+/// can send that, and no form post may load rows.
+fn is_csv(headers: &HeaderMap) -> bool {
+    let ctype = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    mime == "text/csv" || mime == "application/csv"
+}
+
+fn field<'a>(row: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    row.get(name).map(String::as_str).filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("null") && !v.eq_ignore_ascii_case("none"))
+}
+
+/// An optional one-line text column, within its limit.
+fn text_field(row: &HashMap<String, String>, name: &'static str, max: usize) -> Result<Option<String>, String> {
+    match field(row, name) {
+        None => Ok(None),
+        Some(v) => limits::text(name, v, max).map(|()| Some(v.to_string())).map_err(|e| e.to_string()),
+    }
+}
+
+/// A row with a field past [`MAX_CSV_FIELD_BYTES`] is refused before any of it is used.
+fn oversized(row: &HashMap<String, String>) -> Option<String> {
+    row.iter().find(|(_, v)| v.len() > MAX_CSV_FIELD_BYTES).map(|(k, _)| format!("{k} is longer than {MAX_CSV_FIELD_BYTES} bytes"))
+}
+
+fn explicit_id(row: &HashMap<String, String>, name: &str) -> Result<Option<Id>, String> {
+    match field(row, name) {
+        None => Ok(None),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 && n < MAX_EXPLICIT_ID => Ok(Some(Id::new(n).map_err(|e| e.to_string())?)),
+            _ => Err(format!("{name} '{v}' is not an integer id below 2^40")),
+        },
+    }
+}
+
+fn parse_bool(v: Option<&str>) -> Result<bool, String> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(true),
+        Some("true" | "t" | "1" | "yes") => Ok(true),
+        Some("false" | "f" | "0" | "no") => Ok(false),
+        Some(other) => Err(format!("is_active '{other}' is not a boolean")),
+    }
+}
+
+/// The admin bulk loads' principal, checked from the head before the body is read.
+pub struct BulkAdmin(Principal);
+
+impl axum::extract::FromRequestParts<AppState> for BulkAdmin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, s: &AppState) -> Result<Self, ApiError> {
+        let p = s.principal(&parts.headers).await?;
+        p.require_admin()?;
+        if !is_csv(&parts.headers) && !kurz_web::body::is_json(&parts.headers) {
+            return Err(ApiError::UnsupportedMediaType(
+                "send a CSV body with Content-Type: text/csv, or a JSON object {\"file\": \"<name>\"} with Content-Type: application/json"
+                    .into(),
+            ));
+        }
+        Ok(BulkAdmin(p))
+    }
+}
+
+/// The load's answer: rows loaded, and the problems of those skipped.
+fn answer(route: &str, count: u64, problems: Problems) -> Response {
+    for pr in problems.listed.iter().take(20) {
+        tracing::warn!(event = "bulk_row_skipped", endpoint = route, problem = %pr);
+    }
+    (StatusCode::CREATED, Json(serde_json::json!({ "count": count, "skipped": problems.count, "problems": problems.listed })))
+        .into_response()
+}
+
+pub async fn users(
+    State(s): State<AppState>,
+    BulkAdmin(p): BulkAdmin,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    const ROUTE: &str = "POST /users/bulk";
+    let mut rows = input::rows(input::open(&s, &headers, body).await?).await?;
+    let mut batch = Batcher::new(&s, p, command_id(&headers, &p.scope(), ROUTE)?, |_, rows| CommandBody::ImportUsers { rows });
+    while let Some((i, row)) = rows.recv().await {
+        let parsed = (|| -> Result<UserRow, String> {
+            if let Some(p) = oversized(&row) {
+                return Err(p);
+            }
+            let email = Email::parse(field(&row, "email").ok_or("email is missing")?).map_err(|e| e.to_string())?;
+            Ok(UserRow {
+                id: explicit_id(&row, "id")?,
+                email,
+                username: text_field(&row, "username", limits::MAX_USERNAME_CHARS)?,
+                created_at: field(&row, "created_at").and_then(Ts::parse),
+            })
+        })();
+        match parsed {
+            Ok(r) => batch.push(0, || kurz_schemas::USERS_KEY.to_string(), r).await?,
+            Err(e) => batch.problems.add(format!("row {i}: {e}")),
+        }
+    }
+    let (count, problems) = batch.finish().await?;
+    Ok(answer(ROUTE, count, problems))
+}
+
+pub async fn urls(
+    State(s): State<AppState>,
+    BulkAdmin(p): BulkAdmin,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    const ROUTE: &str = "POST /urls/bulk";
+    let mut rows = input::rows(input::open(&s, &headers, body).await?).await?;
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+    let mut batch = Batcher::new(&s, p, command_id(&headers, &p.scope(), ROUTE)?, |key, rows| CommandBody::ImportLinks { key, rows });
+    while let Some((i, row)) = rows.recv().await {
+        let parsed = (|| -> Result<LinkRow, String> {
+            if let Some(p) = oversized(&row) {
+                return Err(p);
+            }
+            let code = match field(&row, "short_code") {
+                Some(c) => ShortCode::parse_lenient(c).map_err(|e| e.to_string())?,
+                None => random_code(s.settings.code_len),
+            };
+            let url = TargetUrl::parse(field(&row, "original_url").ok_or("original_url is missing")?)
+                .map_err(|e| format!("original_url: {e}"))?;
+            s.settings.targets.check(&url, host).map_err(|e| format!("original_url: {e}"))?;
+            Ok(LinkRow {
+                id: explicit_id(&row, "id")?,
+                code,
+                original_url: url,
+                title: text_field(&row, "title", limits::MAX_TITLE_CHARS)?,
+                is_active: parse_bool(field(&row, "is_active"))?,
+                user_id: explicit_id(&row, "user_id")?,
+                created_at: field(&row, "created_at").and_then(Ts::parse),
+                updated_at: field(&row, "updated_at").and_then(Ts::parse),
+            })
+        })();
+        match parsed {
+            Ok(r) => {
+                let key = link_key(&r.code);
+                batch.push(partition_for(&key, s.command_partitions), || key, r).await?
+            }
+            Err(e) => batch.problems.add(format!("row {i}: {e}")),
+        }
+    }
+    let (count, problems) = batch.finish().await?;
+    Ok(answer(ROUTE, count, problems))
+}
+
+/// Links' codes by id, for event rows: looked up once each, and at most this many kept.
+const CODES_KEPT: usize = 100_000;
+
+pub async fn events(
+    State(s): State<AppState>,
+    BulkAdmin(p): BulkAdmin,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    const ROUTE: &str = "POST /events/bulk";
+    let mut rows = input::rows(input::open(&s, &headers, body).await?).await?;
+    let mut batch = Batcher::new(&s, p, command_id(&headers, &p.scope(), ROUTE)?, |key, rows| CommandBody::ImportEvents { key, rows });
+    let codes: quick_cache::unsync::Cache<Id, Option<ShortCode>> = quick_cache::unsync::Cache::new(CODES_KEPT);
+    let mut codes = codes;
+    while let Some((i, row)) = rows.recv().await {
+        let parsed: Result<EventRow, String> = async {
+            if let Some(p) = oversized(&row) {
+                return Err(p);
+            }
+            let url_id = explicit_id(&row, "url_id")?.ok_or("url_id is missing")?;
+            let code = match codes.get(&url_id) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = s
+                        .store
+                        .link(url_id)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .and_then(|l| ShortCode::parse_lenient(&l.link.short_code).ok());
+                    codes.insert(url_id, c.clone());
+                    c
+                }
+            }
+            .ok_or_else(|| format!("url {url_id} is unknown"))?;
+            let details = match field(&row, "details") {
+                None => serde_json::Map::new(),
+                Some(d) => match serde_json::from_str::<serde_json::Value>(d) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => return Err("details is not a JSON object".to_string()),
+                },
+            };
+            limits::details(&details).map_err(|e| e.to_string())?;
+            let event_type = field(&row, "event_type").ok_or("event_type is missing")?;
+            if event_type.len() > limits::MAX_EVENT_TYPE_BYTES || event_type.chars().any(char::is_control) {
+                return Err(format!("event_type must be at most {} bytes of text", limits::MAX_EVENT_TYPE_BYTES));
+            }
+            Ok(EventRow {
+                id: explicit_id(&row, "id")?,
+                code,
+                url_id,
+                user_id: explicit_id(&row, "user_id")?,
+                event_type: event_type.to_string(),
+                timestamp: field(&row, "timestamp").and_then(Ts::parse),
+                details,
+            })
+        }
+        .await;
+        match parsed {
+            Ok(r) => {
+                let key = link_key(&r.code);
+                batch.push(partition_for(&key, s.command_partitions), || key, r).await?
+            }
+            Err(e) => batch.problems.add(format!("row {i}: {e}")),
+        }
+    }
+    let (count, problems) = batch.finish().await?;
+    Ok(answer(ROUTE, count, problems))
+}
