@@ -166,15 +166,7 @@ async fn the_client_address_comes_from_a_trusted_proxy_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_and_redirect_limits_apply_where_set_and_one_setting_turns_all_off() {
     let s = with_env("token", &[("KURZ_RATE_USER", "0.01:3"), ("KURZ_RATE_REDIRECTS", "0.01:5")]);
-    let reg: serde_json::Value = client()
-        .post(s.url("/auth/register"))
-        .json(&serde_json::json!({"email": "u@x.io", "password": "password-u"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reg = json_of(client().post(s.url("/auth/register")).json(&serde_json::json!({"email": "u@x.io", "password": "password-u"}))).await;
     let token = reg["session_token"].as_str().unwrap().to_string();
     let create = |tok: String| {
         let url = s.url("/urls");
@@ -192,7 +184,7 @@ async fn user_and_redirect_limits_apply_where_set_and_one_setting_turns_all_off(
     for _ in 0..5 {
         assert_eq!(create(ADMIN_TOKEN.to_string()).await.status(), 201, "the admin token is exempt");
     }
-    let nofollow = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let nofollow = client();
     for _ in 0..5 {
         assert_eq!(nofollow.get(s.url(&format!("/{}", codes[0]))).send().await.unwrap().status(), 302);
     }
@@ -263,17 +255,7 @@ async fn a_bulk_load_past_the_row_limit_loads_nothing() {
     }
     ok.push_str(&format!("bad-email,{}\n", "x"));
     ok.push_str(&format!("long@x.io,{}\n", "u".repeat(65)));
-    let r: serde_json::Value = client()
-        .post(s.url("/users/bulk"))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "text/csv")
-        .body(ok)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = json_of(client().post(s.url("/users/bulk")).bearer_auth(ADMIN_TOKEN).header("content-type", "text/csv").body(ok)).await;
     assert_eq!(r["count"], 1_234, "{r}");
     assert_eq!(r["skipped"], 2, "{r}");
     let problems = r["problems"].to_string();

@@ -506,6 +506,29 @@ mod tests {
         assert!(closed(&mut first).await, "the idle sockets were closed by the server");
     }
 
+    #[tokio::test]
+    async fn cors_is_off_unless_origins_are_configured() {
+        let preflight = b"OPTIONS /echo HTTP/1.1\r\nhost: x\r\norigin: https://app.example\r\naccess-control-request-method: POST\r\naccess-control-request-headers: content-type\r\n\r\n";
+        let simple = |origin: &str| format!("GET /x HTTP/1.1\r\nhost: x\r\norigin: {origin}\r\n\r\n");
+        // Off: no CORS header on any answer, so browsers keep other sites out.
+        let (off, _s1) = start(Limits::default()).await;
+        let mut c = TcpStream::connect(off).await.unwrap();
+        c.write_all(simple("https://app.example").as_bytes()).await.unwrap();
+        let head = response(&mut c).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200") && !head.contains("access-control-"), "{head}");
+        // On: the listed origin is allowed, with the API's headers; another is not.
+        let (on, _s2) = start(Limits { cors_origins: vec!["https://app.example/".into()], ..Limits::default() }).await;
+        let mut c = TcpStream::connect(on).await.unwrap();
+        c.write_all(preflight).await.unwrap();
+        let head = response(&mut c).await.to_ascii_lowercase();
+        assert!(head.contains("access-control-allow-origin: https://app.example"), "{head}");
+        assert!(head.contains("access-control-allow-headers: authorization,content-type,idempotency-key"), "{head}");
+        let mut c = TcpStream::connect(on).await.unwrap();
+        c.write_all(simple("https://evil.example").as_bytes()).await.unwrap();
+        let head = response(&mut c).await.to_ascii_lowercase();
+        assert!(!head.contains("access-control-allow-origin"), "{head}");
+    }
+
     #[test]
     fn the_connection_cap_stays_inside_the_descriptor_budget() {
         let l = Limits { max_connections: usize::MAX, ..Limits::default() };

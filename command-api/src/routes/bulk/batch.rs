@@ -10,8 +10,10 @@
 use crate::{AppState, Principal};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
+use kurz_schemas::command::link_key;
 use kurz_schemas::event::Answer;
-use kurz_schemas::{Command, CommandBody, CommandId};
+use kurz_schemas::{Command, CommandBody, CommandId, ShortCode};
+use kurz_storage::log::partition_for;
 use kurz_storage::store::StoredOutcome;
 use kurz_web::ApiError;
 use std::collections::BTreeMap;
@@ -75,6 +77,12 @@ impl<R: Send + 'static> Batcher<R> {
             self.send(partition, key, rows).await?;
         }
         Ok(())
+    }
+
+    /// Adds a row of the link `code`, to the partition that owns it.
+    pub async fn push_for_link(&mut self, code: &ShortCode, partitions: u32, row: R) -> Result<(), ApiError> {
+        let key = link_key(code);
+        self.push(partition_for(&key, partitions), || key, row).await
     }
 
     async fn send(&mut self, partition: u32, key: String, rows: Vec<R>) -> Result<(), ApiError> {

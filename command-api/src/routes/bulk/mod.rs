@@ -15,11 +15,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kurz_schemas::command::link_key;
 use kurz_schemas::ids::MAX_EXPLICIT_ID;
 use kurz_schemas::limits::{self, MAX_CSV_FIELD_BYTES};
 use kurz_schemas::{CommandBody, Email, EventRow, Id, LinkRow, ShortCode, TargetUrl, Ts, UserRow};
-use kurz_storage::log::partition_for;
 use kurz_web::ApiError;
 use std::collections::HashMap;
 
@@ -167,10 +165,7 @@ pub async fn urls(
             })
         })();
         match parsed {
-            Ok(r) => {
-                let key = link_key(&r.code);
-                batch.push(partition_for(&key, s.command_partitions), || key, r).await?
-            }
+            Ok(r) => batch.push_for_link(&r.code.clone(), s.command_partitions, r).await?,
             Err(e) => batch.problems.add(format!("row {i}: {e}")),
         }
     }
@@ -236,10 +231,7 @@ pub async fn events(
         }
         .await;
         match parsed {
-            Ok(r) => {
-                let key = link_key(&r.code);
-                batch.push(partition_for(&key, s.command_partitions), || key, r).await?
-            }
+            Ok(r) => batch.push_for_link(&r.code.clone(), s.command_partitions, r).await?,
             Err(e) => batch.problems.add(format!("row {i}: {e}")),
         }
     }
