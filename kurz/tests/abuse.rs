@@ -261,3 +261,32 @@ async fn a_bulk_load_past_the_row_limit_loads_nothing() {
     let problems = r["problems"].to_string();
     assert!(problems.contains("row 1235") && problems.contains("row 1236: username"), "{problems}");
 }
+
+/// A deny-listed host is refused on create, update, `/shorten` and bulk loads, and each
+/// refusal is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_listed_hosts_are_refused_everywhere_a_target_enters() {
+    let dir = tempfile::tempdir().unwrap();
+    let deny = dir.path().join("deny.txt");
+    std::fs::write(&deny, "# phishing kits\nevil.example\n").unwrap();
+    let s = with_env("open", &[("KURZ_DENY_HOSTS", deny.to_str().unwrap())]);
+    let c = client();
+    let before = metric_sum(&s, "kurz_target_rejections_total").await;
+    let r = c.post(s.url("/urls")).json(&serde_json::json!({"original_url": "https://login.evil.example/x"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap().contains("not allowed"));
+    let r = c.post(s.url("/shorten")).json(&serde_json::json!({"url": "https://EVIL.example/"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let ok = json_of(c.post(s.url("/urls")).json(&serde_json::json!({"original_url": "https://fine.example/"}))).await;
+    let id = ok["id"].as_u64().unwrap();
+    let r = c.put(s.url(&format!("/urls/{id}"))).json(&serde_json::json!({"original_url": "https://evil.example/"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let csv = "short_code,original_url\nfine1,https://fine.example/1\nbad1,https://evil.example/2\n";
+    let r = json_of(c.post(s.url("/urls/bulk")).header("content-type", "text/csv").body(csv)).await;
+    assert_eq!((r["count"].as_u64(), r["skipped"].as_u64()), (Some(1), Some(1)), "{r}");
+    assert!(r["problems"][0].as_str().unwrap().contains("not allowed"), "{r}");
+    assert_eq!(metric_sum(&s, "kurz_target_rejections_total").await - before, 4.0);
+    // The stored target is the canonical form.
+    let link = json_of(c.get(s.url(&format!("/urls/{id}")))).await;
+    assert_eq!(link["original_url"], "https://fine.example/");
+}
