@@ -198,8 +198,8 @@ impl axum::extract::FromRequestParts<crate::AppState> for Principal {
         // Per signed-in user: one account cannot flood the write path from many
         // addresses. The admin token is exempt (bulk loads, operators).
         if let (Principal::User(id), Some(l)) = (p, &s.limits.principal) {
-            if let kurz_web::ratelimit::Checked::Refused(resp) = l.check(&id.get()) {
-                return Err(ApiError::Limited(Box::new(resp)));
+            if let kurz_web::ratelimit::Checked::Refused(resp, wait) = l.check(&id.get()) {
+                return Err(ApiError::Limited(Box::new(kurz_web::ratelimit::tarpit(resp, wait).await)));
             }
         }
         Ok(p)
@@ -302,6 +302,8 @@ async fn on_hash_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static)
     if p.waiting.fetch_add(1, Ordering::AcqRel) >= p.max_waiting {
         p.waiting.fetch_sub(1, Ordering::AcqRel);
         crate::metrics::get().hash_refused.inc();
+        // Held before the answer, as rate-limit refusals are (`ratelimit::tarpit`).
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         return Err(ApiError::TooManyRequests(1, "too many sign-ins at once; retry in a second".into()));
     }
     let permit = p.slots.acquire().await;

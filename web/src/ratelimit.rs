@@ -96,8 +96,23 @@ pub struct Limiter<K: Hash + Eq + Clone> {
 
 /// A request the limit let through, or the answer to one it did not.
 pub enum Checked {
-    Allowed { remaining: u32 },
-    Refused(Response),
+    Allowed {
+        remaining: u32,
+    },
+    /// The 429, and how long to hold it before answering ([`tarpit`]).
+    Refused(Response, Duration),
+}
+
+/// The longest a refusal is held before it is answered.
+pub const TARPIT_MAX: Duration = Duration::from_secs(1);
+
+/// Holds a refused request until its allowance returns (at most [`TARPIT_MAX`]) before
+/// answering. A client that ignores `Retry-After` and asks again at once would
+/// otherwise turn cheap refusals into a CPU flood: held, each of its connections asks
+/// about once a second, whatever its speed. A held request costs a timer, not a thread.
+pub async fn tarpit(resp: Response, wait: Duration) -> Response {
+    tokio::time::sleep(wait.min(TARPIT_MAX)).await;
+    resp
 }
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static> Limiter<K> {
@@ -141,7 +156,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static> Limiter<K> {
             Err(not_until) => {
                 self.refused.inc();
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Checked::Refused(self.refusal(wait))
+                Checked::Refused(self.refusal(wait), wait)
             }
         }
     }
@@ -332,7 +347,7 @@ impl ByAddress {
 pub async fn by_address(State(l): State<ByAddress>, req: Request, next: Next) -> Response {
     let Some(key) = l.key(&req) else { return next.run(req).await };
     match l.limiter.check(&key) {
-        Checked::Refused(r) => r,
+        Checked::Refused(r, wait) => tarpit(r, wait).await,
         Checked::Allowed { remaining } => {
             let mut resp = next.run(req).await;
             // An inner limit that refused (per user) reports its own.
@@ -374,11 +389,12 @@ mod tests {
         for _ in 0..3 {
             match l.check(&me) {
                 Checked::Allowed { remaining: r } => remaining.push(r),
-                Checked::Refused(_) => panic!("within the burst"),
+                Checked::Refused(..) => panic!("within the burst"),
             }
         }
         assert_eq!(remaining, vec![2, 1, 0]);
-        let Checked::Refused(r) = l.check(&me) else { panic!("past the burst") };
+        let Checked::Refused(r, wait) = l.check(&me) else { panic!("past the burst") };
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(2), "{wait:?}");
         assert_eq!(r.status(), 429);
         let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=2).contains(&retry), "one more every 2 s: {retry}");

@@ -48,6 +48,8 @@ pub async fn login(State(s): State<AppState>, body: JsonObject) -> Result<Respon
     let password = body.str("password")?.to_string();
     let account = Email::parse(email).map(|e| e.as_str().to_string()).unwrap_or_else(|_| email.trim().to_lowercase());
     if let Err(secs) = s.limits.logins.check(&account) {
+        // Held before the answer, as rate-limit refusals are (`ratelimit::tarpit`).
+        tokio::time::sleep(kurz_web::ratelimit::TARPIT_MAX).await;
         return Err(ApiError::TooManyRequests(secs, format!("too many failed sign-ins for this account; retry in {secs} s")));
     }
     let user = match Email::parse(email) {

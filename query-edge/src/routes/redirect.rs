@@ -67,8 +67,8 @@ pub async fn redirect_or_stats(State(s): State<EdgeState>, req: Request) -> Resu
         return stats(&s, code).await;
     }
     let peer = req.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
-    if let Some(refused) = peer.and_then(|p| limited(&s, p, &req.headers)) {
-        return Ok(refused);
+    if let Some((refused, wait)) = peer.and_then(|p| limited(&s, p, &req.headers)) {
+        return Ok(kurz_web::ratelimit::tarpit(refused, wait).await);
     }
     redirect(&s, &code, &req, peer).await
 }
@@ -90,10 +90,10 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
             return Fast::Pass(req);
         }
         let (req, _) = req.into_parts();
+        if let Some((refused, wait)) = limited(&s, peer.ip(), &req.headers) {
+            return Fast::Later(Box::pin(observed("/{code}", &req.method, kurz_web::ratelimit::tarpit(refused, wait))));
+        }
         let now = observed_now("/{code}", &req.method, || {
-            if let Some(refused) = limited(&s, peer.ip(), &req.headers) {
-                return Some(refused);
-            }
             let hit = s.cache.get_local(&req.uri.path()[1..])?;
             Some(answer(&s, hit.link, Source::Cache, &req, Some(peer.ip())).into_response())
         });
@@ -111,12 +111,13 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
     })
 }
 
-/// The 429 for a client past its redirect limit (`KURZ_RATE_REDIRECTS`), if one is set.
-fn limited(s: &EdgeState, peer: IpAddr, headers: &HeaderMap) -> Option<Response> {
+/// The 429 for a client past its redirect limit (`KURZ_RATE_REDIRECTS`), if one is set,
+/// and how long to hold it (`ratelimit::tarpit`).
+fn limited(s: &EdgeState, peer: IpAddr, headers: &HeaderMap) -> Option<(Response, std::time::Duration)> {
     let l = s.redirect_limit.as_ref()?;
     let key = kurz_web::ratelimit::ip_key(l.client.of(peer, headers));
     match l.limiter.check(&key) {
-        kurz_web::ratelimit::Checked::Refused(r) => Some(r),
+        kurz_web::ratelimit::Checked::Refused(r, wait) => Some((r, wait)),
         kurz_web::ratelimit::Checked::Allowed { .. } => None,
     }
 }
