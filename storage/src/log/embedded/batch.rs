@@ -48,7 +48,9 @@ pub(super) fn decode_body(partition: u32, body: &[u8], from: u64, last: u64, out
     let n = u32::from_le_bytes(body.get(8..12).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?) as u64;
     let mut at = 12usize;
     for i in 0..n {
-        let offset = first + i;
+        // A corrupt header can name any first offset: past u64::MAX is corrupt, not a
+        // panic (found by the log_recovery fuzz target).
+        let offset = first.checked_add(i).ok_or_else(corrupt)?;
         if offset > last {
             break;
         }

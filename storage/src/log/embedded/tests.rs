@@ -117,3 +117,14 @@ async fn reads_across_many_batches_use_the_sparse_index() {
     }
     assert_eq!(log.read("t", 0, 0, 10_000).await.unwrap().len(), 4000);
 }
+
+#[test]
+fn a_batch_whose_offsets_pass_u64_max_is_corrupt_not_a_panic() {
+    let rec = NewRecord::new("k".to_string(), b"v".to_vec());
+    let batch = fuzzing::encode_batch(u64::MAX, &[rec.clone(), rec]);
+    let body = &batch[batch::HEADER..];
+    assert!(matches!(fuzzing::decode_batch_body(body), Err(StorageError::Corrupt(_))));
+    // The fuzzer's input, kept in fuzz/regressions/log_recovery: no panic either.
+    let dir = tempfile::tempdir().unwrap();
+    let _ = fuzzing::recover_and_read(dir.path(), &batch);
+}
