@@ -164,6 +164,11 @@ fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
 }
 
 impl Auth {
+    /// Whether the request carries the admin token.
+    pub fn is_admin(&self, headers: &axum::http::HeaderMap) -> bool {
+        bearer(headers).is_ok_and(|t| self.is_admin_token(t))
+    }
+
     fn is_admin_token(&self, token: &str) -> bool {
         self.admin_token.as_ref().is_some_and(|admin| bool::from(admin.as_bytes().ct_eq(token.as_bytes())))
     }

@@ -325,7 +325,7 @@ impl Policy {
     /// The per-address limiter of one class, if limits are on.
     pub fn by_address(&self, name: &'static str, rate: Option<Rate>) -> Option<ByAddress> {
         let rate = rate.filter(|_| self.enabled)?;
-        Some(ByAddress { limiter: Limiter::new(name, rate), client: Arc::new(self.client.clone()) })
+        Some(ByAddress { limiter: Limiter::new(name, rate), client: Arc::new(self.client.clone()), exempt: None })
     }
 }
 
@@ -334,9 +334,18 @@ impl Policy {
 pub struct ByAddress {
     pub limiter: Arc<Limiter<IpAddr>>,
     pub client: Arc<ClientIp>,
+    /// Requests the limit does not apply to, judged from the head (the operator's admin
+    /// token on the write routes).
+    pub exempt: Option<Arc<dyn Fn(&HeaderMap) -> bool + Send + Sync>>,
 }
 
 impl ByAddress {
+    /// The same limit, with `exempt` requests let through uncounted.
+    pub fn exempting(mut self, exempt: impl Fn(&HeaderMap) -> bool + Send + Sync + 'static) -> ByAddress {
+        self.exempt = Some(Arc::new(exempt));
+        self
+    }
+
     pub fn key(&self, req: &Request) -> Option<IpAddr> {
         let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
         Some(ip_key(self.client.of(peer, req.headers())))
@@ -345,6 +354,9 @@ impl ByAddress {
 
 /// `axum::middleware::from_fn_with_state(ByAddress { .. }, by_address)`.
 pub async fn by_address(State(l): State<ByAddress>, req: Request, next: Next) -> Response {
+    if l.exempt.as_ref().is_some_and(|e| e(req.headers())) {
+        return next.run(req).await;
+    }
     let Some(key) = l.key(&req) else { return next.run(req).await };
     match l.limiter.check(&key) {
         Checked::Refused(r, wait) => tarpit(r, wait).await,
