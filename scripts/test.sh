@@ -51,10 +51,10 @@ echo "== tests"
 cargo test --workspace --locked --no-fail-fast
 
 echo "== the black-box suites again, with the hot cache on Redis"
-KURZ_TEST_CACHE=redis cargo test --locked -p kurz --test contract --test concurrency --test durability --test malformed
+KURZ_TEST_CACHE=redis cargo test --locked -p kurz --test contract --test concurrency --test durability --test malformed --test accounts
 
 echo "== and with the event log on Kafka (tansu)"
-KURZ_TEST_LOG=kafka cargo test --locked -p kurz --test contract --test concurrency --test durability --test malformed
+KURZ_TEST_LOG=kafka cargo test --locked -p kurz --test contract --test concurrency --test durability --test malformed --test accounts
 
 echo "== and the contract suite against a split deployment: two processes of each role"
 echo "   behind a round-robin front, over tansu and the CQL double"

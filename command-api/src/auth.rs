@@ -1,9 +1,14 @@
 //! Access modes, session tokens and password hashing.
 //!
-//! Session tokens are stateless: `v1.<payload>.<mac>` where the payload (base64url)
-//! holds the user id, an expiry and a random nonce, and the mac is HMAC-SHA256 under the
-//! server secret. Any process that shares the secret verifies them without a lookup
-//! other than "does this user still exist", so deleting a user revokes their tokens.
+//! Session tokens are signed, not stored: `v2.<kid>.<payload>.<mac>`, where the payload
+//! (base64url) holds the user id, the issue time, the expiry and a random nonce (the
+//! session's id), the mac is HMAC-SHA256 under the secret named by `kid` (a digest of
+//! it, so `KURZ_SECRET` can be rotated while `KURZ_PREVIOUS_SECRETS` still verifies
+//! older tokens). Any process that shares the secrets verifies them with one lookup,
+//! the user's record, which also says which sessions ended: deleting the user ends
+//! them all, a password change ends those issued before it (`User::sessions_from`),
+//! a logout ends one (`User::revoked_sessions`). `v1` tokens (no key id, no issue
+//! time) from before are still accepted until they expire.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
@@ -90,49 +95,126 @@ pub struct Auth {
     pub mode: AuthMode,
     admin_token: Option<String>,
     secret: Vec<u8>,
+    /// `(key id, secret)`: the current secret first, then the previous ones, which
+    /// verify sessions but sign none.
+    keys: Vec<(String, Vec<u8>)>,
+}
+
+/// A verified session token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: Id,
+    pub issued: Ts,
+    pub expires: Ts,
+    /// The token's nonce: what a logout revokes.
+    pub id: String,
+}
+
+/// A secret's key id: 8 hex digits of a digest of it, naming it in tokens without
+/// revealing it.
+pub fn key_id(secret: &[u8]) -> String {
+    use sha2::Digest;
+    let d = Sha256::new().chain_update(b"kurz-key-id").chain_update(secret).finalize();
+    d[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Auth {
     pub fn new(mode: AuthMode, admin_token: Option<String>, secret: Vec<u8>) -> Auth {
-        Auth { mode, admin_token: admin_token.filter(|t| !t.is_empty()), secret }
+        let keys = vec![(key_id(&secret), secret.clone())];
+        Auth { mode, admin_token: admin_token.filter(|t| !t.is_empty()), secret, keys }
+    }
+
+    /// Secrets that verify sessions signed before a rotation (`KURZ_PREVIOUS_SECRETS`).
+    pub fn with_previous(mut self, previous: &[Vec<u8>]) -> Auth {
+        for p in previous.iter().filter(|p| !p.is_empty() && **p != self.secret) {
+            self.keys.push((key_id(p), p.clone()));
+        }
+        self
     }
 
     pub fn secret(&self) -> &[u8] {
         &self.secret
     }
 
-    fn mac(&self, payload: &[u8]) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("hmac takes any key length");
-        mac.update(b"kurz-session-v1");
+    fn mac(key: &[u8], context: &[u8], payload: &[u8]) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac takes any key length");
+        mac.update(context);
         mac.update(payload);
         mac.finalize().into_bytes().to_vec()
     }
 
+    /// A new session of `user`, issued now.
     pub fn issue(&self, user: Id) -> String {
-        let mut payload = Vec::with_capacity(32);
+        self.issue_at(user, Ts::now())
+    }
+
+    /// A new session of `user` issued at `issued` (never before the user's
+    /// `sessions_from`, whatever this process's clock says).
+    pub fn issue_at(&self, user: Id, issued: Ts) -> String {
+        let mut payload = Vec::with_capacity(40);
         payload.extend_from_slice(&user.get().to_be_bytes());
-        payload.extend_from_slice(&(Ts::now().0 + SESSION_TTL_MS).to_be_bytes());
+        payload.extend_from_slice(&issued.0.to_be_bytes());
+        payload.extend_from_slice(&(issued.0 + SESSION_TTL_MS).to_be_bytes());
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         payload.extend_from_slice(&nonce);
-        format!("v1.{}.{}", B64.encode(&payload), B64.encode(self.mac(&payload)))
+        let (kid, key) = &self.keys[0];
+        let mac = Self::mac(key, format!("kurz-session-v2.{kid}").as_bytes(), &payload);
+        format!("v2.{kid}.{}.{}", B64.encode(&payload), B64.encode(mac))
+    }
+
+    /// The session a token names, if its mac is right under a known key and it has not
+    /// expired. Whether the user still accepts it is [`kurz_schemas::User::accepts_session`].
+    pub fn verify(&self, token: &str) -> Option<Session> {
+        let parts: Vec<&str> = token.splitn(5, '.').collect();
+        let (payload, issued, exp_at) = match parts.as_slice() {
+            ["v2", kid, p, m] => {
+                let (_, key) = self.keys.iter().find(|(k, _)| k == kid)?;
+                let payload = B64.decode(p).ok()?;
+                let mac = B64.decode(m).ok()?;
+                let want = Self::mac(key, format!("kurz-session-v2.{kid}").as_bytes(), &payload);
+                if payload.len() != 40 || !bool::from(want.ct_eq(&mac)) {
+                    return None;
+                }
+                let issued = i64::from_be_bytes(payload[8..16].try_into().ok()?);
+                let exp = i64::from_be_bytes(payload[16..24].try_into().ok()?);
+                (payload, issued, exp)
+            }
+            // Before key ids: signed with whichever secret was current.
+            ["v1", p, m] => {
+                let payload = B64.decode(p).ok()?;
+                let mac = B64.decode(m).ok()?;
+                if payload.len() != 32 || !self.keys.iter().any(|(_, k)| bool::from(Self::mac(k, b"kurz-session-v1", &payload).ct_eq(&mac)))
+                {
+                    return None;
+                }
+                let exp = i64::from_be_bytes(payload[8..16].try_into().ok()?);
+                (payload, exp - SESSION_TTL_MS, exp)
+            }
+            _ => return None,
+        };
+        if exp_at < Ts::now().0 {
+            return None;
+        }
+        let user = Id::new(u64::from_be_bytes(payload[0..8].try_into().ok()?)).ok()?;
+        let nonce = &payload[payload.len() - 16..];
+        Some(Session { user, issued: Ts(issued), expires: Ts(exp_at), id: B64.encode(nonce) })
     }
 
     /// The user a session token names, if its mac is right and it has not expired.
     pub fn verify_session(&self, token: &str) -> Option<Id> {
-        let mut parts = token.split('.');
-        let (Some("v1"), Some(p), Some(m), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else { return None };
-        let payload = B64.decode(p).ok()?;
-        let mac = B64.decode(m).ok()?;
-        if payload.len() != 32 || !bool::from(self.mac(&payload).ct_eq(&mac)) {
-            return None;
+        self.verify(token).map(|s| s.user)
+    }
+
+    /// The session of a request's bearer token that its user still accepts, or a 401.
+    pub async fn session(&self, headers: &axum::http::HeaderMap, store: &dyn ReadStore) -> Result<(Session, kurz_schemas::User), ApiError> {
+        let invalid = || ApiError::Unauthorized("invalid or expired token".into());
+        let session = self.verify(bearer(headers)?).ok_or_else(invalid)?;
+        let user = store.user(session.user).await?.ok_or_else(invalid)?;
+        if !user.accepts_session(session.issued, &session.id) {
+            return Err(invalid());
         }
-        let user = u64::from_be_bytes(payload[0..8].try_into().ok()?);
-        let exp = i64::from_be_bytes(payload[8..16].try_into().ok()?);
-        if exp < Ts::now().0 {
-            return None;
-        }
-        Id::new(user).ok()
+        Ok((session, user))
     }
 
     /// Who is calling. In open mode everyone may do everything; in token mode a missing
@@ -145,11 +227,8 @@ impl Auth {
         if self.is_admin_token(token) {
             return Ok(Principal::Admin);
         }
-        let user = self.verify_session(token).ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
-        if store.user(user).await?.is_none() {
-            return Err(ApiError::Unauthorized("invalid or expired token".into()));
-        }
-        Ok(Principal::User(user))
+        let (session, _) = self.session(headers, store).await?;
+        Ok(Principal::User(session.user))
     }
 }
 
@@ -164,6 +243,11 @@ fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
 }
 
 impl Auth {
+    /// `/health/ready` explains failures to the admin token's holder only.
+    pub fn health_reveal(&self) -> kurz_web::health::Reveal {
+        kurz_web::health::Reveal::to_admin(self.admin_token.as_deref())
+    }
+
     /// Whether the request carries the admin token.
     pub fn is_admin(&self, headers: &axum::http::HeaderMap) -> bool {
         bearer(headers).is_ok_and(|t| self.is_admin_token(t))
@@ -362,6 +446,35 @@ mod tests {
         assert_eq!(a.verify_session(&bad), None);
         assert_eq!(a.verify_session("v1.AAAA.BBBB"), None);
         assert_eq!(a.verify_session(""), None);
+    }
+
+    #[test]
+    fn sessions_name_their_key_and_survive_a_rotation() {
+        let old = b"old-secret-0123456789abcdef-0123456789".to_vec();
+        let new = b"new-secret-0123456789abcdef-0123456789".to_vec();
+        let before = Auth::new(AuthMode::Token, None, old.clone());
+        let id = Id::new(7).unwrap();
+        let t = before.issue_at(id, Ts::now());
+        assert!(t.starts_with(&format!("v2.{}.", key_id(&old))), "{t}");
+        let s = before.verify(&t).unwrap();
+        assert_eq!(s.user, id);
+        assert_eq!(s.id.len(), 22, "16 bytes of nonce, base64url");
+        // Rotated with the old secret kept as previous: old sessions verify, new ones
+        // are signed with the new secret.
+        let rotated = Auth::new(AuthMode::Token, None, new.clone()).with_previous(std::slice::from_ref(&old));
+        assert_eq!(rotated.verify(&t).map(|s| s.user), Some(id));
+        let t2 = rotated.issue(id);
+        assert!(t2.starts_with(&format!("v2.{}.", key_id(&new))));
+        assert_eq!(before.verify(&t2), None, "the old deployment does not know the new key");
+        // Dropped from the previous list: the old sessions end.
+        assert_eq!(Auth::new(AuthMode::Token, None, new).verify(&t), None);
+        // A token naming one key with another key's mac does not verify.
+        let parts: Vec<&str> = t.split('.').collect();
+        let forged = format!("v2.{}.{}.{}", key_id(b"other"), parts[2], parts[3]);
+        assert_eq!(rotated.verify(&forged), None);
+        // An expired token does not verify.
+        let expired = before.issue_at(id, Ts(Ts::now().0 - SESSION_TTL_MS - 1));
+        assert_eq!(before.verify(&expired), None);
     }
 
     #[tokio::test]

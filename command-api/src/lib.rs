@@ -31,6 +31,8 @@ pub struct Settings {
     /// Signs session tokens and keys derived short codes. Every command-api process of
     /// one deployment must share it.
     pub secret: Vec<u8>,
+    /// Earlier secrets: sessions they signed still verify (rotation's grace period).
+    pub previous_secrets: Vec<Vec<u8>>,
     pub import_dir: Option<PathBuf>,
     /// Base of `short_url` in `/shorten` answers; the request's Host when unset.
     pub public_url: Option<String>,
@@ -49,6 +51,7 @@ impl Default for Settings {
             auth: AuthMode::Token,
             admin_token: None,
             secret: Vec::new(),
+            previous_secrets: Vec::new(),
             import_dir: None,
             public_url: None,
             outcome_timeout: Duration::from_secs(10),
@@ -119,7 +122,8 @@ impl CommandApi {
     /// The log's topics must exist (see `kurz_storage::log::ensure_topics`).
     pub async fn build(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, settings: Settings) -> Result<CommandApi, Error> {
         let command_partitions = log.partitions(kurz_schemas::topics::COMMANDS).await?;
-        let auth = auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone());
+        let auth =
+            auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()).with_previous(&settings.previous_secrets);
         let limits =
             Limits::new(&settings.rate, Arc::new(auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone())));
         Ok(CommandApi { state: AppState(Arc::new(Inner { log, store, auth, settings, command_partitions, limits })) })
@@ -140,7 +144,7 @@ impl CommandApi {
             kurz_web::health::store_check(self.state.store.clone()),
             kurz_web::health::log_check(self.state.log.clone(), kurz_schemas::topics::COMMANDS),
         ];
-        kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks)))
+        kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks, self.state.auth.health_reveal())))
     }
 
     pub fn deciders(&self) -> decider::Deciders {

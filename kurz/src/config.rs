@@ -48,6 +48,12 @@ pub struct Config {
     #[arg(long, env = "KURZ_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
 
+    /// Secrets used before the current `KURZ_SECRET`, comma-separated: sessions they
+    /// signed still verify until they expire or the secret is dropped from this list
+    /// (rotation: move the old secret here, set a new `KURZ_SECRET`).
+    #[arg(long, env = "KURZ_PREVIOUS_SECRETS", hide_env_values = true, value_delimiter = ',')]
+    pub previous_secrets: Vec<String>,
+
     /// Partitions of the commands and events topics, when kurz creates them (max 64).
     #[arg(long, env = "KURZ_PARTITIONS", default_value_t = 8)]
     pub partitions: u32,

@@ -72,6 +72,7 @@ fn settings(cfg: &Config) -> Result<Settings, Error> {
         auth: cfg.auth,
         admin_token,
         secret,
+        previous_secrets: cfg.previous_secrets.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect(),
         import_dir: cfg.import_dir.clone(),
         public_url: cfg.public_url.clone(),
         outcome_timeout: Duration::from_millis(cfg.outcome_timeout_ms),
@@ -119,8 +120,11 @@ impl App {
         let admin_auth = Arc::new(kurz_command_api::auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()));
         let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings).await?;
         let projector = parked::projector(&ports, &cfg);
-        let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
+        let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
             .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0));
+        if cfg.auth == kurz_command_api::AuthMode::Token {
+            edge = edge.private_emails(admin_auth.health_reveal());
+        }
         Ok(App { cfg, ports, command_api, projector, edge, replayer: Arc::default(), admin_auth })
     }
 
@@ -134,7 +138,8 @@ impl App {
         routes.extend(self.edge.routes());
         let admin = replay::admin_routes(self.ports.clone(), self.replayer.clone(), self.admin_auth.clone())
             .merge(parked::admin_routes(self.projector.clone(), self.admin_auth.clone()));
-        kurz_web::finish(kurz_web::assemble(routes).merge(admin).merge(kurz_web::health::routes(health_checks(&self.ports))))
+        let health = kurz_web::health::routes(health_checks(&self.ports), self.admin_auth.health_reveal());
+        kurz_web::finish(kurz_web::assemble(routes).merge(admin).merge(health))
     }
 
     /// Runs until `stop` fires. Startup: the projector catches up with the log before
@@ -212,7 +217,8 @@ pub async fn run_projector(cfg: Config, listener: tokio::net::TcpListener, stop:
     let projector = Projector::new(ports.log.clone(), ports.store.clone(), None).max_attempts(cfg.max_attempts);
     let workers = CancellationToken::new();
     let task = tokio::spawn(projector.run_until_stopped(workers.clone()));
-    let router = kurz_web::finish(kurz_web::health::routes(health_checks(&ports)));
+    let reveal = kurz_web::health::Reveal::to_admin(cfg.admin_token.as_deref());
+    let router = kurz_web::finish(kurz_web::health::routes(health_checks(&ports), reveal));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
     serve_configured(listener, router, &cfg, stop).await?;
     workers.cancel();
@@ -240,7 +246,8 @@ pub async fn run_watchdog(cfg: Config, listener: tokio::net::TcpListener, stop: 
     let projector = parked::projector(&ports, &cfg);
     let workers = CancellationToken::new();
     let task = tokio::spawn(Watchdog::new(projector.clone(), watchdog_settings(&cfg)).run_until_stopped(workers.clone()));
-    let router = kurz_web::finish(parked::admin_routes(projector, auth).merge(kurz_web::health::routes(health_checks(&ports))));
+    let health = kurz_web::health::routes(health_checks(&ports), auth.health_reveal());
+    let router = kurz_web::finish(parked::admin_routes(projector, auth).merge(health));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
     serve_configured(listener, router, &cfg, stop).await?;
     workers.cancel();
@@ -271,14 +278,19 @@ pub fn split_edge_cache_url(url: &str) -> String {
 pub async fn run_query_edge(mut cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
     let chosen = split_edge_cache_url(&cfg.cache_url);
     if chosen != cfg.cache_url {
-        tracing::info!(event = "edge_cache_for_read_your_writes", configured = %cfg.cache_url, using = %chosen);
+        tracing::info!(event = "edge_cache_for_read_your_writes", configured = %kurz_storage::redact(&cfg.cache_url), using = %kurz_storage::redact(&chosen));
         cfg.cache_url = chosen;
     }
     let ports = Ports::open(&cfg).await?;
     let follower_stop = CancellationToken::new();
     let follower = tokio::spawn(kurz_query_edge::follow::run_until_stopped(ports.log.clone(), ports.cache.clone(), follower_stop.clone()));
-    let edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
-        .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0));
+    let admin = kurz_web::health::Reveal::to_admin(cfg.admin_token.as_deref());
+    let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
+        .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0))
+        .reveal_health_to(admin.clone());
+    if cfg.auth == kurz_command_api::AuthMode::Token {
+        edge = edge.private_emails(admin);
+    }
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
     edge.run_until_stopped(listener, cfg.http_limits(), stop).await?;
     follower_stop.cancel();

@@ -160,6 +160,8 @@ struct StatusArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    // Before any thread: every file kurz makes is its user's alone.
+    kurz::secrets::private_umask();
     let args: Vec<String> = std::env::args().collect();
     if let Err(e) = kurz::config::load_config_file(&args) {
         eprintln!("kurz: {e}");
@@ -181,7 +183,7 @@ fn main() -> std::process::ExitCode {
                 let log = kurz_storage::open_log(&a.config.log_url, &a.config.data_dir).map_err(|e| {
                     kurz::Error::Config(format!(
                         "cannot open the log {} ({e}); an embedded log can only be tailed while its kurz is stopped",
-                        a.config.log_url
+                        kurz_storage::redact(&a.config.log_url)
                     ))
                 })?;
                 let mut out = std::io::stdout();
@@ -250,6 +252,15 @@ fn main() -> std::process::ExitCode {
             unreachable!("handled above")
         }
     };
+    // A short secret or admin token stops the start: exit code 2, naming the setting.
+    if let Err(e) = kurz::secrets::check(cfg.secret.as_deref(), cfg.admin_token.as_deref(), &cfg.previous_secrets) {
+        eprintln!("kurz: configuration: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    if let Err(e) = kurz::secrets::private_dir(&cfg.data_dir) {
+        eprintln!("kurz: data directory {}: {e}", cfg.data_dir.display());
+        return std::process::ExitCode::from(2);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async move {
         let _telemetry = kurz::telemetry::init(
@@ -283,7 +294,8 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!(event = "fatal", error = %e);
             eprintln!("kurz: {e}");
-            std::process::ExitCode::FAILURE
+            // A configuration error is the operator's to fix (exit 2, as a usage error).
+            std::process::ExitCode::from(if matches!(e, kurz::Error::Config(_)) { 2 } else { 1 })
         }
     }
 }

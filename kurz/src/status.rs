@@ -171,14 +171,17 @@ pub async fn run(urls: &[String], interval: Duration) -> Result<String, String> 
     let scrape = |url: String| {
         let client = client.clone();
         async move {
+            // A URL may carry credentials: it is shown redacted, and reqwest's errors
+            // without it.
+            let shown = kurz_storage::redact(&url);
             let text = client
                 .get(format!("{}/metrics", url.trim_end_matches('/')))
                 .send()
                 .await
-                .map_err(|e| format!("{url}: {e}"))?
+                .map_err(|e| format!("{shown}: {}", e.without_url()))?
                 .text()
                 .await
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|e| format!("{shown}: {}", e.without_url()))?;
             Ok::<_, String>(parse(&text))
         }
     };
@@ -190,7 +193,7 @@ pub async fn run(urls: &[String], interval: Duration) -> Result<String, String> 
     tokio::time::sleep(interval).await;
     for (u, b) in urls.iter().zip(before) {
         let a = scrape(u.clone()).await?;
-        out += &render(u, &b, &a, interval);
+        out += &render(&kurz_storage::redact(u), &b, &a, interval);
         out += "\n";
     }
     Ok(out)

@@ -104,7 +104,7 @@ async fn seed_import_in_process_serves_every_link_and_user_and_a_second_import_c
     }
     assert_eq!(active, 1623);
     for u in seed_rows("users.csv") {
-        let got: Value = c.get(s.url(&format!("/users/{}", u["id"]))).send().await.unwrap().json().await.unwrap();
+        let got: Value = c.get(s.url(&format!("/users/{}", u["id"]))).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
         assert_eq!(got["email"], u["email"].as_str(), "user {}", u["id"]);
     }
     // History is served as it was, ids and timestamps included, and not re-applied:

@@ -22,10 +22,9 @@ fn history() -> Vec<(u32, Event)> {
         (p, Event { id: id(n), command_id: CommandId(format!("c{n}")), at: Ts(n as i64), body })
     };
     for u in 1..=20u64 {
-        let user =
-            User { id: id(u), email: format!("u{u}@x.io"), username: None, created_at: Ts(1), updated_at: Ts(1), password_hash: None };
+        let user = User::new(id(u), format!("u{u}@x.io"), None, Ts(1), None);
         evs.push(ev(0, EventBody::UserCreated { user: user.clone(), imported: false }));
-        evs.push(ev(0, EventBody::Decided { status: 201, answer: Answer::User { user } }));
+        evs.push(ev(0, EventBody::Decided { status: 201, answer: Answer::User { user }, fingerprint: None }));
     }
     for l in 1..=60u64 {
         let p = (l % 3) as u32;

@@ -302,7 +302,7 @@ async fn a_command_without_an_outcome_past_its_deadline_is_appended_again_until_
     kurz_storage::log::ensure_topics(&*log, 2, 1).await.unwrap();
     let command = |id: &str| NewRecord::new("link:x", format!("{{\"id\":\"{id}\"}}").into_bytes()).header("command-id", id);
     log.append(topics::COMMANDS, 1, vec![command("answered"), command("lost")]).await.unwrap();
-    let outcome = StoredOutcome { status: 201, answer: Answer::Deleted { id: id(1) }, at: Ts::now() };
+    let outcome = StoredOutcome { status: 201, answer: Answer::Deleted { id: id(1) }, at: Ts::now(), fingerprint: None };
     let answer = |id: &str| StoreBatch {
         mutations: vec![Mutation::PutOutcome { command_id: id.into(), outcome: outcome.clone() }],
         ..Default::default()

@@ -26,6 +26,16 @@ pub struct Inner {
     pub clicks: capture::ClickSink,
     /// Redirects per client address (`KURZ_RATE_REDIRECTS`); none by default.
     pub redirect_limit: Option<kurz_web::ratelimit::ByAddress>,
+    /// Token mode: user e-mail addresses are shown to the admin token's holder only
+    /// (`None`: open mode, where the contract lists them to anyone).
+    pub private_emails: Option<kurz_web::health::Reveal>,
+}
+
+impl Inner {
+    /// Whether this request may read users' e-mail addresses.
+    pub fn shows_emails(&self, headers: &axum::http::HeaderMap) -> bool {
+        self.private_emails.as_ref().is_none_or(|admin| admin.allows(headers))
+    }
 }
 
 #[derive(Clone)]
@@ -41,6 +51,7 @@ impl std::ops::Deref for EdgeState {
 pub struct QueryEdge {
     state: EdgeState,
     flusher: capture::ClickFlusher,
+    reveal: kurz_web::health::Reveal,
 }
 
 impl QueryEdge {
@@ -51,12 +62,29 @@ impl QueryEdge {
         capture: &capture::CaptureSettings,
     ) -> Result<QueryEdge, Error> {
         let (sink, flusher) = capture::channel(log, capture)?;
-        Ok(QueryEdge { state: EdgeState(Arc::new(Inner { store, cache, clicks: sink, redirect_limit: None })), flusher })
+        Ok(QueryEdge {
+            state: EdgeState(Arc::new(Inner { store, cache, clicks: sink, redirect_limit: None, private_emails: None })),
+            flusher,
+            reveal: Default::default(),
+        })
     }
 
     /// Limits redirects per client address (`None`: no limit, the default).
     pub fn limit_redirects(mut self, limit: Option<kurz_web::ratelimit::ByAddress>) -> QueryEdge {
         Arc::get_mut(&mut self.state.0).expect("called right after build").redirect_limit = limit;
+        self
+    }
+
+    /// Token mode: e-mail addresses in `/users` only for `admin` (the admin token).
+    pub fn private_emails(mut self, admin: kurz_web::health::Reveal) -> QueryEdge {
+        Arc::get_mut(&mut self.state.0).expect("called right after build").private_emails = Some(admin);
+        self
+    }
+
+    /// Who may read why `/health/ready` fails (the admin token's holder); nobody by
+    /// default.
+    pub fn reveal_health_to(mut self, reveal: kurz_web::health::Reveal) -> QueryEdge {
+        self.reveal = reveal;
         self
     }
 
@@ -70,7 +98,7 @@ impl QueryEdge {
 
     pub fn router(&self) -> axum::Router {
         let checks = vec![kurz_web::health::store_check(self.state.store.clone())];
-        kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks)))
+        kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks, self.reveal.clone())))
     }
 
     /// Redirects answered ahead of the router (`routes::fast_path`), for the server loop.

@@ -39,6 +39,11 @@ pub struct Command {
     /// W3C trace context of the request that issued the command, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// With an `Idempotency-Key`: a keyed digest of the request the key was sent with
+    /// (an HMAC under the server secret, so it reveals nothing of the request). The
+    /// outcome keeps it, and a retry with the same key must carry the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     pub body: CommandBody,
 }
 
@@ -46,7 +51,12 @@ impl Command {
     pub const VERSION: u16 = 1;
 
     pub fn new(id: CommandId, actor: Actor, body: CommandBody) -> Command {
-        Command { v: Self::VERSION, id, issued_at: Ts::now(), actor, traceparent: None, body }
+        Command { v: Self::VERSION, id, issued_at: Ts::now(), actor, traceparent: None, fingerprint: None, body }
+    }
+
+    pub fn with_fingerprint(mut self, fingerprint: Option<String>) -> Command {
+        self.fingerprint = fingerprint;
+        self
     }
 
     /// The aggregate key: every command for one aggregate lands in one partition.
@@ -75,6 +85,15 @@ pub enum CommandBody {
         id: Id,
         email: Option<Email>,
         username: Option<String>,
+        /// A new password (argon2id PHC string): every older session of the user ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_hash: Option<String>,
+    },
+    /// Ends one session of a user (`/auth/logout`).
+    RevokeSession {
+        id: Id,
+        session: String,
+        until: Ts,
     },
     DeleteUser {
         id: Id,
@@ -130,7 +149,9 @@ impl CommandBody {
     pub fn key(&self) -> String {
         use CommandBody::*;
         match self {
-            CreateUser { .. } | UpdateUser { .. } | DeleteUser { .. } | ImportUsers { .. } => crate::USERS_KEY.to_string(),
+            CreateUser { .. } | UpdateUser { .. } | RevokeSession { .. } | DeleteUser { .. } | ImportUsers { .. } => {
+                crate::USERS_KEY.to_string()
+            }
             CreateLink { code, .. } | UpdateLink { code, .. } | DeleteLink { code, .. } | RecordEvent { code, .. } => link_key(code),
             ImportLinks { key, .. } | ImportEvents { key, .. } => key.clone(),
         }

@@ -9,6 +9,7 @@
 //! | version | change |
 //! |---|---|
 //! | 1 | first version |
+//! | 1 (additive) | `decided.fingerprint`, optional: absent in older records |
 
 use crate::{CommandId, HistoryEvent, Id, Link, Ts, User};
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,10 @@ pub enum EventBody {
     Decided {
         status: u16,
         answer: Answer,
+        /// The command's request fingerprint ([`crate::Command::fingerprint`]), so a
+        /// retry under the same idempotency key can be told from a different request.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
     },
 }
 

@@ -13,6 +13,54 @@ pub struct User {
     /// argon2id PHC string; never rendered by the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// Sessions issued before this instant are revoked (set by a password change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_from: Option<Ts>,
+    /// Sessions revoked one by one (`/auth/logout`), each kept until it would have
+    /// expired anyway; at most [`User::MAX_REVOKED_SESSIONS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_sessions: Vec<RevokedSession>,
+}
+
+/// A session ended before its expiry: its id (the token's nonce), and its expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RevokedSession {
+    pub id: String,
+    pub until: Ts,
+}
+
+impl User {
+    /// Revocations kept per user; past this many live ones, a logout ends every
+    /// session of the user instead (the list stays bounded).
+    pub const MAX_REVOKED_SESSIONS: usize = 32;
+
+    /// A new user with no sessions history.
+    pub fn new(id: Id, email: String, username: Option<String>, at: Ts, password_hash: Option<String>) -> User {
+        User { id, email, username, created_at: at, updated_at: at, password_hash, sessions_from: None, revoked_sessions: Vec::new() }
+    }
+
+    /// Whether a session issued at `issued` with id `session` is still this user's.
+    pub fn accepts_session(&self, issued: Ts, session: &str) -> bool {
+        self.sessions_from.is_none_or(|from| issued >= from) && !self.revoked_sessions.iter().any(|r| r.id == session)
+    }
+
+    /// Ends the session `id` (valid until `until`) as of `now`: expired revocations are
+    /// dropped; past [`User::MAX_REVOKED_SESSIONS`] every session issued so far ends.
+    pub fn revoke_session(&mut self, id: String, until: Ts, now: Ts) {
+        self.revoked_sessions.retain(|r| r.until >= now);
+        if !self.revoked_sessions.iter().any(|r| r.id == id) {
+            self.revoked_sessions.push(RevokedSession { id, until });
+        }
+        if self.revoked_sessions.len() > Self::MAX_REVOKED_SESSIONS {
+            self.end_all_sessions(now);
+        }
+    }
+
+    /// Ends every session issued before `now` (a password change).
+    pub fn end_all_sessions(&mut self, now: Ts) {
+        self.sessions_from = Some(now);
+        self.revoked_sessions.clear();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

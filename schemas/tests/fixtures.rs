@@ -49,8 +49,27 @@ fn event_fixture_fields_land_where_expected() {
         other => panic!("{other:?}"),
     }
     let ev = Event::decode(&std::fs::read(dir.join("decided_count.json")).unwrap()).unwrap();
-    assert!(matches!(ev.body, EventBody::Decided { status: 201, answer: Answer::Count { count: 3, .. } }));
+    // Written before fingerprints: it has none.
+    assert!(matches!(ev.body, EventBody::Decided { status: 201, answer: Answer::Count { count: 3, .. }, fingerprint: None }));
     assert_eq!(ev.command_id.as_str(), "3f0c2a9e-8d1b-4a57-9b7e-5e8d2c1f0a11");
+    // Users written before sessions could end accept every session.
+    match Event::decode(&std::fs::read(dir.join("user_updated.json")).unwrap()).unwrap().body {
+        EventBody::UserUpdated { user } => assert!(user.sessions_from.is_none() && user.accepts_session(kurz_schemas::Ts(0), "x")),
+        other => panic!("{other:?}"),
+    }
+    match Event::decode(&std::fs::read(dir.join("user_updated_sessions.json")).unwrap()).unwrap().body {
+        EventBody::UserUpdated { user } => {
+            assert!(!user.accepts_session(kurz_schemas::Ts(1764646999999), "x"), "issued before sessions_from");
+            assert!(!user.accepts_session(kurz_schemas::Ts(1764647000001), "AAECAwQFBgcICQoLDA0ODw"), "revoked");
+            assert!(user.accepts_session(kurz_schemas::Ts(1764647000001), "other"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let ev = Event::decode(&std::fs::read(dir.join("decided_keyed.json")).unwrap()).unwrap();
+    match ev.body {
+        EventBody::Decided { status: 201, fingerprint: Some(f), .. } => assert_eq!(f, "0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -85,6 +104,16 @@ fn click_and_command_fixtures_decode() {
             (Actor::Admin, CommandBody::ImportUsers { rows }) => {
                 assert_eq!(rows[0].email.as_str(), "a@b.io");
                 assert_eq!(c.key(), kurz_schemas::USERS_KEY);
+                assert_eq!(c.fingerprint, None, "written before fingerprints");
+            }
+            (Actor::User(u), CommandBody::RevokeSession { id, session, until }) => {
+                assert_eq!((u.get(), id.get(), until.0), (42, 42, 1767239000000));
+                assert_eq!(session, "AAECAwQFBgcICQoLDA0ODw");
+                assert_eq!(c.key(), kurz_schemas::USERS_KEY);
+            }
+            (Actor::User(u), CommandBody::UpdateUser { id, .. }) => {
+                assert_eq!((u.get(), id.get()), (42, 42));
+                assert_eq!(c.fingerprint.as_deref(), Some("0f1e2d3c4b5a69788796a5b4c3d2e1f0"));
             }
             other => panic!("unexpected fixture {other:?}"),
         }

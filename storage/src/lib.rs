@@ -108,3 +108,80 @@ fn split_url(url: &str) -> (&str, &str) {
         None => (url, ""),
     }
 }
+
+/// Query parameters whose values are secrets, redacted by [`redact`].
+const SECRET_PARAMS: &[&str] = &["password", "sasl.password", "ssl.key.password", "ssl.keystore.password", "token", "secret"];
+
+/// `url` fit for a log line or an error: a password in its userinfo (`user:pw@`) and
+/// the values of secret query parameters (`password=`, `sasl.password=`, …) become
+/// `***`. Every backend URL kurz prints goes through this.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let (main, query) = match rest.split_once('?') {
+        Some((m, q)) => (m, Some(q)),
+        None => (rest, None),
+    };
+    // The authority ends at the first '/' after the last '@' (a password may hold '/').
+    let authority_end = match main.rfind('@') {
+        Some(at) => main[at..].find('/').map_or(main.len(), |i| at + i),
+        None => main.find('/').unwrap_or(main.len()),
+    };
+    let (authority, path) = main.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let mut out = String::with_capacity(url.len());
+    if let Some(s) = scheme {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    out.push_str(&authority);
+    out.push_str(path);
+    if let Some(q) = query {
+        out.push('?');
+        let params: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if SECRET_PARAMS.iter().any(|s| k.eq_ignore_ascii_case(s)) => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_never_survive_redaction() {
+        for (url, want) in [
+            ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+            ("rediss://kurz:p%40ss/w@cache:6380", "rediss://kurz:***@cache:6380"),
+            ("scylla://kurz:s3cret@a:9042,b:9042/kurz?consistency=one", "scylla://kurz:***@a:9042,b:9042/kurz?consistency=one"),
+            (
+                "kafka://b1:9093?security.protocol=sasl_ssl&sasl.username=k&sasl.password=pw",
+                "kafka://b1:9093?security.protocol=sasl_ssl&sasl.username=k&sasl.password=***",
+            ),
+            ("redis://cache:6379?prefix=kurz:", "redis://cache:6379?prefix=kurz:"),
+            ("embedded", "embedded"),
+            ("http://admin:tok@127.0.0.1:8080", "http://admin:***@127.0.0.1:8080"),
+        ] {
+            assert_eq!(redact(url), want, "{url}");
+        }
+        for secret in ["hunter2", "s3cret", "p%40ss", "=pw"] {
+            for url in ["redis://:hunter2@c", "scylla://u:s3cret@h/k", "rediss://kurz:p%40ss/w@cache:6380", "kafka://b?sasl.password=pw"] {
+                assert!(!redact(url).contains(secret.trim_start_matches('=')) || !url.contains(secret), "{url}");
+            }
+        }
+    }
+}

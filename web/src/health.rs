@@ -32,20 +32,50 @@ pub fn log_check(log: Arc<dyn kurz_storage::EventLog>, topic: &'static str) -> (
     )
 }
 
-pub fn routes(checks: Vec<(&'static str, Check)>) -> Router {
+/// Who may read why a dependency failed: the holder of the admin token. Everyone else
+/// learns only which dependency failed, never its error text (hosts, addresses, driver
+/// messages); the text is logged instead.
+#[derive(Clone, Default)]
+pub struct Reveal(Option<Arc<[u8]>>);
+
+impl Reveal {
+    pub fn to_admin(token: Option<&str>) -> Reveal {
+        Reveal(token.filter(|t| !t.is_empty()).map(|t| Arc::from(t.as_bytes())))
+    }
+
+    /// Whether the request carries the admin token.
+    pub fn allows(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some(admin) = &self.0 else { return false };
+        let Some(token) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        else {
+            return false;
+        };
+        // Constant time in the token's bytes.
+        let t = token.trim().as_bytes();
+        t.len() == admin.len() && t.iter().zip(admin.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+pub fn routes(checks: Vec<(&'static str, Check)>, reveal: Reveal) -> Router {
     let checks = Arc::new(checks);
     Router::new()
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
         .route("/health/live", get(|| async { Json(serde_json::json!({"status": "alive"})) }))
         .route(
             "/health/ready",
-            get(move || {
+            get(move |headers: axum::http::HeaderMap| {
                 let checks = checks.clone();
+                let reveal = reveal.allows(&headers);
                 async move {
                     let mut failing = serde_json::Map::new();
                     for (name, check) in checks.iter() {
                         if let Err(reason) = check().await {
-                            failing.insert(name.to_string(), serde_json::Value::String(reason));
+                            tracing::warn!(event = "not_ready", dependency = name, reason = %reason);
+                            let shown = if reveal { reason } else { "failing".to_string() };
+                            failing.insert(name.to_string(), serde_json::Value::String(shown));
                         }
                     }
                     if failing.is_empty() {
@@ -63,4 +93,43 @@ pub fn routes(checks: Vec<(&'static str, Check)>) -> Router {
             }),
         )
         .route("/metrics", get(crate::observe::metrics_handler))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn ready(router: &Router, auth: Option<&str>) -> (u16, serde_json::Value) {
+        let mut req = axum::http::Request::get("/health/ready");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let resp = router.clone().oneshot(req.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn only_the_admin_reads_why_a_dependency_failed() {
+        let failing: Check = Arc::new(|| Box::pin(async { Err("connect 10.0.7.12:9042: refused (scylla-1.internal)".to_string()) }));
+        let ok: Check = Arc::new(|| Box::pin(async { Ok(()) }));
+        let admin = "a".repeat(32);
+        let router = routes(vec![("store", failing), ("log", ok)], Reveal::to_admin(Some(&admin)));
+        for auth in [None, Some("Bearer wrong".to_string()), Some(format!("Bearer {}", "a".repeat(31))), Some("Basic x".into())] {
+            let (status, body) = ready(&router, auth.as_deref()).await;
+            assert_eq!(status, 503);
+            assert_eq!(body["failing"], serde_json::json!({"store": "failing"}), "{auth:?}");
+            assert!(!body.to_string().contains("10.0.7.12") && !body.to_string().contains("internal"), "{body}");
+        }
+        let (status, body) = ready(&router, Some(&format!("Bearer {admin}"))).await;
+        assert_eq!(status, 503);
+        assert!(body["failing"]["store"].as_str().unwrap().contains("10.0.7.12"), "{body}");
+        // Without an admin token configured nobody reads it.
+        let secret: Check = Arc::new(|| Box::pin(async { Err("secret text".to_string()) }));
+        let router = routes(vec![("store", secret)], Reveal::default());
+        let (_, body) = ready(&router, Some("Bearer ")).await;
+        assert_eq!(body["failing"]["store"], "failing");
+    }
 }

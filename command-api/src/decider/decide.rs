@@ -11,7 +11,10 @@ use kurz_schemas::{Command, CommandBody, Event, EventBody, HistoryEvent, Id, Lin
 pub fn handle(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<Event> {
     let bodies = decide(state, cmd, now);
     let mut out = Vec::with_capacity(bodies.len());
-    for body in bodies {
+    for mut body in bodies {
+        if let EventBody::Decided { fingerprint, .. } = &mut body {
+            fingerprint.clone_from(&cmd.fingerprint);
+        }
         let ev = Event { id: state.ids.next(now.0), command_id: cmd.id.clone(), at: now, body };
         state.evolve(&ev);
         out.push(ev);
@@ -20,11 +23,11 @@ pub fn handle(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<Event> 
 }
 
 fn reject(status: u16, message: impl Into<String>) -> Vec<EventBody> {
-    vec![EventBody::Decided { status, answer: Answer::Rejected { message: message.into() } }]
+    vec![EventBody::Decided { status, answer: Answer::Rejected { message: message.into() }, fingerprint: None }]
 }
 
 fn decided(status: u16, answer: Answer) -> EventBody {
-    EventBody::Decided { status, answer }
+    EventBody::Decided { status, answer, fingerprint: None }
 }
 
 /// Ids minted inside one decision, before the state has seen them.
@@ -47,17 +50,10 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 return reject(409, "a user with this email already exists");
             }
             let id = Mint { state, now }.id();
-            let user = User {
-                id,
-                email: email.as_str().to_string(),
-                username: username.clone(),
-                created_at: now,
-                updated_at: now,
-                password_hash: password_hash.clone(),
-            };
+            let user = User::new(id, email.as_str().to_string(), username.clone(), now, password_hash.clone());
             vec![EventBody::UserCreated { user: user.clone(), imported: false }, decided(201, Answer::User { user })]
         }
-        UpdateUser { id, email, username } => {
+        UpdateUser { id, email, username, password_hash } => {
             let Some(old) = state.users.get(id) else { return reject(404, "user not found") };
             if let Some(e) = email {
                 if state.emails.get(e.as_str()).is_some_and(|owner| owner != id) {
@@ -71,7 +67,17 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             if let Some(u) = username {
                 user.username = Some(u.clone());
             }
+            if let Some(h) = password_hash {
+                user.password_hash = Some(h.clone());
+                user.end_all_sessions(now);
+            }
             user.updated_at = now;
+            vec![EventBody::UserUpdated { user: user.clone() }, decided(200, Answer::User { user })]
+        }
+        RevokeSession { id, session, until } => {
+            let Some(old) = state.users.get(id) else { return reject(404, "user not found") };
+            let mut user = old.clone();
+            user.revoke_session(session.clone(), *until, now);
             vec![EventBody::UserUpdated { user: user.clone() }, decided(200, Answer::User { user })]
         }
         DeleteUser { id } => {
@@ -96,14 +102,7 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 }
                 let id = row.id.unwrap_or_else(|| Mint { state, now }.id());
                 let at = row.created_at.unwrap_or(now);
-                let user = User {
-                    id,
-                    email: row.email.as_str().to_string(),
-                    username: row.username.clone(),
-                    created_at: at,
-                    updated_at: at,
-                    password_hash: None,
-                };
+                let user = User::new(id, row.email.as_str().to_string(), row.username.clone(), at, None);
                 out.push(EventBody::UserCreated { user, imported: true });
             }
             let count = out.len() as u64;

@@ -131,6 +131,7 @@ async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> 
                             body: kurz_schemas::EventBody::Decided {
                                 status: 400,
                                 answer: kurz_schemas::event::Answer::Rejected { message: "command could not be decoded".into() },
+                                fingerprint: None,
                             },
                         };
                         state.evolve(&ev);

@@ -22,7 +22,7 @@ fn create_link(code: &str, owner: Option<Id>) -> CommandBody {
 
 fn decided(evs: &[Event]) -> (u16, Answer) {
     match &evs.last().unwrap().body {
-        EventBody::Decided { status, answer } => (*status, answer.clone()),
+        EventBody::Decided { status, answer, .. } => (*status, answer.clone()),
         other => panic!("last event must be Decided, got {other:?}"),
     }
 }
@@ -101,7 +101,7 @@ fn emails_are_unique_and_a_user_may_keep_their_own() {
     };
     handle(&mut s, &cmd("2", mk("b@x.io")), now());
     assert_eq!(decided(&handle(&mut s, &cmd("3", mk("A@X.io")), now())).0, 409, "case-insensitive");
-    let upd = |e: &str| CommandBody::UpdateUser { id: a.id, email: Some(Email::parse(e).unwrap()), username: None };
+    let upd = |e: &str| CommandBody::UpdateUser { id: a.id, email: Some(Email::parse(e).unwrap()), username: None, password_hash: None };
     assert_eq!(decided(&handle(&mut s, &cmd("4", upd("b@x.io")), now())).0, 409);
     assert_eq!(decided(&handle(&mut s, &cmd("5", upd("a@x.io")), now())).0, 200);
     assert_eq!(decided(&handle(&mut s, &cmd("6", upd("c@x.io")), now())).0, 200);
@@ -238,4 +238,46 @@ fn requests_at_every_limit_make_records_that_decode() {
         let back = Event::decode(&bytes).unwrap_or_else(|e| panic!("{e}: an event the projector could not read"));
         assert_eq!(back.encode(), bytes);
     }
+}
+
+#[test]
+fn a_password_change_ends_older_sessions_and_a_logout_one() {
+    let mut s = PartitionState::new(0);
+    let mk = CommandBody::CreateUser { email: Email::parse("s@x.io").unwrap(), username: None, password_hash: Some("h1".into()) };
+    let user = match decided(&handle(&mut s, &cmd("1", mk), Ts(1_000))).1 {
+        Answer::User { user } => user,
+        other => panic!("{other:?}"),
+    };
+    assert!(user.accepts_session(Ts(500), "n1"), "no session has ended yet");
+
+    let revoke = |n: &str, until: i64| CommandBody::RevokeSession { id: user.id, session: n.into(), until: Ts(until) };
+    let after = match decided(&handle(&mut s, &cmd("2", revoke("n1", 9_000)), Ts(2_000))).1 {
+        Answer::User { user } => user,
+        other => panic!("{other:?}"),
+    };
+    assert!(!after.accepts_session(Ts(1_500), "n1"), "the logged-out session");
+    assert!(after.accepts_session(Ts(1_500), "n2"), "another session of the user");
+    // Expired revocations are dropped; the list never passes its bound.
+    let mut last = after;
+    for i in 0..(kurz_schemas::User::MAX_REVOKED_SESSIONS as i64 + 5) {
+        last = match decided(&handle(&mut s, &cmd(&format!("r{i}"), revoke(&format!("m{i}"), 100_000)), Ts(10_000 + i))).1 {
+            Answer::User { user } => user,
+            other => panic!("{other:?}"),
+        };
+        assert!(last.revoked_sessions.len() <= kurz_schemas::User::MAX_REVOKED_SESSIONS);
+        assert!(!last.revoked_sessions.iter().any(|r| r.id == "n1"), "n1 expired at 9000");
+    }
+    assert!(last.sessions_from.is_some(), "past the bound, a logout ends every session");
+    assert!(!last.accepts_session(Ts(9_999), "anything"));
+
+    let change = CommandBody::UpdateUser { id: user.id, email: None, username: None, password_hash: Some("h2".into()) };
+    let changed = match decided(&handle(&mut s, &cmd("3", change), Ts(50_000))).1 {
+        Answer::User { user } => user,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(changed.password_hash.as_deref(), Some("h2"));
+    assert!(!changed.accepts_session(Ts(49_999), "old"), "issued before the change");
+    assert!(changed.accepts_session(Ts(50_000), "new"), "issued at or after it");
+    let gone = CommandBody::RevokeSession { id: Id::new(999).unwrap(), session: "x".into(), until: Ts(1) };
+    assert_eq!(decided(&handle(&mut s, &cmd("4", gone), Ts(50_001))).0, 404);
 }

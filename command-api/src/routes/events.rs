@@ -1,11 +1,11 @@
 use super::to_response;
-use crate::submit::{command_id, render};
+use crate::submit::{canonical, render};
 use crate::{AppState, Principal};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use kurz_schemas::limits::{self, MAX_EVENT_TYPE_BYTES};
-use kurz_schemas::{Command, CommandBody, Id, ShortCode};
+use kurz_schemas::{CommandBody, Id, ShortCode};
 use kurz_web::{ApiError, JsonObject};
 
 pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap, body: JsonObject) -> Result<Response, ApiError> {
@@ -37,8 +37,8 @@ pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap,
         (_, None) => None,
     };
     let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
-    let id = command_id(&headers, &p.scope(), "POST /events")?;
+    let key = s.idempotency(&headers, &p.scope(), "POST /events", &canonical(&body))?;
     let cmd = CommandBody::RecordEvent { code, url_id: link.id, user_id, event_type, details, owner: p.owner() };
-    let o = s.submit(Command::new(id, p.actor(), cmd)).await?;
+    let o = s.submit(key.command(p.actor(), cmd)).await?;
     Ok(to_response(render(&o)?))
 }

@@ -1,7 +1,7 @@
 //! Write routes. Each handler authenticates, validates the request into a command, and
 //! submits it.
 
-mod auth;
+pub(crate) mod auth;
 #[doc(hidden)]
 pub mod bulk;
 mod events;
@@ -31,6 +31,7 @@ pub fn all(state: AppState) -> Vec<(&'static str, MethodRouter)> {
         vec![
             ("/auth/register", post(auth::register).with_state(s.clone()).layer(json_limit)),
             ("/auth/login", post(auth::login).with_state(s.clone()).layer(json_limit)),
+            ("/auth/logout", post(auth::logout).with_state(s.clone()).layer(json_limit)),
         ],
     );
     let mut writes = limited(&s.limits.writes, writes(s.clone(), bulk_limit, json_limit));

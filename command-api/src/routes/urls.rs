@@ -1,6 +1,6 @@
 use super::{bad, path_id, to_response};
 use crate::codes::{keyed_code, random_code};
-use crate::submit::{command_id, has_key, render};
+use crate::submit::{canonical, render, Idempotency};
 use crate::{AppState, Principal};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -62,15 +62,14 @@ struct NewLink {
 /// requests for the same URL meet at the same code.
 async fn create_link(
     s: &AppState,
-    headers: &HeaderMap,
+    key: Idempotency,
     p: Principal,
-    route: &str,
     link: NewLink,
     alias: Option<ShortCode>,
     derive: bool,
 ) -> Result<StoredOutcome, ApiError> {
-    let base = command_id(headers, &p.scope(), route)?;
-    let keyed = has_key(headers);
+    let base = key.id.clone();
+    let keyed = key.keyed();
     let attempts = if alias.is_some() { 1 } else { CODE_ATTEMPTS };
     for attempt in 0..attempts {
         let code = match &alias {
@@ -91,7 +90,7 @@ async fn create_link(
             user_id: link.owner,
             existing_ok: derive,
         };
-        let o = s.submit(Command::new(id, p.actor(), body)).await?;
+        let o = s.submit(Command::new(id, p.actor(), body).with_fingerprint(key.fingerprint.clone())).await?;
         if o.status == 409 && alias.is_none() {
             continue; // the generated code is taken: draw the next one
         }
@@ -106,7 +105,8 @@ pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap,
     let user_id = body.opt_id("user_id")?;
     let alias = body.opt_str("short_code")?.map(ShortCode::parse).transpose().map_err(bad)?;
     let owner = owner_for(&s, p, user_id).await?;
-    let o = create_link(&s, &headers, p, "POST /urls", NewLink { url, title, owner }, alias, false).await?;
+    let key = s.idempotency(&headers, &p.scope(), "POST /urls", &canonical(&body))?;
+    let o = create_link(&s, key, p, NewLink { url, title, owner }, alias, false).await?;
     Ok(to_response(render(&o)?))
 }
 
@@ -122,7 +122,8 @@ pub async fn shorten(State(s): State<AppState>, p: Principal, headers: HeaderMap
     if let Some(existing) = s.store.active_link_for(owner, url.as_str()).await? {
         return Ok((StatusCode::OK, Json(shorten_json(&base, &existing))).into_response());
     }
-    let o = create_link(&s, &headers, p, "POST /shorten", NewLink { url, title, owner }, None, true).await?;
+    let key = s.idempotency(&headers, &p.scope(), "POST /shorten", &canonical(&body))?;
+    let o = create_link(&s, key, p, NewLink { url, title, owner }, None, true).await?;
     match &o.answer {
         Answer::Link { link } => {
             Ok((StatusCode::from_u16(o.status).unwrap_or(StatusCode::CREATED), Json(shorten_json(&base, link))).into_response())
@@ -170,16 +171,16 @@ pub async fn update(
     let original_url = body.opt_str("original_url")?.map(|u| target(&s, &headers, u)).transpose()?;
     let is_active = body.opt_bool("is_active")?;
     let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
-    let id = command_id(&headers, &p.scope(), &format!("PUT /urls/{}", link.id))?;
+    let key = s.idempotency(&headers, &p.scope(), &format!("PUT /urls/{}", link.id), &canonical(&body))?;
     let cmd = CommandBody::UpdateLink { code, id: link.id, title, original_url, is_active, owner: p.owner() };
-    let o = s.submit(Command::new(id, p.actor(), cmd)).await?;
+    let o = s.submit(key.command(p.actor(), cmd)).await?;
     Ok(to_response(render(&o)?))
 }
 
 pub async fn delete(State(s): State<AppState>, Path(raw): Path<String>, p: Principal, headers: HeaderMap) -> Result<Response, ApiError> {
     let link = existing_link(&s, &raw).await?;
     let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
-    let id = command_id(&headers, &p.scope(), &format!("DELETE /urls/{}", link.id))?;
-    let o = s.submit(Command::new(id, p.actor(), CommandBody::DeleteLink { code, id: link.id, owner: p.owner() })).await?;
+    let key = s.idempotency(&headers, &p.scope(), &format!("DELETE /urls/{}", link.id), b"")?;
+    let o = s.submit(key.command(p.actor(), CommandBody::DeleteLink { code, id: link.id, owner: p.owner() })).await?;
     Ok(to_response(render(&o)?))
 }

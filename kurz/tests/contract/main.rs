@@ -108,6 +108,9 @@ impl Api {
     async fn get(&self, path: &str) -> Resp {
         self.call(Method::GET, path, None, None, &[]).await
     }
+    async fn get_as(&self, token: Option<&str>, path: &str) -> Resp {
+        self.call(Method::GET, path, None, token, &[]).await
+    }
     async fn post(&self, path: &str, body: Value) -> Resp {
         self.call(Method::POST, path, Some(&body), None, &[]).await
     }

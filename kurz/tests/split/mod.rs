@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-pub const ADMIN_TOKEN: &str = "split-admin-token";
+pub const ADMIN_TOKEN: &str = "split-admin-token-0123456789abcdef";
 /// Shared by every process: session tokens and derived short codes must agree.
 pub const SECRET: &str = "split-deployment-shared-secret-0123456789";
 pub const PARTITIONS: u32 = 4;

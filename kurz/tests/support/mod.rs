@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 #[path = "../split/mod.rs"]
 pub mod split;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 #[derive(Clone, Debug)]
 pub struct Opts {

@@ -13,14 +13,7 @@ fn id(n: u64) -> Id {
 }
 
 pub fn user(n: u64, email: &str) -> User {
-    User {
-        id: id(n),
-        email: email.into(),
-        username: Some(format!("u{n}")),
-        created_at: Ts(1000),
-        updated_at: Ts(1000),
-        password_hash: None,
-    }
+    User::new(id(n), email.into(), Some(format!("u{n}")), Ts(1000), None)
 }
 
 pub fn link(n: u64, code: &str, owner: Option<u64>, url: &str, active: bool) -> Link {
@@ -319,7 +312,9 @@ async fn attempts_are_kept_per_partition(s: &dyn ReadStore) {
 }
 
 async fn outcomes_wake_waiters(store: Arc<dyn ReadStore>) {
-    let outcome = StoredOutcome { status: 201, answer: Answer::Deleted { id: id(5) }, at: Ts::now() };
+    // The request fingerprint is kept with the outcome: an idempotent retry is checked
+    // against it.
+    let outcome = StoredOutcome { status: 201, answer: Answer::Deleted { id: id(5) }, at: Ts::now(), fingerprint: Some("fp-1".into()) };
     assert_eq!(store.wait_outcome("cmd-1", Duration::from_millis(30)).await.unwrap(), None);
     let waiter = {
         let store = store.clone();
@@ -329,7 +324,7 @@ async fn outcomes_wake_waiters(store: Arc<dyn ReadStore>) {
     store.apply(batch(12, 13, vec![Mutation::PutOutcome { command_id: "cmd-1".into(), outcome: outcome.clone() }])).await.unwrap();
     assert_eq!(waiter.await.unwrap(), Some(outcome.clone()));
     // The first outcome of a command id is kept.
-    let other = StoredOutcome { status: 409, ..outcome.clone() };
+    let other = StoredOutcome { status: 409, fingerprint: Some("fp-2".into()), ..outcome.clone() };
     store.apply(batch(13, 14, vec![Mutation::PutOutcome { command_id: "cmd-1".into(), outcome: other }])).await.unwrap();
     assert_eq!(store.outcome("cmd-1").await.unwrap(), Some(outcome.clone()));
 

@@ -32,6 +32,9 @@ pub struct StoredOutcome {
     pub status: u16,
     pub answer: Answer,
     pub at: Ts,
+    /// The request fingerprint the command was decided under (`Command::fingerprint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

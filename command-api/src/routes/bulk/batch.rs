@@ -7,12 +7,13 @@
 //! `Idempotency-Key` makes the same chunks, and chunks already decided are answered
 //! from their outcomes instead of loading twice.
 
+use crate::submit::Idempotency;
 use crate::{AppState, Principal};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use kurz_schemas::command::link_key;
 use kurz_schemas::event::Answer;
-use kurz_schemas::{Command, CommandBody, CommandId, ShortCode};
+use kurz_schemas::{CommandBody, CommandId, ShortCode};
 use kurz_storage::log::partition_for;
 use kurz_storage::store::StoredOutcome;
 use kurz_web::ApiError;
@@ -42,7 +43,7 @@ impl Problems {
 pub(super) struct Batcher<R> {
     s: AppState,
     p: Principal,
-    base: CommandId,
+    base: Idempotency,
     /// Rows waiting, by partition, with the routing key of their chunk.
     open: BTreeMap<u32, (String, Vec<R>)>,
     /// Chunks made so far, by partition.
@@ -54,7 +55,7 @@ pub(super) struct Batcher<R> {
 }
 
 impl<R: Send + 'static> Batcher<R> {
-    pub fn new(s: &AppState, p: Principal, base: CommandId, body: fn(String, Vec<R>) -> CommandBody) -> Batcher<R> {
+    pub fn new(s: &AppState, p: Principal, base: Idempotency, body: fn(String, Vec<R>) -> CommandBody) -> Batcher<R> {
         Batcher {
             s: s.clone(),
             p,
@@ -90,9 +91,9 @@ impl<R: Send + 'static> Batcher<R> {
             self.settle().await?;
         }
         let n = self.made.entry(partition).or_default();
-        let id = CommandId(format!("{}/p{partition}/{n}", self.base.as_str()));
+        let chunk = Idempotency { id: CommandId(format!("{}/p{partition}/{n}", self.base.id.as_str())), ..self.base.clone() };
         *n += 1;
-        let cmd = Command::new(id, self.p.actor(), (self.body)(key, rows));
+        let cmd = chunk.command(self.p.actor(), (self.body)(key, rows));
         let s = self.s.clone();
         self.in_flight.push(Box::pin(async move { s.submit(cmd).await }));
         Ok(())

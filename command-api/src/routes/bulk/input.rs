@@ -13,6 +13,7 @@ use axum::http::HeaderMap;
 use futures::StreamExt;
 use kurz_schemas::limits::MAX_BULK_ROWS;
 use kurz_web::{ApiError, JsonObject, BULK_BODY_LIMIT, JSON_BODY_LIMIT};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{Seek, Write};
 use tokio::sync::mpsc;
@@ -24,8 +25,10 @@ const CHANNEL_ROWS: usize = 1024;
 /// callers.
 pub(super) type Row = HashMap<String, String>;
 
-/// The CSV of a bulk request, as a file positioned at its start.
-pub(super) async fn open(s: &AppState, headers: &HeaderMap, body: axum::body::Body) -> Result<std::fs::File, ApiError> {
+/// The CSV of a bulk request, as a file positioned at its start, and a digest of the
+/// request (the CSV's SHA-256, or the JSON request naming a file), which binds an
+/// `Idempotency-Key` to it.
+pub(super) async fn open(s: &AppState, headers: &HeaderMap, body: axum::body::Body) -> Result<(std::fs::File, [u8; 32]), ApiError> {
     if is_csv(headers) {
         return spool(body).await;
     }
@@ -35,6 +38,7 @@ pub(super) async fn open(s: &AppState, headers: &HeaderMap, body: axum::body::Bo
     })?;
     let obj = JsonObject::parse(&bytes)
         .map_err(|_| ApiError::BadRequest("send a CSV body with Content-Type: text/csv, or a JSON object {\"file\": \"<name>\"}".into()))?;
+    let digest: [u8; 32] = Sha256::digest(crate::submit::canonical(&obj)).into();
     let name = obj.str("file")?;
     let escapes = name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') || name.contains("..");
     if escapes {
@@ -49,7 +53,7 @@ pub(super) async fn open(s: &AppState, headers: &HeaderMap, body: axum::body::Bo
     let name = name.to_string();
     tokio::task::spawn_blocking(move || match std::fs::File::open(&path) {
         Ok(f) if f.metadata().is_ok_and(|m| m.is_dir()) => Err(ApiError::BadRequest(format!("'{name}' is not a file"))),
-        Ok(f) => Ok(f),
+        Ok(f) => Ok((f, digest)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::NotFound(format!("file '{name}' not found"))),
         Err(e) => Err(ApiError::internal(e)),
     })
@@ -58,11 +62,12 @@ pub(super) async fn open(s: &AppState, headers: &HeaderMap, body: axum::body::Bo
 }
 
 /// Writes the body to an unnamed temporary file (gone when closed), up to the bulk limit.
-async fn spool(body: axum::body::Body) -> Result<std::fs::File, ApiError> {
+async fn spool(body: axum::body::Body) -> Result<(std::fs::File, [u8; 32]), ApiError> {
     let file = tokio::task::spawn_blocking(tempfile::tempfile).await.map_err(ApiError::internal)?.map_err(ApiError::internal)?;
     let mut file = tokio::fs::File::from_std(file);
     let mut stream = body.into_data_stream();
     let mut total = 0usize;
+    let mut digest = Sha256::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| match kurz_web::body::body_timeout(&e) {
             Some(t) => ApiError::RequestTimeout(t.to_string()),
@@ -72,13 +77,14 @@ async fn spool(body: axum::body::Body) -> Result<std::fs::File, ApiError> {
         if total > BULK_BODY_LIMIT {
             return Err(ApiError::PayloadTooLarge(BULK_BODY_LIMIT));
         }
+        digest.update(&chunk);
         tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(ApiError::internal)?;
     }
     let mut file = file.into_std().await;
     tokio::task::spawn_blocking(move || {
         file.flush()?;
         file.rewind()?;
-        Ok::<_, std::io::Error>(file)
+        Ok::<_, std::io::Error>((file, digest.finalize().into()))
     })
     .await
     .map_err(ApiError::internal)?

@@ -9,7 +9,6 @@
 //! (`batch.rs`): memory is bounded by the chunks in flight, not by the load's size.
 
 use crate::codes::random_code;
-use crate::submit::command_id;
 use crate::{AppState, Principal};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -107,8 +106,10 @@ pub async fn users(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     const ROUTE: &str = "POST /users/bulk";
-    let mut rows = input::rows(input::open(&s, &headers, body).await?).await?;
-    let mut batch = Batcher::new(&s, p, command_id(&headers, &p.scope(), ROUTE)?, |_, rows| CommandBody::ImportUsers { rows });
+    let (file, digest) = input::open(&s, &headers, body).await?;
+    let key = s.idempotency(&headers, &p.scope(), ROUTE, &digest)?;
+    let mut rows = input::rows(file).await?;
+    let mut batch = Batcher::new(&s, p, key, |_, rows| CommandBody::ImportUsers { rows });
     while let Some((i, row)) = rows.recv().await {
         let parsed = (|| -> Result<UserRow, String> {
             if let Some(p) = oversized(&row) {
@@ -138,9 +139,11 @@ pub async fn urls(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     const ROUTE: &str = "POST /urls/bulk";
-    let mut rows = input::rows(input::open(&s, &headers, body).await?).await?;
+    let (file, digest) = input::open(&s, &headers, body).await?;
+    let key = s.idempotency(&headers, &p.scope(), ROUTE, &digest)?;
+    let mut rows = input::rows(file).await?;
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
-    let mut batch = Batcher::new(&s, p, command_id(&headers, &p.scope(), ROUTE)?, |key, rows| CommandBody::ImportLinks { key, rows });
+    let mut batch = Batcher::new(&s, p, key, |key, rows| CommandBody::ImportLinks { key, rows });
     while let Some((i, row)) = rows.recv().await {
         let parsed = (|| -> Result<LinkRow, String> {
             if let Some(p) = oversized(&row) {
@@ -183,8 +186,10 @@ pub async fn events(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     const ROUTE: &str = "POST /events/bulk";
-    let mut rows = input::rows(input::open(&s, &headers, body).await?).await?;
-    let mut batch = Batcher::new(&s, p, command_id(&headers, &p.scope(), ROUTE)?, |key, rows| CommandBody::ImportEvents { key, rows });
+    let (file, digest) = input::open(&s, &headers, body).await?;
+    let key = s.idempotency(&headers, &p.scope(), ROUTE, &digest)?;
+    let mut rows = input::rows(file).await?;
+    let mut batch = Batcher::new(&s, p, key, |key, rows| CommandBody::ImportEvents { key, rows });
     let codes: quick_cache::unsync::Cache<Id, Option<ShortCode>> = quick_cache::unsync::Cache::new(CODES_KEPT);
     let mut codes = codes;
     while let Some((i, row)) = rows.recv().await {

@@ -24,7 +24,7 @@ fn link_events_carry_their_offset_as_version() {
     Links.apply(Input::Event { event: &ev(EventBody::LinkDeleted { link: link.clone() }), partition: 2, offset: 11 }, &mut out);
     Links.apply(
         Input::Event {
-            event: &ev(EventBody::Decided { status: 200, answer: kurz_schemas::event::Answer::Deleted { id: link.id } }),
+            event: &ev(EventBody::Decided { status: 200, answer: kurz_schemas::event::Answer::Deleted { id: link.id }, fingerprint: None }),
             partition: 2,
             offset: 12,
         },

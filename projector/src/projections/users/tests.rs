@@ -5,8 +5,7 @@ use kurz_storage::store::Mutation;
 
 #[test]
 fn user_events_become_absolute_puts_and_deletes() {
-    let user =
-        User { id: Id::new(7).unwrap(), email: "a@b.io".into(), username: None, created_at: Ts(1), updated_at: Ts(1), password_hash: None };
+    let user = User::new(Id::new(7).unwrap(), "a@b.io".into(), None, Ts(1), None);
     let ev = |body| Event { id: Id::new(100).unwrap(), command_id: CommandId("c".into()), at: Ts(1), body };
     let created = ev(EventBody::UserCreated { user: user.clone(), imported: false });
     let deleted = ev(EventBody::UserDeleted { user: user.clone() });

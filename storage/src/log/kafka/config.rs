@@ -25,7 +25,8 @@ pub struct KafkaConfig {
 
 impl KafkaConfig {
     pub fn parse(url: &str) -> Result<KafkaConfig, StorageError> {
-        let rest = url.strip_prefix("kafka://").ok_or_else(|| StorageError::Engine(format!("not a kafka:// url: {url}")))?;
+        let rest =
+            url.strip_prefix("kafka://").ok_or_else(|| StorageError::Engine(format!("not a kafka:// url: {}", crate::redact(url))))?;
         let (hosts, query) = rest.split_once('?').unwrap_or((rest, ""));
         let hosts = hosts.trim_end_matches('/');
         if hosts.is_empty() {

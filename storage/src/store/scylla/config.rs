@@ -22,7 +22,7 @@ pub struct ScyllaConfig {
 }
 
 fn bad(url: &str, why: impl std::fmt::Display) -> StorageError {
-    StorageError::Engine(format!("store url '{url}': {why}"))
+    StorageError::Engine(format!("store url '{}': {why}", crate::redact(url)))
 }
 
 fn is_ident(s: &str, max: usize) -> bool {

@@ -1,0 +1,297 @@
+//! Accounts, secrets and personal data, black-box against the real binary: one
+//! caller can never get another's result, session or data.
+
+mod support;
+use serde_json::{json, Value};
+use support::*;
+
+async fn send(rb: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn register(s: &Server, key: &str, email: &str, password: &str) -> reqwest::RequestBuilder {
+    client().post(s.url("/auth/register")).header("Idempotency-Key", key).json(&json!({"email": email, "password": password}))
+}
+
+/// The attack of issue #17: a second sign-up under the victim's idempotency key got the
+/// victim's user and a session acting as the victim. Now the key is scoped by the
+/// e-mail and bound to the request: another e-mail gets its own account, the same
+/// e-mail with another password a 422, and only the very same request its replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_sign_up_key_never_hands_out_another_account() {
+    let s = Server::token();
+    let (st, victim) = send(register(&s, "k1", "victim@x.io", "victim-password")).await;
+    assert_eq!(st, 201, "{victim}");
+    let victim_id = victim["user"]["id"].as_u64().unwrap();
+
+    // Another e-mail, same key: its own account, its own token.
+    let (st, attacker) = send(register(&s, "k1", "attacker@x.io", "attacker-password")).await;
+    assert_eq!(st, 201, "{attacker}");
+    let attacker_id = attacker["user"]["id"].as_u64().unwrap();
+    assert_ne!(attacker_id, victim_id);
+    assert_eq!(attacker["user"]["email"], "attacker@x.io");
+    let token = attacker["session_token"].as_str().unwrap();
+    let (st, body) = send(client().put(s.url(&format!("/users/{victim_id}"))).bearer_auth(token).json(&json!({"username": "pwned"}))).await;
+    assert_eq!(st, 403, "the attacker's token acts as the attacker only: {body}");
+
+    // The victim's e-mail with a guessed password, same key: 422, no session.
+    let (st, body) = send(register(&s, "k1", "victim@x.io", "guessed-password")).await;
+    assert_eq!(st, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Idempotency-Key"), "{body}");
+    assert!(body.get("session_token").is_none());
+
+    // The very same request is a replay: the same user (its caller knows the password).
+    let (st, again) = send(register(&s, "k1", "victim@x.io", "victim-password")).await;
+    assert_eq!(st, 201, "{again}");
+    assert_eq!(again["user"]["id"].as_u64(), Some(victim_id));
+}
+
+async fn user_token(s: &Server, email: &str) -> (u64, String) {
+    let (st, b) = send(client().post(s.url("/auth/register")).json(&json!({"email": email, "password": "password-123"}))).await;
+    assert_eq!(st, 201, "{b}");
+    (b["user"]["id"].as_u64().unwrap(), b["session_token"].as_str().unwrap().to_string())
+}
+
+/// Two users sending the same key each get their own link; one user reusing a key with
+/// another body gets a 422; the same body, keys reordered and spaced differently, is a
+/// replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_are_per_user_and_bound_to_the_request() {
+    let s = Server::token();
+    let (a, ta) = user_token(&s, "a@x.io").await;
+    let (b, tb) = user_token(&s, "b@x.io").await;
+    let create = |token: &str, url: &str| {
+        client().post(s.url("/urls")).bearer_auth(token).header("Idempotency-Key", "same-key").json(&json!({"original_url": url}))
+    };
+    let (st, la) = send(create(&ta, "https://a.io/")).await;
+    assert_eq!(st, 201, "{la}");
+    let (st, lb) = send(create(&tb, "https://b.io/")).await;
+    assert_eq!(st, 201, "{lb}");
+    assert_ne!(la["id"], lb["id"]);
+    assert_eq!((la["user_id"].as_u64(), lb["user_id"].as_u64()), (Some(a), Some(b)));
+    assert_eq!(lb["original_url"], "https://b.io/");
+
+    let (st, body) = send(create(&ta, "https://other.io/")).await;
+    assert_eq!(st, 422, "{body}");
+
+    // The same JSON, written differently: the same request.
+    let raw = r#"{ "original_url" :  "https://a.io/" }"#;
+    let r = client()
+        .post(s.url("/urls"))
+        .bearer_auth(&ta)
+        .header("Idempotency-Key", "same-key")
+        .header("content-type", "application/json")
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["id"], la["id"]);
+
+    // A key is per route too: the same key on an update is a new command.
+    let id = la["id"].as_u64().unwrap();
+    let (st, up) = send(
+        client().put(s.url(&format!("/urls/{id}"))).bearer_auth(&ta).header("Idempotency-Key", "same-key").json(&json!({"title": "t1"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{up}");
+    let (st, body) = send(
+        client().put(s.url(&format!("/urls/{id}"))).bearer_auth(&ta).header("Idempotency-Key", "same-key").json(&json!({"title": "t2"})),
+    )
+    .await;
+    assert_eq!(st, 422, "{body}");
+    let link: Value = client().get(s.url(&format!("/urls/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(link["title"], "t1", "the refused request changed nothing");
+}
+
+/// A bulk load's key is bound to its CSV: the same key with another file is a 422 and
+/// loads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_key_is_bound_to_its_file() {
+    let s = Server::open();
+    let load = |csv: &'static str| {
+        client().post(s.url("/users/bulk")).header("content-type", "text/csv").header("Idempotency-Key", "bulk-k").body(csv)
+    };
+    let (st, r) = send(load("email\nb1@x.io\nb2@x.io\n")).await;
+    assert_eq!((st, r["count"].as_u64()), (201, Some(2)), "{r}");
+    let (st, r) = send(load("email\nb1@x.io\nb2@x.io\n")).await;
+    assert_eq!((st, r["count"].as_u64()), (201, Some(2)), "a replay: {r}");
+    let (st, r) = send(load("email\nc1@x.io\nc2@x.io\n")).await;
+    assert_eq!(st, 422, "{r}");
+    let users: Vec<Value> = client().get(s.url("/users")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(users.len(), 2, "{users:?}");
+}
+
+/// The data directory and what kurz writes in it are its user's alone, and a
+/// pre-existing open directory is tightened at start.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::token();
+    if s.split.is_some() {
+        return assert!(s.split.is_some(), "the split deployment keeps no embedded files to check");
+    }
+    std::fs::set_permissions(s.data.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (st, b) = send(client().post(s.url("/urls")).bearer_auth(ADMIN_TOKEN).json(&json!({"original_url": "https://p.io"}))).await;
+    assert_eq!(st, 201, "{b}");
+    let mut checked = 0;
+    let mut stack = vec![s.data.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+            if e.file_type().unwrap().is_dir() {
+                assert_eq!(mode, 0o700, "{}", e.path().display());
+                stack.push(e.path());
+            } else {
+                assert_eq!(mode, 0o600, "{}", e.path().display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 3, "the log, the store and the secret at least: {checked} files");
+
+    // A data directory left open by an older version is closed at start.
+    let old = tempfile::tempdir().unwrap();
+    let dir = old.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("stray"), b"x").unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir.join("stray"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kurz"))
+        .args(["serve"])
+        .env("KURZ_DATA_DIR", &dir)
+        .env("KURZ_HTTP_ADDR", "256.0.0.1:0") // stops right after the data directory is set up
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(dir.join("stray")).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+/// A short secret or admin token stops the start with exit code 2 and a message naming
+/// the setting; nothing is served.
+#[test]
+fn a_short_secret_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [("KURZ_SECRET", "qq7"), ("KURZ_ADMIN_TOKEN", "one-letter-is-not-a-token")] {
+        for role in ["serve", "command-api", "query-edge"] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_kurz"))
+                .arg(role)
+                .env("KURZ_DATA_DIR", dir.path())
+                .env("KURZ_AUTH", "token")
+                .env("KURZ_HTTP_ADDR", "127.0.0.1:0")
+                .env_remove("KURZ_SECRET")
+                .env_remove("KURZ_ADMIN_TOKEN")
+                .env(name, value)
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{role} with a short {name}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains(name) && err.contains("at least 32"), "{role}: {err}");
+            assert!(!err.contains(value), "the message does not repeat the secret: {err}");
+        }
+    }
+}
+
+/// Token mode lists users without their e-mail addresses, except to the admin token;
+/// open mode keeps the contract's listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_are_the_admins_to_read_in_token_mode() {
+    let s = Server::token();
+    let (id, token) = user_token(&s, "private@x.io").await;
+    for (who, auth) in [("anonymous", None), ("a user", Some(token.as_str())), ("a wrong token", Some("nope"))] {
+        for path in ["/users".to_string(), format!("/users/{id}")] {
+            let mut rb = client().get(s.url(&path));
+            if let Some(t) = auth {
+                rb = rb.bearer_auth(t);
+            }
+            let (st, body) = send(rb).await;
+            assert_eq!(st, 200, "{who} {path}: {body}");
+            assert!(!body.to_string().contains("private@x.io"), "{who} {path}: {body}");
+        }
+    }
+    let (_, one) = send(client().get(s.url(&format!("/users/{id}"))).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(one["email"], "private@x.io");
+    let (_, all) = send(client().get(s.url("/users")).bearer_auth(ADMIN_TOKEN)).await;
+    assert!(all.to_string().contains("private@x.io"), "{all}");
+
+    let open = Server::open();
+    let (st, u) = send(client().post(open.url("/users")).json(&json!({"email": "listed@x.io"}))).await;
+    assert_eq!(st, 201, "{u}");
+    let (_, all) = send(client().get(open.url("/users"))).await;
+    assert!(all.to_string().contains("listed@x.io"), "open mode lists e-mails: {all}");
+}
+
+async fn as_user(s: &Server, token: &str, url: &str) -> u16 {
+    client().post(s.url("/urls")).bearer_auth(token).json(&json!({"original_url": url})).send().await.unwrap().status().as_u16()
+}
+
+/// A logout ends the session it is called with, and only that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_ends_its_session() {
+    let s = Server::token();
+    let (_, t1) = user_token(&s, "out@x.io").await;
+    let (st, login) = send(client().post(s.url("/auth/login")).json(&json!({"email": "out@x.io", "password": "password-123"}))).await;
+    assert_eq!(st, 200, "{login}");
+    let t2 = login["session_token"].as_str().unwrap().to_string();
+    assert!(t1.starts_with("v2.") && t2.starts_with("v2."), "tokens carry a key id: {t1}");
+    assert_eq!(as_user(&s, &t1, "https://before.io").await, 201);
+
+    let (st, body) = send(client().post(s.url("/auth/logout")).bearer_auth(&t1)).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(as_user(&s, &t1, "https://after.io").await, 401, "the logged-out token");
+    let (st, _) = send(client().post(s.url("/auth/logout")).bearer_auth(&t1)).await;
+    assert_eq!(st, 401, "a second logout of it");
+    assert_eq!(as_user(&s, &t2, "https://other-session.io").await, 201, "the user's other session lives on");
+
+    // Neither the admin token nor nonsense is a session.
+    let (st, body) = send(client().post(s.url("/auth/logout")).bearer_auth(ADMIN_TOKEN)).await;
+    assert_eq!(st, 400, "{body}");
+    let (st, _) = send(client().post(s.url("/auth/logout"))).await;
+    assert_eq!(st, 401);
+    let (st, _) = send(client().post(s.url("/auth/logout")).bearer_auth("v2.00000000.AAAA.BBBB")).await;
+    assert_eq!(st, 401);
+}
+
+/// Changing the password (with the current one) ends every older session and hands the
+/// caller a new one; the new password signs in, the old one no longer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_every_older_session() {
+    let s = Server::token();
+    let (id, t1) = user_token(&s, "pw@x.io").await;
+    let (_, other) = send(client().post(s.url("/auth/login")).json(&json!({"email": "pw@x.io", "password": "password-123"}))).await;
+    let t2 = other["session_token"].as_str().unwrap().to_string();
+    let change = |token: &str, body: Value| client().put(s.url(&format!("/users/{id}"))).bearer_auth(token).json(&body);
+
+    let (st, body) = send(change(&t1, json!({"password": "new-password-1"}))).await;
+    assert_eq!(st, 400, "the current password is needed: {body}");
+    let (st, body) = send(change(&t1, json!({"password": "new-password-1", "current_password": "wrong-guess"}))).await;
+    assert_eq!(st, 403, "{body}");
+    let (st, body) = send(change(&t1, json!({"password": "short", "current_password": "password-123"}))).await;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(as_user(&s, &t1, "https://still.io").await, 201, "refused changes end nothing");
+
+    let (st, body) = send(change(&t1, json!({"password": "new-password-1", "current_password": "password-123"}))).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.get("password_hash").is_none() && !body.to_string().contains("argon2"), "{body}");
+    let t3 = body["session_token"].as_str().expect("a new session for the caller").to_string();
+    assert_eq!(as_user(&s, &t1, "https://old1.io").await, 401);
+    assert_eq!(as_user(&s, &t2, "https://old2.io").await, 401);
+    assert_eq!(as_user(&s, &t3, "https://new.io").await, 201);
+
+    let login = |pw: &str| client().post(s.url("/auth/login")).json(&json!({"email": "pw@x.io", "password": pw}));
+    assert_eq!(send(login("password-123")).await.0, 401);
+    assert_eq!(send(login("new-password-1")).await.0, 200);
+
+    // The admin may set a password outright; the user's sessions end with it.
+    let (st, body) = send(change(ADMIN_TOKEN, json!({"password": "admin-set-pass"}))).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(body.get("session_token").is_none(), "the admin gets no session of the user");
+    assert_eq!(as_user(&s, &t3, "https://new2.io").await, 401);
+    assert_eq!(send(login("admin-set-pass")).await.0, 200);
+}
