@@ -18,6 +18,12 @@ need_pkgs=()
 command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# TLS tests: certificates made with openssl, a TLS terminator (socat) in front of the
+# Kafka and CQL peers; librdkafka links the system OpenSSL.
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v socat >/dev/null || need_pkgs+=(socat)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_pkgs+=(libssl-dev)
+command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 # scripts/tansu.sh fetches the broker's source from crates.io.
 command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -218,18 +218,72 @@ impl Auth {
     }
 
     /// Who is calling. In open mode everyone may do everything; in token mode a missing
-    /// or invalid token is a 401.
-    pub async fn principal(&self, headers: &axum::http::HeaderMap, store: &dyn ReadStore) -> Result<Principal, ApiError> {
+    /// or invalid token is a 401. With an API key, also which key.
+    pub async fn authenticate(
+        &self,
+        headers: &axum::http::HeaderMap,
+        store: &dyn ReadStore,
+    ) -> Result<(Principal, Option<UsedKey>), ApiError> {
         if self.mode == AuthMode::Open {
-            return Ok(Principal::Anyone);
+            return Ok((Principal::Anyone, None));
         }
         let token = bearer(headers)?;
         if self.is_admin_token(token) {
-            return Ok(Principal::Admin);
+            return Ok((Principal::Admin, None));
+        }
+        if let Some((user, key_id)) = parse_api_key(token) {
+            let invalid = || ApiError::Unauthorized("invalid or revoked API key".into());
+            let record = store.user(user).await?.ok_or_else(invalid)?;
+            let key = record.api_keys.iter().find(|k| k.id == key_id).ok_or_else(invalid)?;
+            if !bool::from(api_key_hash(token).as_bytes().ct_eq(key.hash.as_bytes())) {
+                return Err(invalid());
+            }
+            return Ok((Principal::User(user), Some(UsedKey { user, id: key.id.clone(), scope: key.scope, last_used: key.last_used_at })));
         }
         let (session, _) = self.session(headers, store).await?;
-        Ok(Principal::User(session.user))
+        Ok((Principal::User(session.user), None))
     }
+
+    /// An API key for `user`, derived from the command that creates it (so a retry of
+    /// that command shows the same key): `(key id, the key, its hash)`. The key is
+    /// `kurz_<user id>_<key id>_<43 characters of secret>`; only the hash is stored.
+    pub fn mint_api_key(&self, user: Id, command_id: &str) -> (String, String, String) {
+        let id = Self::mac(&self.secret, b"kurz-api-key-id", command_id.as_bytes());
+        let secret = Self::mac(&self.secret, b"kurz-api-key-secret", command_id.as_bytes());
+        let key_id: String = id[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let key = format!("{API_KEY_PREFIX}{}_{key_id}_{}", user.get(), B64.encode(secret));
+        let hash = api_key_hash(&key);
+        (key_id, key, hash)
+    }
+}
+
+/// API keys start with this, so a key is told from a session token by its look.
+pub const API_KEY_PREFIX: &str = "kurz_";
+
+/// The API key a request used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedKey {
+    pub user: Id,
+    pub id: String,
+    pub scope: kurz_schemas::KeyScope,
+    pub last_used: Option<Ts>,
+}
+
+/// `(user, key id)` of a token that looks like an API key.
+fn parse_api_key(token: &str) -> Option<(Id, &str)> {
+    let rest = token.strip_prefix(API_KEY_PREFIX)?;
+    let mut parts = rest.splitn(3, '_');
+    let user = Id::new(parts.next()?.parse().ok()?).ok()?;
+    let key_id = parts.next().filter(|k| k.len() == 16 && k.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    parts.next().filter(|s| s.len() == 43)?;
+    Some((user, key_id))
+}
+
+/// The stored form of an API key: SHA-256, hex. The key holds 256 random bits, so a
+/// fast hash is enough (no password-hashing work factor is needed against guessing).
+pub fn api_key_hash(key: &str) -> String {
+    use sha2::Digest;
+    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The bearer token of a request, or a 401.
@@ -475,6 +529,23 @@ mod tests {
         // An expired token does not verify.
         let expired = before.issue_at(id, Ts(Ts::now().0 - SESSION_TTL_MS - 1));
         assert_eq!(before.verify(&expired), None);
+    }
+
+    #[test]
+    fn api_keys_are_derived_per_command_and_parse_strictly() {
+        let a = Auth::new(AuthMode::Token, None, b"secret-0123456789abcdef-0123456789".to_vec());
+        let user = Id::new(42).unwrap();
+        let (id, key, hash) = a.mint_api_key(user, "cmd-1");
+        assert_eq!(a.mint_api_key(user, "cmd-1"), (id.clone(), key.clone(), hash.clone()), "a retry shows the same key");
+        assert_ne!(a.mint_api_key(user, "cmd-2").1, key);
+        assert_eq!(parse_api_key(&key), Some((user, id.as_str())));
+        assert_eq!(api_key_hash(&key), hash);
+        assert!(!hash.contains(&key[key.len() - 43..]));
+        for bad in ["kurz_", "kurz_42", "kurz_x_0011223344556677_AAAA", "kurz_42_00112233_x", "v2.a.b.c", "kurz_0_0011223344556677_", ""] {
+            assert_eq!(parse_api_key(bad), None, "{bad}");
+        }
+        let short_secret = format!("kurz_42_{id}_{}", "A".repeat(42));
+        assert_eq!(parse_api_key(&short_secret), None);
     }
 
     #[tokio::test]

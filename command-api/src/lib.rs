@@ -69,6 +69,8 @@ pub struct Inner {
     pub settings: Settings,
     pub command_partitions: u32,
     pub limits: Limits,
+    /// API keys whose use this process recorded lately, and when.
+    pub touched: quick_cache::sync::Cache<String, i64>,
 }
 
 /// The write side's rate limiters, built once from `Settings::rate`.
@@ -108,10 +110,46 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
+    /// Who is calling, for a write: a read-scoped API key is a 403.
     pub async fn principal(&self, headers: &axum::http::HeaderMap) -> Result<Principal, ApiError> {
-        self.auth.principal(headers, &*self.store).await
+        let (p, key) = self.caller(headers).await?;
+        if key.is_some_and(|k| k.scope == kurz_schemas::KeyScope::Read) {
+            return Err(ApiError::Forbidden("this API key may only read".into()));
+        }
+        Ok(p)
+    }
+
+    /// Who is calling, and with which API key if any; records the key's use.
+    pub async fn caller(&self, headers: &axum::http::HeaderMap) -> Result<(Principal, Option<auth::UsedKey>), ApiError> {
+        let (p, key) = self.auth.authenticate(headers, &*self.store).await?;
+        if let Some(k) = &key {
+            self.touch(k);
+        }
+        Ok((p, key))
+    }
+
+    /// Records a key's last use, at most once per [`KEY_USE_GRANULARITY_MS`] per key and
+    /// process, in the background: the request never waits for it.
+    fn touch(&self, k: &auth::UsedKey) {
+        let now = kurz_schemas::Ts::now();
+        let due = |t: i64| now.0 - t >= KEY_USE_GRANULARITY_MS;
+        if !k.last_used.is_none_or(|t| due(t.0)) || !self.touched.get(&k.id).is_none_or(due) {
+            return;
+        }
+        self.touched.insert(k.id.clone(), now.0);
+        let s = self.clone();
+        let body = kurz_schemas::CommandBody::TouchApiKey { id: k.user, key_id: k.id.clone(), at: now };
+        let cmd = kurz_schemas::Command::new(kurz_schemas::CommandId::random(), kurz_schemas::Actor::User(k.user), body);
+        tokio::spawn(async move {
+            if let Err(e) = s.submit(cmd).await {
+                tracing::debug!(event = "api_key_touch_failed", error = %e);
+            }
+        });
     }
 }
+
+/// How often a key's `last_used_at` moves: an hour (each move is an event).
+pub const KEY_USE_GRANULARITY_MS: i64 = 3600 * 1000;
 
 /// The command-api role: write routes plus the deciders.
 pub struct CommandApi {
@@ -126,7 +164,17 @@ impl CommandApi {
             auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()).with_previous(&settings.previous_secrets);
         let limits =
             Limits::new(&settings.rate, Arc::new(auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone())));
-        Ok(CommandApi { state: AppState(Arc::new(Inner { log, store, auth, settings, command_partitions, limits })) })
+        Ok(CommandApi {
+            state: AppState(Arc::new(Inner {
+                log,
+                store,
+                auth,
+                settings,
+                command_partitions,
+                limits,
+                touched: quick_cache::sync::Cache::new(10_000),
+            })),
+        })
     }
 
     pub fn state(&self) -> AppState {

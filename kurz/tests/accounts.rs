@@ -295,3 +295,117 @@ async fn a_password_change_ends_every_older_session() {
     assert_eq!(as_user(&s, &t3, "https://new2.io").await, 401);
     assert_eq!(send(login("admin-set-pass")).await.0, 200);
 }
+
+/// A query edge on a managed Redis (TLS, a password in the URL) serves redirects
+/// through it, and its logs name the cache without the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_password_never_reaches_the_logs() {
+    use std::io::BufRead;
+    const PASSWORD: &str = "cache-password-never-logged-0123";
+    let redis = kurz_testkit::RedisServer::start_tls(PASSWORD);
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kurz"))
+        .arg("query-edge")
+        .env("KURZ_DATA_DIR", data.path())
+        .env("KURZ_HTTP_ADDR", "127.0.0.1:0")
+        .env("KURZ_CACHE_URL", redis.url())
+        .env("KURZ_LOG", "debug,h2=info,hyper=info,rustls=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut logs = Vec::new();
+    let addr = loop {
+        let line = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("query-edge did not start");
+        logs.push(line.clone());
+        if line.contains("\"event\":\"listening\"") {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            break v["addr"].as_str().unwrap().to_string();
+        }
+    };
+    // A miss goes through the cache (an answer, not an error): the TLS link works.
+    let r = client().get(format!("http://{addr}/nosuch1")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let _ = child.kill();
+    let _ = child.wait();
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+        logs.push(l);
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let all = logs.join("\n") + &stderr;
+    assert!(!all.contains(PASSWORD), "the password is in the logs:\n{all}");
+    assert!(all.contains("rediss://:***@localhost"), "the cache is named, redacted:\n{all}");
+}
+
+/// API keys: made by the user's session, shown once, stored as a hash; a write key
+/// writes as the user, a read key cannot write (403), a revoked key answers 401; keys
+/// cannot make keys; another user's keys are out of reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_scoped_shown_once_and_revocable() {
+    let s = Server::token();
+    let (id, session) = user_token(&s, "keys@x.io").await;
+    let (other_id, other_session) = user_token(&s, "other@x.io").await;
+    let keys = s.url(&format!("/users/{id}/api-keys"));
+    let make = |token: &str, body: Value| client().post(&keys).bearer_auth(token).json(&body);
+
+    let (st, w) = send(make(&session, json!({"name": "deploy bot", "scope": "write"}))).await;
+    assert_eq!(st, 201, "{w}");
+    let write_key = w["key"].as_str().unwrap().to_string();
+    assert!(write_key.starts_with(&format!("kurz_{id}_")), "{write_key}");
+    assert_eq!((w["name"].as_str(), w["scope"].as_str()), (Some("deploy bot"), Some("write")));
+    assert!(w.get("hash").is_none(), "{w}");
+    let (st, r) = send(make(&session, json!({"name": "dashboard"}))).await;
+    assert_eq!((st, r["scope"].as_str()), (201, Some("read")), "read is the default: {r}");
+    let read_key = r["key"].as_str().unwrap().to_string();
+
+    // Bad requests.
+    for (body, want) in [
+        (json!({}), 400),
+        (json!({"name": ""}), 400),
+        (json!({"name": "x", "scope": "admin"}), 400),
+        (json!({"name": "n".repeat(65)}), 400),
+    ] {
+        assert_eq!(send(make(&session, body.clone())).await.0, want, "{body}");
+    }
+    assert_eq!(send(make(&other_session, json!({"name": "theirs"}))).await.0, 403, "another user's keys");
+    assert_eq!(send(make(&write_key, json!({"name": "child"}))).await.0, 403, "a key cannot make keys");
+
+    // A write key writes as its user; a read key cannot write.
+    let create = |token: &str| client().post(s.url("/urls")).bearer_auth(token).json(&json!({"original_url": "https://bot.io"}));
+    let (st, link) = send(create(&write_key)).await;
+    assert_eq!(st, 201, "{link}");
+    assert_eq!(link["user_id"].as_u64(), Some(id));
+    let (st, body) = send(create(&read_key)).await;
+    assert_eq!(st, 403, "{body}");
+
+    // Listed without secrets or hashes, with last use.
+    let (st, list) = send(client().get(&keys).bearer_auth(&read_key)).await;
+    assert_eq!(st, 200, "a read key may list its user's keys: {list}");
+    let text = list.to_string();
+    assert!(!text.contains(&write_key) && !text.contains(&read_key) && !text.contains("hash"), "{text}");
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (st, _) = send(client().get(s.url(&format!("/users/{other_id}/api-keys"))).bearer_auth(&read_key)).await;
+    assert_eq!(st, 403);
+    assert_eq!(send(client().get(&keys)).await.0, 401);
+
+    // Revoked: 401 from then on.
+    let write_id = w["id"].as_str().unwrap();
+    let (st, body) = send(client().delete(format!("{keys}/{write_id}")).bearer_auth(&session)).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(send(create(&write_key)).await.0, 401);
+    assert_eq!(send(client().delete(format!("{keys}/{write_id}")).bearer_auth(&session)).await.0, 404);
+    // A forged key (right shape, wrong secret) is 401.
+    let forged = format!("{}{}", &read_key[..read_key.len() - 4], "AAAA");
+    assert_eq!(send(client().get(&keys).bearer_auth(&forged)).await.0, 401);
+    // Deleting the user ends its keys.
+    assert_eq!(send(client().delete(s.url(&format!("/users/{id}"))).bearer_auth(&session)).await.0, 200);
+    assert_eq!(send(client().get(&keys).bearer_auth(&read_key)).await.0, 401);
+}

@@ -194,7 +194,8 @@ fn every_role_sets_every_setting_and_runs_its_role_from_the_one_image() {
             let value = scalar(&env, 6, name).unwrap_or_else(|| panic!("{role} does not set {name}"));
             // Settings whose absence is a choice (no CDN country header, no GeoIP
             // database) are present and may be empty: kurz reads empty as unset.
-            let may_be_empty = ["KURZ_COUNTRY_HEADER", "KURZ_GEOIP_DB", "KURZ_CORS_ORIGINS", "KURZ_DENY_HOSTS", "KURZ_PREVIOUS_SECRETS"].contains(&name.as_str());
+            let may_be_empty = ["KURZ_COUNTRY_HEADER", "KURZ_GEOIP_DB", "KURZ_CORS_ORIGINS", "KURZ_DENY_HOSTS", "KURZ_PREVIOUS_SECRETS"]
+                .contains(&name.as_str());
             assert!(may_be_empty || !value.is_empty(), "{role} sets {name} to an empty value");
         }
         // The secrets come from the caller's environment, not from defaults in the file.
@@ -321,18 +322,44 @@ fn block<'a>(text: &'a str, head: &str) -> Option<&'a str> {
 #[test]
 fn nginx_sends_writes_to_command_api_and_reads_to_query_edge() {
     let conf = nginx_conf();
-    let map = block(&conf, "map $request_method $kurz_upstream").expect("nginx.conf maps $request_method to $kurz_upstream");
-    let target = |method: &str| -> Option<String> {
-        map.lines()
-            .map(str::split_whitespace)
-            .find_map(|mut w| (w.next() == Some(method)).then(|| w.next().unwrap_or_default().trim_end_matches(';').to_string()))
+    let map =
+        block(&conf, "map \"$request_method:$uri\" $kurz_upstream").expect("nginx.conf maps \"$request_method:$uri\" to $kurz_upstream");
+    // The map as nginx evaluates it: exact keys, then regexes (`~`) in order, then the
+    // default.
+    let entries: Vec<(String, String)> = map
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.trim_end_matches(';').rsplit_once(char::is_whitespace).expect("a map entry: key value;");
+            (k.trim().trim_matches('"').to_string(), v.trim().to_string())
+        })
+        .collect();
+    let target = |method: &str, uri: &str| -> String {
+        let key = format!("{method}:{uri}");
+        let default = entries.iter().find(|(k, _)| k == "default").map(|(_, v)| v.clone()).expect("a default");
+        if let Some((_, v)) = entries.iter().find(|(k, _)| !k.starts_with('~') && *k == key) {
+            return v.clone();
+        }
+        entries
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix('~').map(|re| (regex::Regex::new(re).expect("a valid regex"), v)))
+            .find(|(re, _)| re.is_match(&key))
+            .map_or(default, |(_, v)| v.clone())
     };
     for m in ["POST", "PUT", "DELETE", "PATCH"] {
-        assert_eq!(target(m).as_deref(), Some("command_api"), "{m} must go to command-api");
+        for uri in ["/urls", "/users/5", "/users/5/api-keys", "/auth/logout"] {
+            assert_eq!(target(m, uri), "command_api", "{m} {uri} must go to command-api");
+        }
     }
     for m in ["GET", "HEAD"] {
-        assert_eq!(target(m).as_deref(), Some("query_edge"), "{m} must go to query-edge");
+        for uri in ["/abc1234", "/users", "/users/5", "/urls/7", "/events", "/health/ready", "/users/5/api-keys/x"] {
+            assert_eq!(target(m, uri), "query_edge", "{m} {uri} must go to query-edge");
+        }
+        // The one read the command-api serves: a user's API keys need authentication.
+        assert_eq!(target(m, "/users/5/api-keys"), "command_api", "{m} of a user's API keys");
     }
+    assert_eq!(target("OPTIONS", "/urls"), "query_edge");
     assert!(conf.contains("proxy_pass http://$kurz_upstream;"), "the server must proxy to $kurz_upstream");
 
     for (upstream, server) in [("command_api", "command-api:8080"), ("query_edge", "query-edge:8080")] {

@@ -89,6 +89,22 @@ pub enum CommandBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         password_hash: Option<String>,
     },
+    /// A new API key of a user (its secret stays with the caller; `key.hash` is its
+    /// SHA-256). The decider sets `created_at`.
+    CreateApiKey {
+        id: Id,
+        key: crate::ApiKey,
+    },
+    RevokeApiKey {
+        id: Id,
+        key_id: String,
+    },
+    /// Records that a key was used (at most once an hour per key and process).
+    TouchApiKey {
+        id: Id,
+        key_id: String,
+        at: Ts,
+    },
     /// Ends one session of a user (`/auth/logout`).
     RevokeSession {
         id: Id,
@@ -149,9 +165,14 @@ impl CommandBody {
     pub fn key(&self) -> String {
         use CommandBody::*;
         match self {
-            CreateUser { .. } | UpdateUser { .. } | RevokeSession { .. } | DeleteUser { .. } | ImportUsers { .. } => {
-                crate::USERS_KEY.to_string()
-            }
+            CreateUser { .. }
+            | UpdateUser { .. }
+            | RevokeSession { .. }
+            | CreateApiKey { .. }
+            | RevokeApiKey { .. }
+            | TouchApiKey { .. }
+            | DeleteUser { .. }
+            | ImportUsers { .. } => crate::USERS_KEY.to_string(),
             CreateLink { code, .. } | UpdateLink { code, .. } | DeleteLink { code, .. } | RecordEvent { code, .. } => link_key(code),
             ImportLinks { key, .. } | ImportEvents { key, .. } => key.clone(),
         }

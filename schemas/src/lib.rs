@@ -20,7 +20,7 @@ pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, Use
 pub use control::ControlEvent;
 pub use event::{Answer, DecodeError, Event, EventBody, EventEnvelope};
 pub use ids::{Id, IdError, IdGen, MAX_JSON_ID};
-pub use model::{HistoryEvent, Link, RevokedSession, User};
+pub use model::{ApiKey, HistoryEvent, KeyScope, Link, RevokedSession, User};
 pub use time::Ts;
 pub use values::{Email, ShortCode, TargetUrl, ValueError};
 

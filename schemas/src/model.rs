@@ -20,6 +20,55 @@ pub struct User {
     /// expired anyway; at most [`User::MAX_REVOKED_SESSIONS`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked_sessions: Vec<RevokedSession>,
+    /// API keys for programs; at most [`User::MAX_API_KEYS`]. Never rendered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// What an API key may do: `read` (the user's private reads) or `write` (everything
+/// the user's session may do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    Read,
+    Write,
+}
+
+impl std::str::FromStr for KeyScope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "read" => Ok(KeyScope::Read),
+            "write" => Ok(KeyScope::Write),
+            other => Err(format!("scope must be read or write, not '{other}'")),
+        }
+    }
+}
+
+/// An API key as stored: its id, name, scope, times, and a SHA-256 of its secret
+/// (the key itself, 256 random bits, is shown once and kept nowhere).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub scope: KeyScope,
+    pub hash: String,
+    pub created_at: Ts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<Ts>,
+}
+
+impl ApiKey {
+    /// The key as its owner lists it: no hash.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "scope": self.scope,
+            "created_at": self.created_at.to_rfc3339(),
+            "last_used_at": self.last_used_at.map(|t| t.to_rfc3339()),
+        })
+    }
 }
 
 /// A session ended before its expiry: its id (the token's nonce), and its expiry.
@@ -33,10 +82,22 @@ impl User {
     /// Revocations kept per user; past this many live ones, a logout ends every
     /// session of the user instead (the list stays bounded).
     pub const MAX_REVOKED_SESSIONS: usize = 32;
+    /// API keys per user.
+    pub const MAX_API_KEYS: usize = 20;
 
     /// A new user with no sessions history.
     pub fn new(id: Id, email: String, username: Option<String>, at: Ts, password_hash: Option<String>) -> User {
-        User { id, email, username, created_at: at, updated_at: at, password_hash, sessions_from: None, revoked_sessions: Vec::new() }
+        User {
+            id,
+            email,
+            username,
+            created_at: at,
+            updated_at: at,
+            password_hash,
+            sessions_from: None,
+            revoked_sessions: Vec::new(),
+            api_keys: Vec::new(),
+        }
     }
 
     /// Whether a session issued at `issued` with id `session` is still this user's.

@@ -106,6 +106,11 @@ fn click_and_command_fixtures_decode() {
                 assert_eq!(c.key(), kurz_schemas::USERS_KEY);
                 assert_eq!(c.fingerprint, None, "written before fingerprints");
             }
+            (Actor::User(u), CommandBody::CreateApiKey { id, key }) => {
+                assert_eq!((u.get(), id.get()), (42, 42));
+                assert_eq!((key.name.as_str(), key.scope), ("deploy bot", kurz_schemas::KeyScope::Write));
+                assert_eq!(key.to_json().get("hash"), None, "a key's JSON never shows its hash");
+            }
             (Actor::User(u), CommandBody::RevokeSession { id, session, until }) => {
                 assert_eq!((u.get(), id.get(), until.0), (42, 42, 1767239000000));
                 assert_eq!(session, "AAECAwQFBgcICQoLDA0ODw");

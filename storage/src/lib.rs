@@ -15,6 +15,7 @@ pub mod log;
 pub mod metrics;
 pub mod scenarios;
 pub mod store;
+pub mod tls;
 
 pub use cache::{CachedLink, LinkCache};
 pub use error::StorageError;

@@ -96,3 +96,36 @@ async fn starting_while_redis_is_down_works_and_connects_later() {
     }
     assert_eq!(cache.get("x").await.unwrap().unwrap().version, 1);
 }
+
+/// A managed Redis as production meets it: TLS only, a password. The whole cache
+/// scenario suite passes over `rediss://` against Debian's redis-server on a TLS port
+/// with a certificate the test made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_scenarios_over_tls_with_a_password() {
+    let r = Redis::start_tls("tls-test-password-0123456789");
+    assert!(r.url().starts_with("rediss://"));
+    scenarios::cache::run(open_cache(&format!("{}&near_capacity=0", r.url())).unwrap()).await;
+    scenarios::cache::run(open_cache(&format!("{}&prefix=tiered:", r.url())).unwrap()).await;
+}
+
+/// TLS is checked, not merely spoken: a server the client cannot verify, a wrong
+/// password and plaintext to the TLS port all fail, as errors, not hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_refuses_an_unverified_server_a_wrong_password_and_plaintext() {
+    let r = Redis::start_tls("right-password-0123456789");
+    let ca = r.tls.as_ref().unwrap().path("ca.pem");
+    let good = open_cache(&format!("{}&near_capacity=0", r.url())).unwrap();
+    good.offer("code", entry("https://tls.io", 1)).await.unwrap();
+    assert_eq!(good.get("code").await.unwrap().unwrap().version, 1);
+    for (why, url) in [
+        ("the system roots do not know the test CA", format!("rediss://:right-password-0123456789@localhost:{}?near_capacity=0", r.port)),
+        ("a wrong password", format!("rediss://:wrong@localhost:{}?near_capacity=0&tls_ca={ca}", r.port)),
+        ("plaintext to the TLS port", format!("redis://:right-password-0123456789@127.0.0.1:{}?near_capacity=0", r.port)),
+    ] {
+        let c = open_cache(&url).unwrap();
+        assert!(c.get("code").await.is_err(), "{why}");
+    }
+    // A missing CA file is a configuration error at open, naming the setting.
+    let err = open_cache(&format!("rediss://localhost:{}?tls_ca=/nonexistent/ca.pem", r.port)).err().expect("an error");
+    assert!(err.to_string().contains("tls_ca"), "{err}");
+}

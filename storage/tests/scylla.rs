@@ -162,3 +162,37 @@ fn opens_outside_a_tokio_runtime() {
     });
     drop(store);
 }
+
+/// The store over TLS, with the CQL double behind a TLS terminator (socat) whose
+/// certificate the test made: the driver verifies it against the test CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_scenarios_over_tls() {
+    let addr = start_node();
+    let tls = kurz_testkit::TlsFiles::make("");
+    let port = kurz_testkit::free_port();
+    let listen = format!(
+        "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+        tls.path("server.pem"),
+        tls.path("server.key")
+    );
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+        }
+    }
+    let _socat = Kill(
+        std::process::Command::new("socat")
+            .args([listen, format!("TCP:{addr}")])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat"),
+    );
+    kurz_testkit::wait_for(port, "socat");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("scylla://127.0.0.1:{port}/kurz?tls_ca={}", tls.path("ca.pem"));
+    let store = open_store(&url, dir.path()).expect("open the scylla store over TLS");
+    scenarios::store::run(store).await;
+    // Without the CA the server is not trusted: no session.
+    assert!(open_store(&format!("scylla://127.0.0.1:{port}/kurz?tls=true"), dir.path()).is_err());
+}

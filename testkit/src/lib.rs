@@ -12,6 +12,11 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Waits until something listens on loopback `port` (at most 30 s, then panics).
+pub fn wait_for(port: u16, what: &str) {
+    wait_for_port(port, what)
+}
+
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -24,6 +29,60 @@ fn wait_for_port(port: u16, what: &str) {
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    /// With [`RedisServer::start_tls`]: its certificates and password.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A throwaway certificate authority and a server certificate it signed, for
+/// `localhost` and `127.0.0.1`, made with the `openssl` command line.
+pub struct TlsFiles {
+    pub dir: tempfile::TempDir,
+    pub password: String,
+}
+
+impl TlsFiles {
+    pub fn make(password: &str) -> TlsFiles {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl must be installed");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=kurz test CA", "-keyout", "ca.key", "-out", "ca.pem"];
+        ca.extend(ec);
+        ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+        run(&ca);
+        let mut csr = vec!["req", "-new", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"];
+        csr.extend(ec);
+        run(&csr);
+        std::fs::write(
+            dir.path().join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        TlsFiles { dir, password: password.to_string() }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
 }
 
 impl RedisServer {
@@ -38,11 +97,32 @@ impl RedisServer {
             .spawn()
             .expect("redis-server must be installed (scripts/test.sh installs Debian's redis-server)");
         wait_for_port(port, "redis-server");
-        RedisServer { child: Some(child), port }
+        RedisServer { child: Some(child), port, tls: None }
     }
 
+    /// Redis on a TLS port only (no plaintext port), with a password (`requirepass`):
+    /// a managed Redis as kurz meets it in production.
+    pub fn start_tls(password: &str) -> RedisServer {
+        let tls = TlsFiles::make(password);
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--tls-cert-file", &tls.path("server.pem"), "--tls-key-file", &tls.path("server.key")])
+            .args(["--tls-ca-cert-file", &tls.path("ca.pem"), "--tls-auth-clients", "no", "--requirepass", password])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test.sh installs Debian's redis-server)");
+        wait_for_port(port, "redis-server (TLS)");
+        RedisServer { child: Some(child), port, tls: Some(tls) }
+    }
+
+    /// The cache URL: `redis://` or, for [`RedisServer::start_tls`], `rediss://` with
+    /// the password and the test CA (`?tls_ca=`); add parameters with `&`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(t) => format!("rediss://:{}@localhost:{}?tls_ca={}", t.password, self.port, t.path("ca.pem")),
+        }
     }
 
     /// `kill -9`.
@@ -55,6 +135,7 @@ impl RedisServer {
 
     /// Starts again on the same port (empty, as after a crash without persistence).
     pub fn restart(&mut self) {
+        assert!(self.tls.is_none(), "restart is for the plaintext server");
         self.kill();
         *self = RedisServer::start_on(self.port);
     }
@@ -130,6 +211,70 @@ impl Tansu {
         self.kill();
         let (storage, port, dir) = (self.storage.clone(), self.port, self.dir.clone());
         *self = Tansu::start(storage, port, dir);
+    }
+}
+
+/// tansu behind a TLS terminator (`socat`, with a certificate the test made): a
+/// broker that clients reach over TLS only. tansu advertises the TLS address, so every
+/// connection a client makes, bootstrap and partition leaders alike, is TLS.
+pub struct TlsTansu {
+    broker: Tansu,
+    socat: Option<Child>,
+    pub port: u16,
+    pub tls: TlsFiles,
+}
+
+impl TlsTansu {
+    pub fn start() -> TlsTansu {
+        let tls = TlsFiles::make("");
+        let (inner, port) = (free_port(), free_port());
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{inner}")])
+            .args(["--advertised-listener-url", &format!("tcp://localhost:{port}"), "--storage-engine", "memory://tansu/"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("the test broker {} must be installed (scripts/tansu.sh builds it): {e}", tansu_binary().display()));
+        wait_for_port(inner, "tansu");
+        let broker = Tansu { child: Some(child), port: inner, storage: "memory://tansu/".into(), dir: None };
+        let listen = format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+            tls.path("server.pem"),
+            tls.path("server.key")
+        );
+        let socat = Command::new("socat")
+            .args([listen.as_str(), &format!("TCP:127.0.0.1:{inner}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat must be installed (scripts/test.sh installs it)");
+        wait_for_port(port, "socat (TLS in front of tansu)");
+        TlsTansu { broker, socat: Some(socat), port, tls }
+    }
+
+    /// The log URL over TLS, trusting the test CA (`broker.address.family=v4`: the TLS
+    /// port listens on 127.0.0.1 only).
+    pub fn url(&self) -> String {
+        format!(
+            "kafka://localhost:{}?security.protocol=ssl&ssl.ca.location={}&broker.address.family=v4",
+            self.port,
+            self.tls.path("ca.pem")
+        )
+    }
+
+    /// The broker's own plaintext port, behind the terminator.
+    pub fn plaintext_port(&self) -> u16 {
+        self.broker.port
+    }
+}
+
+impl Drop for TlsTansu {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.socat.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -74,6 +74,39 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             user.updated_at = now;
             vec![EventBody::UserUpdated { user: user.clone() }, decided(200, Answer::User { user })]
         }
+        CreateApiKey { id, key } => {
+            let Some(old) = state.users.get(id) else { return reject(404, "user not found") };
+            if old.api_keys.iter().any(|k| k.id == key.id) {
+                return reject(409, "an API key with this id already exists");
+            }
+            if old.api_keys.len() >= User::MAX_API_KEYS {
+                return reject(409, format!("a user has at most {} API keys; revoke one first", User::MAX_API_KEYS));
+            }
+            let mut user = old.clone();
+            user.api_keys.push(kurz_schemas::ApiKey { created_at: now, last_used_at: None, ..key.clone() });
+            user.updated_at = now;
+            vec![EventBody::UserUpdated { user: user.clone() }, decided(201, Answer::User { user })]
+        }
+        RevokeApiKey { id, key_id } => {
+            let Some(old) = state.users.get(id) else { return reject(404, "user not found") };
+            if !old.api_keys.iter().any(|k| &k.id == key_id) {
+                return reject(404, "API key not found");
+            }
+            let mut user = old.clone();
+            user.api_keys.retain(|k| &k.id != key_id);
+            user.updated_at = now;
+            vec![EventBody::UserUpdated { user: user.clone() }, decided(200, Answer::User { user })]
+        }
+        TouchApiKey { id, key_id, at } => {
+            let Some(old) = state.users.get(id) else { return reject(404, "user not found") };
+            let mut user = old.clone();
+            let Some(k) = user.api_keys.iter_mut().find(|k| &k.id == key_id) else { return reject(404, "API key not found") };
+            if k.last_used_at.is_some_and(|t| t >= *at) {
+                return vec![decided(200, Answer::User { user })];
+            }
+            k.last_used_at = Some(*at);
+            vec![EventBody::UserUpdated { user: user.clone() }, decided(200, Answer::User { user })]
+        }
         RevokeSession { id, session, until } => {
             let Some(old) = state.users.get(id) else { return reject(404, "user not found") };
             let mut user = old.clone();

@@ -281,3 +281,41 @@ fn a_password_change_ends_older_sessions_and_a_logout_one() {
     let gone = CommandBody::RevokeSession { id: Id::new(999).unwrap(), session: "x".into(), until: Ts(1) };
     assert_eq!(decided(&handle(&mut s, &cmd("4", gone), Ts(50_001))).0, 404);
 }
+
+#[test]
+fn api_keys_are_bounded_unique_and_revocable() {
+    use kurz_schemas::{ApiKey, KeyScope, User};
+    let mut s = PartitionState::new(0);
+    let mk = CommandBody::CreateUser { email: Email::parse("k@x.io").unwrap(), username: None, password_hash: None };
+    let user = match decided(&handle(&mut s, &cmd("u", mk), Ts(1))).1 {
+        Answer::User { user } => user,
+        other => panic!("{other:?}"),
+    };
+    let key = |n: usize| ApiKey {
+        id: format!("{n:016x}"),
+        name: format!("k{n}"),
+        scope: KeyScope::Read,
+        hash: "h".into(),
+        created_at: Ts(0),
+        last_used_at: None,
+    };
+    let create = |n: usize| CommandBody::CreateApiKey { id: user.id, key: key(n) };
+    let made = decided(&handle(&mut s, &cmd("c0", create(0)), Ts(5)));
+    assert_eq!(made.0, 201);
+    match made.1 {
+        Answer::User { user } => assert_eq!(user.api_keys[0].created_at, Ts(5), "the decider sets the creation time"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(decided(&handle(&mut s, &cmd("c0b", create(0)), Ts(6))).0, 409, "same key id");
+    for n in 1..User::MAX_API_KEYS {
+        assert_eq!(decided(&handle(&mut s, &cmd(&format!("c{n}"), create(n)), Ts(7))).0, 201);
+    }
+    assert_eq!(decided(&handle(&mut s, &cmd("over", create(99)), Ts(8))).0, 409, "at most MAX_API_KEYS");
+    let touch = CommandBody::TouchApiKey { id: user.id, key_id: key(3).id, at: Ts(100) };
+    assert_eq!(decided(&handle(&mut s, &cmd("t", touch.clone()), Ts(100))).0, 200);
+    assert_eq!(handle(&mut s, &cmd("t2", touch), Ts(101)).len(), 1, "an older or equal use changes nothing");
+    let revoke = CommandBody::RevokeApiKey { id: user.id, key_id: key(3).id };
+    assert_eq!(decided(&handle(&mut s, &cmd("r", revoke.clone()), Ts(9))).0, 200);
+    assert_eq!(decided(&handle(&mut s, &cmd("r2", revoke), Ts(9))).0, 404);
+    assert_eq!(decided(&handle(&mut s, &cmd("c99", create(99)), Ts(10))).0, 201, "room again");
+}

@@ -1,6 +1,7 @@
 //! Write routes. Each handler authenticates, validates the request into a command, and
 //! submits it.
 
+mod api_keys;
 pub(crate) mod auth;
 #[doc(hidden)]
 pub mod bulk;
@@ -9,7 +10,7 @@ mod urls;
 mod users;
 
 use crate::AppState;
-use axum::routing::{post, put, MethodRouter};
+use axum::routing::{delete, post, put, MethodRouter};
 use kurz_schemas::Id;
 use kurz_web::ApiError;
 
@@ -48,6 +49,8 @@ fn writes(
         ("/users", post(users::create).with_state(s.clone()).layer(json_limit)),
         ("/users/bulk", post(bulk::users).with_state(s.clone()).layer(bulk_limit)),
         ("/users/{id}", put(users::update).delete(users::delete).with_state(s.clone()).layer(json_limit)),
+        ("/users/{id}/api-keys", post(api_keys::create).get(api_keys::list).with_state(s.clone()).layer(json_limit)),
+        ("/users/{id}/api-keys/{key_id}", delete(api_keys::revoke).with_state(s.clone()).layer(json_limit)),
         ("/urls", post(urls::create).with_state(s.clone()).layer(json_limit)),
         ("/links/create", post(urls::create).with_state(s.clone()).layer(json_limit)),
         ("/urls/bulk", post(bulk::urls).with_state(s.clone()).layer(bulk_limit)),

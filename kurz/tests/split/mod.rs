@@ -309,7 +309,10 @@ async fn forward(front: Arc<Front>, req: axum::extract::Request) -> Response {
         Ok(b) => b,
         Err(e) => return front_error(StatusCode::BAD_REQUEST, format!("front: reading the request body: {e}")),
     };
-    let write = matches!(parts.method, Method::POST | Method::PUT | Method::DELETE | Method::PATCH);
+    // As infra/nginx/nginx.conf: writes, and the one private read (a user's API keys),
+    // go to the command-api.
+    let private_read = parts.uri.path().starts_with("/users/") && parts.uri.path().ends_with("/api-keys");
+    let write = matches!(parts.method, Method::POST | Method::PUT | Method::DELETE | Method::PATCH) || private_read;
     let resendable = !matches!(parts.method, Method::POST | Method::PATCH) || parts.headers.contains_key("idempotency-key");
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let start = if write { &front.next_write } else { &front.next_read }.fetch_add(1, Ordering::Relaxed);

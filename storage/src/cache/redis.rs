@@ -59,10 +59,31 @@ fn err(e: impl std::fmt::Display) -> StorageError {
 
 impl RedisCache {
     /// Connects lazily: kurz starts even while Redis is down.
+    /// `redis://[:password@]host:port[/db]` or `rediss://…` (TLS), with kurz's
+    /// parameters after `?`: `prefix=`, and for TLS `tls_ca=<PEM file>` (trust this CA
+    /// instead of the system's) and `tls_cert=`/`tls_key=` (a client certificate, for
+    /// servers that ask for one). A password travels in the URL (`AUTH`), or with a
+    /// user name for Redis ACLs (`rediss://user:password@…`).
     pub fn open(url: &str) -> Result<RedisCache, StorageError> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let prefix = query.split('&').find_map(|kv| kv.strip_prefix("prefix=")).unwrap_or("kurz:").to_string();
-        let client = redis::Client::open(base).map_err(err)?;
+        let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
+        let prefix = param("prefix").unwrap_or("kurz:").to_string();
+        let client = if base.starts_with("rediss://") {
+            crate::tls::install_provider();
+            let read = |name: &str| -> Result<Option<Vec<u8>>, StorageError> {
+                param(name)
+                    .map(|path| std::fs::read(path).map_err(|e| StorageError::Config(format!("cache url {name}={path}: {e}"))))
+                    .transpose()
+            };
+            let client_tls = match (read("tls_cert")?, read("tls_key")?) {
+                (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig { client_cert, client_key }),
+                (None, None) => None,
+                _ => return Err(StorageError::Config("cache url: tls_cert and tls_key go together".into())),
+            };
+            redis::Client::build_with_tls(base, redis::TlsCertificates { client_tls, root_cert: read("tls_ca")? }).map_err(err)?
+        } else {
+            redis::Client::open(base).map_err(err)?
+        };
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(250)))
             .set_response_timeout(Some(Duration::from_millis(250)))

@@ -19,6 +19,48 @@ pub struct ScyllaConfig {
     pub replication: Option<String>,
     /// Rows per page of every listing.
     pub page_size: i32,
+    /// `user:password@` in the URL: the driver's plain-text authenticator (Scylla's
+    /// `PasswordAuthenticator`), percent-decoded.
+    pub credentials: Option<Credentials>,
+    /// `tls=true` (or a `tls_ca`): TLS to every node, verified against the system's
+    /// roots or the CA in the `tls_ca` PEM file.
+    pub tls: Option<Tls>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}:***)", self.user)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tls {
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// `%xx` escapes of a URL's userinfo, decoded.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn bad(url: &str, why: impl std::fmt::Display) -> StorageError {
@@ -68,6 +110,14 @@ impl ScyllaConfig {
     pub fn parse(url: &str) -> Result<ScyllaConfig, StorageError> {
         let rest = url.strip_prefix("scylla://").ok_or_else(|| bad(url, "expected scylla://host:port[,host:port]/keyspace"))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (credentials, path) = match path.rsplit_once('@') {
+            None => (None, path),
+            Some((userinfo, path)) => {
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let decode = |s: &str| percent_decode(s).ok_or_else(|| bad(url, "bad percent-encoding in user or password"));
+                (Some(Credentials { user: decode(user)?, password: decode(password)? }), path)
+            }
+        };
         let (hosts, keyspace) = path.split_once('/').unwrap_or((path, ""));
         let hosts = hosts
             .split(',')
@@ -87,8 +137,15 @@ impl ScyllaConfig {
             k if is_ident(k, 48) => k.to_ascii_lowercase(),
             k => return Err(bad(url, format!("bad keyspace name '{k}'"))),
         };
-        let mut cfg =
-            ScyllaConfig { hosts, keyspace, consistency: Consistency::LocalQuorum, replication: None, page_size: DEFAULT_PAGE_SIZE };
+        let mut cfg = ScyllaConfig {
+            hosts,
+            keyspace,
+            consistency: Consistency::LocalQuorum,
+            replication: None,
+            page_size: DEFAULT_PAGE_SIZE,
+            credentials,
+            tls: None,
+        };
         for kv in query.split('&').filter(|kv| !kv.is_empty()) {
             let (k, v) = kv.split_once('=').ok_or_else(|| bad(url, format!("parameter '{kv}' has no value")))?;
             match k {
@@ -98,6 +155,12 @@ impl ScyllaConfig {
                     cfg.page_size =
                         v.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(|| bad(url, "page_size must be 1..=10000"))?
                 }
+                "tls" => match v {
+                    "true" => cfg.tls = Some(cfg.tls.take().unwrap_or_default()),
+                    "false" => cfg.tls = None,
+                    _ => return Err(bad(url, "tls must be true or false")),
+                },
+                "tls_ca" => cfg.tls = Some(Tls { ca: Some(v.into()) }),
                 other => return Err(bad(url, format!("unknown parameter '{other}'"))),
             }
         }
@@ -124,6 +187,23 @@ mod tests {
         assert_eq!(c.page_size, 7);
         let c = ScyllaConfig::parse("scylla://a/?replication=3").unwrap();
         assert_eq!(c.replication.as_deref(), Some("{'class': 'SimpleStrategy', 'replication_factor': 3}"));
+    }
+
+    #[test]
+    fn credentials_and_tls() {
+        let c = ScyllaConfig::parse("scylla://kurz:p%40ss%2Fw0rd@a:1,b/ks?tls=true").unwrap();
+        assert_eq!(c.credentials, Some(Credentials { user: "kurz".into(), password: "p@ss/w0rd".into() }));
+        assert_eq!(c.hosts, vec!["a:1", "b:9042"]);
+        assert_eq!(c.keyspace, "ks");
+        assert_eq!(c.tls, Some(Tls { ca: None }));
+        assert!(!format!("{c:?}").contains("p@ss"), "Debug hides the password");
+        let c = ScyllaConfig::parse("scylla://a/ks?tls_ca=/etc/kurz/ca.pem").unwrap();
+        assert_eq!(c.tls, Some(Tls { ca: Some("/etc/kurz/ca.pem".into()) }));
+        assert_eq!(c.credentials, None);
+        assert!(ScyllaConfig::parse("scylla://a/ks?tls=yes").is_err());
+        assert!(ScyllaConfig::parse("scylla://u:%zz@a/ks").is_err());
+        let e = ScyllaConfig::parse("scylla://u:hunter2@a/ks?nope=1").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -167,7 +167,14 @@ impl ScyllaStore {
     /// Connects, migrates the schema and prepares the statements.
     pub async fn connect(cfg: &ScyllaConfig) -> Result<ScyllaStore, StorageError> {
         let profile = ExecutionProfile::builder().consistency(cfg.consistency).build();
-        let session = SessionBuilder::new()
+        let mut builder = SessionBuilder::new();
+        if let Some(c) = &cfg.credentials {
+            builder = builder.user(c.user.clone(), c.password.clone());
+        }
+        if let Some(tls) = &cfg.tls {
+            builder = builder.tls_context(Some(Arc::new(crate::tls::client_config(tls.ca.as_deref())?)));
+        }
+        let session = builder
             .known_nodes(&cfg.hosts)
             .default_execution_profile_handle(profile.into_handle())
             // The migration waits for agreement itself, bounded and best effort.
