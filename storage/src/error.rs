@@ -14,6 +14,9 @@ pub enum StorageError {
     Closed(&'static str),
     #[error("configuration: {0}")]
     Config(String),
+    /// A write that would replace what must not be replaced (a vault key).
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

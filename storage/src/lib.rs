@@ -3,6 +3,7 @@
 //! - [`log::EventLog`]: the partitioned, durable log (commands, events, clicks).
 //! - [`store::ReadStore`]: the read models the projector writes and the edge reads.
 //! - [`cache::LinkCache`]: the hot redirect cache in front of the store.
+//! - [`vault::Vault`]: per-subject data keys, outside the log (crypto-shredding).
 //!
 //! The backend behind each port is chosen by URL scheme ([`open_log`], [`open_store`],
 //! [`open_cache`]). Metrics are counted once, in the `Instrumented*` wrappers that every
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod scenarios;
 pub mod store;
 pub mod tls;
+pub mod vault;
 
 pub use cache::{CachedLink, LinkCache};
 pub use error::StorageError;
@@ -185,4 +187,20 @@ mod redact_tests {
             }
         }
     }
+}
+
+/// Opens the key vault named by `url`: `embedded` keeps it in `<data_dir>/vault.redb`;
+/// `scylla://[user:password@]host:port[,…]/keyspace[?tls=true…]` in a keyspace of its
+/// own (see [`vault`]).
+pub async fn open_vault(url: &str, data_dir: &Path) -> Result<Arc<dyn vault::Vault>, StorageError> {
+    let (scheme, rest) = split_url(url);
+    let inner: Arc<dyn vault::Vault> = match scheme {
+        "embedded" | "redb" | "file" => {
+            let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
+            Arc::new(vault::embedded::RedbVault::open(&dir.join("vault.redb"))?)
+        }
+        "scylla" => Arc::new(vault::scylla::ScyllaVault::open(url).await?),
+        other => return Err(StorageError::UnsupportedBackend { port: "vault", scheme: other.to_string() }),
+    };
+    Ok(Arc::new(vault::Instrumented::new(inner)))
 }

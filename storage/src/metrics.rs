@@ -11,6 +11,7 @@ pub struct StorageMetrics {
     pub store_seconds: HistogramVec,
     pub cache_lookups: IntCounterVec,
     pub cache_errors: IntCounterVec,
+    pub vault_ops: IntCounterVec,
 }
 
 pub fn get() -> &'static StorageMetrics {
@@ -54,6 +55,12 @@ pub fn get() -> &'static StorageMetrics {
             "kurz_cache_errors_total",
             "Hot-cache operations that failed (served from the read store instead).",
             &["op"]
+        )
+        .unwrap(),
+        vault_ops: register_int_counter_vec!(
+            "kurz_vault_operations_total",
+            "Key-vault operations (create, get, erase) by result.",
+            &["op", "result"]
         )
         .unwrap(),
     })

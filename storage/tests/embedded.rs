@@ -36,6 +36,17 @@ async fn store_scenarios() {
 }
 
 #[tokio::test]
+async fn vault_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    scenarios::vault::run(kurz_storage::open_vault("embedded", dir.path()).await.unwrap()).await;
+    // Keys and erasures survive a reopen.
+    let v = kurz_storage::open_vault("embedded", dir.path()).await.unwrap();
+    let erased = v.get("7f3c1d2e-0000-4000-8000-000000000001").await.unwrap();
+    assert_eq!(erased, kurz_storage::vault::KeyState::Erased { at: 1_700_000_000_123 });
+    assert!(matches!(v.get("7f3c1d2e-0000-4000-8000-000000000002").await.unwrap(), kurz_storage::vault::KeyState::Live(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_scenarios() {
     scenarios::cache::run(open_cache("memory").unwrap()).await;
 }

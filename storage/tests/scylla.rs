@@ -196,3 +196,30 @@ async fn store_scenarios_over_tls() {
     // Without the CA the server is not trusted: no session.
     assert!(open_store(&format!("scylla://127.0.0.1:{port}/kurz?tls=true"), dir.path()).is_err());
 }
+
+/// The vault port on Scylla, over a real CQL socket, in a keyspace of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_scenarios() {
+    let addr = start_node();
+    let url = format!("scylla://{addr}/kurz_vault?consistency=one");
+    kurz_storage::scenarios::vault::run(kurz_storage::open_vault(&url, std::path::Path::new("/nonexistent")).await.unwrap()).await;
+    // A second process sees what the first wrote.
+    let other = kurz_storage::open_vault(&url, std::path::Path::new("/nonexistent")).await.unwrap();
+    assert_eq!(
+        other.get("7f3c1d2e-0000-4000-8000-000000000001").await.unwrap(),
+        kurz_storage::vault::KeyState::Erased { at: 1_700_000_000_123 }
+    );
+    // Its schema is the reviewed file, in its own keyspace: no store table is made.
+    let raw = raw_session(addr).await;
+    let names: Vec<String> = raw
+        .query_unpaged("SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'kurz_vault'", ())
+        .await
+        .expect("read system_schema.tables")
+        .into_rows_result()
+        .unwrap()
+        .rows::<(String,)>()
+        .unwrap()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(names, vec!["vault_keys".to_string()], "{names:?}");
+}

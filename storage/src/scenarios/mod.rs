@@ -4,3 +4,4 @@
 pub mod cache;
 pub mod log;
 pub mod store;
+pub mod vault;

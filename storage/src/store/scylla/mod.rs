@@ -144,6 +144,27 @@ fn signed(v: u64, what: &str) -> Result<i64, StorageError> {
     i64::try_from(v).map_err(|_| StorageError::Engine(format!("{what} {v} does not fit a CQL bigint")))
 }
 
+/// A driver session to the cluster `cfg` names: its consistency, credentials and TLS.
+pub(crate) async fn connect_session(cfg: &ScyllaConfig, what: &str) -> Result<Session, StorageError> {
+    let profile = ExecutionProfile::builder().consistency(cfg.consistency).build();
+    let mut builder = SessionBuilder::new();
+    if let Some(c) = &cfg.credentials {
+        builder = builder.user(c.user.clone(), c.password.clone());
+    }
+    if let Some(tls) = &cfg.tls {
+        builder = builder.tls_context(Some(Arc::new(crate::tls::client_config(tls.ca.as_deref())?)));
+    }
+    builder
+        .known_nodes(&cfg.hosts)
+        .default_execution_profile_handle(profile.into_handle())
+        // The migration waits for agreement itself, bounded and best effort.
+        .auto_await_schema_agreement(false)
+        .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
+        .build()
+        .await
+        .map_err(|e| StorageError::Engine(format!("scylla {what}: connect to {}: {e}", cfg.hosts.join(","))))
+}
+
 impl ScyllaStore {
     /// Connects, migrates the schema and prepares the statements. Blocks: inside a
     /// multi-thread tokio runtime it runs there (`block_in_place`); anywhere else the
@@ -166,23 +187,7 @@ impl ScyllaStore {
 
     /// Connects, migrates the schema and prepares the statements.
     pub async fn connect(cfg: &ScyllaConfig) -> Result<ScyllaStore, StorageError> {
-        let profile = ExecutionProfile::builder().consistency(cfg.consistency).build();
-        let mut builder = SessionBuilder::new();
-        if let Some(c) = &cfg.credentials {
-            builder = builder.user(c.user.clone(), c.password.clone());
-        }
-        if let Some(tls) = &cfg.tls {
-            builder = builder.tls_context(Some(Arc::new(crate::tls::client_config(tls.ca.as_deref())?)));
-        }
-        let session = builder
-            .known_nodes(&cfg.hosts)
-            .default_execution_profile_handle(profile.into_handle())
-            // The migration waits for agreement itself, bounded and best effort.
-            .auto_await_schema_agreement(false)
-            .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
-            .build()
-            .await
-            .map_err(|e| StorageError::Engine(format!("scylla store: connect to {}: {e}", cfg.hosts.join(","))))?;
+        let session = connect_session(cfg, "store").await?;
         schema::migrate(&session, cfg).await?;
         let st = Statements::prepare(&session, &cfg.keyspace, cfg.page_size).await?;
         Ok(ScyllaStore { session, st, _runtime: None })

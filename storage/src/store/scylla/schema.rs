@@ -45,7 +45,7 @@ pub fn table_names(cql: &str) -> Vec<String> {
 }
 
 /// `stmt` with the configured keyspace name and replication.
-fn keyspace_statement(stmt: &str, cfg: &ScyllaConfig) -> Result<String, StorageError> {
+pub(crate) fn keyspace_statement(stmt: &str, cfg: &ScyllaConfig) -> Result<String, StorageError> {
     let malformed = || StorageError::Engine(format!("schema.cql: cannot rewrite '{stmt}'"));
     let rest = stmt.strip_prefix(KEYSPACE_PREFIX).ok_or_else(malformed)?;
     let (_name, with) = rest.split_once(" WITH ").ok_or_else(malformed)?;
@@ -58,7 +58,12 @@ fn keyspace_statement(stmt: &str, cfg: &ScyllaConfig) -> Result<String, StorageE
 
 /// Creates the keyspace and every table that does not exist yet.
 pub async fn migrate(session: &Session, cfg: &ScyllaConfig) -> Result<(), StorageError> {
-    for stmt in statements(SCHEMA_CQL) {
+    migrate_file(session, cfg, SCHEMA_CQL).await
+}
+
+/// Runs a reviewed CQL file (`infra/cql/*.cql`) against the configured keyspace.
+pub(crate) async fn migrate_file(session: &Session, cfg: &ScyllaConfig, cql: &str) -> Result<(), StorageError> {
+    for stmt in statements(cql) {
         let upper = stmt.to_ascii_uppercase();
         if upper.starts_with("CREATE KEYSPACE") {
             let stmt = keyspace_statement(&stmt, cfg)?;
