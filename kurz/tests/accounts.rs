@@ -411,3 +411,79 @@ async fn api_keys_are_scoped_shown_once_and_revocable() {
     assert_eq!(send(client().delete(s.url(&format!("/users/{id}"))).bearer_auth(&session)).await.0, 200);
     assert_eq!(send(client().get(&keys).bearer_auth(&read_key)).await.0, 401);
 }
+
+/// `kurz serve` on `data` with `env`, until dropped; its address.
+struct Proc(std::process::Child, String);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &std::path::Path, env: &[(&str, &str)]) -> Proc {
+    use std::io::BufRead;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kurz"));
+    cmd.arg("serve")
+        .env("KURZ_DATA_DIR", data)
+        .env("KURZ_HTTP_ADDR", "127.0.0.1:0")
+        .env("KURZ_AUTH", "token")
+        .env("KURZ_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("KURZ_PARTITIONS", "2")
+        .env("KURZ_CLICK_PARTITIONS", "1")
+        .env_remove("KURZ_SECRET")
+        .env_remove("KURZ_PREVIOUS_SECRETS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Drained to the end, so the process never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if line.contains("\"event\":\"listening\"") {
+                let v: Value = serde_json::from_str(&line).unwrap();
+                let _ = tx.send(v["addr"].as_str().unwrap().to_string());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("kurz did not start listening");
+    Proc(child, format!("http://{addr}"))
+}
+
+/// Rotating `KURZ_SECRET`: with the old secret in `KURZ_PREVIOUS_SECRETS`, sessions it
+/// signed still work and new ones are signed with the new secret; once the old secret
+/// is dropped from the list, its sessions end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_rotates_without_signing_everyone_out() {
+    const OLD: &str = "old-secret-0123456789abcdef-0123456789";
+    const NEW: &str = "new-secret-0123456789abcdef-0123456789";
+    let data = tempfile::tempdir().unwrap();
+    let write = |base: &str, token: &str| {
+        client().post(format!("{base}/urls")).bearer_auth(token).json(&json!({"original_url": "https://rotate.io"})).send()
+    };
+    let old_token = {
+        let p = serve(data.path(), &[("KURZ_SECRET", OLD)]);
+        let (st, b) =
+            send(client().post(format!("{}/auth/register", p.1)).json(&json!({"email": "rot@x.io", "password": "password-123"}))).await;
+        assert_eq!(st, 201, "{b}");
+        b["session_token"].as_str().unwrap().to_string()
+    };
+    let new_token = {
+        let p = serve(data.path(), &[("KURZ_SECRET", NEW), ("KURZ_PREVIOUS_SECRETS", &format!("{OLD},{}", "x".repeat(40)))]);
+        assert_eq!(write(&p.1, &old_token).await.unwrap().status(), 201, "the old secret's session still verifies");
+        let (st, b) =
+            send(client().post(format!("{}/auth/login", p.1)).json(&json!({"email": "rot@x.io", "password": "password-123"}))).await;
+        assert_eq!(st, 200, "{b}");
+        let t = b["session_token"].as_str().unwrap().to_string();
+        assert_ne!(t.split('.').nth(1), old_token.split('.').nth(1), "a new key id signs new sessions");
+        t
+    };
+    let p = serve(data.path(), &[("KURZ_SECRET", NEW)]);
+    assert_eq!(write(&p.1, &old_token).await.unwrap().status(), 401, "the dropped secret's sessions end");
+    assert_eq!(write(&p.1, &new_token).await.unwrap().status(), 201);
+}
