@@ -85,6 +85,17 @@ impl User {
     /// API keys per user.
     pub const MAX_API_KEYS: usize = 20;
 
+    /// The user as a command's answer carries it (in `Decided` on the events topic, and
+    /// in stored outcomes): without the password hash and the API keys' hashes.
+    pub fn answer(&self) -> User {
+        let mut u = self.clone();
+        u.password_hash = None;
+        for k in &mut u.api_keys {
+            k.hash.clear();
+        }
+        u
+    }
+
     /// A new user with no sessions history.
     pub fn new(id: Id, email: String, username: Option<String>, at: Ts, password_hash: Option<String>) -> User {
         User {

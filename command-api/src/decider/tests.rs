@@ -275,7 +275,8 @@ fn a_password_change_ends_older_sessions_and_a_logout_one() {
         Answer::User { user } => user,
         other => panic!("{other:?}"),
     };
-    assert_eq!(changed.password_hash.as_deref(), Some("h2"));
+    assert_eq!(changed.password_hash, None, "answers carry no hash");
+    assert_eq!(s.users[&user.id].password_hash.as_deref(), Some("h2"), "the state has the new one");
     assert!(!changed.accepts_session(Ts(49_999), "old"), "issued before the change");
     assert!(changed.accepts_session(Ts(50_000), "new"), "issued at or after it");
     let gone = CommandBody::RevokeSession { id: Id::new(999).unwrap(), session: "x".into(), until: Ts(1) };
@@ -318,4 +319,36 @@ fn api_keys_are_bounded_unique_and_revocable() {
     assert_eq!(decided(&handle(&mut s, &cmd("r", revoke.clone()), Ts(9))).0, 200);
     assert_eq!(decided(&handle(&mut s, &cmd("r2", revoke), Ts(9))).0, 404);
     assert_eq!(decided(&handle(&mut s, &cmd("c99", create(99)), Ts(10))).0, 201, "room again");
+}
+
+#[test]
+fn answers_carry_no_credentials_and_import_problems_no_emails() {
+    let mut s = PartitionState::new(0);
+    let mk = CommandBody::CreateUser { email: Email::parse("c@x.io").unwrap(), username: None, password_hash: Some("$argon2id$x".into()) };
+    let evs = handle(&mut s, &cmd("1", mk), Ts(1));
+    let user = match decided(&evs).1 {
+        Answer::User { user } => user,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(user.password_hash, None, "the answer has no hash");
+    match &evs[0].body {
+        EventBody::UserCreated { user, .. } => assert!(user.password_hash.is_some(), "the state keeps it"),
+        other => panic!("{other:?}"),
+    }
+    let key = kurz_schemas::ApiKey {
+        id: "0123456789abcdef".into(),
+        name: "k".into(),
+        scope: kurz_schemas::KeyScope::Read,
+        hash: "secret-hash".into(),
+        created_at: Ts(0),
+        last_used_at: None,
+    };
+    let made = handle(&mut s, &cmd("2", CommandBody::CreateApiKey { id: user.id, key }), Ts(2));
+    match decided(&made).1 {
+        Answer::User { user } => assert_eq!((user.api_keys.len(), user.api_keys[0].hash.as_str()), (1, "")),
+        other => panic!("{other:?}"),
+    }
+    let rows = vec![kurz_schemas::UserRow { id: None, email: Email::parse("c@x.io").unwrap(), username: None, created_at: None }];
+    let text = format!("{:?}", decided(&handle(&mut s, &cmd("3", CommandBody::ImportUsers { rows }), Ts(3))).1);
+    assert!(text.contains("row 1") && !text.contains("c@x.io"), "{text}");
 }
