@@ -93,7 +93,7 @@ pub const SESSION_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
 pub struct Auth {
     pub mode: AuthMode,
-    admin_token: Option<String>,
+    admin: kurz_web::admin::AdminToken,
     secret: Vec<u8>,
     /// `(key id, secret)`: the current secret first, then the previous ones, which
     /// verify sessions but sign none.
@@ -115,13 +115,13 @@ pub struct Session {
 pub fn key_id(secret: &[u8]) -> String {
     use sha2::Digest;
     let d = Sha256::new().chain_update(b"kurz-key-id").chain_update(secret).finalize();
-    d[..4].iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(&d[..4])
 }
 
 impl Auth {
     pub fn new(mode: AuthMode, admin_token: Option<String>, secret: Vec<u8>) -> Auth {
         let keys = vec![(key_id(&secret), secret.clone())];
-        Auth { mode, admin_token: admin_token.filter(|t| !t.is_empty()), secret, keys }
+        Auth { mode, admin: kurz_web::admin::AdminToken::new(admin_token.as_deref()), secret, keys }
     }
 
     /// Secrets that verify sessions signed before a rotation (`KURZ_PREVIOUS_SECRETS`).
@@ -136,9 +136,12 @@ impl Auth {
         &self.secret
     }
 
-    fn mac(key: &[u8], context: &[u8], payload: &[u8]) -> Vec<u8> {
+    /// HMAC-SHA256 under `key` of the `context` parts, then `payload`.
+    fn mac(key: &[u8], context: &[&[u8]], payload: &[u8]) -> Vec<u8> {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac takes any key length");
-        mac.update(context);
+        for part in context {
+            mac.update(part);
+        }
         mac.update(payload);
         mac.finalize().into_bytes().to_vec()
     }
@@ -159,7 +162,7 @@ impl Auth {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         payload.extend_from_slice(&nonce);
         let (kid, key) = &self.keys[0];
-        let mac = Self::mac(key, format!("kurz-session-v2.{kid}").as_bytes(), &payload);
+        let mac = Self::mac(key, &[b"kurz-session-v2.", kid.as_bytes()], &payload);
         format!("v2.{kid}.{}.{}", B64.encode(&payload), B64.encode(mac))
     }
 
@@ -172,7 +175,7 @@ impl Auth {
                 let (_, key) = self.keys.iter().find(|(k, _)| k == kid)?;
                 let payload = B64.decode(p).ok()?;
                 let mac = B64.decode(m).ok()?;
-                let want = Self::mac(key, format!("kurz-session-v2.{kid}").as_bytes(), &payload);
+                let want = Self::mac(key, &[b"kurz-session-v2.", kid.as_bytes()], &payload);
                 if payload.len() != 40 || !bool::from(want.ct_eq(&mac)) {
                     return None;
                 }
@@ -184,7 +187,8 @@ impl Auth {
             ["v1", p, m] => {
                 let payload = B64.decode(p).ok()?;
                 let mac = B64.decode(m).ok()?;
-                if payload.len() != 32 || !self.keys.iter().any(|(_, k)| bool::from(Self::mac(k, b"kurz-session-v1", &payload).ct_eq(&mac)))
+                if payload.len() != 32
+                    || !self.keys.iter().any(|(_, k)| bool::from(Self::mac(k, &[b"kurz-session-v1"], &payload).ct_eq(&mac)))
                 {
                     return None;
                 }
@@ -208,8 +212,12 @@ impl Auth {
 
     /// The session of a request's bearer token that its user still accepts, or a 401.
     pub async fn session(&self, headers: &axum::http::HeaderMap, store: &dyn ReadStore) -> Result<(Session, kurz_schemas::User), ApiError> {
+        self.session_of(bearer(headers)?, store).await
+    }
+
+    async fn session_of(&self, token: &str, store: &dyn ReadStore) -> Result<(Session, kurz_schemas::User), ApiError> {
         let invalid = || ApiError::Unauthorized("invalid or expired token".into());
-        let session = self.verify(bearer(headers)?).ok_or_else(invalid)?;
+        let session = self.verify(token).ok_or_else(invalid)?;
         let user = store.user(session.user).await?.ok_or_else(invalid)?;
         if !user.accepts_session(session.issued, &session.id) {
             return Err(invalid());
@@ -228,7 +236,7 @@ impl Auth {
             return Ok((Principal::Anyone, None));
         }
         let token = bearer(headers)?;
-        if self.is_admin_token(token) {
+        if self.admin.is(token) {
             return Ok((Principal::Admin, None));
         }
         if let Some((user, key_id)) = parse_api_key(token) {
@@ -240,7 +248,7 @@ impl Auth {
             }
             return Ok((Principal::User(user), Some(UsedKey { user, id: key.id.clone(), scope: key.scope, last_used: key.last_used_at })));
         }
-        let (session, _) = self.session(headers, store).await?;
+        let (session, _) = self.session_of(token, store).await?;
         Ok((Principal::User(session.user), None))
     }
 
@@ -248,9 +256,9 @@ impl Auth {
     /// that command shows the same key): `(key id, the key, its hash)`. The key is
     /// `kurz_<user id>_<key id>_<43 characters of secret>`; only the hash is stored.
     pub fn mint_api_key(&self, user: Id, command_id: &str) -> (String, String, String) {
-        let id = Self::mac(&self.secret, b"kurz-api-key-id", command_id.as_bytes());
-        let secret = Self::mac(&self.secret, b"kurz-api-key-secret", command_id.as_bytes());
-        let key_id: String = id[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let id = Self::mac(&self.secret, &[b"kurz-api-key-id"], command_id.as_bytes());
+        let secret = Self::mac(&self.secret, &[b"kurz-api-key-secret"], command_id.as_bytes());
+        let key_id = hex::encode(&id[..8]);
         let key = format!("{API_KEY_PREFIX}{}_{key_id}_{}", user.get(), B64.encode(secret));
         let hash = api_key_hash(&key);
         (key_id, key, hash)
@@ -283,42 +291,34 @@ fn parse_api_key(token: &str) -> Option<(Id, &str)> {
 /// fast hash is enough (no password-hashing work factor is needed against guessing).
 pub fn api_key_hash(key: &str) -> String {
     use sha2::Digest;
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// The bearer token of a request, or a 401.
 fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
-        .ok_or_else(|| ApiError::Unauthorized("this request needs Authorization: Bearer <token>".into()))
+    kurz_web::admin::bearer(headers).ok_or_else(|| ApiError::Unauthorized("this request needs Authorization: Bearer <token>".into()))
 }
 
 impl Auth {
-    /// `/health/ready` explains failures to the admin token's holder only.
-    pub fn health_reveal(&self) -> kurz_web::health::Reveal {
-        kurz_web::health::Reveal::to_admin(self.admin_token.as_deref())
+    /// The admin token, for what else checks it (rate-limit exemption, `/health/ready`,
+    /// e-mail visibility).
+    pub fn admin_token(&self) -> kurz_web::admin::AdminToken {
+        self.admin.clone()
     }
 
     /// Whether the request carries the admin token.
     pub fn is_admin(&self, headers: &axum::http::HeaderMap) -> bool {
-        bearer(headers).is_ok_and(|t| self.is_admin_token(t))
-    }
-
-    fn is_admin_token(&self, token: &str) -> bool {
-        self.admin_token.as_ref().is_some_and(|admin| bool::from(admin.as_bytes().ct_eq(token.as_bytes())))
+        self.admin.allows(headers)
     }
 
     /// The operator routes (`/admin/*`) need the admin token in every mode: open mode
     /// opens the contract's routes, not the operator's. Without a configured admin token
     /// (open mode without `KURZ_ADMIN_TOKEN`) they are off: 404.
     pub fn require_admin_token(&self, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-        if self.admin_token.is_none() {
+        if !self.admin.is_configured() {
             return Err(ApiError::NotFound("the admin routes are off: set KURZ_ADMIN_TOKEN to use them".into()));
         }
-        if self.is_admin_token(bearer(headers)?) {
+        if self.admin.is(bearer(headers)?) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized("this route needs the admin token".into()))
@@ -376,6 +376,16 @@ impl Lockout {
             Some((_, until)) if until > Ts::now().0 => Err(((until - Ts::now().0) as u64).div_ceil(1000).max(1)),
             _ => Ok(()),
         }
+    }
+
+    /// A 429 for a locked account, held before it goes out as rate-limit refusals are
+    /// (`ratelimit::tarpit`), so hammering a locked account costs a timer per second.
+    pub async fn refuse_if_locked(&self, email: &str) -> Result<(), ApiError> {
+        if let Err(secs) = self.check(email) {
+            tokio::time::sleep(kurz_web::ratelimit::TARPIT_MAX).await;
+            return Err(ApiError::TooManyRequests(secs, format!("too many failed sign-ins for this account; retry in {secs} s")));
+        }
+        Ok(())
     }
 
     pub fn failed(&self, email: &str) {

@@ -86,11 +86,11 @@ pub struct Limits {
 }
 
 impl Limits {
-    fn new(p: &kurz_web::ratelimit::Policy, auth: Arc<auth::Auth>) -> Limits {
+    fn new(p: &kurz_web::ratelimit::Policy, admin: kurz_web::admin::AdminToken) -> Limits {
         Limits {
             // The operator's admin token is exempt: bulk loads and scripts of many writes
             // from one host are its job.
-            writes: p.by_address("writes", Some(p.writes)).map(|l| l.exempting(move |h| auth.is_admin(h))),
+            writes: p.by_address("writes", Some(p.writes)).map(|l| l.exempting(move |h| admin.allows(h))),
             auth: p.by_address("auth", Some(p.auth)),
             principal: p.enabled.then(|| kurz_web::ratelimit::Limiter::new("user", p.principal)),
             logins: auth::Lockout::new(p.enabled),
@@ -162,8 +162,7 @@ impl CommandApi {
         let command_partitions = log.partitions(kurz_schemas::topics::COMMANDS).await?;
         let auth =
             auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()).with_previous(&settings.previous_secrets);
-        let limits =
-            Limits::new(&settings.rate, Arc::new(auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone())));
+        let limits = Limits::new(&settings.rate, auth.admin_token());
         Ok(CommandApi {
             state: AppState(Arc::new(Inner {
                 log,
@@ -192,7 +191,7 @@ impl CommandApi {
             kurz_web::health::store_check(self.state.store.clone()),
             kurz_web::health::log_check(self.state.log.clone(), kurz_schemas::topics::COMMANDS),
         ];
-        kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks, self.state.auth.health_reveal())))
+        kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks, self.state.auth.admin_token())))
     }
 
     pub fn deciders(&self) -> decider::Deciders {

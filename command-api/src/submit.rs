@@ -124,23 +124,19 @@ pub fn idempotency(
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
-    let id = CommandId(format!("k-{}", hex(&h.finalize()[..16])));
+    let id = CommandId(format!("k-{}", hex::encode(&h.finalize()[..16])));
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key length");
     mac.update(b"kurz-idempotency-v1");
     mac.update(&(route.len() as u64).to_be_bytes());
     mac.update(route.as_bytes());
     mac.update(request);
-    Ok(Idempotency { id, fingerprint: Some(hex(&mac.finalize().into_bytes()[..16])) })
+    Ok(Idempotency { id, fingerprint: Some(hex::encode(&mac.finalize().into_bytes()[..16])) })
 }
 
 /// A JSON body's canonical bytes for [`idempotency`]: its object with keys sorted
 /// (serde_json's map is ordered), whatever order and spacing the client sent.
 pub fn canonical(body: &kurz_web::JsonObject) -> Vec<u8> {
     serde_json::to_vec(&body.0).expect("a JSON object serializes")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The default JSON rendering of an outcome.

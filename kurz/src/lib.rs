@@ -123,7 +123,7 @@ impl App {
         let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
             .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0));
         if cfg.auth == kurz_command_api::AuthMode::Token {
-            edge = edge.private_emails(admin_auth.health_reveal());
+            edge = edge.private_emails(admin_auth.admin_token());
         }
         Ok(App { cfg, ports, command_api, projector, edge, replayer: Arc::default(), admin_auth })
     }
@@ -138,7 +138,7 @@ impl App {
         routes.extend(self.edge.routes());
         let admin = replay::admin_routes(self.ports.clone(), self.replayer.clone(), self.admin_auth.clone())
             .merge(parked::admin_routes(self.projector.clone(), self.admin_auth.clone()));
-        let health = kurz_web::health::routes(health_checks(&self.ports), self.admin_auth.health_reveal());
+        let health = kurz_web::health::routes(health_checks(&self.ports), self.admin_auth.admin_token());
         kurz_web::finish(kurz_web::assemble(routes).merge(admin).merge(health))
     }
 
@@ -217,7 +217,7 @@ pub async fn run_projector(cfg: Config, listener: tokio::net::TcpListener, stop:
     let projector = Projector::new(ports.log.clone(), ports.store.clone(), None).max_attempts(cfg.max_attempts);
     let workers = CancellationToken::new();
     let task = tokio::spawn(projector.run_until_stopped(workers.clone()));
-    let reveal = kurz_web::health::Reveal::to_admin(cfg.admin_token.as_deref());
+    let reveal = kurz_web::admin::AdminToken::new(cfg.admin_token.as_deref());
     let router = kurz_web::finish(kurz_web::health::routes(health_checks(&ports), reveal));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
     serve_configured(listener, router, &cfg, stop).await?;
@@ -246,7 +246,7 @@ pub async fn run_watchdog(cfg: Config, listener: tokio::net::TcpListener, stop: 
     let projector = parked::projector(&ports, &cfg);
     let workers = CancellationToken::new();
     let task = tokio::spawn(Watchdog::new(projector.clone(), watchdog_settings(&cfg)).run_until_stopped(workers.clone()));
-    let health = kurz_web::health::routes(health_checks(&ports), auth.health_reveal());
+    let health = kurz_web::health::routes(health_checks(&ports), auth.admin_token());
     let router = kurz_web::finish(parked::admin_routes(projector, auth).merge(health));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
     serve_configured(listener, router, &cfg, stop).await?;
@@ -284,7 +284,7 @@ pub async fn run_query_edge(mut cfg: Config, listener: tokio::net::TcpListener, 
     let ports = Ports::open(&cfg).await?;
     let follower_stop = CancellationToken::new();
     let follower = tokio::spawn(kurz_query_edge::follow::run_until_stopped(ports.log.clone(), ports.cache.clone(), follower_stop.clone()));
-    let admin = kurz_web::health::Reveal::to_admin(cfg.admin_token.as_deref());
+    let admin = kurz_web::admin::AdminToken::new(cfg.admin_token.as_deref());
     let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
         .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0))
         .reveal_health_to(admin.clone());

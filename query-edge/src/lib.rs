@@ -28,7 +28,7 @@ pub struct Inner {
     pub redirect_limit: Option<kurz_web::ratelimit::ByAddress>,
     /// Token mode: user e-mail addresses are shown to the admin token's holder only
     /// (`None`: open mode, where the contract lists them to anyone).
-    pub private_emails: Option<kurz_web::health::Reveal>,
+    pub private_emails: Option<kurz_web::admin::AdminToken>,
 }
 
 impl Inner {
@@ -51,7 +51,7 @@ impl std::ops::Deref for EdgeState {
 pub struct QueryEdge {
     state: EdgeState,
     flusher: capture::ClickFlusher,
-    reveal: kurz_web::health::Reveal,
+    reveal: kurz_web::admin::AdminToken,
 }
 
 impl QueryEdge {
@@ -76,14 +76,14 @@ impl QueryEdge {
     }
 
     /// Token mode: e-mail addresses in `/users` only for `admin` (the admin token).
-    pub fn private_emails(mut self, admin: kurz_web::health::Reveal) -> QueryEdge {
+    pub fn private_emails(mut self, admin: kurz_web::admin::AdminToken) -> QueryEdge {
         Arc::get_mut(&mut self.state.0).expect("called right after build").private_emails = Some(admin);
         self
     }
 
     /// Who may read why `/health/ready` fails (the admin token's holder); nobody by
     /// default.
-    pub fn reveal_health_to(mut self, reveal: kurz_web::health::Reveal) -> QueryEdge {
+    pub fn reveal_health_to(mut self, reveal: kurz_web::admin::AdminToken) -> QueryEdge {
         self.reveal = reveal;
         self
     }

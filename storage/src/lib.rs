@@ -101,7 +101,7 @@ pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
     Ok(Arc::new(cache::Instrumented::new(inner)))
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
 }
 

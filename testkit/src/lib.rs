@@ -179,13 +179,18 @@ impl Tansu {
     }
 
     fn start(storage: String, port: u16, dir: Option<std::path::PathBuf>) -> Tansu {
+        Tansu::start_advertising(storage, port, dir, &format!("tcp://127.0.0.1:{port}"))
+    }
+
+    /// A broker listening on `port` that tells clients to reach it at `advertised`.
+    fn start_advertising(storage: String, port: u16, dir: Option<std::path::PathBuf>, advertised: &str) -> Tansu {
         let listener = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(tansu_binary());
         if let Some(d) = &dir {
             cmd.current_dir(d);
         }
         let child = cmd
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener, "--storage-engine", &storage])
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", advertised, "--storage-engine", &storage])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -228,16 +233,7 @@ impl TlsTansu {
     pub fn start() -> TlsTansu {
         let tls = TlsFiles::make("");
         let (inner, port) = (free_port(), free_port());
-        let child = Command::new(tansu_binary())
-            .args(["broker", "--listener-url", &format!("tcp://127.0.0.1:{inner}")])
-            .args(["--advertised-listener-url", &format!("tcp://localhost:{port}"), "--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("the test broker {} must be installed (scripts/tansu.sh builds it): {e}", tansu_binary().display()));
-        wait_for_port(inner, "tansu");
-        let broker = Tansu { child: Some(child), port: inner, storage: "memory://tansu/".into(), dir: None };
+        let broker = Tansu::start_advertising("memory://tansu/".into(), inner, None, &format!("tcp://localhost:{port}"));
         let listen = format!(
             "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
             tls.path("server.pem"),

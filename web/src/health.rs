@@ -32,34 +32,10 @@ pub fn log_check(log: Arc<dyn kurz_storage::EventLog>, topic: &'static str) -> (
     )
 }
 
-/// Who may read why a dependency failed: the holder of the admin token. Everyone else
-/// learns only which dependency failed, never its error text (hosts, addresses, driver
-/// messages); the text is logged instead.
-#[derive(Clone, Default)]
-pub struct Reveal(Option<Arc<[u8]>>);
-
-impl Reveal {
-    pub fn to_admin(token: Option<&str>) -> Reveal {
-        Reveal(token.filter(|t| !t.is_empty()).map(|t| Arc::from(t.as_bytes())))
-    }
-
-    /// Whether the request carries the admin token.
-    pub fn allows(&self, headers: &axum::http::HeaderMap) -> bool {
-        let Some(admin) = &self.0 else { return false };
-        let Some(token) = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        else {
-            return false;
-        };
-        // Constant time in the token's bytes.
-        let t = token.trim().as_bytes();
-        t.len() == admin.len() && t.iter().zip(admin.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    }
-}
-
-pub fn routes(checks: Vec<(&'static str, Check)>, reveal: Reveal) -> Router {
+/// `/health/ready` names a failing dependency to anyone, and gives its error text
+/// (hosts, addresses, driver messages) only to the holder of `admin`; the text is
+/// logged either way.
+pub fn routes(checks: Vec<(&'static str, Check)>, admin: crate::admin::AdminToken) -> Router {
     let checks = Arc::new(checks);
     Router::new()
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
@@ -68,7 +44,7 @@ pub fn routes(checks: Vec<(&'static str, Check)>, reveal: Reveal) -> Router {
             "/health/ready",
             get(move |headers: axum::http::HeaderMap| {
                 let checks = checks.clone();
-                let reveal = reveal.allows(&headers);
+                let reveal = admin.allows(&headers);
                 async move {
                     let mut failing = serde_json::Map::new();
                     for (name, check) in checks.iter() {
@@ -116,7 +92,7 @@ mod tests {
         let failing: Check = Arc::new(|| Box::pin(async { Err("connect 10.0.7.12:9042: refused (scylla-1.internal)".to_string()) }));
         let ok: Check = Arc::new(|| Box::pin(async { Ok(()) }));
         let admin = "a".repeat(32);
-        let router = routes(vec![("store", failing), ("log", ok)], Reveal::to_admin(Some(&admin)));
+        let router = routes(vec![("store", failing), ("log", ok)], crate::admin::AdminToken::new(Some(&admin)));
         for auth in [None, Some("Bearer wrong".to_string()), Some(format!("Bearer {}", "a".repeat(31))), Some("Basic x".into())] {
             let (status, body) = ready(&router, auth.as_deref()).await;
             assert_eq!(status, 503);
@@ -128,7 +104,7 @@ mod tests {
         assert!(body["failing"]["store"].as_str().unwrap().contains("10.0.7.12"), "{body}");
         // Without an admin token configured nobody reads it.
         let secret: Check = Arc::new(|| Box::pin(async { Err("secret text".to_string()) }));
-        let router = routes(vec![("store", secret)], Reveal::default());
+        let router = routes(vec![("store", secret)], crate::admin::AdminToken::default());
         let (_, body) = ready(&router, Some("Bearer ")).await;
         assert_eq!(body["failing"]["store"], "failing");
     }

@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by `command-api` and `query-edge`.
 
+pub mod admin;
 pub mod body;
 pub mod error;
 pub mod health;

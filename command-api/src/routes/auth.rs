@@ -75,11 +75,7 @@ pub async fn login(State(s): State<AppState>, body: JsonObject) -> Result<Respon
     let email = body.str("email")?;
     let password = body.str("password")?.to_string();
     let account = Email::parse(email).map(|e| e.as_str().to_string()).unwrap_or_else(|_| email.trim().to_lowercase());
-    if let Err(secs) = s.limits.logins.check(&account) {
-        // Held before the answer, as rate-limit refusals are (`ratelimit::tarpit`).
-        tokio::time::sleep(kurz_web::ratelimit::TARPIT_MAX).await;
-        return Err(ApiError::TooManyRequests(secs, format!("too many failed sign-ins for this account; retry in {secs} s")));
-    }
+    s.limits.logins.refuse_if_locked(&account).await?;
     let user = match Email::parse(email) {
         Ok(e) => s.store.user_by_email(e.as_str()).await?,
         Err(_) => None,

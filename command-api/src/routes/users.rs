@@ -63,9 +63,7 @@ async fn new_password(s: &AppState, p: Principal, user: kurz_schemas::Id, new: &
         let record = s.store.user(user).await?.ok_or_else(|| ApiError::NotFound("user not found".into()))?;
         if let Some(hash) = record.password_hash {
             let current = current.ok_or_else(|| ApiError::BadRequest("changing the password needs current_password".into()))?;
-            if let Err(secs) = s.limits.logins.check(&record.email) {
-                return Err(ApiError::TooManyRequests(secs, format!("too many failed sign-ins for this account; retry in {secs} s")));
-            }
+            s.limits.logins.refuse_if_locked(&record.email).await?;
             if current.len() > crate::routes::auth::MAX_PASSWORD_LEN || !verify_password(Some(hash), current.to_string()).await? {
                 s.limits.logins.failed(&record.email);
                 return Err(ApiError::Forbidden("current_password is not right".into()));

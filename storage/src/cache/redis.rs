@@ -66,7 +66,7 @@ impl RedisCache {
     /// user name for Redis ACLs (`rediss://user:password@…`).
     pub fn open(url: &str) -> Result<RedisCache, StorageError> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let param = |name: &str| query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')));
+        let param = |name: &str| crate::query_param(query, name);
         let prefix = param("prefix").unwrap_or("kurz:").to_string();
         let client = if base.starts_with("rediss://") {
             crate::tls::install_provider();
