@@ -260,11 +260,12 @@ pub async fn run(a: Args) -> Value {
         refused: AtomicU64::new(0),
         accepted_twice: AtomicU64::new(0),
     });
+    let keys = kurz_storage::vault::Keyring::new(kurz_storage::open_vault("embedded", dir.path()).await.unwrap());
     let t = Instant::now();
     let mut crashes = Vec::new();
     for stage in 1..=4u64 {
         let stop = tokio_util::sync::CancellationToken::new();
-        let projector = kurz_projector::Projector::new(log.clone(), wrapped.clone(), None);
+        let projector = kurz_projector::Projector::new(log.clone(), wrapped.clone(), None, keys.clone());
         let task = tokio::spawn(projector.run_until_stopped(stop.clone()));
         let target = if stage < 4 { a.clicks * stage / 4 } else { a.clicks };
         loop {

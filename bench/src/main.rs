@@ -6,6 +6,7 @@ mod clicks;
 mod creates;
 mod redirects;
 mod replay;
+mod sealing;
 mod staleness;
 mod stats;
 
@@ -39,10 +40,12 @@ enum Bench {
     Replay(replay::Args),
     /// What each abuse attack costs a running server, vs. the same server without it.
     Abuse(abuse::Args),
+    /// What sealing users' personal data costs the event codecs, vs. plain encoding.
+    Sealing(sealing::Args),
     /// Writes `<out>/<name>.md` again from `<out>/<name>.json`, without measuring (after
     /// the report's text changed). The JSON is left as it is.
     Render {
-        /// staleness, creates, redirects, clicks or replay.
+        /// staleness, creates, redirects, clicks, replay, abuse or sealing.
         name: String,
     },
 }
@@ -80,6 +83,11 @@ fn main() {
                 let md = replay::markdown(&v);
                 ("replay", v, md)
             }
+            Bench::Sealing(a) => {
+                let v = sealing::run(a).await;
+                let md = sealing::markdown(&v);
+                ("sealing", v, md)
+            }
             Bench::Redirects(a) => {
                 let v = redirects::run(a).await;
                 let md = redirects::markdown(&v);
@@ -102,6 +110,7 @@ fn render(out: &std::path::Path, name: &str) -> i32 {
         "clicks" => clicks::markdown,
         "replay" => replay::markdown,
         "abuse" => abuse::markdown,
+        "sealing" => sealing::markdown,
         _ => {
             eprintln!("kurz-bench render: no benchmark named '{name}'");
             return 2;

@@ -64,9 +64,10 @@ pub async fn run(args: Args) -> serde_json::Value {
     let stop = CancellationToken::new();
 
     let settings = Settings { auth: AuthMode::Open, secret: b"bench".to_vec(), ..Settings::default() };
-    let api = CommandApi::build(log.clone(), store.clone(), settings).await.unwrap();
+    let keys = kurz_storage::vault::Keyring::new(kurz_storage::open_vault("embedded", dir.path()).await.unwrap());
+    let api = CommandApi::build(log.clone(), store.clone(), keys.clone(), settings).await.unwrap();
     tokio::spawn(api.deciders().run_until_stopped(stop.clone()));
-    let projector = Projector::new(log.clone(), store.clone(), Some(open_cache(&redis.url()).unwrap()));
+    let projector = Projector::new(log.clone(), store.clone(), Some(open_cache(&redis.url()).unwrap()), keys);
     tokio::spawn(projector.run_until_stopped(stop.clone()));
 
     let mut probes = Vec::new();

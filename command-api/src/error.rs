@@ -11,6 +11,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
     /// Another writer appended to a decider's events partition: this decider's state
     /// is stale (it may no longer own the partition) and must be restored.
+    /// A record's personal data could not be sealed (its key is not there).
+    #[error("sealing: {0}")]
+    Sealing(#[from] kurz_schemas::personal::OpenError),
     #[error("events partition {partition} moved under its decider: expected end {expected}, found {found}")]
     Fenced { partition: u32, expected: u64, found: u64 },
 }

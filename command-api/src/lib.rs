@@ -17,6 +17,7 @@ pub mod targets;
 pub use auth::{AuthMode, Principal};
 pub use error::Error;
 
+use kurz_storage::vault::Keyring;
 use kurz_storage::{EventLog, ReadStore};
 use kurz_web::ApiError;
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ impl Default for Settings {
 pub struct Inner {
     pub log: Arc<dyn EventLog>,
     pub store: Arc<dyn ReadStore>,
+    /// Users' data keys: personal data is sealed under them in the commands and
+    /// events topics.
+    pub keys: Arc<Keyring>,
     pub auth: auth::Auth,
     pub settings: Settings,
     pub command_partitions: u32,
@@ -158,7 +162,12 @@ pub struct CommandApi {
 
 impl CommandApi {
     /// The log's topics must exist (see `kurz_storage::log::ensure_topics`).
-    pub async fn build(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, settings: Settings) -> Result<CommandApi, Error> {
+    pub async fn build(
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn ReadStore>,
+        keys: Arc<Keyring>,
+        settings: Settings,
+    ) -> Result<CommandApi, Error> {
         let command_partitions = log.partitions(kurz_schemas::topics::COMMANDS).await?;
         let auth =
             auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()).with_previous(&settings.previous_secrets);
@@ -167,6 +176,7 @@ impl CommandApi {
             state: AppState(Arc::new(Inner {
                 log,
                 store,
+                keys,
                 auth,
                 settings,
                 command_partitions,
@@ -195,7 +205,7 @@ impl CommandApi {
     }
 
     pub fn deciders(&self) -> decider::Deciders {
-        decider::Deciders::new(self.state.log.clone())
+        decider::Deciders::new(self.state.log.clone(), self.state.keys.clone())
     }
 
     /// Serves the write API and runs the deciders until `stop` fires; then stops

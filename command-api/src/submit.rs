@@ -6,9 +6,11 @@
 use crate::AppState;
 use hmac::{Hmac, Mac};
 use kurz_schemas::event::Answer;
-use kurz_schemas::{topics, Command, CommandId};
+use kurz_schemas::personal::OpenError;
+use kurz_schemas::{topics, Command, CommandBody, CommandId};
 use kurz_storage::log::partition_for;
 use kurz_storage::store::StoredOutcome;
+use kurz_storage::vault::Keyring;
 use kurz_storage::NewRecord;
 use kurz_web::ApiError;
 use sha2::{Digest, Sha256};
@@ -30,12 +32,14 @@ impl AppState {
         if let Some(done) = self.store.outcome(cmd.id.as_str()).await? {
             same_request(&cmd, &done)?;
             m.commands_submitted.with_label_values(&["replayed"]).inc();
-            return Ok(done);
+            return self.with_personal(done).await;
         }
+        self.assign_subjects(&mut cmd).await?;
+        let payload = self.seal(&cmd).await?;
         let key = cmd.key();
         let partition = partition_for(&key, self.command_partitions);
         let mut rec =
-            NewRecord::new(key, cmd.encode()).header("command-id", cmd.id.as_str()).header("schema-version", Command::VERSION.to_string());
+            NewRecord::new(key, payload).header("command-id", cmd.id.as_str()).header("schema-version", Command::VERSION.to_string());
         if let Some(tp) = &cmd.traceparent {
             rec = rec.header("traceparent", tp.as_str());
         }
@@ -48,7 +52,7 @@ impl AppState {
                 // Two requests under one key raced: the decider took the first.
                 same_request(&cmd, &o)?;
                 m.commands_submitted.with_label_values(&[if o.status < 400 { "accepted" } else { "rejected" }]).inc();
-                Ok(o)
+                self.with_personal(o).await
             }
             None => {
                 m.commands_submitted.with_label_values(&["timeout"]).inc();
@@ -58,6 +62,62 @@ impl AppState {
                 )))
             }
         }
+    }
+}
+
+impl AppState {
+    /// Gives every user a command creates, or changes the personal data of, a data key:
+    /// a new one for a new user (stored in the vault before the command is appended),
+    /// the user's own for an update (a new one for a user from before sealing).
+    async fn assign_subjects(&self, cmd: &mut Command) -> Result<(), ApiError> {
+        let vault = |e: kurz_storage::StorageError| ApiError::Unavailable(format!("key vault: {e}"));
+        match &mut cmd.body {
+            CommandBody::CreateUser { subject: subject @ None, .. } => *subject = Some(self.keys.mint().await.map_err(vault)?),
+            CommandBody::UpdateUser { id, email, username, password_hash, subject: subject @ None }
+                if email.is_some() || username.is_some() || password_hash.is_some() =>
+            {
+                let own = self.store.user(*id).await?.and_then(|u| u.subject);
+                *subject = Some(match own {
+                    Some(s) => s,
+                    None => self.keys.mint().await.map_err(vault)?,
+                });
+            }
+            CommandBody::ImportUsers { rows } => {
+                let bare: Vec<&mut kurz_schemas::UserRow> = rows.iter_mut().filter(|r| r.subject.is_none()).collect();
+                let minted = self.keys.mint_many(bare.len()).await.map_err(vault)?;
+                for (row, s) in bare.into_iter().zip(minted) {
+                    row.subject = Some(s);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The command's bytes for the log, personal data sealed.
+    async fn seal(&self, cmd: &Command) -> Result<Vec<u8>, ApiError> {
+        let subjects = cmd.subjects();
+        if !subjects.is_empty() {
+            self.keys.load_all(&subjects).await.map_err(|e| ApiError::Unavailable(format!("key vault: {e}")))?;
+        }
+        cmd.encode_sealed(&|s| self.keys.key(s), &mut Keyring::nonce).map_err(|e| match e {
+            OpenError::Erased(_) => ApiError::NotFound("user not found".into()),
+            e => ApiError::internal(format!("sealing a command: {e}")),
+        })
+    }
+
+    /// An outcome keeps a user without its personal fields (an erasure must not leave
+    /// them there); the answer takes them from the user's row, written in the same
+    /// store step as the outcome. A user deleted since is answered without them.
+    async fn with_personal(&self, mut o: StoredOutcome) -> Result<StoredOutcome, ApiError> {
+        if let Answer::User { user } = &mut o.answer {
+            if user.email.is_empty() {
+                if let Some(row) = self.store.user(user.id).await? {
+                    *user = row.answer();
+                }
+            }
+        }
+        Ok(o)
     }
 }
 

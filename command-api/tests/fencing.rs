@@ -72,8 +72,9 @@ async fn a_decider_that_finds_a_foreign_writer_restores_and_decides_against_it()
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(kurz_storage::log::embedded::RedbLog::open(&dir.path().join("log.redb")).unwrap());
     kurz_storage::log::ensure_topics(&*log, PARTITIONS, 2).await.unwrap();
+    let keys = kurz_storage::vault::Keyring::new(kurz_storage::open_vault("embedded", dir.path()).await.unwrap());
     let stop = tokio_util::sync::CancellationToken::new();
-    let run = tokio::spawn(Deciders::new(log.clone()).run_until_stopped(stop.clone()));
+    let run = tokio::spawn(Deciders::new(log.clone(), keys.clone()).run_until_stopped(stop.clone()));
 
     let first = create("first", "fence-a");
     let p = partition_of(&first);
@@ -84,7 +85,7 @@ async fn a_decider_that_finds_a_foreign_writer_restores_and_decides_against_it()
     // decider has never seen, on the same partition.
     let code = (0..).map(|i| format!("fence-{i}")).find(|c| partition_of(&create("x", c)) == p).unwrap();
     let foreign = create("foreign", &code);
-    let mut other = restore(&*log, p).await.unwrap();
+    let mut other = restore(&*log, &keys, p).await.unwrap();
     let evs = decide::handle(&mut other, &foreign, Ts::now());
     let recs = evs.iter().map(|e| NewRecord::new(foreign.key(), e.encode()).header("command-id", e.command_id.as_str())).collect();
     log.append(topics::EVENTS, p, recs).await.unwrap();

@@ -26,6 +26,14 @@ pub struct Config {
     #[arg(long, env = "KURZ_STORE_URL", default_value = "embedded")]
     pub store_url: String,
 
+    /// Key vault (users' data keys, for crypto-shredding): `embedded` (`vault.redb` in
+    /// the data dir) or `scylla://…/keyspace`. Unset: beside the read store (a Scylla
+    /// store's cluster, keyspace `<store keyspace>_vault`). Every process of one
+    /// deployment must use the same vault, and it is never rebuilt from the log: back it
+    /// up (an erasure in it is final).
+    #[arg(long, env = "KURZ_VAULT_URL")]
+    pub vault_url: Option<String>,
+
     /// Hot-cache backend: `memory` (in-process, quick_cache; `memory://?capacity=N` entries).
     #[arg(long, env = "KURZ_CACHE_URL", default_value = "memory")]
     pub cache_url: String,

@@ -18,6 +18,7 @@ use kurz_projector::watchdog::{self, Watchdog};
 use kurz_projector::Projector;
 use kurz_query_edge::QueryEdge;
 use kurz_storage::store::generations::Generations;
+use kurz_storage::vault::Keyring;
 use kurz_storage::{EventLog, LinkCache, ReadStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub struct Ports {
     pub store: Arc<dyn ReadStore>,
     pub generations: Arc<Generations>,
     pub cache: Arc<dyn LinkCache>,
+    /// Users' data keys (personal data in the log is sealed under them).
+    pub keys: Arc<Keyring>,
 }
 
 impl Ports {
@@ -58,7 +61,9 @@ impl Ports {
         kurz_storage::log::ensure_topics(&*log, cfg.partitions, cfg.click_partitions).await?;
         let generations = Generations::open(&cfg.store_url, &cfg.data_dir, log.clone()).await?;
         let cache = kurz_storage::open_cache(&cfg.cache_url)?;
-        Ok(Ports { log, store: generations.clone(), generations, cache })
+        let vault_url = cfg.vault_url.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| kurz_storage::default_vault_url(&cfg.store_url));
+        let keys = Keyring::new(kurz_storage::open_vault(&vault_url, &cfg.data_dir).await?);
+        Ok(Ports { log, store: generations.clone(), generations, cache, keys })
     }
 }
 
@@ -118,7 +123,7 @@ impl App {
         let ports = Ports::open(&cfg).await?;
         let settings = settings(&cfg)?;
         let admin_auth = Arc::new(kurz_command_api::auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()));
-        let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings).await?;
+        let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), ports.keys.clone(), settings).await?;
         let projector = parked::projector(&ports, &cfg);
         let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &capture_settings(&cfg)?)?
             .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0));
@@ -201,7 +206,7 @@ pub async fn serve_configured(
 /// `kurz command-api`: write routes and the deciders.
 pub async fn run_command_api(cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
     let ports = Ports::open(&cfg).await?;
-    let api = CommandApi::build(ports.log.clone(), ports.store.clone(), settings(&cfg)?).await?;
+    let api = CommandApi::build(ports.log.clone(), ports.store.clone(), ports.keys.clone(), settings(&cfg)?).await?;
     let workers = CancellationToken::new();
     let deciders = tokio::spawn(api.deciders().run_until_stopped(workers.clone()));
     tracing::info!(event = "listening", addr = %listener.local_addr()?);
@@ -214,7 +219,7 @@ pub async fn run_command_api(cfg: Config, listener: tokio::net::TcpListener, sto
 /// `kurz projector`: the projections, with health and metrics on the HTTP address.
 pub async fn run_projector(cfg: Config, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), Error> {
     let ports = Ports::open(&cfg).await?;
-    let projector = Projector::new(ports.log.clone(), ports.store.clone(), None).max_attempts(cfg.max_attempts);
+    let projector = Projector::new(ports.log.clone(), ports.store.clone(), None, ports.keys.clone()).max_attempts(cfg.max_attempts);
     let workers = CancellationToken::new();
     let task = tokio::spawn(projector.run_until_stopped(workers.clone()));
     let reveal = kurz_web::admin::AdminToken::new(cfg.admin_token.as_deref());

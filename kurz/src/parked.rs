@@ -73,7 +73,7 @@ pub async fn act(projector: &Projector, action: Action) -> Result<Report, Error>
 
 /// The projector a process acts on parked records with.
 pub fn projector(ports: &Ports, cfg: &crate::Config) -> Projector {
-    Projector::new(ports.log.clone(), ports.store.clone(), Some(ports.cache.clone())).max_attempts(cfg.max_attempts)
+    Projector::new(ports.log.clone(), ports.store.clone(), Some(ports.cache.clone()), ports.keys.clone()).max_attempts(cfg.max_attempts)
 }
 
 /// Runs `action` in this process (storage it can open) or against a running kurz's

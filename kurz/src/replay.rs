@@ -94,7 +94,7 @@ pub async fn run(
     let (target, resumed) = pick_generation(&control, previous);
     // Fails on an unknown projection before anything is recorded.
     let store = gens.store(target)?;
-    let replay = Replay::new(ports.log.clone(), store.clone(), &req.projections)?;
+    let replay = Replay::new(ports.log.clone(), store.clone(), ports.keys.clone(), &req.projections)?;
     *generation.lock().expect("generation slot poisoned") = Some(target);
     if !resumed {
         append_control(
@@ -246,7 +246,8 @@ pub fn admin_routes(ports: Ports, replayer: Arc<Replayer>, auth: Arc<kurz_comman
         if req.projections.is_empty() {
             return Err(ApiError::BadRequest("name the projections to replay, or [\"all\"]".into()));
         }
-        Replay::new(st.ports.log.clone(), st.ports.store.clone(), &req.projections).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Replay::new(st.ports.log.clone(), st.ports.store.clone(), st.ports.keys.clone(), &req.projections)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         match st.replayer.start(st.ports.clone(), req) {
             Ok(()) => Ok((StatusCode::ACCEPTED, Json(st.replayer.status())).into_response()),
             Err(running) => Ok((StatusCode::CONFLICT, Json(running)).into_response()),

@@ -135,11 +135,12 @@ async fn an_outside_consumer_reads_real_clicks_and_events_by_the_published_schem
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|l| clicks.is_valid(l)));
 
-    // The events topic, by its own published schema.
-    let events = published("event.v1.schema.json");
+    // The events topic, by its own published schema: the current version, 2.
+    let events = published("event.v2.schema.json");
     for (r, headers) in read_topic(broker.port, "kurz.events.v1", 2) {
         let errors: Vec<String> = events.iter_errors(&r).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{r}: {errors:?}");
-        assert_eq!(headers.get("schema-version").map(String::as_str), Some("1"));
+        assert_eq!(headers.get("schema-version").map(String::as_str), Some("2"));
+        assert_eq!(r["v"], 2, "{r}");
     }
 }

@@ -205,6 +205,11 @@ fn every_role_sets_every_setting_and_runs_its_role_from_the_one_image() {
         assert_eq!(scalar(&env, 6, "KURZ_LOG_URL").as_deref(), Some("kafka://kafka:9092"), "{role}");
         assert_eq!(scalar(&env, 6, "KURZ_STORE_URL").as_deref(), Some("scylla://scylla:9042/kurz"), "{role}");
         assert_eq!(scalar(&env, 6, "KURZ_CACHE_URL").as_deref(), Some("redis://redis:6379"), "{role}");
+        assert_eq!(
+            scalar(&env, 6, "KURZ_VAULT_URL").as_deref(),
+            Some("scylla://scylla:9042/kurz_vault"),
+            "{role}: one vault for every role"
+        );
         assert!(scalar(&env, 6, "OTEL_EXPORTER_OTLP_ENDPOINT").is_some(), "{role}: OTEL_EXPORTER_OTLP_ENDPOINT");
         assert!(scalar(&env, 6, "OTEL_SERVICE_NAME").is_some(), "{role}: OTEL_SERVICE_NAME");
 

@@ -10,8 +10,10 @@
 
 use crate::metrics;
 use crate::projections::{Input, Projection};
+use kurz_schemas::personal::Keys;
 use kurz_schemas::{topics, Click, Event, Id, Ts};
 use kurz_storage::store::{Attempt, Mutation, ParkedRecord, Position, StoreBatch};
+use kurz_storage::vault::Keyring;
 use kurz_storage::Record;
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -32,12 +34,28 @@ enum Decoded {
     Click(Click),
 }
 
-/// Why `projections` could not apply `rec`, or its mutations.
-pub fn map_record(projections: &[&dyn Projection], topic: &str, rec: &Record, out: &mut Vec<Mutation>) -> Result<(), String> {
+/// Loads the data keys that opening `recs` needs (events carry users' personal data
+/// sealed). A subject the vault does not know is left out: its record parks.
+pub async fn load_keys(keys: &Keyring, topic: &str, recs: &[Record]) -> Result<(), kurz_storage::StorageError> {
+    if topic != topics::EVENTS {
+        return Ok(());
+    }
+    let subjects: Vec<String> = recs.iter().flat_map(|r| Event::sealed_subjects(&r.payload)).collect();
+    if !subjects.is_empty() {
+        for s in keys.load(&subjects).await? {
+            tracing::error!(event = "unknown_subject", subject = %s, "{}", kurz_storage::vault::keyring::unknown_subject(&s));
+        }
+    }
+    Ok(())
+}
+
+/// Why `projections` could not apply `rec`, or its mutations. `keys`: the data keys
+/// loaded for it ([`load_keys`]).
+pub fn map_record(projections: &[&dyn Projection], topic: &str, rec: &Record, keys: Keys, out: &mut Vec<Mutation>) -> Result<(), String> {
     let decoded = if topic == topics::CLICKS {
         Click::decode(&rec.payload).map(Decoded::Click)
     } else {
-        Event::decode(&rec.payload).map(Decoded::Event)
+        Event::decode_opened(&rec.payload, keys).map(Decoded::Event)
     };
     let decoded = decoded.map_err(|e| {
         metrics::get().undecodable.with_label_values(&[topic]).inc();
@@ -136,6 +154,7 @@ pub fn project(
     p: u32,
     recs: &[Record],
     parked: &mut ParkedKeys,
+    keys: Keys,
 ) -> Mapped {
     let mut out = Mapped { mutations: Vec::with_capacity(recs.len() * 2), parks: Vec::new(), traced: None };
     let mut pending: Vec<&dyn Projection> = Vec::with_capacity(mine.len());
@@ -161,7 +180,7 @@ pub fn project(
             }
             None => tracing::Span::none(),
         };
-        if let Err(reason) = span.in_scope(|| map_record(&pending, topic, rec, &mut one)) {
+        if let Err(reason) = span.in_scope(|| map_record(&pending, topic, rec, keys, &mut one)) {
             tracing::error!(event = "record_parked", topic, partition = p, offset = rec.offset, key = %rec.key, reason = %reason);
             out.parks.push(park(topic, rec, &pending, 1, reason));
             parked.insert(rec.key.clone());
@@ -243,10 +262,10 @@ mod tests {
         let recs: Vec<Record> = (0..600).map(|i| click_record(i, 1 + i % 4, &format!("v{}", i % 7), (i / 200) as i64)).collect();
         let mut one_by_one = Vec::new();
         for r in &recs {
-            map_record(&mine, topics::CLICKS, r, &mut one_by_one).unwrap();
+            map_record(&mine, topics::CLICKS, r, &|_| None, &mut one_by_one).unwrap();
         }
         let positions = vec![0; mine.len()];
-        let folded = project(&mine, &positions, topics::CLICKS, 0, &recs, &mut ParkedKeys::new()).mutations;
+        let folded = project(&mine, &positions, topics::CLICKS, 0, &recs, &mut ParkedKeys::new(), &|_| None).mutations;
         assert_eq!(effect(&folded), effect(&one_by_one), "summing per row changes nothing the store would see");
         assert!(folded.len() < one_by_one.len() / 5, "{} summed mutations from {}", folded.len(), one_by_one.len());
         let e = effect(&folded);
@@ -265,7 +284,7 @@ mod tests {
         recs[4].payload = b"{not json".to_vec();
         let positions = vec![0; mine.len()];
         let mut parked = ParkedKeys::new();
-        let mapped = project(&mine, &positions, topics::CLICKS, 0, &recs, &mut parked);
+        let mapped = project(&mine, &positions, topics::CLICKS, 0, &recs, &mut parked, &|_| None);
         // The poison record parks its key, and the key's later records wait behind it.
         assert_eq!(mapped.parks.len(), 6);
         assert!(parked.contains("c1"));

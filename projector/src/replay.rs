@@ -10,6 +10,7 @@ use crate::projections::{self, Projection};
 use crate::Error;
 use kurz_schemas::topics;
 use kurz_storage::store::ApplyError;
+use kurz_storage::vault::Keyring;
 use kurz_storage::{EventLog, ReadStore};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,11 +39,12 @@ pub struct Replay {
     log: Arc<dyn EventLog>,
     target: Arc<dyn ReadStore>,
     projections: Arc<Vec<Box<dyn Projection>>>,
+    keys: Arc<Keyring>,
 }
 
 impl Replay {
     /// A replay of the named projections (`all`, or none named: every one) into `target`.
-    pub fn new(log: Arc<dyn EventLog>, target: Arc<dyn ReadStore>, names: &[String]) -> Result<Replay, Error> {
+    pub fn new(log: Arc<dyn EventLog>, target: Arc<dyn ReadStore>, keys: Arc<Keyring>, names: &[String]) -> Result<Replay, Error> {
         let every = projections::all();
         let known: Vec<&str> = every.iter().map(|p| p.name()).collect();
         if let Some(bad) = names.iter().find(|n| *n != "all" && !known.contains(&n.as_str())) {
@@ -50,7 +52,7 @@ impl Replay {
         }
         let all = names.is_empty() || names.iter().any(|n| n == "all");
         let chosen = every.into_iter().filter(|p| all || names.iter().any(|n| n == p.name())).collect();
-        Ok(Replay { log, target, projections: Arc::new(chosen) })
+        Ok(Replay { log, target, projections: Arc::new(chosen), keys })
     }
 
     fn topics(&self) -> Vec<&'static str> {
@@ -64,9 +66,9 @@ impl Replay {
             let mut tasks = tokio::task::JoinSet::new();
             for topic in self.topics() {
                 for p in 0..self.log.partitions(topic).await? {
-                    let (log, target, projections, progress) =
-                        (self.log.clone(), self.target.clone(), self.projections.clone(), progress.clone());
-                    tasks.spawn(async move { partition(&*log, &*target, &projections, topic, p, &progress).await });
+                    let (log, target, projections, progress, keys) =
+                        (self.log.clone(), self.target.clone(), self.projections.clone(), progress.clone(), self.keys.clone());
+                    tasks.spawn(async move { partition(&*log, &*target, &projections, &keys, topic, p, &progress).await });
                 }
             }
             let mut applied = 0;
@@ -98,6 +100,7 @@ async fn partition(
     log: &dyn EventLog,
     target: &dyn ReadStore,
     projections: &[Box<dyn Projection>],
+    keys: &Keyring,
     topic: &'static str,
     p: u32,
     progress: &Progress,
@@ -132,7 +135,8 @@ async fn partition(
         let recs = log.read(topic, p, from, BATCH.min((end - from) as usize)).await?;
         let Some(last) = recs.last() else { return Ok(applied) };
         let next = last.offset + 1;
-        let mapped = project(&mine, &positions, topic, p, &recs, &mut parked);
+        crate::batch::load_keys(keys, topic, &recs).await?;
+        let mapped = project(&mine, &positions, topic, p, &recs, &mut parked, &|s| keys.key(s));
         match target.apply(store_batch(&mine, &positions, topic, p, next, mapped)).await {
             Ok(()) => {
                 for pos in positions.iter_mut() {

@@ -23,6 +23,7 @@ use crate::{deadletter, metrics, Error};
 use kurz_schemas::{topics, Ts};
 use kurz_storage::cache::{offer_state, LinkCache};
 use kurz_storage::store::{ApplyError, Attempt, Mutation, StoreBatch};
+use kurz_storage::vault::Keyring;
 use kurz_storage::{EventLog, ReadStore};
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,12 +47,14 @@ pub struct Projector {
     cache: Option<Arc<dyn LinkCache>>,
     projections: Arc<Vec<Box<dyn Projection>>>,
     max_attempts: u32,
+    /// Users' data keys, to open their personal data in events.
+    keys: Arc<Keyring>,
 }
 
 impl Projector {
     /// `cache`: the hot cache to keep in step with the store, if this process has one.
-    pub fn new(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, cache: Option<Arc<dyn LinkCache>>) -> Projector {
-        Projector::with_projections(log, store, cache, projections::all())
+    pub fn new(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, cache: Option<Arc<dyn LinkCache>>, keys: Arc<Keyring>) -> Projector {
+        Projector::with_projections(log, store, cache, keys, projections::all())
     }
 
     /// A projector of other projections than kurz's own (tests of the runtime).
@@ -59,9 +62,14 @@ impl Projector {
         log: Arc<dyn EventLog>,
         store: Arc<dyn ReadStore>,
         cache: Option<Arc<dyn LinkCache>>,
+        keys: Arc<Keyring>,
         projections: Vec<Box<dyn Projection>>,
     ) -> Projector {
-        Projector { log, store, cache, projections: Arc::new(projections), max_attempts: MAX_ATTEMPTS }
+        Projector { log, store, cache, projections: Arc::new(projections), max_attempts: MAX_ATTEMPTS, keys }
+    }
+
+    pub fn keys(&self) -> &Arc<Keyring> {
+        &self.keys
     }
 
     /// Deliveries of one record before it is dead-lettered (at least 2).
@@ -256,7 +264,8 @@ impl Projector {
             };
             let next = last.offset + 1;
             let oldest = recs[0].timestamp;
-            let mut mapped = project(&mine, &positions, topic, p, &recs, &mut parked);
+            crate::batch::load_keys(&self.keys, topic, &recs).await?;
+            let mut mapped = project(&mine, &positions, topic, p, &recs, &mut parked, &|s| self.keys.key(s));
             m.parked.with_label_values(&[topic]).inc_by(mapped.parks.len() as u64);
             self.offer_to_cache(&mapped.mutations).await;
             let traced = mapped.traced.take();

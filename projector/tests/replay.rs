@@ -10,6 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// A keyring over a vault of its own (kept for the test's life).
+fn keys() -> std::sync::Arc<kurz_storage::vault::Keyring> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    kurz_storage::vault::Keyring::embedded(&dir).unwrap()
+}
+
 fn id(n: u64) -> Id {
     Id::new(n).unwrap()
 }
@@ -76,7 +82,7 @@ async fn fill_log(log: &dyn EventLog) {
 }
 
 async fn project(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>) {
-    let p = Projector::new(log, store, None);
+    let p = Projector::new(log, store, None, keys());
     let stop = CancellationToken::new();
     let task = tokio::spawn(p.clone().run_until_stopped(stop.clone()));
     assert!(p.wait_caught_up(Duration::from_secs(30)).await.unwrap());

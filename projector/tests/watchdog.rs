@@ -12,6 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// A keyring over a vault of its own (kept for the test's life).
+fn keys() -> std::sync::Arc<kurz_storage::vault::Keyring> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    kurz_storage::vault::Keyring::embedded(&dir).unwrap()
+}
+
 fn id(n: u64) -> Id {
     Id::new(n).unwrap()
 }
@@ -104,7 +110,7 @@ async fn a_poison_record_parks_only_its_key_and_its_key_is_redriven_in_order_onc
     let store = open_store("embedded", &dir.path().join("store")).unwrap();
     fill(&*log).await;
     let broken = Arc::new(AtomicBool::new(true));
-    let p = Projector::with_projections(log.clone(), store.clone(), None, projections(&broken));
+    let p = Projector::with_projections(log.clone(), store.clone(), None, keys(), projections(&broken));
     run_to_end(&p).await;
 
     // Every other key flowed; `bad` is held, its update waiting behind its create.
@@ -154,7 +160,7 @@ async fn a_record_out_of_attempts_goes_to_the_dead_letter_topic_and_its_key_foll
     let store = open_store("embedded", &dir.path().join("store")).unwrap();
     fill(&*log).await;
     let broken = Arc::new(AtomicBool::new(true));
-    let p = Projector::with_projections(log.clone(), store.clone(), None, projections(&broken)).max_attempts(3);
+    let p = Projector::with_projections(log.clone(), store.clone(), None, keys(), projections(&broken)).max_attempts(3);
     run_to_end(&p).await;
     let mut dog = Watchdog::new(p.clone(), settings());
     let stop = CancellationToken::new();
@@ -261,8 +267,8 @@ async fn a_process_that_dies_on_a_record_counts_an_attempt_and_the_record_ends_i
     let end = fill(&*log).await;
     let never = Arc::new(AtomicBool::new(false));
     let hung = Arc::new(tokio::sync::Notify::new());
-    let p =
-        Projector::with_projections(log.clone(), Arc::new(Hangs(real.clone(), hung.clone())), None, projections(&never)).max_attempts(3);
+    let p = Projector::with_projections(log.clone(), Arc::new(Hangs(real.clone(), hung.clone())), None, keys(), projections(&never))
+        .max_attempts(3);
     let stop = CancellationToken::new();
     // Each takeover "dies" (its future is dropped mid-batch, nothing of the batch lands).
     let mut deaths = 0;
@@ -357,7 +363,7 @@ async fn a_clean_handoff_is_not_counted_as_a_redelivery() {
     let store = open_store("embedded", &dir.path().join("store")).unwrap();
     let end = fill(&*log).await;
     let never = Arc::new(AtomicBool::new(false));
-    let p = Projector::with_projections(log.clone(), store.clone(), None, projections(&never));
+    let p = Projector::with_projections(log.clone(), store.clone(), None, keys(), projections(&never));
     let attempt = || async { store.attempt(topics::EVENTS, 0).await.unwrap() };
     for round in 0..2 {
         let stop = CancellationToken::new();

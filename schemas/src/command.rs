@@ -4,6 +4,7 @@
 //! (scoped to the caller), otherwise the command-api draws one at random. The decider
 //! applies a command id at most once.
 
+use crate::personal::{self, Keys, OpenError, RecordKind};
 use crate::{Email, Id, ShortCode, TargetUrl, Ts};
 use serde::{Deserialize, Serialize};
 
@@ -68,19 +69,58 @@ impl Command {
         serde_json::to_vec(self).expect("commands always serialize")
     }
 
+    /// Decodes a command that carries no sealed data (a sealed one fails: its personal
+    /// fields are missing); [`Command::decode_opened`] opens them.
     pub fn decode(bytes: &[u8]) -> Result<Command, serde_json::Error> {
         serde_json::from_slice(bytes)
+    }
+
+    /// The data-key subjects of the personal data this command carries.
+    pub fn subjects(&self) -> Vec<&str> {
+        match &self.body {
+            CommandBody::CreateUser { subject, .. } | CommandBody::UpdateUser { subject, .. } => subject.as_deref().into_iter().collect(),
+            CommandBody::ImportUsers { rows } => rows.iter().filter_map(|r| r.subject.as_deref()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Encodes with personal fields sealed under their subjects' keys: how commands are
+    /// written to the log.
+    pub fn encode_sealed(&self, keys: Keys, nonce: &mut dyn FnMut() -> [u8; 12]) -> Result<Vec<u8>, OpenError> {
+        if self.subjects().is_empty() {
+            return Ok(self.encode());
+        }
+        personal::encode(self, RecordKind::Command, keys, nonce)
+    }
+
+    /// The subjects whose keys [`Command::decode_opened`] needs for `bytes`.
+    pub fn sealed_subjects(bytes: &[u8]) -> Vec<String> {
+        personal::subjects_of(bytes, RecordKind::Command)
+    }
+
+    /// Decodes and opens sealed personal data. A command whose subject's key was
+    /// erased does not open ([`OpenError::Erased`]).
+    pub fn decode_opened(bytes: &[u8], keys: Keys) -> Result<Command, OpenError> {
+        if !personal::may_be_sealed(bytes) {
+            return Ok(Command::decode(bytes)?);
+        }
+        personal::decode(bytes, RecordKind::Command, keys)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CommandBody {
+    /// `subject`: the new user's data key, made by the command-api before it appends
+    /// this; the personal fields travel sealed under it ([`crate::personal`]).
     CreateUser {
         email: Email,
         username: Option<String>,
         password_hash: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
     },
+    /// `subject`: the user's data key (a user from before sealing gets this one).
     UpdateUser {
         id: Id,
         email: Option<Email>,
@@ -88,6 +128,8 @@ pub enum CommandBody {
         /// A new password (argon2id PHC string): every older session of the user ends.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         password_hash: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
     },
     /// A new API key of a user (its secret stays with the caller; `key.hash` is its
     /// SHA-256). The decider sets `created_at`.
@@ -191,6 +233,9 @@ pub struct UserRow {
     pub email: Email,
     pub username: Option<String>,
     pub created_at: Option<Ts>,
+    /// The row's data key, as for [`CommandBody::CreateUser`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

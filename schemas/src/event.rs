@@ -10,11 +10,13 @@
 //! |---|---|
 //! | 1 | first version |
 //! | 1 (additive) | `decided.fingerprint`, optional: absent in older records |
+//! | 2 | a user's personal fields (e-mail, username, password hash, API keys, revoked sessions) travel sealed under its data key: `user.subject`, `user.sealed`, and `user.erased` once the key is destroyed ([`crate::personal`]). Write with [`Event::encode_sealed`], read with [`Event::decode_opened`]. A v1 record reads as before. |
 
+use crate::personal::{self, Keys, OpenError, RecordKind};
 use crate::{CommandId, HistoryEvent, Id, Link, Ts, User};
 use serde::{Deserialize, Serialize};
 
-pub const CURRENT_VERSION: u16 = 1;
+pub const CURRENT_VERSION: u16 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
@@ -91,6 +93,8 @@ pub enum DecodeError {
     UnknownVersion(u16),
     #[error("malformed event: {0}")]
     Malformed(#[from] serde_json::Error),
+    #[error("{0}")]
+    Sealed(#[from] crate::personal::OpenError),
 }
 
 #[derive(Deserialize)]
@@ -103,12 +107,56 @@ impl Event {
         serde_json::to_vec(&EventEnvelope { v: CURRENT_VERSION, event: self.clone() }).expect("events always serialize")
     }
 
+    /// Decodes without opening sealed personal data: a sealed user comes out with
+    /// empty personal fields and its `sealed` value (enough for whoever reads links,
+    /// clicks or ids; [`Event::decode_opened`] for users).
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         let probe: VersionProbe = serde_json::from_slice(bytes)?;
         match probe.v {
-            1 => Ok(serde_json::from_slice::<EventEnvelope>(bytes)?.event),
+            1 | 2 => Ok(serde_json::from_slice::<EventEnvelope>(bytes)?.event),
             v => Err(DecodeError::UnknownVersion(v)),
         }
+    }
+
+    /// The data-key subjects of the users this event carries.
+    pub fn subjects(&self) -> Vec<&str> {
+        self.users().into_iter().filter_map(|u| u.subject.as_deref()).collect()
+    }
+
+    /// The users this event carries.
+    pub fn users(&self) -> Vec<&User> {
+        match &self.body {
+            EventBody::UserCreated { user, .. } | EventBody::UserUpdated { user } | EventBody::UserDeleted { user } => vec![user],
+            EventBody::Decided { answer: Answer::User { user }, .. } => vec![user],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Encodes with every user's personal fields sealed under its subject's key: how
+    /// events are written to the log. An event without users encodes as [`Event::encode`].
+    pub fn encode_sealed(&self, keys: Keys, nonce: &mut dyn FnMut() -> [u8; 12]) -> Result<Vec<u8>, OpenError> {
+        if self.subjects().is_empty() {
+            return Ok(self.encode());
+        }
+        personal::encode(&EventEnvelope { v: CURRENT_VERSION, event: self.clone() }, RecordKind::Event, keys, nonce)
+    }
+
+    /// The subjects whose keys [`Event::decode_opened`] needs for `bytes`.
+    pub fn sealed_subjects(bytes: &[u8]) -> Vec<String> {
+        personal::subjects_of(bytes, RecordKind::Event)
+    }
+
+    /// Decodes and opens sealed personal data; a user whose key was erased comes out
+    /// erased (no personal fields, `erased: true`).
+    pub fn decode_opened(bytes: &[u8], keys: Keys) -> Result<Event, DecodeError> {
+        if !personal::may_be_sealed(bytes) {
+            return Event::decode(bytes);
+        }
+        let probe: VersionProbe = serde_json::from_slice(bytes)?;
+        if !matches!(probe.v, 1 | 2) {
+            return Err(DecodeError::UnknownVersion(probe.v));
+        }
+        Ok(personal::decode::<EventEnvelope>(bytes, RecordKind::Event, keys)?.event)
     }
 
     /// The link this event is about, if any.

@@ -12,6 +12,7 @@ pub mod event;
 pub mod ids;
 pub mod limits;
 pub mod model;
+pub mod personal;
 pub mod sealed;
 pub mod time;
 pub mod values;

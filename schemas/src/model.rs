@@ -6,7 +6,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct User {
     pub id: Id,
+    /// Absent on the wire when sealed; empty when erased.
+    #[serde(default)]
     pub email: String,
+    #[serde(default)]
     pub username: Option<String>,
     pub created_at: Ts,
     pub updated_at: Ts,
@@ -23,6 +26,20 @@ pub struct User {
     /// API keys for programs; at most [`User::MAX_API_KEYS`]. Never rendered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub api_keys: Vec<ApiKey>,
+    /// The id of the user's data key in the key vault (a random UUID). On the wire the
+    /// personal fields (e-mail, username, password hash, API keys, revoked sessions)
+    /// travel sealed under that key (see `crate::personal`); users created before
+    /// sealing have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// On the wire: the personal fields, sealed under the subject's key. Never set on a
+    /// decoded user that was opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<crate::sealed::Sealed>,
+    /// The subject's key was destroyed (the user was deleted): its personal fields are
+    /// gone for good, in the log and every copy of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
 }
 
 /// What an API key may do: `read` (the user's private reads) or `write` (everything
@@ -108,6 +125,31 @@ impl User {
             sessions_from: None,
             revoked_sessions: Vec::new(),
             api_keys: Vec::new(),
+            subject: None,
+            sealed: None,
+            erased: false,
+        }
+    }
+
+    /// With its data-key subject.
+    pub fn with_subject(mut self, subject: Option<String>) -> User {
+        self.subject = subject;
+        self
+    }
+
+    /// The user without its personal fields, the same whether they were erased or
+    /// not: what a stored outcome keeps (the API reads them from the user's row, which
+    /// an erasure deletes).
+    pub fn impersonal(&self) -> User {
+        User {
+            email: String::new(),
+            username: None,
+            password_hash: None,
+            revoked_sessions: Vec::new(),
+            api_keys: Vec::new(),
+            sealed: None,
+            erased: false,
+            ..self.clone()
         }
     }
 

@@ -147,3 +147,58 @@ fn control_fixtures_decode_and_name_the_serving_generation() {
     assert!(ControlEvent::decode(br#"{"v":9,"kind":"generation_switched","generation":1,"previous":0,"at":0}"#).is_err());
     assert!(ControlEvent::decode(br#"{"v":1,"kind":"shrug"}"#).is_err());
 }
+
+/// The v2 fixtures are sealed under this key (a test key: never one kurz made).
+const FIXTURE_KEY: [u8; 32] = [0x4b; 32];
+
+fn fixture_keys(subject: &str) -> Option<kurz_schemas::personal::SubjectKey> {
+    (subject == "7b0c1f1e-2a3d-4c5b-8e9f-0a1b2c3d4e5f").then_some(kurz_schemas::personal::SubjectKey::Live(FIXTURE_KEY))
+}
+
+/// Version 2: a user's personal fields are sealed. The stored records (written by
+/// `encode_sealed` with the key above; `KURZ_BLESS=1` rewrites them) open with their
+/// key to the same users, read as erased without it, and show nothing personal.
+#[test]
+fn sealed_v2_fixtures_open_with_their_key_and_read_as_erased_once_it_is_gone() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events/v2");
+    let subject = "7b0c1f1e-2a3d-4c5b-8e9f-0a1b2c3d4e5f";
+    let user = kurz_schemas::User::new(
+        kurz_schemas::Id::new(42).unwrap(),
+        "ann@example.com".into(),
+        Some("ann".into()),
+        kurz_schemas::Ts(1764646000000),
+        Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".into()),
+    )
+    .with_subject(Some(subject.into()));
+    let ev = |body| Event {
+        id: kurz_schemas::Id::new(373750848491777).unwrap(),
+        command_id: kurz_schemas::CommandId("c-1".into()),
+        at: kurz_schemas::Ts(1764646000000),
+        body,
+    };
+    let cases = [
+        ("user_created_sealed.json", ev(EventBody::UserCreated { user: user.clone(), imported: false })),
+        (
+            "decided_user_sealed.json",
+            ev(EventBody::Decided { status: 201, answer: Answer::User { user: user.answer() }, fingerprint: None }),
+        ),
+    ];
+    for (file, want) in cases {
+        let path = dir.join(file);
+        if std::env::var("KURZ_BLESS").is_ok() {
+            let mut n = 0u8;
+            let bytes = want.encode_sealed(&fixture_keys, &mut || {
+                n += 1;
+                [n; 12]
+            });
+            std::fs::write(&path, bytes.unwrap()).unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.contains("\"v\":2") && !text.contains("ann@") && !text.contains("argon2id") && !text.contains("\"ann\""), "{text}");
+        assert_eq!(Event::sealed_subjects(&bytes), vec![subject.to_string()]);
+        assert_eq!(Event::decode_opened(&bytes, &fixture_keys).unwrap(), want, "{file}");
+        let gone = Event::decode_opened(&bytes, &|_| Some(kurz_schemas::personal::SubjectKey::Erased)).unwrap();
+        assert!(gone.users().iter().all(|u| u.erased && u.email.is_empty() && u.id.get() == 42), "{file}");
+    }
+}

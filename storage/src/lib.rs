@@ -166,6 +166,19 @@ mod redact_tests {
     use super::redact;
 
     #[test]
+    fn the_vault_sits_beside_the_store_unless_configured() {
+        for (store, vault) in [
+            ("embedded", "embedded"),
+            ("scylla://db:9042/links", "scylla://db:9042/links_vault"),
+            ("scylla://u:pw@a,b/links?tls=true&rf=3", "scylla://u:pw@a,b/links_vault?tls=true&rf=3"),
+            ("scylla://db", "scylla://db/kurz_vault"),
+            ("scylla://db/?tls=true", "scylla://db/kurz_vault?tls=true"),
+        ] {
+            assert_eq!(super::default_vault_url(store), vault, "{store}");
+        }
+    }
+
+    #[test]
     fn credentials_never_survive_redaction() {
         for (url, want) in [
             ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
@@ -187,6 +200,24 @@ mod redact_tests {
             }
         }
     }
+}
+
+/// The vault URL used when none is configured: beside the read store. A Scylla store
+/// `scylla://hosts/ks?…` keeps it in keyspace `ks_vault` of the same cluster (keyspace
+/// `kurz` when the URL names none); every other store keeps it embedded in the data
+/// directory.
+pub fn default_vault_url(store_url: &str) -> String {
+    let Some(rest) = store_url.strip_prefix("scylla://") else { return "embedded".to_string() };
+    let (base, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, ks) = match base.split_once('/') {
+        Some((a, ks)) if !ks.is_empty() => (a, ks),
+        Some((a, _)) => (a, "kurz"),
+        None => (base, "kurz"),
+    };
+    format!("scylla://{authority}/{ks}_vault{}", query.map(|q| format!("?{q}")).unwrap_or_default())
 }
 
 /// Opens the key vault named by `url`: `embedded` keeps it in `<data_dir>/vault.redb`;

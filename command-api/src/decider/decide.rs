@@ -7,6 +7,20 @@ use super::state::PartitionState;
 use kurz_schemas::event::Answer;
 use kurz_schemas::{Command, CommandBody, Event, EventBody, HistoryEvent, Id, Link, Ts, User};
 
+/// The data keys `cmd` brought that no user of `events` (or of the state) took: a
+/// sign-up refused, an import row skipped, an update of a user that has a key. The
+/// decider erases them once its events are in the log, so the command's copy of the
+/// personal data becomes unreadable too.
+pub fn orphan_subjects(state: &PartitionState, cmd_subjects: &[String], events: &[Event]) -> Vec<String> {
+    let taken: std::collections::HashSet<&str> = events.iter().flat_map(Event::subjects).collect();
+    let rest: Vec<&String> = cmd_subjects.iter().filter(|s| !taken.contains(s.as_str())).collect();
+    if rest.is_empty() {
+        return Vec::new();
+    }
+    let held: std::collections::HashSet<&str> = state.users.values().filter_map(|u| u.subject.as_deref()).collect();
+    rest.into_iter().filter(|s| !held.contains(s.as_str())).cloned().collect()
+}
+
 /// Decides `cmd` against `state` and folds the resulting events into it.
 pub fn handle(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<Event> {
     let bodies = decide(state, cmd, now);
@@ -45,15 +59,16 @@ impl Mint<'_> {
 fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> {
     use CommandBody::*;
     match &cmd.body {
-        CreateUser { email, username, password_hash } => {
+        CreateUser { email, username, password_hash, subject } => {
             if state.emails.contains_key(email.as_str()) {
                 return reject(409, "a user with this email already exists");
             }
             let id = Mint { state, now }.id();
-            let user = User::new(id, email.as_str().to_string(), username.clone(), now, password_hash.clone());
+            let user =
+                User::new(id, email.as_str().to_string(), username.clone(), now, password_hash.clone()).with_subject(subject.clone());
             vec![EventBody::UserCreated { user: user.clone(), imported: false }, decided(201, Answer::User { user: user.answer() })]
         }
-        UpdateUser { id, email, username, password_hash } => {
+        UpdateUser { id, email, username, password_hash, subject } => {
             let Some(old) = state.users.get(id) else { return reject(404, "user not found") };
             if let Some(e) = email {
                 if state.emails.get(e.as_str()).is_some_and(|owner| owner != id) {
@@ -61,6 +76,10 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 }
             }
             let mut user = old.clone();
+            // A user from before sealing takes the command's data key.
+            if user.subject.is_none() {
+                user.subject.clone_from(subject);
+            }
             if let Some(e) = email {
                 user.email = e.as_str().to_string();
             }
@@ -136,7 +155,7 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 }
                 let id = row.id.unwrap_or_else(|| Mint { state, now }.id());
                 let at = row.created_at.unwrap_or(now);
-                let user = User::new(id, row.email.as_str().to_string(), row.username.clone(), at, None);
+                let user = User::new(id, row.email.as_str().to_string(), row.username.clone(), at, None).with_subject(row.subject.clone());
                 out.push(EventBody::UserCreated { user, imported: true });
             }
             let count = out.len() as u64;

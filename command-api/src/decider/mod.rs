@@ -23,7 +23,9 @@ pub mod decide;
 pub mod state;
 
 use crate::Error as ApiErrorKind;
+use kurz_schemas::personal::OpenError;
 use kurz_schemas::{topics, Command, Event, Ts};
+use kurz_storage::vault::Keyring;
 use kurz_storage::{EventLog, NewRecord};
 use state::PartitionState;
 use std::sync::Arc;
@@ -36,11 +38,12 @@ const BATCH: usize = 256;
 #[derive(Clone)]
 pub struct Deciders {
     log: Arc<dyn EventLog>,
+    keys: Arc<Keyring>,
 }
 
 impl Deciders {
-    pub fn new(log: Arc<dyn EventLog>) -> Deciders {
-        Deciders { log }
+    pub fn new(log: Arc<dyn EventLog>, keys: Arc<Keyring>) -> Deciders {
+        Deciders { log, keys }
     }
 
     /// Runs one decider per command partition this process owns (all of them alone;
@@ -49,8 +52,8 @@ impl Deciders {
     /// backoff; a partition taken away is drained before it is released.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> Result<(), ApiErrorKind> {
         let membership = self.log.join(GROUP, topics::COMMANDS).await?;
-        let log = self.log.clone();
-        kurz_storage::log::run_owned(membership, stop, DRAIN, move |p, stop| supervise(log.clone(), p, stop)).await;
+        let (log, keys) = (self.log.clone(), self.keys.clone());
+        kurz_storage::log::run_owned(membership, stop, DRAIN, move |p, stop| supervise(log.clone(), keys.clone(), p, stop)).await;
         Ok(())
     }
 }
@@ -58,10 +61,10 @@ impl Deciders {
 /// How long a decider partition that is being stopped may take to finish its batch.
 const DRAIN: Duration = Duration::from_secs(30);
 
-async fn supervise(log: Arc<dyn EventLog>, p: u32, stop: CancellationToken) {
+async fn supervise(log: Arc<dyn EventLog>, keys: Arc<Keyring>, p: u32, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(50);
     while !stop.is_cancelled() {
-        match run_partition(&*log, p, &stop).await {
+        match run_partition(&*log, &keys, p, &stop).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::error!(event = "decider_failed", partition = p, error = %e, "restoring from the log");
@@ -77,20 +80,31 @@ async fn supervise(log: Arc<dyn EventLog>, p: u32, stop: CancellationToken) {
 }
 
 /// Folds partition `p` of the events topic into a fresh state.
-pub async fn restore(log: &dyn EventLog, p: u32) -> Result<PartitionState, ApiErrorKind> {
-    Ok(restore_to_end(log, p).await?.0)
+pub async fn restore(log: &dyn EventLog, keys: &Keyring, p: u32) -> Result<PartitionState, ApiErrorKind> {
+    Ok(restore_to_end(log, keys, p).await?.0)
+}
+
+/// Loads the data keys that opening `payloads` needs.
+async fn load_keys<'a>(keys: &Keyring, payloads: impl Iterator<Item = &'a [u8]>, of: fn(&[u8]) -> Vec<String>) -> Result<(), ApiErrorKind> {
+    let subjects: Vec<String> = payloads.flat_map(of).collect();
+    if !subjects.is_empty() {
+        keys.load_all(&subjects).await?;
+    }
+    Ok(())
 }
 
 /// [`restore`], and the offset after the last event folded.
-async fn restore_to_end(log: &dyn EventLog, p: u32) -> Result<(PartitionState, u64), ApiErrorKind> {
+async fn restore_to_end(log: &dyn EventLog, keys: &Keyring, p: u32) -> Result<(PartitionState, u64), ApiErrorKind> {
     let mut state = PartitionState::new(p);
     let mut offset = 0;
+    let lookup = |s: &str| keys.key(s);
     loop {
         let recs = log.read(topics::EVENTS, p, offset, 4096).await?;
         let Some(last) = recs.last() else { break };
         offset = last.offset + 1;
+        load_keys(keys, recs.iter().map(|r| &r.payload[..]), Event::sealed_subjects).await?;
         for r in &recs {
-            match Event::decode(&r.payload) {
+            match Event::decode_opened(&r.payload, &lookup) {
                 Ok(ev) => state.evolve(&ev),
                 Err(e) => tracing::error!(event = "undecodable_event", partition = p, offset = r.offset, error = %e),
             }
@@ -99,8 +113,9 @@ async fn restore_to_end(log: &dyn EventLog, p: u32) -> Result<(PartitionState, u
     Ok((state, offset))
 }
 
-async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> Result<(), ApiErrorKind> {
-    let (mut state, mut events_end) = restore_to_end(log, p).await?;
+async fn run_partition(log: &dyn EventLog, keys: &Keyring, p: u32, stop: &CancellationToken) -> Result<(), ApiErrorKind> {
+    let (mut state, mut events_end) = restore_to_end(log, keys, p).await?;
+    let lookup = |s: &str| keys.key(s);
     let mut pos = log.committed(GROUP, topics::COMMANDS, p).await?.unwrap_or(0);
     let m = crate::metrics::get();
     let plabel = p.to_string();
@@ -115,22 +130,33 @@ async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> 
         let next = last.offset + 1;
         let now = Ts::now();
         let mut out = Vec::new();
+        // Data keys that commands brought and no user took (erased after the append).
+        let mut orphans = Vec::new();
+        load_keys(keys, cmds.iter().map(|r| &r.payload[..]), Command::sealed_subjects).await?;
         for rec in &cmds {
-            let cmd = match Command::decode(&rec.payload) {
+            let cmd = match Command::decode_opened(&rec.payload, &lookup) {
                 Ok(c) => c,
                 Err(e) => {
-                    // Nothing can decide a command this build cannot read; it is
-                    // answered so its caller does not wait, and logged.
+                    // Nothing can decide a command this build cannot read, or whose
+                    // personal data was erased before it was decided; it is answered
+                    // so its caller does not wait, and logged.
+                    let (status, message, outcome) = match e {
+                        OpenError::Erased(_) => (410, "the command's personal data was erased before it was decided", "erased"),
+                        _ => (400, "command could not be decoded", "undecodable"),
+                    };
                     tracing::error!(event = "undecodable_command", partition = p, offset = rec.offset, error = %e);
-                    m.decider_commands.with_label_values(&[&plabel, "undecodable"]).inc();
+                    m.decider_commands.with_label_values(&[&plabel, outcome]).inc();
                     if let Some(id) = rec.header("command-id").and_then(|v| std::str::from_utf8(v).ok()) {
+                        if state.is_decided(&kurz_schemas::CommandId(id.to_string())) {
+                            continue;
+                        }
                         let ev = Event {
                             id: state.ids.next(now.0),
                             command_id: kurz_schemas::CommandId(id.to_string()),
                             at: now,
                             body: kurz_schemas::EventBody::Decided {
-                                status: 400,
-                                answer: kurz_schemas::event::Answer::Rejected { message: "command could not be decoded".into() },
+                                status,
+                                answer: kurz_schemas::event::Answer::Rejected { message: message.into() },
                                 fingerprint: None,
                             },
                         };
@@ -140,8 +166,10 @@ async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> 
                     continue;
                 }
             };
+            let brought: Vec<String> = cmd.subjects().into_iter().map(str::to_string).collect();
             if state.is_decided(&cmd.id) {
                 m.decider_commands.with_label_values(&[&plabel, "duplicate"]).inc();
+                orphans.extend(decide::orphan_subjects(&state, &brought, &[]));
                 continue;
             }
             // One span per traced command, child of the request that issued it; its
@@ -150,23 +178,38 @@ async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> 
             kurz_telemetry::continue_trace(&span, cmd.traceparent.as_deref());
             let (evs, tp) = span.in_scope(|| (decide::handle(&mut state, &cmd, now), kurz_telemetry::traceparent()));
             m.decider_commands.with_label_values(&[&plabel, "decided"]).inc();
+            orphans.extend(decide::orphan_subjects(&state, &brought, &evs));
             for ev in evs {
                 out.push((rec.key.clone(), tp.clone().or_else(|| cmd.traceparent.clone()), ev));
             }
         }
         if !out.is_empty() {
-            let records: Vec<NewRecord> = out
-                .into_iter()
-                .map(|(key, tp, ev)| {
-                    let mut r = NewRecord::new(key, ev.encode())
-                        .header("command-id", ev.command_id.as_str())
-                        .header("schema-version", kurz_schemas::event::CURRENT_VERSION.to_string());
-                    if let Some(tp) = tp {
-                        r = r.header("traceparent", tp);
-                    }
-                    r
+            // Personal data is sealed under its user's key; the keys of users deleted
+            // in this batch are destroyed once their last events are sealed, before
+            // the append: a deletion in the log always finds its key gone.
+            let subjects: Vec<String> = out.iter().flat_map(|(_, _, ev)| ev.subjects()).map(str::to_string).collect();
+            keys.load_all(&subjects).await?;
+            let erase: Vec<String> = out
+                .iter()
+                .filter_map(|(_, _, ev)| match &ev.body {
+                    kurz_schemas::EventBody::UserDeleted { user } => user.subject.clone(),
+                    _ => None,
                 })
                 .collect();
+            let mut records = Vec::with_capacity(out.len());
+            for (key, tp, ev) in out {
+                let payload = ev.encode_sealed(&lookup, &mut Keyring::nonce)?;
+                let mut r = NewRecord::new(key, payload)
+                    .header("command-id", ev.command_id.as_str())
+                    .header("schema-version", kurz_schemas::event::CURRENT_VERSION.to_string());
+                if let Some(tp) = tp {
+                    r = r.header("traceparent", tp);
+                }
+                records.push(r);
+            }
+            for s in &erase {
+                keys.erase(s, now.0).await?;
+            }
             let fenced = |found| {
                 crate::metrics::get().decider_fenced.with_label_values(&[&p.to_string()]).inc();
                 ApiErrorKind::Fenced { partition: p, expected: events_end, found }
@@ -181,6 +224,9 @@ async fn run_partition(log: &dyn EventLog, p: u32, stop: &CancellationToken) -> 
                 (_, Some(&last)) => events_end = last + 1,
                 _ => {}
             }
+        }
+        for s in &orphans {
+            keys.erase(s, now.0).await?;
         }
         log.commit(GROUP, topics::COMMANDS, p, next).await?;
         pos = next;

@@ -64,7 +64,10 @@ impl PartitionState {
                 }
                 self.ids.observe(user.id);
                 self.user_ids.insert(user.id);
-                self.emails.insert(user.email.clone(), user.id);
+                // An erased user (deleted, read after its key was destroyed) has no e-mail.
+                if !user.email.is_empty() {
+                    self.emails.insert(user.email.clone(), user.id);
+                }
                 self.users.insert(user.id, user.clone());
             }
             EventBody::UserDeleted { user } => {

@@ -94,14 +94,20 @@ fn ownership_and_activity_are_checked_against_state() {
 #[test]
 fn emails_are_unique_and_a_user_may_keep_their_own() {
     let mut s = PartitionState::new(0);
-    let mk = |e: &str| CommandBody::CreateUser { email: Email::parse(e).unwrap(), username: None, password_hash: None };
+    let mk = |e: &str| CommandBody::CreateUser { email: Email::parse(e).unwrap(), username: None, password_hash: None, subject: None };
     let a = match decided(&handle(&mut s, &cmd("1", mk("a@x.io")), now())).1 {
         Answer::User { user } => user,
         other => panic!("{other:?}"),
     };
     handle(&mut s, &cmd("2", mk("b@x.io")), now());
     assert_eq!(decided(&handle(&mut s, &cmd("3", mk("A@X.io")), now())).0, 409, "case-insensitive");
-    let upd = |e: &str| CommandBody::UpdateUser { id: a.id, email: Some(Email::parse(e).unwrap()), username: None, password_hash: None };
+    let upd = |e: &str| CommandBody::UpdateUser {
+        id: a.id,
+        email: Some(Email::parse(e).unwrap()),
+        username: None,
+        password_hash: None,
+        subject: None,
+    };
     assert_eq!(decided(&handle(&mut s, &cmd("4", upd("b@x.io")), now())).0, 409);
     assert_eq!(decided(&handle(&mut s, &cmd("5", upd("a@x.io")), now())).0, 200);
     assert_eq!(decided(&handle(&mut s, &cmd("6", upd("c@x.io")), now())).0, 200);
@@ -146,7 +152,7 @@ fn a_restored_state_decides_exactly_like_the_live_one() {
     let bodies = vec![
         create_link("first", None),
         create_link("second", None),
-        CommandBody::CreateUser { email: Email::parse("z@x.io").unwrap(), username: None, password_hash: None },
+        CommandBody::CreateUser { email: Email::parse("z@x.io").unwrap(), username: None, password_hash: None, subject: None },
         create_link("first", None),
     ];
     for (i, b) in bodies.into_iter().enumerate() {
@@ -243,7 +249,8 @@ fn requests_at_every_limit_make_records_that_decode() {
 #[test]
 fn a_password_change_ends_older_sessions_and_a_logout_one() {
     let mut s = PartitionState::new(0);
-    let mk = CommandBody::CreateUser { email: Email::parse("s@x.io").unwrap(), username: None, password_hash: Some("h1".into()) };
+    let mk =
+        CommandBody::CreateUser { email: Email::parse("s@x.io").unwrap(), username: None, password_hash: Some("h1".into()), subject: None };
     let user = match decided(&handle(&mut s, &cmd("1", mk), Ts(1_000))).1 {
         Answer::User { user } => user,
         other => panic!("{other:?}"),
@@ -270,7 +277,7 @@ fn a_password_change_ends_older_sessions_and_a_logout_one() {
     assert!(last.sessions_from.is_some(), "past the bound, a logout ends every session");
     assert!(!last.accepts_session(Ts(9_999), "anything"));
 
-    let change = CommandBody::UpdateUser { id: user.id, email: None, username: None, password_hash: Some("h2".into()) };
+    let change = CommandBody::UpdateUser { id: user.id, email: None, username: None, password_hash: Some("h2".into()), subject: None };
     let changed = match decided(&handle(&mut s, &cmd("3", change), Ts(50_000))).1 {
         Answer::User { user } => user,
         other => panic!("{other:?}"),
@@ -287,7 +294,7 @@ fn a_password_change_ends_older_sessions_and_a_logout_one() {
 fn api_keys_are_bounded_unique_and_revocable() {
     use kurz_schemas::{ApiKey, KeyScope, User};
     let mut s = PartitionState::new(0);
-    let mk = CommandBody::CreateUser { email: Email::parse("k@x.io").unwrap(), username: None, password_hash: None };
+    let mk = CommandBody::CreateUser { email: Email::parse("k@x.io").unwrap(), username: None, password_hash: None, subject: None };
     let user = match decided(&handle(&mut s, &cmd("u", mk), Ts(1))).1 {
         Answer::User { user } => user,
         other => panic!("{other:?}"),
@@ -324,7 +331,12 @@ fn api_keys_are_bounded_unique_and_revocable() {
 #[test]
 fn answers_carry_no_credentials_and_import_problems_no_emails() {
     let mut s = PartitionState::new(0);
-    let mk = CommandBody::CreateUser { email: Email::parse("c@x.io").unwrap(), username: None, password_hash: Some("$argon2id$x".into()) };
+    let mk = CommandBody::CreateUser {
+        email: Email::parse("c@x.io").unwrap(),
+        username: None,
+        password_hash: Some("$argon2id$x".into()),
+        subject: None,
+    };
     let evs = handle(&mut s, &cmd("1", mk), Ts(1));
     let user = match decided(&evs).1 {
         Answer::User { user } => user,
@@ -348,7 +360,8 @@ fn answers_carry_no_credentials_and_import_problems_no_emails() {
         Answer::User { user } => assert_eq!((user.api_keys.len(), user.api_keys[0].hash.as_str()), (1, "")),
         other => panic!("{other:?}"),
     }
-    let rows = vec![kurz_schemas::UserRow { id: None, email: Email::parse("c@x.io").unwrap(), username: None, created_at: None }];
+    let rows =
+        vec![kurz_schemas::UserRow { id: None, email: Email::parse("c@x.io").unwrap(), username: None, created_at: None, subject: None }];
     let text = format!("{:?}", decided(&handle(&mut s, &cmd("3", CommandBody::ImportUsers { rows }), Ts(3))).1);
     assert!(text.contains("row 1") && !text.contains("c@x.io"), "{text}");
 }

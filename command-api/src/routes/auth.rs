@@ -59,7 +59,9 @@ pub async fn register(State(s): State<AppState>, headers: HeaderMap, body: JsonO
     let hash = hash_password(password.to_string()).await?;
     let username =
         Some(email.as_str().split('@').next().unwrap_or_default().chars().take(kurz_schemas::limits::MAX_USERNAME_CHARS).collect());
-    let o = s.submit(key.command(Actor::Anonymous, CommandBody::CreateUser { email, username, password_hash: Some(hash) })).await?;
+    let o = s
+        .submit(key.command(Actor::Anonymous, CommandBody::CreateUser { email, username, password_hash: Some(hash), subject: None }))
+        .await?;
     match o.answer {
         Answer::User { user } => Ok((
             StatusCode::CREATED,

@@ -22,7 +22,7 @@ pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap,
     let email = Email::parse(body.str("email")?).map_err(bad)?;
     let username = username(&body)?;
     let key = s.idempotency(&headers, &p.scope(), "POST /users", &canonical(&body))?;
-    let o = s.submit(key.command(p.actor(), CommandBody::CreateUser { email, username, password_hash: None })).await?;
+    let o = s.submit(key.command(p.actor(), CommandBody::CreateUser { email, username, password_hash: None, subject: None })).await?;
     Ok(to_response(render(&o)?))
 }
 
@@ -43,7 +43,7 @@ pub async fn update(
     };
     let changes_password = password_hash.is_some();
     let key = s.idempotency(&headers, &p.scope(), &format!("PUT /users/{user}"), &canonical(&body))?;
-    let o = s.submit(key.command(p.actor(), CommandBody::UpdateUser { id: user, email, username, password_hash })).await?;
+    let o = s.submit(key.command(p.actor(), CommandBody::UpdateUser { id: user, email, username, password_hash, subject: None })).await?;
     let (status, mut json) = render(&o)?;
     // A password change ended every older session, the caller's too: a user changing
     // their own gets a new one.

@@ -130,7 +130,8 @@ pub async fn redrive_key(projector: &Projector, records: Vec<ParkedRecord>) -> R
         let pending: Vec<&dyn Projection> =
             projector.projections().iter().filter(|p| counted.projections.iter().any(|n| n == p.name())).map(|b| &**b).collect();
         let mut mutations = Vec::new();
-        match map_record(&pending, &counted.topic, &rec, &mut mutations) {
+        crate::batch::load_keys(projector.keys(), &counted.topic, std::slice::from_ref(&rec)).await?;
+        match map_record(&pending, &counted.topic, &rec, &|s| projector.keys().key(s), &mut mutations) {
             Ok(()) => {
                 projector.offer_to_cache(&mutations).await;
                 if release(projector, &counted, mutations).await? {

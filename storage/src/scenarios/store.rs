@@ -108,6 +108,15 @@ async fn users_by_id_email_and_page(s: &dyn ReadStore) {
     assert_eq!(s.user_by_email("u6@x.io").await.unwrap().map(|u| u.id), Some(id(5)));
     assert_eq!(s.user_by_email("moved6@x.io").await.unwrap().map(|u| u.id), Some(id(6)));
     assert_eq!(s.user_by_email("moved5@x.io").await.unwrap(), None, "5 moved on within the batch");
+
+    // A deletion read after its user's key was destroyed carries no e-mail: the
+    // stored row's e-mail is released all the same.
+    let mut erased = user(7, "");
+    erased.erased = true;
+    let positions = vec![Position { projection: "erasure".into(), topic: "t".into(), partition: 0, from: 0, to: 1 }];
+    s.apply(StoreBatch { positions, mutations: vec![Mutation::DeleteUser(erased)], ..Default::default() }).await.unwrap();
+    assert_eq!(s.user(id(7)).await.unwrap(), None);
+    assert_eq!(s.user_by_email("u7@x.io").await.unwrap(), None, "the e-mail index row went with the user");
 }
 
 async fn links_by_code_owner_and_filters(s: &dyn ReadStore) {

@@ -41,6 +41,18 @@ pub async fn run(v: Arc<dyn Vault>) {
         assert!(v.get(bad).await.is_err(), "{bad:?}");
         assert!(v.create(bad, &DataKey::random()).await.is_err(), "{bad:?}");
     }
+    // Many at once (a bulk import's users): every one stored with its own key; a
+    // batch naming a taken subject is refused.
+    let many: Vec<(String, DataKey)> = (10..310).map(|n| (subject(n), DataKey::random())).collect();
+    v.create_many(&many).await.unwrap();
+    for (s, k) in many.iter().step_by(37) {
+        assert_eq!(v.get(s).await.unwrap(), KeyState::Live(k.clone()), "{s}");
+    }
+    let clash = vec![(subject(400), DataKey::random()), (subject(10), DataKey::random())];
+    assert!(matches!(v.create_many(&clash).await, Err(StorageError::Conflict(_))));
+    assert_eq!(v.get(&subject(10)).await.unwrap(), KeyState::Live(many[0].1.clone()), "never replaced");
+    assert!(v.create_many(&[("bad subject".to_string(), DataKey::random())]).await.is_err());
+
     // Keys never show in Debug output.
     assert_eq!(format!("{kb:?}"), "DataKey(***)");
 }

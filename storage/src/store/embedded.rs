@@ -183,10 +183,14 @@ fn apply_mutation(w: &WriteTransaction, m: &Mutation) -> Result<(), StorageError
         Mutation::DeleteUser(u) => {
             let mut users = w.open_table(USERS)?;
             let mut by_email = w.open_table(USERS_BY_EMAIL)?;
-            users.remove(u.id.get())?;
-            let owner_of_email = by_email.get(u.email.as_str())?.map(|v| v.value());
-            if owner_of_email == Some(u.id.get()) {
-                by_email.remove(u.email.as_str())?;
+            // The stored row names the e-mail: a deletion read after its user's key
+            // was destroyed carries none.
+            let stored = users.remove(u.id.get())?.map(|v| serde_json::from_slice::<User>(v.value())).transpose()?;
+            for email in stored.map(|s| s.email).into_iter().chain([u.email.clone()]).filter(|e| !e.is_empty()) {
+                let owner_of_email = by_email.get(email.as_str())?.map(|v| v.value());
+                if owner_of_email == Some(u.id.get()) {
+                    by_email.remove(email.as_str())?;
+                }
             }
         }
         Mutation::PutLink(vl) => {

@@ -50,20 +50,27 @@ fn decode(v: &[u8]) -> Result<KeyState, StorageError> {
 #[async_trait]
 impl Vault for RedbVault {
     async fn create(&self, subject: &str, key: &DataKey) -> Result<(), StorageError> {
-        let (subject, key) = (subject.to_string(), key.clone());
+        self.create_many(&[(subject.to_string(), key.clone())]).await
+    }
+
+    /// One durable write for all of them: all are stored, or none.
+    async fn create_many(&self, keys: &[(String, DataKey)]) -> Result<(), StorageError> {
+        let keys = keys.to_vec();
         self.blocking(move |db| {
             let mut w = db.begin_write()?;
             w.set_durability(Durability::Immediate)?;
             {
                 let mut t = w.open_table(KEYS)?;
-                if t.get(subject.as_str())?.is_some() {
-                    return Err(StorageError::Conflict(format!("vault subject {subject} exists or was erased")));
+                for (subject, key) in &keys {
+                    if t.get(subject.as_str())?.is_some() {
+                        return Err(StorageError::Conflict(format!("vault subject {subject} exists or was erased")));
+                    }
+                    let mut v = [0u8; 33];
+                    v[0] = 1;
+                    v[1..].copy_from_slice(&key.0);
+                    t.insert(subject.as_str(), v.as_slice())?;
+                    v.fill(0);
                 }
-                let mut v = [0u8; 33];
-                v[0] = 1;
-                v[1..].copy_from_slice(&key.0);
-                t.insert(subject.as_str(), v.as_slice())?;
-                v.fill(0);
             }
             w.commit()?;
             Ok(())

@@ -17,7 +17,10 @@
 //! of its own: store generations come and go with replays, the vault stays).
 
 pub mod embedded;
+pub mod keyring;
 pub mod scylla;
+
+pub use keyring::Keyring;
 
 use crate::{metrics, StorageError};
 use async_trait::async_trait;
@@ -68,6 +71,13 @@ pub trait Vault: Send + Sync + 'static {
     /// Stores `key` for a new `subject`. A subject that exists or was erased is an
     /// error ([`StorageError::Conflict`]): keys are never replaced.
     async fn create(&self, subject: &str, key: &DataKey) -> Result<(), StorageError>;
+    /// [`Vault::create`] for many subjects; a backend may store them in one write.
+    async fn create_many(&self, keys: &[(String, DataKey)]) -> Result<(), StorageError> {
+        for (s, k) in keys {
+            self.create(s, k).await?;
+        }
+        Ok(())
+    }
     async fn get(&self, subject: &str) -> Result<KeyState, StorageError>;
     /// Destroys the subject's key, keeping a tombstone (when, not what). Erasing an
     /// erased or unknown subject is a no-op.
@@ -109,6 +119,14 @@ impl Vault for Instrumented {
         check_subject(subject)?;
         let r = self.inner.create(subject, key).await;
         Self::count("create", &r);
+        r
+    }
+    async fn create_many(&self, keys: &[(String, DataKey)]) -> Result<(), StorageError> {
+        for (s, _) in keys {
+            check_subject(s)?;
+        }
+        let r = self.inner.create_many(keys).await;
+        metrics::get().vault_ops.with_label_values(&["create", if r.is_ok() { "ok" } else { "error" }]).inc_by(keys.len() as u64);
         r
     }
     async fn get(&self, subject: &str) -> Result<KeyState, StorageError> {

@@ -69,6 +69,18 @@ impl Vault for ScyllaVault {
         Ok(())
     }
 
+    /// Concurrently, 32 at a time (each is a read and a write); on a conflict, the
+    /// others may be stored.
+    async fn create_many(&self, keys: &[(String, DataKey)]) -> Result<(), StorageError> {
+        use futures::StreamExt;
+        let mut jobs = Vec::with_capacity(keys.len());
+        for (s, k) in keys {
+            jobs.push(self.create(s, k));
+        }
+        let results: Vec<Result<(), StorageError>> = futures::stream::iter(jobs).buffer_unordered(32).collect().await;
+        results.into_iter().collect()
+    }
+
     async fn get(&self, subject: &str) -> Result<KeyState, StorageError> {
         self.state(subject).await
     }

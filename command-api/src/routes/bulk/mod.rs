@@ -121,6 +121,7 @@ pub async fn users(
                 email,
                 username: text_field(&row, "username", limits::MAX_USERNAME_CHARS)?,
                 created_at: field(&row, "created_at").and_then(Ts::parse),
+                subject: None,
             })
         })();
         match parsed {

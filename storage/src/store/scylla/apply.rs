@@ -250,9 +250,16 @@ impl ScyllaStore {
     async fn delete_user(&self, u: &User) -> Result<(), StorageError> {
         let st = &self.st;
         let id = key(u.id);
-        let owner_of_email: Option<(i64,)> = self.one(&st.user_by_email, (u.email.as_str(),)).await?;
-        if owner_of_email == Some((id,)) {
-            self.exec(&st.delete_user_by_email, (u.email.as_str(),)).await?;
+        // The stored row names the e-mail: a deletion read after its user's key was
+        // destroyed carries none.
+        let (_, stored) = self.stored_email(u.id).await?;
+        let mut emails: Vec<&str> = stored.as_deref().into_iter().chain([u.email.as_str()]).filter(|e| !e.is_empty()).collect();
+        emails.dedup();
+        for email in emails {
+            let owner_of_email: Option<(i64,)> = self.one(&st.user_by_email, (email,)).await?;
+            if owner_of_email == Some((id,)) {
+                self.exec(&st.delete_user_by_email, (email,)).await?;
+            }
         }
         self.exec(&st.delete_users_all, (ALL, id)).await?;
         self.exec(&st.delete_user, (id,)).await
