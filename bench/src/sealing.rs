@@ -3,7 +3,6 @@
 //! link events, and the decider's start-up read of every user with its keys loaded
 //! from a fresh embedded vault.
 
-use kurz_schemas::event::Answer;
 use kurz_schemas::{CommandId, Event, EventBody, Id, Link, Ts, User};
 use kurz_storage::vault::Keyring;
 use serde_json::{json, Value};
@@ -70,7 +69,7 @@ pub async fn run(a: Args) -> Value {
                 original_url: format!("https://example.com/{i}"),
                 title: None,
                 is_active: true,
-                user_id: Id::new(1 + i as u64 % 100),
+                user_id: Id::new(1 + i as u64 % 100).ok(),
                 created_at: Ts(1),
                 updated_at: Ts(1),
             };
