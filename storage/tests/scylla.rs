@@ -223,3 +223,33 @@ async fn vault_scenarios() {
         .collect();
     assert_eq!(names, vec!["vault_keys".to_string()], "{names:?}");
 }
+
+/// Processes of one deployment start together, and each migrates the vault's new
+/// keyspace: every one of them opens it (the CQL double once refused a prepare in that
+/// race, "Keyspace or table does nor exist", and a command-api exited at start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vaults_opened_together_on_a_new_keyspace_all_start() {
+    let addr = start_node();
+    let nowhere = std::path::Path::new("/nonexistent");
+    for round in 0..6 {
+        let url = format!("scylla://{addr}/race_vault_{round}?consistency=one");
+        // Stores migrate their own keyspaces meanwhile, as they do in those processes.
+        let stores: Vec<_> = (0..2)
+            .map(|i| {
+                let url = format!("scylla://{addr}/race_store_{round}_{i}?consistency=one");
+                tokio::task::spawn_blocking(move || {
+                    let dir = tempfile::tempdir().unwrap();
+                    open_store(&url, dir.path()).map(|_| ())
+                })
+            })
+            .collect();
+        let opens: Vec<_> = (0..4).map(|_| kurz_storage::open_vault(&url, nowhere)).collect();
+        for (i, r) in futures::future::join_all(opens).await.into_iter().enumerate() {
+            let v = r.unwrap_or_else(|e| panic!("round {round}, opener {i}: {e}"));
+            assert_eq!(v.get("7f3c1d2e-0000-4000-8000-000000000001").await.unwrap(), kurz_storage::vault::KeyState::Unknown);
+        }
+        for s in stores {
+            s.await.unwrap().unwrap();
+        }
+    }
+}

@@ -23,9 +23,6 @@ pub struct ScyllaVault {
     erase: PreparedStatement,
 }
 
-/// How long preparing may wait for the vault table to become visible.
-const PREPARE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
-
 fn engine(e: impl std::fmt::Display) -> StorageError {
     StorageError::Engine(format!("scylla vault: {e}"))
 }
@@ -35,29 +32,15 @@ impl ScyllaVault {
         let cfg = ScyllaConfig::parse(url)?;
         let session = connect_session(&cfg, "vault").await?;
         let ks = &cfg.keyspace;
-        // Processes starting together race to create the vault's table: a node may
-        // still answer "does not exist" right after another client's `CREATE … IF NOT
-        // EXISTS` returned. The migration and the preparing are retried for a bounded
-        // time; then the error stands.
-        let deadline = tokio::time::Instant::now() + PREPARE_PATIENCE;
-        let (get, put, erase) = loop {
-            schema::migrate_file(&session, &cfg, VAULT_CQL).await?;
-            let prepared = async {
-                let get = session.prepare(format!("SELECT key, erased_at FROM {ks}.vault_keys WHERE subject = ?")).await?;
-                let put = session.prepare(format!("INSERT INTO {ks}.vault_keys (subject, key) VALUES (?, ?)")).await?;
-                // A null bound to `key` writes a tombstone over it.
-                let erase = session.prepare(format!("INSERT INTO {ks}.vault_keys (subject, key, erased_at) VALUES (?, ?, ?)")).await?;
-                Ok::<_, scylla::errors::PrepareError>((get, put, erase))
-            };
-            match prepared.await {
-                Ok(p) => break p,
-                Err(e) if tokio::time::Instant::now() < deadline && e.to_string().contains("not exist") => {
-                    tracing::warn!(event = "vault_schema_not_visible_yet", error = %e);
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(engine(e)),
-            }
-        };
+        let (get, put, erase) = schema::migrate_and_prepare(&session, &cfg, VAULT_CQL, || async {
+            let get = session.prepare(format!("SELECT key, erased_at FROM {ks}.vault_keys WHERE subject = ?")).await.map_err(engine)?;
+            let put = session.prepare(format!("INSERT INTO {ks}.vault_keys (subject, key) VALUES (?, ?)")).await.map_err(engine)?;
+            // A null bound to `key` writes a tombstone over it.
+            let erase =
+                session.prepare(format!("INSERT INTO {ks}.vault_keys (subject, key, erased_at) VALUES (?, ?, ?)")).await.map_err(engine)?;
+            Ok((get, put, erase))
+        })
+        .await?;
         Ok(ScyllaVault { session, get, put, erase })
     }
 

@@ -188,8 +188,9 @@ impl ScyllaStore {
     /// Connects, migrates the schema and prepares the statements.
     pub async fn connect(cfg: &ScyllaConfig) -> Result<ScyllaStore, StorageError> {
         let session = connect_session(cfg, "store").await?;
-        schema::migrate(&session, cfg).await?;
-        let st = Statements::prepare(&session, &cfg.keyspace, cfg.page_size).await?;
+        let st =
+            schema::migrate_and_prepare(&session, cfg, schema::SCHEMA_CQL, || Statements::prepare(&session, &cfg.keyspace, cfg.page_size))
+                .await?;
         Ok(ScyllaStore { session, st, _runtime: None })
     }
 

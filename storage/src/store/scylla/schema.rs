@@ -61,6 +61,33 @@ pub async fn migrate(session: &Session, cfg: &ScyllaConfig) -> Result<(), Storag
     migrate_file(session, cfg, SCHEMA_CQL).await
 }
 
+/// How long a start may keep migrating and preparing while the schema is not visible.
+const PREPARE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Migrates with `cql`, then prepares with `prepare`; both again (every 200 ms, for at
+/// most 20 s) while preparing fails. Processes of one deployment start together and
+/// migrate at once: a node may not show a table yet that another client's `CREATE …
+/// IF NOT EXISTS` just made, and the CQL double can even lose one of two concurrent
+/// schema changes ("Keyspace or table does nor exist"); migrating again restores it.
+pub(crate) async fn migrate_and_prepare<T, F, Fut>(session: &Session, cfg: &ScyllaConfig, cql: &str, prepare: F) -> Result<T, StorageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StorageError>>,
+{
+    let deadline = tokio::time::Instant::now() + PREPARE_PATIENCE;
+    loop {
+        migrate_file(session, cfg, cql).await?;
+        match prepare().await {
+            Ok(p) => return Ok(p),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(event = "schema_not_visible_yet", keyspace = %cfg.keyspace, error = %e);
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Runs a reviewed CQL file (`infra/cql/*.cql`) against the configured keyspace.
 pub(crate) async fn migrate_file(session: &Session, cfg: &ScyllaConfig, cql: &str) -> Result<(), StorageError> {
     for stmt in statements(cql) {
