@@ -11,6 +11,12 @@ pub enum Error {
     Io(#[from] std::io::Error),
     /// Another writer appended to a decider's events partition: this decider's state
     /// is stale (it may no longer own the partition) and must be restored.
+    /// An event of the partition does not decode: restoring on without it would decide
+    /// against a state that misses it, so the partition stops (fails closed).
+    #[error(
+        "events partition {partition}: the event at offset {offset} does not decode ({reason}); nothing is decided until it can be read"
+    )]
+    Unreadable { partition: u32, offset: u64, reason: String },
     /// A record's personal data could not be sealed (its key is not there).
     #[error("sealing: {0}")]
     Sealing(#[from] kurz_schemas::personal::OpenError),

@@ -1,10 +1,13 @@
-use prometheus::{register_int_counter_vec, IntCounterVec};
+use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
 use std::sync::OnceLock;
 
 pub struct Metrics {
     pub decider_commands: IntCounterVec,
     pub decider_restarts: IntCounterVec,
     pub decider_fenced: IntCounterVec,
+    /// 1 while a decider partition cannot restore its state because an event does not
+    /// decode: it decides nothing until the event can be read.
+    pub decider_blocked: IntGaugeVec,
     pub commands_submitted: IntCounterVec,
     pub target_rejections: IntCounterVec,
     pub hash_refused: prometheus::IntCounter,
@@ -28,6 +31,12 @@ pub fn get() -> &'static Metrics {
         decider_fenced: register_int_counter_vec!(
             "kurz_decider_fenced_total",
             "Times a decider found another writer's events in its partition (two owners at once) and restored.",
+            &["partition"]
+        )
+        .unwrap(),
+        decider_blocked: register_int_gauge_vec!(
+            "kurz_decider_blocked",
+            "1 while a decider partition stops because an event of its partition does not decode (a newer build wrote it?); it decides nothing until it can read it.",
             &["partition"]
         )
         .unwrap(),

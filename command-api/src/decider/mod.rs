@@ -11,6 +11,11 @@
 //! restored state (every command ends with a `Decided` event carrying its id), so they
 //! are skipped. A command id retried by a client is skipped the same way.
 //!
+//! Fail closed: a restore that meets an event it cannot decode (one a newer build
+//! wrote, say) stops the partition instead of folding on without it, since a state
+//! missing a link or a decision would grant what that event took. The partition is
+//! retried with backoff and `kurz_decider_blocked` is 1 until the event reads.
+//!
 //! Fencing: only the decider should append to its events partition, but a group can
 //! briefly give a partition to two processes (a member thought dead that is not). So a
 //! decider knows where the partition ends after its own last append, checks that end
@@ -106,10 +111,17 @@ async fn restore_to_end(log: &dyn EventLog, keys: &Keyring, p: u32) -> Result<(P
         for r in &recs {
             match Event::decode_opened(&r.payload, &lookup) {
                 Ok(ev) => state.evolve(&ev),
-                Err(e) => tracing::error!(event = "undecodable_event", partition = p, offset = r.offset, error = %e),
+                Err(e) => {
+                    // Fail closed: a state without this event (a link, a decision) would
+                    // grant what it took. Retried with backoff; an operator upgrades the
+                    // build or repairs the record.
+                    crate::metrics::get().decider_blocked.with_label_values(&[&p.to_string()]).set(1);
+                    return Err(ApiErrorKind::Unreadable { partition: p, offset: r.offset, reason: e.to_string() });
+                }
             }
         }
     }
+    crate::metrics::get().decider_blocked.with_label_values(&[&p.to_string()]).set(0);
     Ok((state, offset))
 }
 
