@@ -3,36 +3,16 @@
 //! Runs on the embedded log: the fence is the decider's, not the backend's.
 
 use kurz_command_api::decider::{decide, restore, Deciders};
-use kurz_schemas::{topics, Actor, Command, CommandBody, CommandId, Event, EventBody, ShortCode, TargetUrl, Ts};
-use kurz_storage::log::{partition_for, EventLog, NewRecord};
+use kurz_schemas::{topics, Event, EventBody, Ts};
+use kurz_storage::log::{EventLog, NewRecord};
 use std::sync::Arc;
+mod support;
+use support::{create, metric, partition_of, submit, PARTITIONS};
+
+fn fenced(p: u32) -> u64 {
+    metric("kurz_decider_fenced_total", p) as u64
+}
 use std::time::{Duration, Instant};
-
-const PARTITIONS: u32 = 4;
-
-fn create(id: &str, code: &str) -> Command {
-    Command::new(
-        CommandId(id.into()),
-        Actor::Anonymous,
-        CommandBody::CreateLink {
-            code: ShortCode::parse(code).unwrap(),
-            custom: true,
-            original_url: TargetUrl::parse("https://example.com/").unwrap(),
-            title: None,
-            user_id: None,
-            existing_ok: false,
-        },
-    )
-}
-
-fn partition_of(cmd: &Command) -> u32 {
-    partition_for(&cmd.key(), PARTITIONS)
-}
-
-async fn submit(log: &dyn EventLog, cmd: &Command) {
-    let rec = NewRecord::new(cmd.key(), cmd.encode()).header("command-id", cmd.id.as_str());
-    log.append(topics::COMMANDS, partition_of(cmd), vec![rec]).await.unwrap();
-}
 
 /// `(status, how many decisions)` for command `id` in partition `p`'s events, once
 /// there is one.
@@ -55,16 +35,6 @@ async fn decision(log: &dyn EventLog, p: u32, id: &str) -> (u16, usize) {
         assert!(Instant::now() < deadline, "no decision for {id}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn fenced(p: u32) -> u64 {
-    prometheus::gather()
-        .iter()
-        .filter(|f| f.name() == "kurz_decider_fenced_total")
-        .flat_map(|f| f.get_metric().to_vec())
-        .filter(|m| m.get_label().iter().any(|l| l.name() == "partition" && l.value() == p.to_string()))
-        .map(|m| m.get_counter().get_value() as u64)
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,36 +3,16 @@
 //! instead of restoring a state without it. Other partitions go on.
 
 use kurz_command_api::decider::{restore, Deciders};
-use kurz_schemas::{topics, Actor, Command, CommandBody, CommandId, Event, EventBody, ShortCode, TargetUrl};
-use kurz_storage::log::{partition_for, EventLog, NewRecord};
+use kurz_schemas::{topics, Event, EventBody};
+use kurz_storage::log::{EventLog, NewRecord};
 use std::sync::Arc;
+mod support;
+use support::{create, metric, partition_of, submit, PARTITIONS};
+
+fn blocked(p: u32) -> i64 {
+    metric("kurz_decider_blocked", p) as i64
+}
 use std::time::{Duration, Instant};
-
-const PARTITIONS: u32 = 4;
-
-fn create(id: &str, code: &str) -> Command {
-    Command::new(
-        CommandId(id.into()),
-        Actor::Anonymous,
-        CommandBody::CreateLink {
-            code: ShortCode::parse(code).unwrap(),
-            custom: true,
-            original_url: TargetUrl::parse("https://example.com/").unwrap(),
-            title: None,
-            user_id: None,
-            existing_ok: false,
-        },
-    )
-}
-
-fn partition_of(cmd: &Command) -> u32 {
-    partition_for(&cmd.key(), PARTITIONS)
-}
-
-async fn submit(log: &dyn EventLog, cmd: &Command) {
-    let rec = NewRecord::new(cmd.key(), cmd.encode()).header("command-id", cmd.id.as_str());
-    log.append(topics::COMMANDS, partition_of(cmd), vec![rec]).await.unwrap();
-}
 
 fn decisions(evs: &[Event], id: &str) -> Vec<u16> {
     evs.iter()
@@ -46,16 +26,6 @@ fn decisions(evs: &[Event], id: &str) -> Vec<u16> {
 
 async fn events(log: &dyn EventLog, p: u32) -> Vec<Event> {
     log.read(topics::EVENTS, p, 0, 100_000).await.unwrap().iter().filter_map(|r| Event::decode(&r.payload).ok()).collect()
-}
-
-fn blocked(p: u32) -> i64 {
-    prometheus::gather()
-        .iter()
-        .filter(|f| f.name() == "kurz_decider_blocked")
-        .flat_map(|f| f.get_metric().to_vec())
-        .filter(|m| m.get_label().iter().any(|l| l.name() == "partition" && l.value() == p.to_string()))
-        .map(|m| m.get_gauge().get_value() as i64)
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
