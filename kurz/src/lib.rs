@@ -10,6 +10,7 @@ pub mod secrets;
 pub mod status;
 pub mod tail;
 pub mod telemetry;
+pub mod verify_log;
 
 pub use config::Config;
 

@@ -39,9 +39,25 @@ enum Role {
     Tail(TailArgs),
     /// Loads a CSV history (users.csv, urls.csv, events.csv) with its ids and timestamps.
     Import(ImportArgs),
+    /// Checks the events topic: every alias granted twice, id minted twice and command
+    /// decided twice. Exit code 1 if it found any.
+    VerifyLog(VerifyLogArgs),
     /// Rebuilds the read models from offset zero into a new store generation, then
     /// switches every process to it. Exit code 1 if --verify found differences.
     Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct VerifyLogArgs {
+    /// Check every record as it lies in the log, stale writers' skipped appends
+    /// included, instead of what readers keep.
+    #[arg(long)]
+    raw: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: Config,
 }
 
 #[derive(clap::Args)]
@@ -223,6 +239,26 @@ fn main() -> std::process::ExitCode {
                 Ok::<_, kurz::Error>(())
             });
         }
+        Some(Role::VerifyLog(a)) => {
+            let mut problems = 0;
+            let code = tool("verify-log", multi_thread(), async {
+                let log = kurz_storage::open_log(&a.config.log_url, &a.config.data_dir).map_err(|e| {
+                    kurz::Error::Config(format!(
+                        "cannot open the log {} ({e}); an embedded log can only be checked while its kurz is stopped",
+                        kurz_storage::redact(&a.config.log_url)
+                    ))
+                })?;
+                let report = kurz::verify_log::run(&*log, a.raw).await?;
+                problems = report.problems();
+                if a.json {
+                    println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+                } else {
+                    print!("{}", report.render());
+                }
+                Ok::<_, kurz::Error>(())
+            });
+            return if problems > 0 { std::process::ExitCode::from(1) } else { code };
+        }
         Some(Role::Replay(a)) => {
             let mut differences = 0;
             let code = tool("replay", multi_thread(), async {
@@ -248,7 +284,12 @@ fn main() -> std::process::ExitCode {
         Some(Role::Projector(c)) => ("projector", c),
         Some(Role::QueryEdge(c)) => ("query-edge", c),
         Some(Role::Watchdog(c)) => ("watchdog", c),
-        Some(Role::Status(_)) | Some(Role::Tail(_)) | Some(Role::Import(_)) | Some(Role::Replay(_)) | Some(Role::Parked(_)) => {
+        Some(Role::Status(_))
+        | Some(Role::Tail(_))
+        | Some(Role::Import(_))
+        | Some(Role::Replay(_))
+        | Some(Role::Parked(_))
+        | Some(Role::VerifyLog(_)) => {
             unreachable!("handled above")
         }
     };

@@ -44,10 +44,22 @@ pub async fn run(
     loop {
         let mut idle = true;
         for p in 0..partitions {
-            let recs = log.read(topic, p, next[p as usize], READ).await?;
-            if let Some(last) = recs.last() {
+            // The events as every reader keeps them (a stale writer's late append is
+            // not shown); other topics as they are.
+            let from = next[p as usize];
+            let read = kurz_storage::log::claims::read_settled(log, topic, p, from, READ).await?;
+            let recs = if topic == kurz_schemas::topics::EVENTS {
+                next[p as usize] = read.next;
+                read.records
+            } else {
+                let recs = log.read(topic, p, from, READ).await?;
+                if let Some(last) = recs.last() {
+                    next[p as usize] = last.offset + 1;
+                }
+                recs
+            };
+            if next[p as usize] != from {
                 idle = false;
-                next[p as usize] = last.offset + 1;
             }
             for r in recs {
                 if exit_at_end && r.offset >= ends[p as usize] {
@@ -59,7 +71,8 @@ pub async fn run(
             }
         }
         out.flush()?;
-        if exit_at_end && next.iter().zip(&ends).all(|(n, e)| n >= e) {
+        // At the end, or held before an append that is still open.
+        if exit_at_end && (idle || next.iter().zip(&ends).all(|(n, e)| n >= e)) {
             return Ok(printed);
         }
         if idle {

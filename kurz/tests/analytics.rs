@@ -115,6 +115,41 @@ async fn stats_count_visitors_series_and_breakdowns_and_leave_bots_out() {
     assert_eq!(lines.len(), 6, "every redirect, counted or not");
     assert_eq!(lines.iter().filter(|l| l["bot"] == true).count(), 1);
     assert_eq!(lines.iter().filter(|l| l["head"] == true).count(), 1);
+
+    // `kurz verify-log` on the stopped process's log: clean; then with a link's creation
+    // appended a second time (a record without a claim, as a writer before claims would
+    // leave it), it names the alias and exits 1.
+    let verify = |data: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kurz"))
+            .args(["verify-log", "--json"])
+            .env("KURZ_DATA_DIR", data)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, clean) = verify(srv.data.path());
+    assert_eq!(code, Some(0), "{clean}");
+    assert!(clean["events"].as_u64().unwrap() >= 2, "{clean}");
+    assert_eq!(clean["aliases_granted_twice"]["count"], 0);
+    {
+        use kurz_storage::log::{EventLog, NewRecord};
+        let log = kurz_storage::log::embedded::RedbLog::open(&srv.data.path().join("log.redb")).unwrap();
+        let mut again = None;
+        for p in 0..log.partitions("kurz.events.v1").await.unwrap() {
+            for r in log.read("kurz.events.v1", p, 0, 1000).await.unwrap() {
+                if again.is_none() && String::from_utf8_lossy(&r.payload).contains("\"type\":\"link_created\"") {
+                    again = Some((p, NewRecord::new(r.key.clone(), r.payload.clone())));
+                }
+            }
+        }
+        let (p, rec) = again.expect("a link_created event");
+        log.append("kurz.events.v1", p, vec![rec]).await.unwrap();
+    }
+    let (code, dirty) = verify(srv.data.path());
+    assert_eq!(code, Some(1), "{dirty}");
+    assert_eq!(dirty["aliases_granted_twice"]["count"], 1, "{dirty}");
+    assert_eq!(dirty["commands_decided_twice"]["count"], 0, "{dirty}");
 }
 
 fn chrono_now_ms() -> i64 {

@@ -808,6 +808,17 @@ async fn kill_9_of_each_role_loses_no_acknowledged_create() {
     add("links listed that no create acknowledged", unexpected);
     add("acknowledged links absent from their user's list", absent_from_list);
     add("history problems", history_problems);
+    // The log itself, read as every reader reads it: no alias granted twice, no id
+    // minted twice, no command decided twice (`kurz verify-log`).
+    let log = kurz_storage::open_log(&s.tansu.url(), std::path::Path::new("/nonexistent")).unwrap();
+    let report = kurz::verify_log::run(&*log, false).await.unwrap();
+    eprintln!("[scale] verify-log: {}", report.render());
+    if report.problems() > 0 {
+        failures.push(format!("the events topic has problems:\n{}", report.render()));
+    }
+    let drains: Vec<String> =
+        s.procs.iter().flat_map(|p| p.grep("partition_drain_timeout").into_iter().chain(p.grep("revoke_drain_timeout"))).collect();
+    eprintln!("[scale] drain timeouts: {}: {drains:?}", drains.len());
     if t.acked.len() < 2_000.min(total) {
         failures.push(format!("only {} creates acknowledged", t.acked.len()));
     }

@@ -12,9 +12,10 @@ use crate::metrics;
 use crate::projections::{Input, Projection};
 use kurz_schemas::personal::Keys;
 use kurz_schemas::{topics, Click, Event, Id, Ts};
+use kurz_storage::log::claims;
 use kurz_storage::store::{Attempt, Mutation, ParkedRecord, Position, StoreBatch};
 use kurz_storage::vault::Keyring;
-use kurz_storage::Record;
+use kurz_storage::{EventLog, Record};
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -32,6 +33,45 @@ pub struct Mapped {
 enum Decoded {
     Event(Event),
     Click(Click),
+}
+
+/// Reads up to about `max` records of `topic` from `from`, and the position after
+/// them: events by the claims rule ([`kurz_storage::log::claims`]), so a stale
+/// decider's late append is skipped (the position moves past it) and an append still
+/// open is waited for; other topics as they are.
+pub async fn read(
+    log: &dyn EventLog,
+    topic: &str,
+    p: u32,
+    from: u64,
+    max: usize,
+) -> Result<(Vec<Record>, u64), kurz_storage::StorageError> {
+    if topic != topics::EVENTS {
+        let recs = log.read(topic, p, from, max).await?;
+        let next = recs.last().map_or(from, |r| r.offset + 1);
+        return Ok((recs, next));
+    }
+    let r = claims::read_settled(log, topic, p, from, max).await?;
+    if !r.ignored.is_empty() {
+        tracing::warn!(event = "projector_ignored_records", topic, partition = p, ignored = ?r.ignored, "a stale or broken append");
+        kurz_storage::metrics::get().claims_ignored.with_label_values(&[topic]).inc_by(r.ignored.len() as u64);
+    }
+    Ok((r.records, r.next))
+}
+
+/// Waits for something [`read`] would return at `from`; returns the log's end.
+pub async fn wait(
+    log: &dyn EventLog,
+    topic: &str,
+    p: u32,
+    from: u64,
+    timeout: std::time::Duration,
+) -> Result<u64, kurz_storage::StorageError> {
+    if topic == topics::EVENTS {
+        claims::wait_kept(log, topic, p, from, timeout).await
+    } else {
+        log.wait_for(topic, p, from, timeout).await
+    }
 }
 
 /// Loads the data keys that opening `recs` needs (events carry users' personal data

@@ -132,9 +132,10 @@ async fn partition(
         if from >= end {
             return Ok(applied);
         }
-        let recs = log.read(topic, p, from, BATCH.min((end - from) as usize)).await?;
-        let Some(last) = recs.last() else { return Ok(applied) };
-        let next = last.offset + 1;
+        let (recs, next) = crate::batch::read(log, topic, p, from, BATCH.min((end - from) as usize)).await?;
+        if next == from {
+            return Ok(applied);
+        }
         crate::batch::load_keys(keys, topic, &recs).await?;
         let mapped = project(&mine, &positions, topic, p, &recs, &mut parked, &|s| keys.key(s));
         match target.apply(store_batch(&mine, &positions, topic, p, next, mapped)).await {
@@ -143,7 +144,7 @@ async fn partition(
                     *pos = (*pos).max(next);
                 }
                 applied += recs.len() as u64;
-                progress.done.fetch_add(recs.len() as u64, Ordering::Relaxed);
+                progress.done.fetch_add(next - from, Ordering::Relaxed);
             }
             // Someone else (a live projector after the switch) got there first.
             Err(ApplyError::PositionMismatch { .. }) => {

@@ -249,7 +249,7 @@ impl Projector {
                     self.release_cleanly(topic, p, from).await;
                     return Ok(());
                 }
-                r = self.log.wait_for(topic, p, from, Duration::from_secs(1)) => r?,
+                r = crate::batch::wait(&*self.log, topic, p, from, Duration::from_secs(1)) => r?,
             };
             m.lag_records.with_label_values(&[topic, &plabel]).set(end.saturating_sub(from) as i64);
             if !parked.is_empty() {
@@ -257,13 +257,14 @@ impl Projector {
                 parked = self.parked_keys(topic, p).await?;
             }
             let n = if from < careful_until { 1 } else { max };
-            let recs = self.log.read(topic, p, from, n).await?;
-            let Some(last) = recs.last() else {
+            let (recs, next) = crate::batch::read(&*self.log, topic, p, from, n).await?;
+            if next == from {
                 m.lag_seconds.with_label_values(&[topic, &plabel]).set(0.0);
                 continue;
-            };
-            let next = last.offset + 1;
-            let oldest = recs[0].timestamp;
+            }
+            // Empty when only skipped records (a stale writer's) were read: the
+            // position moves past them.
+            let oldest = recs.first().map_or_else(Ts::now, |r| r.timestamp);
             crate::batch::load_keys(&self.keys, topic, &recs).await?;
             let mut mapped = project(&mine, &positions, topic, p, &recs, &mut parked, &|s| self.keys.key(s));
             m.parked.with_label_values(&[topic]).inc_by(mapped.parks.len() as u64);

@@ -91,11 +91,14 @@ pub async fn compare(log: &dyn EventLog, live: &dyn ReadStore, rebuilt: &dyn Rea
     for p in 0..log.partitions(topics::EVENTS).await? {
         let mut from = 0;
         loop {
-            let recs = log.read(topics::EVENTS, p, from, 8192).await?;
-            let Some(last) = recs.last() else { break };
-            from = last.offset + 1;
+            // What every reader keeps: a stale writer's append decided nothing.
+            let read = kurz_storage::log::claims::read_settled(log, topics::EVENTS, p, from, 8192).await?;
+            if read.records.is_empty() && read.next == from {
+                break;
+            }
+            from = read.next;
             let ids: std::collections::BTreeSet<String> =
-                recs.iter().filter_map(|r| Event::decode(&r.payload).ok()).map(|e| e.command_id.0).collect();
+                read.records.iter().filter_map(|r| Event::decode(&r.payload).ok()).map(|e| e.command_id.0).collect();
             for id in ids {
                 outcomes.0.insert(id.clone(), live.outcome(&id).await?);
                 outcomes.1.insert(id.clone(), rebuilt.outcome(&id).await?);

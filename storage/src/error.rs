@@ -17,6 +17,10 @@ pub enum StorageError {
     /// A write that would replace what must not be replaced (a vault key).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A conditional append found the partition ending elsewhere: another writer got
+    /// in first. Nothing was appended.
+    #[error("{topic}[{partition}] ends at {found}, not at {expected}: another writer appended")]
+    Moved { topic: String, partition: u32, expected: u64, found: u64 },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -1,6 +1,6 @@
 //! Storage-port metrics, registered once in the process-wide default registry.
 
-use prometheus::{register_histogram_vec, register_int_counter_vec, HistogramVec, IntCounterVec};
+use prometheus::{register_histogram_vec, register_int_counter, register_int_counter_vec, HistogramVec, IntCounter, IntCounterVec};
 use std::sync::OnceLock;
 
 pub struct StorageMetrics {
@@ -12,6 +12,8 @@ pub struct StorageMetrics {
     pub cache_lookups: IntCounterVec,
     pub cache_errors: IntCounterVec,
     pub vault_ops: IntCounterVec,
+    pub drain_timeouts: IntCounter,
+    pub claims_ignored: IntCounterVec,
 }
 
 pub fn get() -> &'static StorageMetrics {
@@ -55,6 +57,17 @@ pub fn get() -> &'static StorageMetrics {
             "kurz_cache_errors_total",
             "Hot-cache operations that failed (served from the read store instead).",
             &["op"]
+        )
+        .unwrap(),
+        drain_timeouts: register_int_counter!(
+            "kurz_partition_drain_timeouts_total",
+            "Partition tasks (deciders, projectors) that did not stop within their drain limit and were stopped."
+        )
+        .unwrap(),
+        claims_ignored: register_int_counter_vec!(
+            "kurz_log_claims_ignored_total",
+            "Records a reader skipped because they did not land at their claimed offsets (a stale writer's append) or their append is broken.",
+            &["topic"]
         )
         .unwrap(),
         vault_ops: register_int_counter_vec!(

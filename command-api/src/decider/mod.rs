@@ -17,19 +17,27 @@
 //! retried with backoff and `kurz_decider_blocked` is 1 until the event reads.
 //!
 //! Fencing: only the decider should append to its events partition, but a group can
-//! briefly give a partition to two processes (a member thought dead that is not). So a
-//! decider knows where the partition ends after its own last append, checks that end
-//! before each append, and checks that its append landed there. If another writer got
-//! in, it stops, counts `kurz_decider_fenced_total`, and restores from the log. A
-//! Kafka with transactions would close the remaining window between check and append
-//! with producer epochs; the test broker has none.
+//! briefly give a partition to two processes (a member thought dead that is only
+//! paused). So a decider knows where the partition ends after its own last append and
+//! appends *conditionally*: `append_at` that end (atomic on the embedded log, checked
+//! first on Kafka), with every record claiming its offset ([`claims`]). Readers,
+//! this decider's own restore included, skip an append that did not land whole at its
+//! claims, so a stale owner that wakes after its check and appends late writes records
+//! nobody folds; it finds its offsets wrong, counts `kurz_decider_fenced_total`, and
+//! restores. The commands of a skipped append are decided by the real owner.
+//!
+//! Position: every event carries the offset of the command it decides
+//! (`command-offset`); a decider starts at the later of its stored position and the
+//! last decided command plus one, so no time window bounds exactly-once.
 
+pub mod check;
 pub mod decide;
 pub mod state;
 
 use crate::Error as ApiErrorKind;
 use kurz_schemas::personal::OpenError;
 use kurz_schemas::{topics, Command, Event, Ts};
+use kurz_storage::log::claims;
 use kurz_storage::vault::Keyring;
 use kurz_storage::{EventLog, NewRecord};
 use state::PartitionState;
@@ -86,7 +94,7 @@ async fn supervise(log: Arc<dyn EventLog>, keys: Arc<Keyring>, p: u32, stop: Can
 
 /// Folds partition `p` of the events topic into a fresh state.
 pub async fn restore(log: &dyn EventLog, keys: &Keyring, p: u32) -> Result<PartitionState, ApiErrorKind> {
-    Ok(restore_to_end(log, keys, p).await?.0)
+    Ok(restore_to_end(log, keys, p).await?.state)
 }
 
 /// Loads the data keys that opening `payloads` needs.
@@ -98,37 +106,82 @@ async fn load_keys<'a>(keys: &Keyring, payloads: impl Iterator<Item = &'a [u8]>,
     Ok(())
 }
 
-/// [`restore`], and the offset after the last event folded.
-async fn restore_to_end(log: &dyn EventLog, keys: &Keyring, p: u32) -> Result<(PartitionState, u64), ApiErrorKind> {
-    let mut state = PartitionState::new(p);
-    let mut offset = 0;
+/// What a restore found besides the state.
+struct Restored {
+    state: PartitionState,
+    /// The offset after the last record read, kept or not: where this decider's next
+    /// append claims to start.
+    end: u64,
+    /// The offset of the last command decided in the kept events.
+    decided_through: Option<u64>,
+}
+
+/// [`restore`], by the claims rule ([`kurz_storage::log::claims`]): a stale owner's
+/// late append and a half-landed append are not folded, exactly as every reader skips
+/// them. Keys of users deleted in the kept events are erased if a decider died between
+/// its append and the erasure.
+async fn restore_to_end(log: &dyn EventLog, keys: &Keyring, p: u32) -> Result<Restored, ApiErrorKind> {
+    let mut r = Restored { state: PartitionState::new(p), end: 0, decided_through: None };
+    let mut at = 0;
     let lookup = |s: &str| keys.key(s);
+    let mut deleted = Vec::new();
     loop {
-        let recs = log.read(topics::EVENTS, p, offset, 4096).await?;
-        let Some(last) = recs.last() else { break };
-        offset = last.offset + 1;
-        load_keys(keys, recs.iter().map(|r| &r.payload[..]), Event::sealed_subjects).await?;
-        for r in &recs {
-            match Event::decode_opened(&r.payload, &lookup) {
-                Ok(ev) => state.evolve(&ev),
+        let read = claims::read_settled(log, topics::EVENTS, p, at, 4096).await?;
+        r.end = r.end.max(read.seen);
+        if !read.ignored.is_empty() {
+            tracing::warn!(event = "decider_ignored_records", partition = p, ignored = ?read.ignored, "a stale or broken append");
+            kurz_storage::metrics::get().claims_ignored.with_label_values(&[topics::EVENTS]).inc_by(read.ignored.len() as u64);
+        }
+        load_keys(keys, read.records.iter().map(|r| &r.payload[..]), Event::sealed_subjects).await?;
+        for rec in &read.records {
+            match Event::decode_opened(&rec.payload, &lookup) {
+                Ok(ev) => {
+                    if let kurz_schemas::EventBody::UserDeleted { user } = &ev.body {
+                        deleted.extend(user.subject.clone());
+                    }
+                    r.state.evolve(&ev);
+                }
                 Err(e) => {
                     // Fail closed: a state without this event (a link, a decision) would
                     // grant what it took. Retried with backoff; an operator upgrades the
                     // build or repairs the record.
                     crate::metrics::get().decider_blocked.with_label_values(&[&p.to_string()]).set(1);
-                    return Err(ApiErrorKind::Unreadable { partition: p, offset: r.offset, reason: e.to_string() });
+                    return Err(ApiErrorKind::Unreadable { partition: p, offset: rec.offset, reason: e.to_string() });
                 }
             }
+            if let Some(o) = command_offset(rec) {
+                r.decided_through = Some(r.decided_through.map_or(o, |d| d.max(o)));
+            }
+        }
+        if read.next == at && read.records.is_empty() {
+            break;
+        }
+        at = read.next;
+    }
+    for s in deleted {
+        if matches!(keys.key(&s), Some(kurz_schemas::personal::SubjectKey::Live(_))) {
+            keys.erase(&s, Ts::now().0).await?;
         }
     }
     crate::metrics::get().decider_blocked.with_label_values(&[&p.to_string()]).set(0);
-    Ok((state, offset))
+    Ok(r)
+}
+
+/// The header naming the commands-topic offset of the command an event decides.
+pub const COMMAND_OFFSET: &str = "command-offset";
+
+fn command_offset(rec: &kurz_storage::Record) -> Option<u64> {
+    std::str::from_utf8(rec.header(COMMAND_OFFSET)?).ok()?.parse().ok()
 }
 
 async fn run_partition(log: &dyn EventLog, keys: &Keyring, p: u32, stop: &CancellationToken) -> Result<(), ApiErrorKind> {
-    let (mut state, mut events_end) = restore_to_end(log, keys, p).await?;
+    let Restored { mut state, end: mut events_end, decided_through } = restore_to_end(log, keys, p).await?;
     let lookup = |s: &str| keys.key(s);
-    let mut pos = log.committed(GROUP, topics::COMMANDS, p).await?.unwrap_or(0);
+    // The stored position, or past the last command the events decided if that is
+    // later (a decider that died between its append and its commit): a command is
+    // never decided twice, however far back the stored position is.
+    let committed = log.committed(GROUP, topics::COMMANDS, p).await?.unwrap_or(0);
+    let mut pos = committed.max(decided_through.map_or(0, |o| o + 1));
     let m = crate::metrics::get();
     let plabel = p.to_string();
     tracing::info!(event = "decider_started", partition = p, position = pos);
@@ -173,7 +226,7 @@ async fn run_partition(log: &dyn EventLog, keys: &Keyring, p: u32, stop: &Cancel
                             },
                         };
                         state.evolve(&ev);
-                        out.push((rec.key.clone(), None, ev));
+                        out.push((rec.key.clone(), rec.offset, None, ev));
                     }
                     continue;
                 }
@@ -192,49 +245,53 @@ async fn run_partition(log: &dyn EventLog, keys: &Keyring, p: u32, stop: &Cancel
             m.decider_commands.with_label_values(&[&plabel, "decided"]).inc();
             orphans.extend(decide::orphan_subjects(&state, &brought, &evs));
             for ev in evs {
-                out.push((rec.key.clone(), tp.clone().or_else(|| cmd.traceparent.clone()), ev));
+                out.push((rec.key.clone(), rec.offset, tp.clone().or_else(|| cmd.traceparent.clone()), ev));
             }
         }
         if !out.is_empty() {
             // Personal data is sealed under its user's key; the keys of users deleted
-            // in this batch are destroyed once their last events are sealed, before
-            // the append: a deletion in the log always finds its key gone.
-            let subjects: Vec<String> = out.iter().flat_map(|(_, _, ev)| ev.subjects()).map(str::to_string).collect();
+            // in this batch are destroyed once the append is known to count (a restore
+            // erases them if this process dies first), so a stale owner whose append
+            // is ignored destroys nothing.
+            let subjects: Vec<String> = out.iter().flat_map(|(_, _, _, ev)| ev.subjects()).map(str::to_string).collect();
             keys.load_all(&subjects).await?;
             let erase: Vec<String> = out
                 .iter()
-                .filter_map(|(_, _, ev)| match &ev.body {
+                .filter_map(|(_, _, _, ev)| match &ev.body {
                     kurz_schemas::EventBody::UserDeleted { user } => user.subject.clone(),
                     _ => None,
                 })
                 .collect();
             let mut records = Vec::with_capacity(out.len());
-            for (key, tp, ev) in out {
+            for (key, offset, tp, ev) in out {
                 let payload = ev.encode_sealed(&lookup, &mut Keyring::nonce)?;
                 let mut r = NewRecord::new(key, payload)
                     .header("command-id", ev.command_id.as_str())
+                    .header(COMMAND_OFFSET, offset.to_string())
                     .header("schema-version", kurz_schemas::event::CURRENT_VERSION.to_string());
                 if let Some(tp) = tp {
                     r = r.header("traceparent", tp);
                 }
                 records.push(r);
             }
-            for s in &erase {
-                keys.erase(s, now.0).await?;
-            }
+            // The append claims the offsets after this decider's last one (readers
+            // skip it unless it lands exactly there, whole), and is conditional where
+            // the log can make it so.
             let fenced = |found| {
                 crate::metrics::get().decider_fenced.with_label_values(&[&p.to_string()]).inc();
                 ApiErrorKind::Fenced { partition: p, expected: events_end, found }
             };
-            let end = log.end_offset(topics::EVENTS, p).await?;
-            if end != events_end {
-                return Err(fenced(end));
+            let n = records.len() as u64;
+            let offsets = match log.append_at(topics::EVENTS, p, events_end, claims::claim(events_end, records)).await {
+                Err(kurz_storage::StorageError::Moved { found, .. }) => return Err(fenced(found)),
+                r => r?,
+            };
+            if offsets.len() as u64 != n || offsets.iter().enumerate().any(|(i, &o)| o != events_end + i as u64) {
+                return Err(fenced(offsets.first().copied().unwrap_or(events_end)));
             }
-            let offsets = log.append(topics::EVENTS, p, records).await?;
-            match (offsets.first(), offsets.last()) {
-                (Some(&first), _) if first != events_end => return Err(fenced(first)),
-                (_, Some(&last)) => events_end = last + 1,
-                _ => {}
+            events_end += n;
+            for s in &erase {
+                keys.erase(s, now.0).await?;
             }
         }
         for s in &orphans {

@@ -70,9 +70,7 @@ where
         for p in lost {
             if let Some((token, handle)) = running.remove(&p) {
                 token.cancel();
-                if tokio::time::timeout(drain, handle).await.is_err() {
-                    tracing::warn!(event = "partition_drain_timeout", partition = p);
-                }
+                stop_within(p, drain, handle).await;
                 tracing::info!(event = "partition_released", partition = p, generation = a.generation);
             }
         }
@@ -90,8 +88,24 @@ where
             changed = m.rx.changed() => if changed.is_err() { break },
         }
     }
-    for (_, (token, handle)) in running.drain() {
-        token.cancel();
-        let _ = tokio::time::timeout(drain, handle).await;
+    let stopping: Vec<_> = running
+        .drain()
+        .map(|(p, (token, handle))| {
+            token.cancel();
+            stop_within(p, drain, handle)
+        })
+        .collect();
+    futures::future::join_all(stopping).await;
+}
+
+/// Waits up to `drain` for a partition's task to finish, then stops it where it
+/// waits: a task that outlived its drain must not go on writing after the partition
+/// is released to another owner. Counts `kurz_partition_drain_timeouts_total`.
+async fn stop_within(p: u32, drain: Duration, mut handle: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(drain, &mut handle).await.is_err() {
+        tracing::warn!(event = "partition_drain_timeout", partition = p, "stopping its task");
+        crate::metrics::get().drain_timeouts.inc();
+        handle.abort();
+        let _ = handle.await;
     }
 }

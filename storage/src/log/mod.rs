@@ -2,6 +2,7 @@
 //! the same partition, in append order; consumers read from any offset and store their
 //! positions by group.
 
+pub mod claims;
 pub mod embedded;
 pub mod kafka;
 pub mod membership;
@@ -59,6 +60,19 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Appends records to one partition and returns their offsets once durable.
     async fn append(&self, topic: &str, partition: u32, records: Vec<NewRecord>) -> Result<Vec<u64>, StorageError>;
+
+    /// Appends records to one partition only if it ends at `expected_end`; otherwise
+    /// appends nothing and answers [`StorageError::Moved`]. Backends that cannot make
+    /// an append conditional (Kafka without transactions) check the end first and
+    /// append, which leaves a window: a writer that needs the condition also claims its
+    /// offsets ([`claims`]), which readers check.
+    async fn append_at(&self, topic: &str, partition: u32, expected_end: u64, records: Vec<NewRecord>) -> Result<Vec<u64>, StorageError> {
+        let end = self.end_offset(topic, partition).await?;
+        if end != expected_end {
+            return Err(StorageError::Moved { topic: topic.to_string(), partition, expected: expected_end, found: end });
+        }
+        self.append(topic, partition, records).await
+    }
 
     /// Reads up to `max` records of a partition starting at offset `from`.
     async fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<Record>, StorageError>;
@@ -212,6 +226,16 @@ impl EventLog for Instrumented {
         let t = std::time::Instant::now();
         let n = records.len();
         let r = self.inner.append(topic, partition, records).await;
+        observe("append", topic, t, &r);
+        if r.is_ok() {
+            metrics::get().log_records_appended.with_label_values(&[topic]).inc_by(n as u64);
+        }
+        r
+    }
+    async fn append_at(&self, topic: &str, partition: u32, expected_end: u64, records: Vec<NewRecord>) -> Result<Vec<u64>, StorageError> {
+        let t = std::time::Instant::now();
+        let n = records.len();
+        let r = self.inner.append_at(topic, partition, expected_end, records).await;
         observe("append", topic, t, &r);
         if r.is_ok() {
             metrics::get().log_records_appended.with_label_values(&[topic]).inc_by(n as u64);

@@ -1,6 +1,8 @@
 //! The event-log scenario suite. `run` takes a fresh, empty log.
 
+use crate::log::claims::{claim, Claimed};
 use crate::log::{append_keyed, partition_for, EventLog, NewRecord};
+use crate::StorageError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +15,8 @@ pub async fn run(log: Arc<dyn EventLog>) {
     consumer_positions_are_per_group(&*log).await;
     concurrent_appends_get_dense_unique_offsets(log.clone()).await;
     unknown_topics_and_partitions_are_errors(&*log).await;
+    conditional_appends_land_only_at_the_expected_end(&*log).await;
+    claimed_reads_keep_only_whole_appends_at_their_claims(log.clone()).await;
 }
 
 /// `open` must reopen the same storage each time it is called. Checks that what was
@@ -161,4 +165,55 @@ async fn unknown_topics_and_partitions_are_errors(log: &dyn EventLog) {
     log.ensure_topic("t.small", 1).await.unwrap();
     assert!(log.append("t.small", 5, vec![NewRecord::new("k", vec![])]).await.is_err());
     assert!(log.read("t.small", 5, 0, 1).await.is_err());
+}
+
+async fn conditional_appends_land_only_at_the_expected_end(log: &dyn EventLog) {
+    log.ensure_topic("t.cond", 1).await.unwrap();
+    let rec = |b: u8| NewRecord::new("k", vec![b]);
+    assert_eq!(log.append_at("t.cond", 0, 0, vec![rec(1), rec(2)]).await.unwrap(), vec![0, 1]);
+    let stale = log.append_at("t.cond", 0, 1, vec![rec(3)]).await;
+    assert!(matches!(stale, Err(StorageError::Moved { expected: 1, found: 2, .. })), "{stale:?}");
+    assert_eq!(log.end_offset("t.cond", 0).await.unwrap(), 2, "a refused append writes nothing");
+    assert_eq!(log.append_at("t.cond", 0, 2, vec![rec(4)]).await.unwrap(), vec![2]);
+    log.wait_for("t.cond", 0, 2, Duration::from_secs(10)).await.unwrap();
+    let got: Vec<u8> = log.read("t.cond", 0, 0, 10).await.unwrap().iter().map(|r| r.payload[0]).collect();
+    assert_eq!(got, vec![1, 2, 4]);
+}
+
+/// Two writers claimed the same offsets; the one that landed second, and an append cut
+/// short by the next one, are not read through [`Claimed`]; an append still open at
+/// the end is held until it completes.
+async fn claimed_reads_keep_only_whole_appends_at_their_claims(log: Arc<dyn EventLog>) {
+    log.ensure_topic("t.claims", 1).await.unwrap();
+    let recs = |tag: u8, n: u8| (0..n).map(|i| NewRecord::new("k", vec![tag, i])).collect::<Vec<_>>();
+    log.append("t.claims", 0, claim(0, recs(1, 2))).await.unwrap();
+    log.append("t.claims", 0, claim(0, recs(2, 2))).await.unwrap(); // late: lands at 2..4
+    log.append("t.claims", 0, recs(3, 1)).await.unwrap(); // unclaimed: read as it is
+    let cut = claim(5, recs(4, 3));
+    log.append("t.claims", 0, cut[..1].to_vec()).await.unwrap(); // one of three landed
+    log.append("t.claims", 0, claim(6, recs(5, 1))).await.unwrap(); // the next append overtakes it
+    let open = claim(7, recs(6, 2));
+    log.append("t.claims", 0, open[..1].to_vec()).await.unwrap();
+    log.wait_for("t.claims", 0, 7, Duration::from_secs(10)).await.unwrap();
+    let claimed = Claimed::new(log.clone(), "t.claims");
+    let tags = |rs: Vec<crate::log::Record>| rs.iter().map(|r| (r.payload[0], r.payload[1])).collect::<Vec<_>>();
+    assert_eq!(tags(claimed.read("t.claims", 0, 0, 100).await.unwrap()), vec![(1, 0), (1, 1), (3, 0), (5, 0)]);
+    // Any start and limit keeps the same records.
+    assert_eq!(tags(claimed.read("t.claims", 0, 2, 1).await.unwrap()), vec![(3, 0)]);
+    // Readers' positions only ever stop between appends; one that starts inside an
+    // append cannot judge it and skips the rest of it.
+    assert_eq!(tags(claimed.read("t.claims", 0, 1, 1).await.unwrap()), vec![(3, 0)]);
+    assert_eq!(tags(claimed.read("t.claims", 0, 0, 1).await.unwrap()), vec![(1, 0), (1, 1)], "an append is read whole");
+    // The open append is held: nothing to read at 7, and waiting there finds nothing.
+    assert!(claimed.read("t.claims", 0, 7, 100).await.unwrap().is_empty());
+    claimed.wait_for("t.claims", 0, 7, Duration::from_millis(200)).await.unwrap();
+    assert!(claimed.read("t.claims", 0, 7, 100).await.unwrap().is_empty());
+    log.append("t.claims", 0, open[1..].to_vec()).await.unwrap();
+    claimed.wait_for("t.claims", 0, 7, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(tags(claimed.read("t.claims", 0, 7, 100).await.unwrap()), vec![(6, 0), (6, 1)]);
+    // Other topics pass through.
+    log.ensure_topic("t.unclaimed", 1).await.unwrap();
+    log.append("t.unclaimed", 0, claim(5, recs(7, 1))).await.unwrap();
+    log.wait_for("t.unclaimed", 0, 0, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(claimed.read("t.unclaimed", 0, 0, 10).await.unwrap().len(), 1);
 }

@@ -62,6 +62,8 @@ struct AppendReq {
     topic: String,
     partition: u32,
     records: Vec<NewRecord>,
+    /// Append only if the partition ends here ([`EventLog::append_at`]).
+    expect: Option<u64>,
     reply: oneshot::Sender<Result<Vec<u64>, StorageError>>,
 }
 
@@ -142,6 +144,19 @@ impl RedbLog {
         }
     }
 
+    async fn submit(&self, topic: &str, partition: u32, records: Vec<NewRecord>, expect: Option<u64>) -> Result<Vec<u64>, StorageError> {
+        self.partition(topic, partition)?;
+        if records.is_empty() && expect.is_none() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(AppendReq { topic: topic.to_string(), partition, records, expect, reply })
+            .await
+            .map_err(|_| StorageError::Closed("log writer"))?;
+        rx.await.map_err(|_| StorageError::Closed("log writer"))?
+    }
+
     fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Vec<Partition>>, StorageError> {
         let topics = self.topics.read().expect("topic map poisoned");
         let t = topics.get(topic).ok_or_else(|| StorageError::UnknownTopic(topic.to_string()))?;
@@ -195,16 +210,13 @@ impl EventLog for RedbLog {
     }
 
     async fn append(&self, topic: &str, partition: u32, records: Vec<NewRecord>) -> Result<Vec<u64>, StorageError> {
-        self.partition(topic, partition)?;
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(AppendReq { topic: topic.to_string(), partition, records, reply })
-            .await
-            .map_err(|_| StorageError::Closed("log writer"))?;
-        rx.await.map_err(|_| StorageError::Closed("log writer"))?
+        self.submit(topic, partition, records, None).await
+    }
+
+    /// Conditional for real: the writer thread, which alone moves a partition's end,
+    /// compares the end it is about to write at.
+    async fn append_at(&self, topic: &str, partition: u32, expected_end: u64, records: Vec<NewRecord>) -> Result<Vec<u64>, StorageError> {
+        self.submit(topic, partition, records, Some(expected_end)).await
     }
 
     async fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<Record>, StorageError> {

@@ -128,3 +128,34 @@ fn a_batch_whose_offsets_pass_u64_max_is_corrupt_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let _ = fuzzing::recover_and_read(dir.path(), &batch);
 }
+
+/// Many writers race with the same expected end: exactly one lands, in one group commit
+/// or across several, and the rest write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditional_appends_racing_for_one_end_let_exactly_one_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(RedbLog::open(&dir.path().join("log.redb")).unwrap());
+    log.ensure_topic("t", 1).await.unwrap();
+    for round in 0..20u64 {
+        let end = log.end_offset("t", 0).await.unwrap();
+        let racers: Vec<_> = (0..8u8)
+            .map(|w| {
+                let log = log.clone();
+                tokio::spawn(async move { log.append_at("t", 0, end, recs(3, w)).await })
+            })
+            .collect();
+        let mut won = 0;
+        for r in racers {
+            match r.await.unwrap() {
+                Ok(offs) => {
+                    assert_eq!(offs, vec![end, end + 1, end + 2]);
+                    won += 1;
+                }
+                Err(StorageError::Moved { found, .. }) => assert_eq!(found, end + 3, "round {round}"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        assert_eq!(log.end_offset("t", 0).await.unwrap(), end + 3);
+    }
+}

@@ -73,7 +73,7 @@ pub(super) fn writer_loop(topics: Topics, deferred: Deferred, mut rx: mpsc::Rece
         match write_group(&topics, &deferred, &batch) {
             Ok(offsets) => {
                 for (req, offs) in batch.into_iter().zip(offsets) {
-                    let _ = req.reply.send(Ok(offs));
+                    let _ = req.reply.send(offs);
                 }
             }
             Err(e) => {
@@ -110,8 +110,14 @@ pub(super) struct Pending {
 /// Writes a group of appends: each partition's batches in one write, then one fsync per
 /// touched file (deferred-sync topics: none), then publishes. On failure, truncates
 /// every touched file back. The writer thread is the only one that moves a tail, so
-/// the tails read here stay put until the group is done.
-pub(super) fn write_group(topics: &Topics, deferred: &Deferred, group: &[AppendReq]) -> Result<Vec<Vec<u64>>, StorageError> {
+/// the tails read here stay put until the group is done: a conditional append whose
+/// partition (after the group's earlier appends) does not end where it expects is
+/// answered [`StorageError::Moved`] and writes nothing.
+pub(super) fn write_group(
+    topics: &Topics,
+    deferred: &Deferred,
+    group: &[AppendReq],
+) -> Result<Vec<Result<Vec<u64>, StorageError>>, StorageError> {
     let now = Ts::now();
     let mut pending: Vec<((String, u32), Pending)> = Vec::new();
     let mut offsets = Vec::with_capacity(group.len());
@@ -147,12 +153,22 @@ pub(super) fn write_group(topics: &Topics, deferred: &Deferred, group: &[AppendR
             };
             let pd = &mut pending[i].1;
             let first = pd.next;
+            if let Some(expected) = req.expect.filter(|e| *e != first) {
+                offsets.push(Err(StorageError::Moved { topic: req.topic.clone(), partition: req.partition, expected, found: first }));
+                continue;
+            }
+            if req.records.is_empty() {
+                offsets.push(Ok(Vec::new()));
+                continue;
+            }
             pd.batches.push((first, pd.buf.len() as u64));
             encode_batch(&mut pd.buf, now, first, &req.records);
             pd.next += req.records.len() as u64;
-            offsets.push((first..pd.next).collect());
+            offsets.push(Ok((first..pd.next).collect()));
         }
     }
+    // A group of refused conditional appends only writes nothing.
+    pending.retain(|(_, pd)| !pd.batches.is_empty());
     let mut written: Vec<&Pending> = Vec::new();
     let result = (|| -> Result<(), StorageError> {
         for (_, pd) in &pending {
