@@ -210,6 +210,7 @@ pub fn render(o: &StoredOutcome) -> Result<(axum::http::StatusCode, serde_json::
             serde_json::json!({ "count": count, "skipped": skipped.len(), "problems": skipped.iter().take(100).collect::<Vec<_>>() })
         }
         Answer::Deleted { id } => serde_json::json!({ "message": "deleted", "id": id }),
+        Answer::Reserved { refused } => serde_json::json!({ "refused": refused }),
     };
     Ok((axum::http::StatusCode::from_u16(o.status).unwrap_or(axum::http::StatusCode::OK), body))
 }

@@ -185,6 +185,17 @@ impl App {
         kurz_web::serve::serve_with(listener, router, Some(fast), self.cfg.http_limits(), stop).await?;
         flusher_stop.cancel();
         let _ = flusher.await;
+        // The clicks flushed last are projected before the projector stops, so the
+        // store holds everything the log does (an offline `replay --verify` right after
+        // finds no difference). Bounded by the drain limit.
+        if let Err(e) = self.ports.log.sync(kurz_schemas::topics::CLICKS).await {
+            tracing::warn!(event = "shutdown_sync_failed", error = %e);
+        }
+        match self.projector.wait_caught_up(Duration::from_millis(self.cfg.drain_timeout_ms)).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(event = "shutdown_projection_incomplete", "stopping before the projector caught up with the log"),
+            Err(e) => tracing::warn!(event = "shutdown_projection_incomplete", error = %e),
+        }
         workers.cancel();
         while tasks.join_next().await.is_some() {}
         tracing::info!(event = "stopped");

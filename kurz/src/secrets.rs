@@ -90,6 +90,10 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> std::io::Result
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
+    // The rename is durable once the directory is.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        kurz_storage::log::embedded::sync_dir(dir)?;
+    }
     Ok((value, true))
 }
 

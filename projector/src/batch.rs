@@ -49,6 +49,7 @@ pub async fn read(
     if topic != topics::EVENTS {
         let recs = log.read(topic, p, from, max).await?;
         let next = recs.last().map_or(from, |r| r.offset + 1);
+        let recs = if topic == topics::CLICKS { drop_click_copies(log, p, recs).await? } else { recs };
         return Ok((recs, next));
     }
     let r = claims::read_settled(log, topic, p, from, max).await?;
@@ -57,6 +58,74 @@ pub async fn read(
         kurz_storage::metrics::get().claims_ignored.with_label_values(&[topic]).inc_by(r.ignored.len() as u64);
     }
     Ok((r.records, r.next))
+}
+
+/// How far back a click appended again from the spool (header `click-retry`) looks for
+/// a record with its `click-id`: the first append may have reached the log although it
+/// answered an error (a timeout after the write). By log time, and by records.
+pub const RETRY_WINDOW_MS: i64 = 5 * 60 * 1000;
+pub const RETRY_SCAN: u64 = 1 << 18;
+
+fn click_id(r: &Record) -> Option<u64> {
+    let v = r.header("click-id")?;
+    if v.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
+}
+
+/// Drops the clicks in `recs` (consecutive records of clicks partition `p`) that are
+/// spool copies of a click already in the log: a `click-retry` record whose `click-id`
+/// a record at most [`RETRY_SCAN`] offsets and [`RETRY_WINDOW_MS`] earlier carries. The
+/// rule depends only on the log, so a replay counts the same. Records without the
+/// headers (older builds) are counted as they are.
+pub async fn drop_click_copies(log: &dyn EventLog, p: u32, recs: Vec<Record>) -> Result<Vec<Record>, kurz_storage::StorageError> {
+    let copies: Vec<&Record> = recs.iter().filter(|r| r.header("click-retry").is_some() && click_id(r).is_some()).collect();
+    let (Some(first), Some(newest_cutoff)) = (copies.first(), copies.iter().map(|r| r.timestamp.0).min()) else { return Ok(recs) };
+    let cutoff = newest_cutoff - RETRY_WINDOW_MS;
+    let floor = first.offset.saturating_sub(RETRY_SCAN);
+    // Where each id was last seen: (offset, log time).
+    let mut seen: HashMap<u64, (u64, i64)> = HashMap::new();
+    let mut hi = recs[0].offset;
+    while hi > floor {
+        let lo = hi.saturating_sub(4096).max(floor);
+        let chunk = log.read(topics::CLICKS, p, lo, (hi - lo) as usize).await?;
+        let mut newer = false;
+        for r in chunk.iter().filter(|r| r.offset < hi && r.timestamp.0 >= cutoff) {
+            newer = true;
+            if let Some(id) = click_id(r) {
+                let e = seen.entry(id).or_insert((r.offset, r.timestamp.0));
+                *e = (*e).max((r.offset, r.timestamp.0));
+            }
+        }
+        if chunk.is_empty() || !newer {
+            break;
+        }
+        hi = lo;
+    }
+    let mut out = Vec::with_capacity(recs.len());
+    let mut dropped = 0u64;
+    for r in recs {
+        let id = click_id(&r);
+        if r.header("click-retry").is_some() {
+            let original = id
+                .and_then(|id| seen.get(&id))
+                .is_some_and(|&(offset, at)| offset + RETRY_SCAN >= r.offset && at >= r.timestamp.0 - RETRY_WINDOW_MS);
+            if original {
+                dropped += 1;
+                continue;
+            }
+        }
+        if let Some(id) = id {
+            seen.insert(id, (r.offset, r.timestamp.0));
+        }
+        out.push(r);
+    }
+    if dropped > 0 {
+        tracing::info!(event = "click_copies_dropped", partition = p, dropped, "spool copies of clicks already in the log");
+        metrics::get().click_copies.inc_by(dropped);
+    }
+    Ok(out)
 }
 
 /// Waits for something [`read`] would return at `from`; returns the log's end.

@@ -19,11 +19,17 @@ pub struct Metrics {
     pub watchdog_redriven: IntCounterVec,
     pub commands_without_outcome: IntGauge,
     pub watchdog_errors: IntCounter,
+    pub click_copies: IntCounter,
 }
 
 pub fn get() -> &'static Metrics {
     static M: OnceLock<Metrics> = OnceLock::new();
     M.get_or_init(|| Metrics {
+        click_copies: register_int_counter!(
+            "kurz_projector_click_copies_dropped_total",
+            "Clicks appended again from an edge's spool that were already in the log (an append that failed after writing): not counted twice."
+        )
+        .unwrap(),
         applied: register_int_counter_vec!(
             "kurz_projector_records_applied_total",
             "Log records applied to the read models.",

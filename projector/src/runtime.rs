@@ -324,6 +324,15 @@ impl Projector {
                     if pos.iter().all(|x| *x >= end) {
                         break;
                     }
+                    // Only an append still open (or never completed) lies ahead: there
+                    // is nothing to project until it completes or is overtaken.
+                    let from = pos.iter().copied().min().unwrap_or(end);
+                    if topic == topics::EVENTS {
+                        let (recs, next) = crate::batch::read(&*self.log, topic, p, from, 64).await?;
+                        if recs.is_empty() && next == from {
+                            break;
+                        }
+                    }
                     if tokio::time::Instant::now() >= deadline {
                         return Ok(false);
                     }

@@ -201,6 +201,14 @@ pub enum CommandBody {
         key: String,
         rows: Vec<EventRow>,
     },
+    /// Grants explicit ids of a bulk load before their rows are decided: every id here
+    /// is owned by the partition of [`crate::id_key`] (`key`, the first id's), which
+    /// grants each at most once, so two rows with one id never both become entities,
+    /// whichever partitions decide the rows.
+    ReserveIds {
+        kind: crate::IdKind,
+        ids: Vec<Id>,
+    },
 }
 
 impl CommandBody {
@@ -217,6 +225,7 @@ impl CommandBody {
             | ImportUsers { .. } => crate::USERS_KEY.to_string(),
             CreateLink { code, .. } | UpdateLink { code, .. } | DeleteLink { code, .. } | RecordEvent { code, .. } => link_key(code),
             ImportLinks { key, .. } | ImportEvents { key, .. } => key.clone(),
+            ReserveIds { kind, ids } => ids.first().map_or_else(|| format!("id:{}", kind.as_str()), |id| crate::id_key(*kind, *id)),
         }
     }
 }

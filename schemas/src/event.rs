@@ -3,7 +3,7 @@
 //!
 //! Encoding: one JSON object per record, `{"v": <version>, ...}`. [`Event::decode`]
 //! reads every version ever written and upcasts it to the current [`Event`];
-//! [`Event::encode`] writes the current version only. Fixtures of each version live in
+//! [`Event::encode`] writes the lowest version that holds the event ([`Event::version`]). Fixtures of each version live in
 //! `schemas/tests/fixtures/` and are decoded by `tests/fixtures.rs`.
 //!
 //! | version | change |
@@ -11,12 +11,13 @@
 //! | 1 | first version |
 //! | 1 (additive) | `decided.fingerprint`, optional: absent in older records |
 //! | 2 | a user's personal fields (e-mail, username, password hash, API keys, revoked sessions) travel sealed under its data key: `user.subject`, `user.sealed`, and `user.erased` once the key is destroyed ([`crate::personal`]). Write with [`Event::encode_sealed`], read with [`Event::decode_opened`]. A v1 record reads as before. |
+//! | 3 | `ids_reserved`: explicit ids a bulk load brought, granted by the partition that owns them, and the `reserved` answer (the ids refused). Only these two are written as v3 (each record carries the lowest version that holds it, [`Event::version`]), so a v2 reader stops only where a bulk load brought explicit ids. |
 
 use crate::personal::{self, Keys, OpenError, RecordKind};
 use crate::{CommandId, HistoryEvent, Id, Link, Ts, User};
 use serde::{Deserialize, Serialize};
 
-pub const CURRENT_VERSION: u16 = 2;
+pub const CURRENT_VERSION: u16 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
@@ -55,6 +56,12 @@ pub enum EventBody {
     EventRecorded {
         event: HistoryEvent,
     },
+    /// Explicit ids granted to a bulk load (ids of `kind` owned by this partition);
+    /// each is granted once, ever.
+    IdsReserved {
+        kind: crate::IdKind,
+        ids: Vec<Id>,
+    },
     /// The last event of every decided command: what its caller is answered.
     Decided {
         status: u16,
@@ -71,12 +78,29 @@ pub enum EventBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Answer {
-    User { user: User },
-    Link { link: Link },
-    Event { event: HistoryEvent },
-    Count { count: u64, skipped: Vec<String> },
-    Deleted { id: Id },
-    Rejected { message: String },
+    User {
+        user: User,
+    },
+    Link {
+        link: Link,
+    },
+    Event {
+        event: HistoryEvent,
+    },
+    Count {
+        count: u64,
+        skipped: Vec<String>,
+    },
+    Deleted {
+        id: Id,
+    },
+    Rejected {
+        message: String,
+    },
+    /// Of the ids a `reserve_ids` command asked for, those already granted before.
+    Reserved {
+        refused: Vec<Id>,
+    },
 }
 
 /// An event with its encoding version, as stored in the log.
@@ -103,8 +127,17 @@ struct VersionProbe {
 }
 
 impl Event {
+    /// The lowest encoding version that holds this event: what it is written as, so
+    /// a reader one version behind reads every event it could understand.
+    pub fn version(&self) -> u16 {
+        match &self.body {
+            EventBody::IdsReserved { .. } | EventBody::Decided { answer: Answer::Reserved { .. }, .. } => 3,
+            _ => 2,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(&EventEnvelope { v: CURRENT_VERSION, event: self.clone() }).expect("events always serialize")
+        serde_json::to_vec(&EventEnvelope { v: self.version(), event: self.clone() }).expect("events always serialize")
     }
 
     /// Decodes without opening sealed personal data: a sealed user comes out with
@@ -113,7 +146,7 @@ impl Event {
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         let probe: VersionProbe = serde_json::from_slice(bytes)?;
         match probe.v {
-            1 | 2 => Ok(serde_json::from_slice::<EventEnvelope>(bytes)?.event),
+            1..=3 => Ok(serde_json::from_slice::<EventEnvelope>(bytes)?.event),
             v => Err(DecodeError::UnknownVersion(v)),
         }
     }
@@ -138,7 +171,7 @@ impl Event {
         if self.subjects().is_empty() {
             return Ok(self.encode());
         }
-        personal::encode(&EventEnvelope { v: CURRENT_VERSION, event: self.clone() }, RecordKind::Event, keys, nonce)
+        personal::encode(&EventEnvelope { v: self.version(), event: self.clone() }, RecordKind::Event, keys, nonce)
     }
 
     /// The subjects whose keys [`Event::decode_opened`] needs for `bytes`.
@@ -153,7 +186,7 @@ impl Event {
             return Event::decode(bytes);
         }
         let probe: VersionProbe = serde_json::from_slice(bytes)?;
-        if !matches!(probe.v, 1 | 2) {
+        if !matches!(probe.v, 1..=3) {
             return Err(DecodeError::UnknownVersion(probe.v));
         }
         Ok(personal::decode::<EventEnvelope>(bytes, RecordKind::Event, keys)?.event)

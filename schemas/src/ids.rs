@@ -31,6 +31,33 @@ pub const MAX_EXPLICIT_ID: u64 = 1 << 40;
 #[serde(try_from = "u64", into = "u64")]
 pub struct Id(u64);
 
+/// The kinds of explicit id a bulk load may bring, each its own namespace (user ids
+/// need none: every user is decided by one partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IdKind {
+    /// A link's (`/urls`) id.
+    Link,
+    /// A history row's (`/events`) id.
+    Event,
+}
+
+impl IdKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::Link => "link",
+            IdKind::Event => "event",
+        }
+    }
+}
+
+/// The key of the partition that owns explicit id `id` of `kind`: the one decider that
+/// grants it ([`crate::CommandBody::ReserveIds`]), whichever partition the row it
+/// belongs to is decided in.
+pub fn id_key(kind: IdKind, id: Id) -> String {
+    format!("id:{}:{}", kind.as_str(), id.get())
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
     #[error("id must be a positive integer below 2^53")]

@@ -21,7 +21,7 @@ pub use click::{Agent, Click, ClickEnvelope, ClickV1, Device, Utm};
 pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, UserRow};
 pub use control::ControlEvent;
 pub use event::{Answer, DecodeError, Event, EventBody, EventEnvelope};
-pub use ids::{Id, IdError, IdGen, MAX_JSON_ID};
+pub use ids::{id_key, Id, IdError, IdGen, IdKind, MAX_JSON_ID};
 pub use model::{ApiKey, HistoryEvent, KeyScope, Link, RevokedSession, User};
 pub use time::Ts;
 pub use values::{Email, ShortCode, TargetUrl, ValueError};

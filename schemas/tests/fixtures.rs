@@ -33,7 +33,7 @@ fn every_event_fixture_decodes_and_reencodes_losslessly() {
         // Re-encoding with the current version and decoding again keeps every field.
         assert_eq!(Event::decode(&ev.encode()).unwrap(), ev, "{}", path.display());
     }
-    assert_eq!(kinds.len(), 8, "a fixture for every event type");
+    assert_eq!(kinds.len(), 9, "a fixture for every event type");
 }
 
 #[test]
@@ -200,5 +200,17 @@ fn sealed_v2_fixtures_open_with_their_key_and_read_as_erased_once_it_is_gone() {
         assert_eq!(Event::decode_opened(&bytes, &fixture_keys).unwrap(), want, "{file}");
         let gone = Event::decode_opened(&bytes, &|_| Some(kurz_schemas::personal::SubjectKey::Erased)).unwrap();
         assert!(gone.users().iter().all(|u| u.erased && u.email.is_empty() && u.id.get() == 42), "{file}");
+    }
+}
+
+#[test]
+fn each_event_is_written_at_the_lowest_version_that_holds_it() {
+    // A reader one version behind must keep reading everything but the new kinds.
+    for (version, path) in fixtures("events") {
+        let ev = Event::decode(&std::fs::read(&path).unwrap()).unwrap();
+        let written: serde_json::Value = serde_json::from_slice(&ev.encode()).unwrap();
+        let new_kind = matches!(ev.body, EventBody::IdsReserved { .. } | EventBody::Decided { answer: Answer::Reserved { .. }, .. });
+        assert_eq!(written["v"], if new_kind { 3 } else { 2 }, "{}", path.display());
+        assert!(version <= ev.version(), "{} is stored as v{version}", path.display());
     }
 }

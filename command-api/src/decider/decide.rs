@@ -263,6 +263,23 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             };
             vec![EventBody::EventRecorded { event: event.clone() }, decided(201, Answer::Event { event })]
         }
+        ReserveIds { kind, ids } => {
+            let mut granted = Vec::new();
+            let mut refused = Vec::new();
+            for id in ids {
+                if state.reserved.contains(&(*kind, *id)) || granted.contains(id) {
+                    refused.push(*id);
+                } else {
+                    granted.push(*id);
+                }
+            }
+            let mut out = Vec::new();
+            if !granted.is_empty() {
+                out.push(EventBody::IdsReserved { kind: *kind, ids: granted });
+            }
+            out.push(decided(201, Answer::Reserved { refused }));
+            out
+        }
         ImportEvents { rows, .. } => {
             let mut out = Vec::new();
             let mut skipped = Vec::new();

@@ -268,7 +268,7 @@ async fn run_partition(log: &dyn EventLog, keys: &Keyring, p: u32, stop: &Cancel
                 let mut r = NewRecord::new(key, payload)
                     .header("command-id", ev.command_id.as_str())
                     .header(COMMAND_OFFSET, offset.to_string())
-                    .header("schema-version", kurz_schemas::event::CURRENT_VERSION.to_string());
+                    .header("schema-version", ev.version().to_string());
                 if let Some(tp) = tp {
                     r = r.header("traceparent", tp);
                 }

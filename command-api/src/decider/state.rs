@@ -1,7 +1,7 @@
 //! A decider partition's state: everything it needs to decide the next command, and
 //! nothing it cannot rebuild from its own partition of the events topic.
 
-use kurz_schemas::{CommandId, Event, EventBody, Id, IdGen, Link, Ts, User};
+use kurz_schemas::{CommandId, Event, EventBody, Id, IdGen, IdKind, Link, Ts, User};
 use std::collections::{HashMap, HashSet};
 
 /// How long a decided command id is remembered for deduplication.
@@ -26,6 +26,8 @@ pub struct PartitionState {
     pub links: HashMap<String, LinkState>,
     pub link_ids: HashSet<Id>,
     pub history_ids: HashSet<Id>,
+    /// Explicit ids this partition owns and has granted ([`kurz_schemas::id_key`]).
+    pub reserved: HashSet<(IdKind, Id)>,
     /// Decided command ids and when they were decided.
     pub decided: HashMap<CommandId, Ts>,
     last_prune: Ts,
@@ -42,6 +44,7 @@ impl PartitionState {
             links: HashMap::new(),
             link_ids: HashSet::new(),
             history_ids: HashSet::new(),
+            reserved: HashSet::new(),
             decided: HashMap::new(),
             last_prune: Ts(0),
         }
@@ -86,6 +89,9 @@ impl PartitionState {
             EventBody::EventRecorded { event } => {
                 self.ids.observe(event.id);
                 self.history_ids.insert(event.id);
+            }
+            EventBody::IdsReserved { kind, ids } => {
+                self.reserved.extend(ids.iter().map(|id| (*kind, *id)));
             }
             EventBody::Decided { .. } => {
                 self.decided.insert(ev.command_id.clone(), ev.at);

@@ -18,7 +18,8 @@
 //!
 //! Environment: `KURZ_SPLIT_LOG_DIR=<dir>` also writes every process's full log to
 //! `<dir>/<role>#<index>.log`; `KURZ_SPLIT_KAFKA_EXTRA=a.b=v&…` appends parameters to
-//! the `kafka://` URL (librdkafka settings, for experiments).
+//! the `kafka://` URL (librdkafka settings, for experiments); `KURZ_SPLIT_BIN` runs
+//! another build's `kurz` binary (to show what a test finds on an older build).
 #![allow(dead_code)]
 
 use axum::body::{Body, Bytes};
@@ -81,11 +82,22 @@ pub struct Opts {
     /// redirect on every edge); without it, by every partition having one owner in the
     /// processes' logs, which leaves the deployment's data empty (the contract suite).
     pub warm_up: bool,
+    /// Appended to the `kafka://` URL, e.g. `drain_ms=20000&timeout_ms=15000`.
+    pub kafka_params: &'static str,
 }
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { command_apis: 2, projectors: 2, query_edges: 2, watchdogs: 0, auth: "open", extra_env: Vec::new(), warm_up: true }
+        Opts {
+            command_apis: 2,
+            projectors: 2,
+            query_edges: 2,
+            watchdogs: 0,
+            auth: "open",
+            extra_env: Vec::new(),
+            warm_up: true,
+            kafka_params: "",
+        }
     }
 }
 
@@ -471,7 +483,15 @@ impl Split {
         let tansu = kurz_testkit::Tansu::memory();
         let cql = kurz_testkit::cql::start_node();
         let mut env: Vec<(String, String)> = vec![
-            ("KURZ_LOG_URL".into(), format!("{}?session_timeout_ms=6000&drain_ms=5000{}", tansu.url(), kafka_extra())),
+            (
+                "KURZ_LOG_URL".into(),
+                format!(
+                    "{}?session_timeout_ms=6000&drain_ms=5000{}{}",
+                    tansu.url(),
+                    kafka_extra(),
+                    if opts.kafka_params.is_empty() { String::new() } else { format!("&{}", opts.kafka_params) }
+                ),
+            ),
             ("KURZ_STORE_URL".into(), format!("scylla://{cql}/kurz?consistency=one")),
             ("KURZ_CACHE_URL".into(), "memory".into()),
             ("KURZ_SECRET".into(), SECRET.into()),
@@ -562,7 +582,9 @@ impl Split {
     }
 
     fn spawn(&self, p: &mut Proc) -> tokio::sync::oneshot::Receiver<String> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kurz"));
+        // `KURZ_SPLIT_BIN`: another build's binary, to compare builds under one test.
+        let bin = std::env::var("KURZ_SPLIT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_kurz").to_string());
+        let mut cmd = Command::new(bin);
         cmd.arg(p.role.command()).env("KURZ_DATA_DIR", p.data.path()).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);

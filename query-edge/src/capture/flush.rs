@@ -37,10 +37,24 @@ pub struct ClickFlusher {
     log_down: bool,
 }
 
-/// A click's log record: keyed by short code, with its schema version.
-fn record(key: String, payload: Vec<u8>, version: &str) -> NewRecord {
-    NewRecord::new(key, payload).header("schema-version", version)
+/// A click's log record: keyed by short code, with its schema version and its id. A
+/// copy from the spool is marked `click-retry`: its first append failed, but an
+/// ambiguous failure (a timeout after the broker wrote it) may have written it anyway,
+/// so the projector counts it only if no record with its id came shortly before
+/// (`kurz_projector::batch`).
+fn record(key: String, id: u64, payload: Vec<u8>, version: &str, retry: bool) -> NewRecord {
+    let r = NewRecord::new(key, payload).header("schema-version", version).header(CLICK_ID, format!("{id:016x}"));
+    if retry {
+        r.header(CLICK_RETRY, "1")
+    } else {
+        r
+    }
 }
+
+/// The header carrying a click's id (16 hex digits, random per click).
+pub const CLICK_ID: &str = "click-id";
+/// The header marking a click appended again from the spool.
+pub const CLICK_RETRY: &str = "click-retry";
 
 impl ClickFlusher {
     pub(super) fn new(queue: Arc<ClickQueue>, log: Arc<dyn EventLog>, enricher: Enricher, spool: Option<Spool>) -> ClickFlusher {
@@ -81,7 +95,7 @@ impl ClickFlusher {
     }
 
     async fn flush(&mut self, raws: std::vec::Drain<'_, RawClick>) {
-        let clicks: Vec<Click> = raws.map(|raw| self.enricher.click(raw)).collect();
+        let clicks: Vec<(u64, Click)> = raws.map(|raw| (rand::random(), self.enricher.click(raw))).collect();
         if clicks.is_empty() {
             return;
         }
@@ -91,7 +105,7 @@ impl ClickFlusher {
         } else {
             // The encoded clicks move into the records; the few a failed partition
             // did not take are encoded again for the spool.
-            let (appended, rest, error) = append(&*self.log, clicks, |c, v| record(c.code.clone(), c.encode(), v)).await;
+            let (appended, rest, error) = append(&*self.log, clicks, |(id, c), v| record(c.code.clone(), *id, c.encode(), v, false)).await;
             m.clicks.with_label_values(&["appended"]).inc_by(appended);
             let Some(e) = error else { return };
             tracing::warn!(event = "click_append_failed", clicks = rest.len(), error = %e, "spooling clicks until the log takes them again");
@@ -134,7 +148,7 @@ impl ClickFlusher {
                 }
             };
             // Copies: the segment stays until the log has them.
-            let (appended, rest, error) = append(&*self.log, batch, |(k, p), v| record(k.clone(), p.clone(), v)).await;
+            let (appended, rest, error) = append(&*self.log, batch, |(k, id, p), v| record(k.clone(), *id, p.clone(), v, true)).await;
             m.clicks.with_label_values(&["unspooled"]).inc_by(appended);
             let Some(e) = error else {
                 if let Err(e) = spool.remove(&path) {
@@ -164,8 +178,8 @@ impl ClickFlusher {
     }
 }
 
-fn spooled(c: &Click) -> Spooled {
-    (c.code.clone(), c.encode())
+fn spooled((id, c): &(u64, Click)) -> Spooled {
+    (c.code.clone(), *id, c.encode())
 }
 
 /// Appends `items` over every partition at once, as the records `to_record` makes of

@@ -2,7 +2,8 @@
 //!
 //! When an append of a batch of clicks fails, the clicks it did not place go to a
 //! segment file in `<data dir>/click-spool/` (one record per line: key, tab, the click's
-//! JSON) instead of being lost, and the flusher goes on taking new clicks. Once an
+//! id in 16 hex digits, tab, the click's JSON; segments of older builds have no id)
+//! instead of being lost, and the flusher goes on taking new clicks. Once an
 //! append succeeds again, the flusher moves the spooled segments into the log, oldest
 //! first, deleting each after its append (or rewriting it with what is left, when only
 //! some of its partitions took their clicks). The spool is bounded (`KURZ_CLICK_SPOOL_MB`);
@@ -20,8 +21,10 @@ pub struct Spool {
     next_seq: u64,
 }
 
-/// One spooled record: the partition key and the encoded click.
-pub type Spooled = (String, Vec<u8>);
+/// One spooled record: the partition key, the click's id (the `click-id` header its
+/// first append carried, so the projector can tell a copy that reached the log after
+/// all from a new click) and the encoded click.
+pub type Spooled = (String, u64, Vec<u8>);
 
 impl Spool {
     /// Opens (creating) the spool directory and counts what an earlier run left there.
@@ -91,8 +94,15 @@ impl Spool {
         let mut records = Vec::new();
         for line in std::io::BufReader::new(std::fs::File::open(&path)?).lines() {
             let line = line?;
-            if let Some((key, payload)) = line.split_once('\t') {
-                records.push((key.to_string(), payload.as_bytes().to_vec()));
+            let mut fields = line.splitn(3, '\t');
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some(key), Some(id), Some(payload)) if id.len() == 16 => {
+                    let Ok(id) = u64::from_str_radix(id, 16) else { continue };
+                    records.push((key.to_string(), id, payload.as_bytes().to_vec()));
+                }
+                // A segment an older build wrote: no id; the click gets a new one.
+                (Some(key), Some(payload), None) => records.push((key.to_string(), rand::random(), payload.as_bytes().to_vec())),
+                _ => {}
             }
         }
         Ok(Some((path, records)))
@@ -108,13 +118,15 @@ impl Spool {
 
 fn encode(records: &[Spooled]) -> Vec<u8> {
     let mut buf = Vec::new();
-    for (key, payload) in records {
+    for (key, id, payload) in records {
         // Keys are short codes and payloads compact JSON: neither holds a tab or a
         // newline, but never let one through unescaped.
         if key.contains(['\t', '\n']) || payload.contains(&b'\n') {
             continue;
         }
         buf.extend_from_slice(key.as_bytes());
+        buf.push(b'\t');
+        buf.extend_from_slice(format!("{id:016x}").as_bytes());
         buf.push(b'\t');
         buf.extend_from_slice(payload);
         buf.push(b'\n');
@@ -142,17 +154,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Spool::open(dir.path(), 200).unwrap();
         assert!(s.is_empty() && s.oldest().unwrap().is_none());
-        assert!(s.push(&[("abc".into(), br#"{"v":2,"n":1}"#.to_vec()), ("xyz".into(), br#"{"v":2,"n":2}"#.to_vec())]).unwrap());
-        assert!(s.push(&[("abc".into(), br#"{"v":2,"n":3}"#.to_vec())]).unwrap());
+        assert!(s
+            .push(&[("abc".into(), 1, br#"{"v":2,"n":1}"#.to_vec()), ("xyz".into(), u64::MAX, br#"{"v":2,"n":2}"#.to_vec())])
+            .unwrap());
+        assert!(s.push(&[("abc".into(), 3, br#"{"v":2,"n":3}"#.to_vec())]).unwrap());
         let used = s.bytes();
-        assert!(!s.push(&[("big".into(), vec![b'x'; 300])]).unwrap(), "over the bound: refused");
+        assert!(!s.push(&[("big".into(), 4, vec![b'x'; 300])]).unwrap(), "over the bound: refused");
         assert_eq!(s.bytes(), used);
 
         // A restarted process finds both segments, in order.
         let mut s = Spool::open(dir.path(), 200).unwrap();
         assert_eq!(s.bytes(), used);
         let (first, recs) = s.oldest().unwrap().unwrap();
-        assert_eq!(recs, vec![("abc".to_string(), br#"{"v":2,"n":1}"#.to_vec()), ("xyz".to_string(), br#"{"v":2,"n":2}"#.to_vec())]);
+        assert_eq!(
+            recs,
+            vec![("abc".to_string(), 1, br#"{"v":2,"n":1}"#.to_vec()), ("xyz".to_string(), u64::MAX, br#"{"v":2,"n":2}"#.to_vec())]
+        );
         s.remove(&first).unwrap();
         let (second, recs) = s.oldest().unwrap().unwrap();
         assert_eq!(recs.len(), 1);
@@ -164,7 +181,18 @@ mod tests {
         s.remove(&second).unwrap();
         assert!(s.is_empty() && s.oldest().unwrap().is_none());
         // New segments keep counting up after a reopen.
-        assert!(s.push(&[("k".into(), b"{}".to_vec())]).unwrap());
+        assert!(s.push(&[("k".into(), 5, b"{}".to_vec())]).unwrap());
         assert!(s.oldest().unwrap().unwrap().0.to_str().unwrap().ends_with("segment-2.spool"));
+    }
+
+    #[test]
+    fn a_segment_from_before_click_ids_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("segment-0.spool"), "abc\t{\"v\":2}\nbad line\nxyz\t00000000000000ff\t{\"v\":2}\n").unwrap();
+        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let (_, recs) = s.oldest().unwrap().unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].0.as_str(), recs[0].2.as_slice()), ("abc", &br#"{"v":2}"#[..]));
+        assert_eq!(recs[1], ("xyz".to_string(), 255, br#"{"v":2}"#.to_vec()));
     }
 }

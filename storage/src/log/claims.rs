@@ -276,6 +276,9 @@ impl EventLog for Claimed {
         }
         wait_kept(&*self.inner, topic, partition, offset, timeout).await
     }
+    async fn sync(&self, topic: &str) -> Result<(), StorageError> {
+        self.inner.sync(topic).await
+    }
     async fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> Result<(), StorageError> {
         self.inner.commit(group, topic, partition, next_offset).await
     }

@@ -84,6 +84,14 @@ pub trait EventLog: Send + Sync + 'static {
     /// the end offset.
     async fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<u64, StorageError>;
 
+    /// Makes every record appended to `topic` so far visible to readers now (a
+    /// deferred-sync topic syncs at once). Used at shutdown, so what was flushed last
+    /// is projected before the process stops.
+    async fn sync(&self, topic: &str) -> Result<(), StorageError> {
+        let _ = topic;
+        Ok(())
+    }
+
     /// Stores a consumer group's position: the next offset it will read.
     async fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> Result<(), StorageError>;
 
@@ -253,6 +261,9 @@ impl EventLog for Instrumented {
     }
     async fn wait_for(&self, topic: &str, partition: u32, offset: u64, timeout: Duration) -> Result<u64, StorageError> {
         self.inner.wait_for(topic, partition, offset, timeout).await
+    }
+    async fn sync(&self, topic: &str) -> Result<(), StorageError> {
+        self.inner.sync(topic).await
     }
     async fn commit(&self, group: &str, topic: &str, partition: u32, next_offset: u64) -> Result<(), StorageError> {
         let t = std::time::Instant::now();

@@ -6,6 +6,12 @@
 //! chunk's number within it, so a retry of the same load with the same
 //! `Idempotency-Key` makes the same chunks, and chunks already decided are answered
 //! from their outcomes instead of loading twice.
+//!
+//! Explicit ids are owned: before a chunk of links or history rows is submitted, the
+//! ids its rows bring are reserved with the partitions that own them
+//! ([`CommandBody::ReserveIds`], [`kurz_schemas::id_key`]), so two rows with one id
+//! never both load, even when their codes route them to different partitions; a row
+//! whose id was refused is left out and reported.
 
 use crate::submit::Idempotency;
 use crate::{AppState, Principal};
@@ -13,11 +19,11 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use kurz_schemas::command::link_key;
 use kurz_schemas::event::Answer;
-use kurz_schemas::{CommandBody, CommandId, ShortCode};
+use kurz_schemas::{id_key, CommandBody, CommandId, EventRow, Id, IdKind, LinkRow, ShortCode, UserRow};
 use kurz_storage::log::partition_for;
 use kurz_storage::store::StoredOutcome;
 use kurz_web::ApiError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 pub(super) const CHUNK_ROWS: usize = 500;
 const PARALLEL_CHUNKS: usize = 4;
@@ -40,6 +46,79 @@ impl Problems {
     }
 }
 
+/// The explicit id a row brings, if any, and its kind.
+pub(super) trait Explicit {
+    fn explicit_id(&self) -> Option<(IdKind, Id)>;
+}
+
+impl Explicit for UserRow {
+    /// Users need no reservation: one partition decides every user.
+    fn explicit_id(&self) -> Option<(IdKind, Id)> {
+        None
+    }
+}
+
+impl Explicit for LinkRow {
+    fn explicit_id(&self) -> Option<(IdKind, Id)> {
+        self.id.map(|id| (IdKind::Link, id))
+    }
+}
+
+impl Explicit for EventRow {
+    fn explicit_id(&self) -> Option<(IdKind, Id)> {
+        self.id.map(|id| (IdKind::Event, id))
+    }
+}
+
+/// Reserves the explicit ids of `rows` with their owning partitions (command ids derive
+/// from the chunk's, so a retried load asks the same and is answered the same), and
+/// returns the rows whose ids were granted, or that bring none, with a problem for each
+/// row left out.
+async fn reserve<R: Explicit>(
+    s: &AppState,
+    chunk: &Idempotency,
+    actor: kurz_schemas::Actor,
+    rows: Vec<R>,
+) -> Result<(Vec<R>, Vec<String>), ApiError> {
+    let mut asked = HashSet::new();
+    let mut by_owner: BTreeMap<u32, (IdKind, Vec<Id>)> = BTreeMap::new();
+    for (kind, id) in rows.iter().filter_map(Explicit::explicit_id) {
+        if asked.insert(id) {
+            by_owner.entry(partition_for(&id_key(kind, id), s.command_partitions)).or_insert_with(|| (kind, Vec::new())).1.push(id);
+        }
+    }
+    if by_owner.is_empty() {
+        return Ok((rows, Vec::new()));
+    }
+    let asks = by_owner.into_iter().map(|(owner, (kind, ids))| {
+        let ask = Idempotency { id: CommandId(format!("{}/ids/p{owner}", chunk.id.as_str())), ..chunk.clone() };
+        let cmd = ask.command(actor.clone(), CommandBody::ReserveIds { kind, ids });
+        let s = s.clone();
+        async move { s.submit(cmd).await }
+    });
+    let mut refused = HashSet::new();
+    for o in futures::future::join_all(asks).await {
+        let o = o?;
+        match o.answer {
+            Answer::Reserved { refused: r } => refused.extend(r),
+            Answer::Rejected { message } => return Err(ApiError::Status(o.status, message)),
+            other => return Err(ApiError::internal(format!("unexpected answer to an id reservation: {other:?}"))),
+        }
+    }
+    let (mut kept, mut problems, mut used) = (Vec::with_capacity(rows.len()), Vec::new(), HashSet::new());
+    for r in rows {
+        match r.explicit_id() {
+            Some((kind, id)) if refused.contains(&id) || !used.insert(id) => {
+                problems.push(format!("{} id {id} already exists", if kind == IdKind::Link { "url" } else { "event" }))
+            }
+            _ => kept.push(r),
+        }
+    }
+    Ok((kept, problems))
+}
+
+type Settled = Result<(StoredOutcome, Vec<String>), ApiError>;
+
 pub(super) struct Batcher<R> {
     s: AppState,
     p: Principal,
@@ -49,12 +128,12 @@ pub(super) struct Batcher<R> {
     /// Chunks made so far, by partition.
     made: BTreeMap<u32, usize>,
     body: fn(String, Vec<R>) -> CommandBody,
-    in_flight: FuturesUnordered<BoxFuture<'static, Result<StoredOutcome, ApiError>>>,
+    in_flight: FuturesUnordered<BoxFuture<'static, Settled>>,
     pub count: u64,
     pub problems: Problems,
 }
 
-impl<R: Send + 'static> Batcher<R> {
+impl<R: Explicit + Send + 'static> Batcher<R> {
     pub fn new(s: &AppState, p: Principal, base: Idempotency, body: fn(String, Vec<R>) -> CommandBody) -> Batcher<R> {
         Batcher {
             s: s.clone(),
@@ -93,16 +172,22 @@ impl<R: Send + 'static> Batcher<R> {
         let n = self.made.entry(partition).or_default();
         let chunk = Idempotency { id: CommandId(format!("{}/p{partition}/{n}", self.base.id.as_str())), ..self.base.clone() };
         *n += 1;
-        let cmd = chunk.command(self.p.actor(), (self.body)(key, rows));
-        let s = self.s.clone();
-        self.in_flight.push(Box::pin(async move { s.submit(cmd).await }));
+        let (s, actor, body) = (self.s.clone(), self.p.actor(), self.body);
+        self.in_flight.push(Box::pin(async move {
+            let (rows, problems) = reserve(&s, &chunk, actor.clone(), rows).await?;
+            let cmd = chunk.command(actor, body(key, rows));
+            Ok((s.submit(cmd).await?, problems))
+        }));
         Ok(())
     }
 
     /// Waits for one chunk in flight and counts its outcome.
     async fn settle(&mut self) -> Result<(), ApiError> {
         let Some(o) = self.in_flight.next().await else { return Ok(()) };
-        let o = o?;
+        let (o, refused) = o?;
+        for p in refused {
+            self.problems.add(p);
+        }
         match o.answer {
             Answer::Count { count, skipped } => {
                 self.count += count as u64;

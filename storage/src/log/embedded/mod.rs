@@ -43,6 +43,7 @@ mod writer;
 use super::{EventLog, NewRecord, Record};
 use crate::StorageError;
 use async_trait::async_trait;
+pub use partition::{create_dir_durable, sync_dir};
 use partition::{open_partition, read_partition, Partition};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::HashMap;
@@ -86,12 +87,20 @@ impl RedbLog {
     /// Opens the log whose metadata lives in the redb file `path`; records live in the
     /// directory `path` with the extension `data`.
     pub fn open(path: &Path) -> Result<RedbLog, StorageError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        // Directories and new files are synced into their parents: a file whose entry
+        // a power failure can take back is not durable, whatever its own fsyncs.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_dir_durable(dir)?;
         }
         let data = path.with_extension("data");
-        std::fs::create_dir_all(&data)?;
+        create_dir_durable(&data)?;
+        let existed = path.exists();
         let db = Arc::new(Database::create(path)?);
+        if !existed {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                sync_dir(dir)?;
+            }
+        }
         let mut topics = HashMap::new();
         {
             let w = db.begin_write()?;
@@ -217,6 +226,14 @@ impl EventLog for RedbLog {
     /// compares the end it is about to write at.
     async fn append_at(&self, topic: &str, partition: u32, expected_end: u64, records: Vec<NewRecord>) -> Result<Vec<u64>, StorageError> {
         self.submit(topic, partition, records, Some(expected_end)).await
+    }
+
+    async fn sync(&self, topic: &str) -> Result<(), StorageError> {
+        let parts = self.topics.read().expect("topic map poisoned").get(topic).cloned();
+        if let Some(parts) = parts {
+            tokio::task::spawn_blocking(move || parts.iter().for_each(sync_deferred)).await.map_err(StorageError::engine)?;
+        }
+        Ok(())
     }
 
     async fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<Record>, StorageError> {

@@ -5,8 +5,8 @@ use crate::log::Record;
 use crate::StorageError;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, RwLock};
 use tokio::sync::watch;
 
 /// A sparse index entry every this many bytes of a partition file.
@@ -21,6 +21,11 @@ pub(super) const READ_CHUNK: usize = 256 << 10;
 /// One partition's file and what readers may see of it.
 pub(super) struct Partition {
     pub(super) file: File,
+    pub(super) path: PathBuf,
+    /// Set when an fsync of the file failed: the kernel may have dropped the pages it
+    /// could not write and a later fsync would succeed without them, so nothing more
+    /// is appended or published until the process restarts and recovers the file.
+    pub(super) failed: OnceLock<String>,
     /// End offset, published after the fsync that made records durable.
     pub(super) end: watch::Sender<u64>,
     /// Published file length and sparse index `(first_offset, position)` of batches.
@@ -39,6 +44,19 @@ pub(super) struct Tail {
 }
 
 impl Partition {
+    /// Syncs the file's data; a failure stops the partition for good ([`Self::failed`]).
+    pub(super) fn sync(&self) -> Result<(), StorageError> {
+        if let Some(why) = self.failed.get() {
+            return Err(stopped_error(&self.path, why));
+        }
+        sync_data(&self.file, &self.path).map_err(|e| {
+            let why = e.to_string();
+            tracing::error!(event = "log_partition_stopped", path = %self.path.display(), error = %why, "an fsync failed; appends stop until a restart recovers the file");
+            let _ = self.failed.set(why.clone());
+            stopped_error(&self.path, &why)
+        })
+    }
+
     /// Publishes what was written up to `len`/`next`, with its batches, to readers.
     /// Never moves backwards (a sync that raced a later one publishes nothing new).
     pub(super) fn publish(&self, batches: &[(u64, u64)], len: u64, next: u64) {
@@ -82,13 +100,81 @@ impl Visible {
     }
 }
 
+pub(super) fn stopped_error(path: &Path, why: &str) -> StorageError {
+    StorageError::Engine(format!(
+        "log partition {} stopped after a failed fsync ({why}); restart the process to recover it",
+        path.display()
+    ))
+}
+
+/// `fdatasync`, with a fault hook for tests ([`fail_next_sync`]).
+pub(super) fn sync_data(file: &File, path: &Path) -> std::io::Result<()> {
+    #[cfg(test)]
+    if failpoint::take(path) {
+        return Err(std::io::Error::other("injected fsync failure"));
+    }
+    let _ = path;
+    file.sync_data()
+}
+
+#[cfg(test)]
+pub(super) mod failpoint {
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static FAIL: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+    /// The next sync of the file at `path` fails.
+    pub fn fail_next_sync(path: &Path) {
+        FAIL.lock().unwrap().get_or_insert_with(HashSet::new).insert(path.to_path_buf());
+    }
+
+    pub(super) fn take(path: &Path) -> bool {
+        FAIL.lock().unwrap().as_mut().is_some_and(|s| s.remove(path))
+    }
+}
+
+/// Makes a directory's entries (files created or renamed in it) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, syncing each parent whose entries changed.
+pub fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
 /// Opens (creating) a partition file and recovers it: walks its batches, truncates a
-/// torn or corrupt tail, and builds the sparse index.
+/// torn or corrupt tail, and builds the sparse index. What it recovers is synced before
+/// anyone reads it: a process killed after writing a batch but before its fsync left
+/// the batch in the page cache only, and readers must not see what a power failure
+/// could still take back. A new file's directory entry is synced too.
 pub(super) fn open_partition(path: &Path) -> Result<Partition, StorageError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        create_dir_durable(dir)?;
     }
+    let existed = path.exists();
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    if !existed {
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
     let file_len = file.metadata()?.len();
     let mut visible = Visible::default();
     let (mut pos, mut end) = (0u64, 0u64);
@@ -118,11 +204,20 @@ pub(super) fn open_partition(path: &Path) -> Result<Partition, StorageError> {
     if pos < file_len {
         tracing::warn!(event = "log_tail_truncated", path = %path.display(), kept = pos, dropped = file_len - pos, "a torn or corrupt tail (never acknowledged) was cut off");
         file.set_len(pos)?;
-        file.sync_all()?;
+    }
+    if pos > 0 || pos < file_len {
+        sync_data(&file, path)?;
     }
     visible.len = pos;
     let tail = Tail { len: pos, next: end, unsynced: Vec::new() };
-    Ok(Partition { file, end: watch::Sender::new(end), visible: RwLock::new(visible), tail: Mutex::new(tail) })
+    Ok(Partition {
+        file,
+        path: path.to_path_buf(),
+        failed: OnceLock::new(),
+        end: watch::Sender::new(end),
+        visible: RwLock::new(visible),
+        tail: Mutex::new(tail),
+    })
 }
 
 /// Reads the records in `from..=last` of a partition, below its published length.

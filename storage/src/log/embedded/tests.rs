@@ -159,3 +159,69 @@ async fn conditional_appends_racing_for_one_end_let_exactly_one_land() {
         assert_eq!(log.end_offset("t", 0).await.unwrap(), end + 3);
     }
 }
+
+/// After a failed fsync the kernel may have dropped the pages it could not write, and a
+/// later fsync would report success without them: the partition stops instead of
+/// retrying, publishes nothing of the failed group, and recovers on reopen.
+#[tokio::test]
+async fn a_failed_fsync_stops_its_partition_until_a_reopen_recovers_it() {
+    use super::partition::failpoint::fail_next_sync;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    let file = partition_path(&path.with_extension("data"), "t", 0);
+    {
+        let log = RedbLog::open(&path).unwrap();
+        log.ensure_topic("t", 2).await.unwrap();
+        assert_eq!(log.append("t", 0, recs(2, 1)).await.unwrap(), vec![0, 1]);
+        fail_next_sync(&file);
+        assert!(log.append("t", 0, recs(1, 2)).await.is_err());
+        assert_eq!(log.end_offset("t", 0).await.unwrap(), 2, "nothing of the failed group is published");
+        let again = log.append("t", 0, recs(1, 3)).await.unwrap_err().to_string();
+        assert!(again.contains("stopped after a failed fsync"), "no retry after a failed fsync: {again}");
+        assert!(log.append_at("t", 0, 2, recs(1, 3)).await.is_err());
+        assert_eq!(log.append("t", 1, recs(1, 4)).await.unwrap(), vec![0], "other partitions go on");
+    }
+    let log = RedbLog::open(&path).unwrap();
+    assert_eq!(log.end_offset("t", 0).await.unwrap(), 2);
+    assert_eq!(log.append("t", 0, recs(1, 5)).await.unwrap(), vec![2], "recovered on reopen");
+}
+
+#[tokio::test]
+async fn a_failed_deferred_sync_publishes_nothing_and_stops_its_partition() {
+    use super::partition::failpoint::fail_next_sync;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    let log = RedbLog::open(&path).unwrap();
+    log.ensure_topic("c", 1).await.unwrap();
+    log.defer_sync("c", Duration::from_millis(10));
+    fail_next_sync(&partition_path(&path.with_extension("data"), "c", 0));
+    assert_eq!(log.append("c", 0, recs(3, 1)).await.unwrap(), vec![0, 1, 2], "written, answered before its sync");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let err = loop {
+        match log.append("c", 0, recs(1, 2)).await {
+            Err(e) => break e.to_string(),
+            Ok(_) => assert!(std::time::Instant::now() < deadline, "the failed sync never stopped the partition"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(err.contains("stopped after a failed fsync"), "{err}");
+    assert_eq!(log.end_offset("c", 0).await.unwrap(), 0, "the unsynced batches were never shown");
+}
+
+/// Recovery syncs what it found before publishing it (a batch written by a process
+/// killed before its fsync is in the page cache only): a failing sync fails the open.
+#[tokio::test]
+async fn recovery_syncs_the_records_it_finds_before_anyone_reads_them() {
+    use super::partition::failpoint::fail_next_sync;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log.redb");
+    {
+        let log = RedbLog::open(&path).unwrap();
+        log.ensure_topic("t", 1).await.unwrap();
+        log.append("t", 0, recs(2, 1)).await.unwrap();
+    }
+    fail_next_sync(&partition_path(&path.with_extension("data"), "t", 0));
+    assert!(RedbLog::open(&path).is_err(), "the open synced the recovered file");
+    let log = RedbLog::open(&path).unwrap();
+    assert_eq!(log.end_offset("t", 0).await.unwrap(), 2);
+}

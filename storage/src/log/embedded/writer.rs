@@ -48,15 +48,10 @@ pub(super) fn sync_deferred(part: &Partition) {
         }
         (std::mem::take(&mut t.unsynced), t.len, t.next)
     };
-    match part.file.sync_data() {
-        Ok(()) => part.publish(&batches, len, next),
-        Err(e) => {
-            tracing::error!(event = "log_sync_failed", error = %e, "retrying at the next interval");
-            let mut t = part.tail.lock().expect("tail poisoned");
-            let mut again = batches;
-            again.append(&mut t.unsynced);
-            t.unsynced = again;
-        }
+    // A failed sync is not retried: the batches stay unpublished and the partition
+    // stops (see `Partition::failed`); a restart recovers what reached the disk.
+    if part.sync().is_ok() {
+        part.publish(&batches, len, next);
     }
 }
 
@@ -129,6 +124,10 @@ pub(super) fn write_group(
             if req.partition as usize >= parts.len() {
                 return Err(StorageError::UnknownPartition { topic: req.topic.clone(), partition: req.partition });
             }
+            if let Some(why) = parts[req.partition as usize].failed.get() {
+                offsets.push(Err(super::partition::stopped_error(&parts[req.partition as usize].path, why)));
+                continue;
+            }
             let key = (req.topic.clone(), req.partition);
             let i = match pending.iter().position(|(k, _)| *k == key) {
                 Some(i) => i,
@@ -176,7 +175,7 @@ pub(super) fn write_group(
             pd.parts[pd.p].file.write_all_at(&pd.buf, pd.base)?;
         }
         for (_, pd) in pending.iter().filter(|(_, pd)| !pd.deferred) {
-            pd.parts[pd.p].file.sync_data()?;
+            pd.parts[pd.p].sync()?;
         }
         Ok(())
     })();

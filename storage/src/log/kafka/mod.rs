@@ -59,13 +59,14 @@ pub struct KafkaLog {
 }
 
 fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, StorageError> {
-    cfg.client()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        .set("message.timeout.ms", cfg.timeout_ms.to_string())
-        .create()
-        .map_err(|e| kerr("producer", e))
+    let mut c = cfg.client();
+    // A batching delay the URL may tune (`linger.ms=…`); the rest kurz's ordering and
+    // fencing rely on, whatever the URL says.
+    if !cfg.extra.iter().any(|(k, _)| k == "linger.ms") {
+        c.set("linger.ms", "1");
+    }
+    c.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", cfg.timeout_ms.to_string());
+    c.create().map_err(|e| kerr("producer", e))
 }
 
 impl KafkaLog {

@@ -1,0 +1,233 @@
+//! Zombies: a command-api frozen (`SIGSTOP`) past its group session while clients race
+//! for aliases, then woken (`SIGCONT`) with its pending work, in a split deployment on
+//! tansu and the CQL node. Its partitions move to the other command-api meanwhile;
+//! whatever the frozen one appends on waking was decided on a state that is no longer
+//! the log's, and must count for nothing.
+//!
+//! Per round: 100 clients race for aliases, two clients per alias, each on another
+//! command-api, each client creating `PER_CLIENT` aliases one after another so that the
+//! deciders are busy when one command-api is frozen mid-race, for longer than the
+//! session timeout.
+//! Checked, per round and in total, and printed: aliases granted twice (two 201s, or
+//! two kept `link_created`), ids minted twice, commands decided twice (the log checker,
+//! `kurz verify-log`), and acknowledged creates missing (not served with their target).
+//! `KURZ_ZOMBIE_ROUNDS` sets the rounds (default 8).
+
+#[path = "split/mod.rs"]
+mod split;
+
+use serde_json::{json, Value};
+use split::{Opts, Role, Split};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const CLIENTS: usize = 100;
+/// Aliases raced for at once: two clients each.
+const ALIASES: usize = 50;
+/// Aliases each client creates in a round, one after another.
+const PER_CLIENT: usize = 8;
+/// Longer than the split deployment's 6 s session timeout: the group moves the frozen
+/// member's partitions to the other command-api.
+const FROZEN: Duration = Duration::from_secs(10);
+
+fn rounds() -> usize {
+    std::env::var("KURZ_ZOMBIE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
+}
+
+#[derive(Debug, Clone)]
+struct Ack {
+    client: usize,
+    code: String,
+    url: String,
+    id: u64,
+}
+
+/// One client's create: `Ok(Some(ack))` on 201, `Ok(None)` on 409 (the alias went to
+/// the other client), `Err` on anything else after retries. Retries carry the same
+/// idempotency key, so a retried create is the same command.
+async fn create(c: &reqwest::Client, base: &str, client: usize, code: &str, round: usize) -> Result<Option<Ack>, String> {
+    let url = format!("https://zombie.test/{round}/{client}");
+    let key = format!("zombie-{round}-{client}");
+    let began = Instant::now();
+    let mut last = String::new();
+    while began.elapsed() < Duration::from_secs(120) {
+        let r = c
+            .post(format!("{base}/urls"))
+            .header("Idempotency-Key", &key)
+            .json(&json!({"original_url": url, "short_code": code}))
+            .send()
+            .await;
+        match r {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                match status {
+                    201 => {
+                        assert_eq!(body["short_code"], code, "{body}");
+                        assert_eq!(body["original_url"], url.as_str(), "{body}");
+                        return Ok(Some(Ack { client, code: code.into(), url, id: body["id"].as_u64().unwrap() }));
+                    }
+                    409 => return Ok(None),
+                    s if s >= 500 => last = format!("{s}: {body}"),
+                    s => return Err(format!("client {client} for '{code}': {s} {body}")),
+                }
+            }
+            Err(e) => last = split::error_chain(&e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("client {client} for '{code}': no answer in 120 s; last: {last}"))
+}
+
+#[derive(Default, Debug)]
+struct Tally {
+    granted_twice: Vec<String>,
+    ids_twice: Vec<String>,
+    missing: Vec<String>,
+    errors: Vec<String>,
+    acked: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_api_frozen_past_its_session_lands_nothing_when_it_wakes() {
+    let s = Split::start(Opts {
+        command_apis: 2,
+        projectors: 1,
+        query_edges: 1,
+        extra_env: vec![("KURZ_OUTCOME_TIMEOUT_MS".into(), "60000".into())],
+        // Appends may wait longer than the freeze, so a frozen decider's queued append
+        // can still be sent when it wakes: the late append the claims must neutralize.
+        // A long linger keeps each append queued in the producer for a while, so the
+        // freeze often lands between a decider's check and its append's send.
+        kafka_params: "drain_ms=20000&timeout_ms=15000&linger.ms=100",
+        ..Opts::default()
+    })
+    .await;
+    let c = split::client();
+    let apis = [s.proc(Role::CommandApi, 0).base(), s.proc(Role::CommandApi, 1).base()];
+    let edge = s.proc(Role::QueryEdge, 0).base();
+    let mut total = Tally::default();
+    let mut per_round = Vec::new();
+    for round in 0..rounds() {
+        let frozen = round % 2;
+        let mut clients = Vec::new();
+        for client in 0..CLIENTS {
+            // Two clients per alias, on different command-apis.
+            let base = apis[(client + client / ALIASES) % 2].clone();
+            let c = c.clone();
+            clients.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for k in 0..PER_CLIENT {
+                    let code = format!("z{round}-{}-{k}", client % ALIASES);
+                    out.push(create(&c, &base, client * PER_CLIENT + k, &code, round).await);
+                }
+                out
+            }));
+        }
+        // Freeze mid-race: some of its commands decided, some not yet.
+        tokio::time::sleep(Duration::from_millis(100 + (round as u64 * 37) % 200)).await;
+        s.signal(Role::CommandApi, frozen, "STOP");
+        tokio::time::sleep(FROZEN).await;
+        s.signal(Role::CommandApi, frozen, "CONT");
+
+        let mut round_tally = Tally::default();
+        let mut by_code: HashMap<String, Vec<Ack>> = HashMap::new();
+        for h in clients {
+            for r in h.await.unwrap() {
+                match r {
+                    Ok(Some(a)) => by_code.entry(a.code.clone()).or_default().push(a),
+                    Ok(None) => {}
+                    Err(e) => round_tally.errors.push(e),
+                }
+            }
+        }
+        for a in 0..ALIASES * PER_CLIENT {
+            let code = format!("z{round}-{}-{}", a / PER_CLIENT, a % PER_CLIENT);
+            if !by_code.contains_key(&code) && round_tally.errors.is_empty() {
+                round_tally.missing.push(format!("'{code}': both clients were refused, neither got the alias"));
+            }
+        }
+        let mut by_id: HashMap<u64, Vec<String>> = HashMap::new();
+        for (code, acks) in &by_code {
+            if acks.len() > 1 {
+                round_tally.granted_twice.push(format!("'{code}' to clients {:?}", acks.iter().map(|a| a.client).collect::<Vec<_>>()));
+            }
+            for a in acks {
+                by_id.entry(a.id).or_default().push(code.clone());
+            }
+        }
+        for (id, codes) in &by_id {
+            if codes.len() > 1 {
+                round_tally.ids_twice.push(format!("id {id} for {codes:?}"));
+            }
+        }
+        // Every acknowledged create is served: its id with its code and target, and
+        // its code redirecting to its target.
+        for a in by_code.values().flatten() {
+            round_tally.acked += 1;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let meta = c.get(format!("{edge}/urls/{}", a.id)).send().await.unwrap();
+                let ok_meta = meta.status() == 200 && {
+                    let b: Value = meta.json().await.unwrap();
+                    b["short_code"] == a.code.as_str() && b["original_url"] == a.url.as_str()
+                };
+                let hit = c.get(format!("{edge}/{}", a.code)).send().await.unwrap();
+                let to = hit.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                if ok_meta && to == a.url {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    round_tally
+                        .missing
+                        .push(format!("'{}' id {} (client {}): metadata ok {ok_meta}, redirect to '{to}'", a.code, a.id, a.client));
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        eprintln!(
+            "[zombie] round {round}: froze command-api#{frozen}; {} acknowledged, aliases granted twice {}, ids minted twice {}, acknowledged missing {}, errors {}",
+            round_tally.acked,
+            round_tally.granted_twice.len(),
+            round_tally.ids_twice.len(),
+            round_tally.missing.len(),
+            round_tally.errors.len()
+        );
+        per_round.push(format!(
+            "{round}: {:?}",
+            (&round_tally.granted_twice, &round_tally.ids_twice, &round_tally.missing, &round_tally.errors)
+        ));
+        total.acked += round_tally.acked;
+        total.granted_twice.extend(round_tally.granted_twice);
+        total.ids_twice.extend(round_tally.ids_twice);
+        total.missing.extend(round_tally.missing);
+        total.errors.extend(round_tally.errors);
+    }
+
+    // The events topic as every reader keeps it, and as it lies (what the zombies left).
+    let log = kurz_storage::open_log(&s.tansu.url(), std::path::Path::new("/nonexistent")).unwrap();
+    let kept = kurz::verify_log::run(&*log, false).await.unwrap();
+    let raw = kurz::verify_log::run(&*log, true).await.unwrap();
+    let fenced = s.grep("moved under its decider").len() + s.grep("decider_ignored_records").len();
+    eprintln!(
+        "[zombie] SIGSTOP, {} rounds: commands decided twice {}, aliases granted twice {} (answers: {}), ids minted twice {} (answers: {}), acknowledged writes missing {}; \
+         {} creates acknowledged; in the raw log (stale appends included): {} commands decided twice, {} aliases granted twice; fence reports in the logs: {fenced}",
+        rounds(),
+        kept.commands_decided_twice.count,
+        kept.aliases_granted_twice.count,
+        total.granted_twice.len(),
+        kept.ids_minted_twice.count,
+        total.ids_twice.len(),
+        total.missing.len(),
+        total.acked,
+        raw.commands_decided_twice.count,
+        raw.aliases_granted_twice.count,
+    );
+    assert_eq!(kept.problems(), 0, "the events topic:\n{}", kept.render());
+    assert!(total.granted_twice.is_empty() && total.ids_twice.is_empty() && total.missing.is_empty(), "{}", per_round.join("\n"));
+    assert!(total.errors.is_empty(), "creates without an answer: {:?}\n{}", total.errors, s.report());
+    assert!(total.acked >= ALIASES * PER_CLIENT * rounds() / 2, "too few creates acknowledged: {}", total.acked);
+    let mut s = s;
+    assert!(s.unexpected_exits().is_empty(), "{:?}", s.unexpected_exits());
+}
