@@ -131,6 +131,9 @@ impl ReadStore for Redelivering {
     async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
         self.inner.position(projection, topic, partition).await
     }
+    async fn claim(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        self.inner.claim(topic, partition).await
+    }
     async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError> {
         let again = batch.clone();
         self.inner.apply(batch).await?;

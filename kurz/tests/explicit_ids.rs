@@ -5,7 +5,7 @@
 mod support;
 
 use kurz_storage::log::partition_for;
-use serde_json::{json, Value};
+use serde_json::Value;
 use support::{client, json_of, Server};
 
 /// A code that routes to command partition `p` of the server's 4.

@@ -307,8 +307,9 @@ pub fn project(
 
 /// The store step of a mapped batch: its mutations and parks, each projection's
 /// position moved to `next` (projections already past it are left out), and the
-/// delivery count of the batch that starts at `next` set to its first attempt.
-pub fn store_batch(mine: &[&dyn Projection], positions: &[u64], topic: &str, p: u32, next: u64, mapped: Mapped) -> StoreBatch {
+/// delivery count of the batch that starts at `next` set to its first attempt, written
+/// under claim `epoch` of the partition.
+pub fn store_batch(mine: &[&dyn Projection], positions: &[u64], topic: &str, p: u32, next: u64, mapped: Mapped, epoch: u64) -> StoreBatch {
     let mut mutations = mapped.mutations;
     mutations.extend(mapped.parks.into_iter().map(Mutation::Park));
     mutations.push(Mutation::Attempt { topic: topic.into(), partition: p, attempt: Attempt { offset: next, attempt: 1 } });
@@ -321,6 +322,7 @@ pub fn store_batch(mine: &[&dyn Projection], positions: &[u64], topic: &str, p: 
             .collect(),
         mutations,
         release: Vec::new(),
+        epoch,
     }
 }
 

@@ -113,6 +113,9 @@ async fn partition(
         }
         Ok::<_, Error>(out)
     };
+    // The replay claims the partition in the generation it builds; the live projectors
+    // claim it again once they switch there, and from then on the replay lands nothing.
+    let epoch = target.claim(topic, p).await?;
     let mut positions = load().await?;
     let parked_keys = || async {
         let all = target.parked().await?;
@@ -138,7 +141,7 @@ async fn partition(
         }
         crate::batch::load_keys(keys, topic, &recs).await?;
         let mapped = project(&mine, &positions, topic, p, &recs, &mut parked, &|s| keys.key(s));
-        match target.apply(store_batch(&mine, &positions, topic, p, next, mapped)).await {
+        match target.apply(store_batch(&mine, &positions, topic, p, next, mapped, epoch)).await {
             Ok(()) => {
                 for pos in positions.iter_mut() {
                     *pos = (*pos).max(next);
@@ -150,6 +153,11 @@ async fn partition(
             Err(ApplyError::PositionMismatch { .. }) => {
                 positions = load().await?;
                 parked = parked_keys().await?;
+            }
+            // The live projectors took the partition over: the rest is theirs.
+            Err(ApplyError::Fenced { claimed, .. }) => {
+                tracing::info!(event = "replay_overtaken", topic, partition = p, epoch, claimed);
+                return Ok(applied);
             }
             Err(e) => return Err(e.into()),
         }

@@ -27,6 +27,10 @@ use kurz_storage::vault::Keyring;
 use kurz_storage::{EventLog, ReadStore};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a fenced partition task waits before it claims again: long enough that two
+/// writers that each believe they own a partition do not trade it batch by batch.
+const FENCED_PAUSE: Duration = Duration::from_millis(250);
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -205,13 +209,14 @@ impl Projector {
         p: u32,
         from: u64,
         attempts: u32,
+        epoch: u64,
     ) -> Result<(), Error> {
         if let Some(rec) = self.log.read(topic, p, from, 1).await?.into_iter().find(|r| r.offset == from) {
             let reason = format!("the projector stopped {attempts} times while applying it");
             deadletter::send(&*self.log, topic, &rec, &reason, attempts).await?;
         }
         let mapped = crate::batch::Mapped { mutations: Vec::new(), parks: Vec::new(), traced: None };
-        self.store.apply(store_batch(mine, positions, topic, p, from + 1, mapped)).await?;
+        self.store.apply(store_batch(mine, positions, topic, p, from + 1, mapped, epoch)).await?;
         Ok(())
     }
 
@@ -224,6 +229,9 @@ impl Projector {
         until: Option<u64>,
     ) -> Result<(), Error> {
         let mine = self.mine(topic);
+        // Every batch of this task is written under this claim: once another task or
+        // process claims the partition, a batch of this one lands nothing.
+        let mut epoch = self.store.claim(topic, p).await?;
         let mut positions = self.positions(&mine, topic, p).await?;
         let mut parked = self.parked_keys(topic, p).await?;
         let m = metrics::get();
@@ -239,7 +247,7 @@ impl Projector {
                 return Ok(());
             }
             if attempt >= self.max_attempts && from < careful_until {
-                self.dead_letter_at(&mine, &positions, topic, p, from, attempt).await?;
+                self.dead_letter_at(&mine, &positions, topic, p, from, attempt, epoch).await?;
                 positions = self.positions(&mine, topic, p).await?;
                 attempt = 1;
                 continue;
@@ -270,7 +278,7 @@ impl Projector {
             m.parked.with_label_values(&[topic]).inc_by(mapped.parks.len() as u64);
             self.offer_to_cache(&mapped.mutations).await;
             let traced = mapped.traced.take();
-            let batch = store_batch(&mine, &positions, topic, p, next, mapped);
+            let batch = store_batch(&mine, &positions, topic, p, next, mapped, epoch);
             let apply_span = match &traced {
                 Some(parent) => tracing::info_span!(parent: parent, "apply_read_model", mutations = batch.mutations.len()),
                 None => tracing::Span::none(),
@@ -290,6 +298,21 @@ impl Projector {
                 }
                 Err(ApplyError::PositionMismatch { .. }) => {
                     // Another projector got there first (or a replay moved it): reload.
+                    positions = self.positions(&mine, topic, p).await?;
+                    parked = self.parked_keys(topic, p).await?;
+                }
+                Err(ApplyError::Fenced { claimed, .. }) => {
+                    // Claimed since by another writer: the watchdog driving a stall, a
+                    // process that took the partition over while this one was paused,
+                    // or the serving generation changed. This task still owns the
+                    // partition as far as it knows, so it claims again and reloads;
+                    // a writer that no longer owns it is stopped by its revoke.
+                    tracing::warn!(event = "projector_fenced", topic, partition = p, epoch, claimed);
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(FENCED_PAUSE) => {}
+                    }
+                    epoch = self.store.claim(topic, p).await?;
                     positions = self.positions(&mine, topic, p).await?;
                     parked = self.parked_keys(topic, p).await?;
                 }

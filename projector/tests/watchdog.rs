@@ -199,6 +199,9 @@ impl ReadStore for Hangs {
     async fn position(&self, a: &str, b: &str, c: u32) -> Result<u64, kurz_storage::StorageError> {
         self.0.position(a, b, c).await
     }
+    async fn claim(&self, t: &str, p: u32) -> Result<u64, kurz_storage::StorageError> {
+        self.0.claim(t, p).await
+    }
     async fn apply(&self, batch: StoreBatch) -> Result<(), kurz_storage::store::ApplyError> {
         if batch.mutations.iter().any(|m| matches!(m, Mutation::PutLink(l) if l.link.short_code == "bad" && l.version == 1)) {
             self.1.notify_one();

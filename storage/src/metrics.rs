@@ -14,6 +14,7 @@ pub struct StorageMetrics {
     pub vault_ops: IntCounterVec,
     pub drain_timeouts: IntCounter,
     pub claims_ignored: IntCounterVec,
+    pub store_fenced: IntCounterVec,
 }
 
 pub fn get() -> &'static StorageMetrics {
@@ -67,6 +68,12 @@ pub fn get() -> &'static StorageMetrics {
         claims_ignored: register_int_counter_vec!(
             "kurz_log_claims_ignored_total",
             "Records a reader skipped because they did not land at their claimed offsets (a stale writer's append) or their append is broken.",
+            &["topic"]
+        )
+        .unwrap(),
+        store_fenced: register_int_counter_vec!(
+            "kurz_store_batches_fenced_total",
+            "Read-store batches refused because another writer claimed their partition since (a paused or cut-off projector woke, a replay was overtaken).",
             &["topic"]
         )
         .unwrap(),

@@ -58,3 +58,40 @@ fn unknown_schemes_are_refused() {
     assert!(open_store("nope://x", dir.path()).is_err());
     assert!(open_cache("nope://x").is_err());
 }
+
+/// A claim names the store generation that issued it: after a switch, a batch claimed
+/// in the old generation is fenced, and a claim in the new one fences the writer that
+/// built it (a replay).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_switch_fences_claims_of_the_old_one() {
+    use kurz_storage::store::generations::{embedded_file, Generations};
+    use kurz_storage::store::{ApplyError, Mutation, Position};
+    use kurz_storage::{ReadStore, StoreBatch};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let opener = move |n: u64| {
+        let store: std::sync::Arc<dyn ReadStore> =
+            std::sync::Arc::new(kurz_storage::store::embedded::RedbStore::open(&embedded_file(&root, n))?);
+        Ok(store)
+    };
+    let gens = Generations::with_opener(Box::new(opener), 0).unwrap();
+    let id = kurz_schemas::Id::new(5).unwrap();
+    let batch = |from, to, epoch| StoreBatch {
+        positions: vec![Position { projection: "p".into(), topic: "t".into(), partition: 0, from, to }],
+        mutations: vec![Mutation::AddClicks { link_id: id, n: 1 }],
+        epoch,
+        ..Default::default()
+    };
+    let live = gens.claim("t", 0).await.unwrap();
+    gens.apply(batch(0, 1, live)).await.unwrap();
+    // A replay builds generation 1 under a claim of its own, then the switch.
+    let next = gens.store(1).unwrap();
+    let replay = next.claim("t", 0).await.unwrap();
+    next.apply(batch(0, 1, replay)).await.unwrap();
+    gens.switch_to(1).unwrap();
+    assert!(matches!(gens.apply(batch(1, 2, live)).await, Err(ApplyError::Fenced { .. })), "an old generation's claim");
+    let live = gens.claim("t", 0).await.unwrap();
+    assert!(matches!(next.apply(batch(1, 2, replay)).await, Err(ApplyError::Fenced { .. })), "the replay is overtaken");
+    gens.apply(batch(1, 2, live)).await.unwrap();
+    assert_eq!((gens.click_count(id).await.unwrap(), gens.position("p", "t", 0).await.unwrap()), (2, 2));
+}

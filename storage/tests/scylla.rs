@@ -6,7 +6,7 @@
 
 use kurz_schemas::{Id, Link, User};
 use kurz_storage::store::scylla::schema::{table_names, SCHEMA_CQL};
-use kurz_storage::store::{Mutation, Position, VersionedLink};
+use kurz_storage::store::{ApplyError, Mutation, Position, VersionedLink};
 use kurz_storage::{open_store, scenarios, StoreBatch};
 use kurz_testkit::cql::start_node;
 use scylla::client::session::Session;
@@ -94,6 +94,25 @@ async fn open_creates_the_schema_and_a_second_open_is_harmless() {
     assert_eq!(first.click_count(id(30)).await.unwrap(), 5);
 }
 
+/// A store whose positions were written before claims existed (the `positions` table
+/// only) goes on from them: the first fenced write moves from the old row's offset,
+/// and a batch from anywhere else is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn positions_from_before_claims_are_carried_over() {
+    let addr = start_node();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&format!("scylla://{addr}/kurz_l"), dir.path()).unwrap();
+    let raw = raw_session(addr).await;
+    raw.query_unpaged("INSERT INTO kurz_l.positions (projection, topic, log_partition, next_offset) VALUES ('p', 'clicks', 0, 7)", ())
+        .await
+        .unwrap();
+    assert_eq!(store.position("p", "clicks", 0).await.unwrap(), 7);
+    let again = store.apply(batch("clicks", 0, 7, vec![Mutation::AddClicks { link_id: id(50), n: 7 }])).await;
+    assert!(matches!(again, Err(ApplyError::PositionMismatch { stored: 7, expected: 0, .. })), "{again:?}");
+    store.apply(batch("clicks", 7, 9, vec![Mutation::AddClicks { link_id: id(50), n: 2 }])).await.unwrap();
+    assert_eq!((store.position("p", "clicks", 0).await.unwrap(), store.click_count(id(50)).await.unwrap()), (9, 2));
+}
+
 /// The projector dies after a batch's rows but before its positions: the position
 /// still says `from`, and the batch comes again, possibly longer (the log grew). The
 /// re-run must give the state one clean run gives: clicks are not added twice.
@@ -111,9 +130,12 @@ async fn a_batch_replayed_after_a_crash_before_its_positions_counts_once() {
 
     // Undo the position write only, as if the process had died just before it.
     let raw = raw_session(addr).await;
-    raw.query_unpaged("INSERT INTO kurz_r.positions (projection, topic, log_partition, next_offset) VALUES ('p', 'clicks', 0, 5)", ())
-        .await
-        .unwrap();
+    raw.query_unpaged(
+        "INSERT INTO kurz_r.fenced_positions (projection, topic, log_partition, next_offset, epoch) VALUES ('p', 'clicks', 0, 5, 0)",
+        (),
+    )
+    .await
+    .unwrap();
     assert_eq!(store.position("p", "clicks", 0).await.unwrap(), 5);
 
     let replay = vec![

@@ -1,10 +1,13 @@
 //! An in-memory CQL v4 node (kassandra) serving a real socket: the stand-in for
 //! ScyllaDB in tests, since no Scylla runs on these machines. What it cannot prove is
-//! listed in `infra/scylla-unproven.md`.
+//! listed in `infra/scylla-unproven.md`. The lightweight transactions kassandra lacks
+//! are run here, around it ([`lwt`]).
+
+mod lwt;
 
 use futures::{SinkExt, StreamExt};
 use kassandra::error::DbError;
-use kassandra::frame::request::Request;
+use kassandra::frame::request::{Request, RequestOpcode};
 use kassandra::frame::response::error::Error as CqlError;
 use kassandra::frame::response::Response;
 use kassandra::frame::{request_stream, response_sink};
@@ -29,7 +32,7 @@ pub fn start_node_on(addr: &str) -> SocketAddr {
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("kassandra runtime");
             rt.block_on(async move {
-                let node = Arc::new(Mutex::new(KassandraSession::new()));
+                let node = Arc::new(Mutex::new(Node { session: KassandraSession::new(), lwt: lwt::Plans::default() }));
                 let listener = match TcpListener::bind(addr.as_str()).await {
                     Ok(l) => l,
                     Err(e) => return drop(tx.send(Err(e.to_string()))),
@@ -46,13 +49,33 @@ pub fn start_node_on(addr: &str) -> SocketAddr {
     rx.recv().expect("the kassandra thread died before listening").expect("kassandra could not bind a loopback port")
 }
 
-async fn serve(node: Arc<Mutex<KassandraSession>>, mut stream: TcpStream) {
+/// The node and the conditional statements prepared on it.
+struct Node {
+    session: KassandraSession,
+    lwt: lwt::Plans,
+}
+
+/// The text of a PREPARE request if it is a conditional statement.
+fn conditional_text(opcode: RequestOpcode, data: &[u8]) -> Option<&str> {
+    if opcode != RequestOpcode::Prepare || data.len() < 4 {
+        return None;
+    }
+    let n = u32::from_be_bytes(data[..4].try_into().ok()?) as usize;
+    let text = std::str::from_utf8(data.get(4..4 + n)?).ok()?;
+    lwt::is_conditional(text).then_some(text)
+}
+
+async fn serve(node: Arc<Mutex<Node>>, mut stream: TcpStream) {
     let (mut read, mut write) = stream.split();
     let mut requests = request_stream(&mut read);
     let mut responses = response_sink(&mut write);
     while let Some(Ok((frame, opcode, data))) = requests.next().await {
         let response = if frame.version.is_unsupported() {
             Response::unsupported_version()
+        } else if let Some(text) = conditional_text(opcode, &data) {
+            let mut node = node.lock().unwrap_or_else(|p| p.into_inner());
+            let Node { session, lwt } = &mut *node;
+            lwt.prepare(session, text).map_or_else(Response::Error, Response::Result)
         } else {
             match Request::deserialize(opcode, &data, frame.flags) {
                 Ok(request) => answer(&node, request),
@@ -67,15 +90,19 @@ async fn serve(node: Arc<Mutex<KassandraSession>>, mut stream: TcpStream) {
 
 /// One request against the shared node. A panic inside kassandra (it has `todo!`s for
 /// CQL it lacks) becomes a server error instead of a hung connection.
-fn answer(node: &Mutex<KassandraSession>, request: Request<'_>) -> Response {
-    let mut node = node.lock().unwrap_or_else(|p| p.into_inner());
+fn answer(node: &Mutex<Node>, request: Request<'_>) -> Response {
+    let mut guard = node.lock().unwrap_or_else(|p| p.into_inner());
+    let Node { session: node, lwt } = &mut *guard;
     let answered = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let result = match request {
             Request::StartUp(_) | Request::Register { .. } => return Response::Ready,
             Request::Options => return Response::options(),
             Request::Query(q) => node.process(q),
             Request::Prepare(q) => node.prepare(q),
-            Request::Execute(e) => node.execute(e),
+            Request::Execute(e) => match lwt.execute(node, &e) {
+                Some(r) => r,
+                None => node.execute(e),
+            },
             Request::Batch(b) => node.process_batch(b),
             Request::AuthResponse => Err(CqlError::new(DbError::ProtocolError, "no authentication")),
         };

@@ -60,7 +60,78 @@ pub async fn run(store: Arc<dyn ReadStore>) {
     click_aggregates_are_exact_and_ranged(s).await;
     parked_records_release_once(s).await;
     attempts_are_kept_per_partition(s).await;
+    a_stale_claim_lands_nothing(s).await;
+    claims_race_to_distinct_epochs(store.clone()).await;
     outcomes_wake_waiters(store.clone()).await;
+}
+
+/// A writer that claimed a partition, was overtaken by a later claim (it paused past its
+/// lease, the watchdog drove its partition, a replay was overtaken), and then wakes,
+/// lands nothing: no row, no position. The later claim writes on; positions never go
+/// back.
+async fn a_stale_claim_lands_nothing(s: &dyn ReadStore) {
+    let on = |partition: u32, from: u64, to: u64, epoch: u64, m: Vec<Mutation>| StoreBatch {
+        positions: vec![
+            Position { projection: "fa".into(), topic: "ft".into(), partition, from, to },
+            Position { projection: "fb".into(), topic: "ft".into(), partition, from, to },
+        ],
+        mutations: m,
+        epoch,
+        ..Default::default()
+    };
+    let clicks = |n| vec![Mutation::AddClicks { link_id: id(70), n }];
+    let old = s.claim("ft", 3).await.unwrap();
+    s.apply(on(3, 0, 4, old, clicks(4))).await.unwrap();
+    let new = s.claim("ft", 3).await.unwrap();
+    assert!(new > old, "claims grow: {old} then {new}");
+    // The old writer wakes with its next batch (and with a copy of its last one).
+    for stale in [on(3, 4, 9, old, clicks(5)), on(3, 0, 4, old, clicks(4))] {
+        match s.apply(stale).await {
+            Err(ApplyError::Fenced { topic, partition: 3, claimed, epoch }) => {
+                assert_eq!((topic.as_str(), claimed, epoch), ("ft", new, old))
+            }
+            other => panic!("a stale writer's batch was not fenced: {other:?}"),
+        }
+    }
+    assert_eq!(s.click_count(id(70)).await.unwrap(), 4, "nothing of a fenced batch lands");
+    assert_eq!((s.position("fa", "ft", 3).await.unwrap(), s.position("fb", "ft", 3).await.unwrap()), (4, 4));
+    // An unclaimed writer is stale too once a claim exists.
+    assert!(matches!(s.apply(on(3, 4, 9, 0, clicks(5))).await, Err(ApplyError::Fenced { .. })));
+    // The new owner goes on from where the positions stand.
+    s.apply(on(3, 4, 9, new, clicks(5))).await.unwrap();
+    assert_eq!(s.click_count(id(70)).await.unwrap(), 9);
+    assert_eq!(s.position("fa", "ft", 3).await.unwrap(), 9);
+    // Claims are per partition: another partition's first claim is unaffected.
+    let other = s.claim("ft", 4).await.unwrap();
+    s.apply(on(4, 0, 1, other, clicks(1))).await.unwrap();
+    assert_ne!(other, new, "a fresh partition's first claim");
+    assert!(
+        matches!(s.apply(on(3, 9, 10, other, clicks(1))).await, Err(ApplyError::Fenced { .. })),
+        "a claim holds for its own partition only"
+    );
+    assert_eq!(s.click_count(id(70)).await.unwrap(), 10);
+}
+
+/// Writers claiming one partition at once each get an epoch of their own.
+async fn claims_race_to_distinct_epochs(store: Arc<dyn ReadStore>) {
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for _ in 0..10 {
+                    got.push(s.claim("race", 0).await.unwrap());
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=40).collect::<Vec<u64>>(), "every claim got a distinct epoch, none skipped");
 }
 
 async fn positions_guard_every_batch(s: &dyn ReadStore) {

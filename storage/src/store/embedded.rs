@@ -33,6 +33,8 @@ const OUTCOMES_BY_TIME: TableDefinition<(i64, &str), ()> = TableDefinition::new(
 const PARKED: TableDefinition<(&str, u32, &str, u64), &[u8]> = TableDefinition::new("parked");
 /// The projector's delivery count per "topic/partition": (offset, attempt).
 const ATTEMPTS: TableDefinition<&str, (u64, u32)> = TableDefinition::new("attempts");
+/// The latest claim of each log partition (`topic/partition`): [`ReadStore::claim`].
+const CLAIMS: TableDefinition<&str, u64> = TableDefinition::new("claims");
 
 /// Outcomes are kept this long for idempotent retries, then pruned.
 pub const OUTCOME_RETENTION_MS: i64 = 24 * 3600 * 1000;
@@ -45,6 +47,10 @@ pub struct RedbStore {
 
 fn owner_key(owner: Option<Id>) -> u64 {
     owner.map(Id::get).unwrap_or(0)
+}
+
+fn claim_key(topic: &str, partition: u32) -> String {
+    format!("{topic}/{partition}")
 }
 
 fn position_key(projection: &str, topic: &str, partition: u32) -> String {
@@ -76,6 +82,7 @@ impl RedbStore {
         w.open_table(OUTCOMES_BY_TIME)?;
         w.open_table(PARKED)?;
         w.open_table(ATTEMPTS)?;
+        w.open_table(CLAIMS)?;
         w.commit()?;
         Ok(RedbStore { db: Arc::new(db), generation: watch::Sender::new(0) })
     }
@@ -84,6 +91,18 @@ impl RedbStore {
 fn apply_batch(db: &Database, batch: &StoreBatch) -> Result<(), ApplyError> {
     let mut w = db.begin_write().map_err(StorageError::from)?;
     w.set_durability(Durability::Immediate).map_err(StorageError::from)?;
+    {
+        // Written only under the partition's latest claim, checked in the same
+        // transaction as the positions: a stale writer lands nothing.
+        let claims = w.open_table(CLAIMS).map_err(StorageError::from)?;
+        for p in &batch.positions {
+            let claimed =
+                claims.get(claim_key(&p.topic, p.partition).as_str()).map_err(StorageError::from)?.map(|v| v.value()).unwrap_or(0);
+            if claimed != batch.epoch {
+                return Err(ApplyError::Fenced { topic: p.topic.clone(), partition: p.partition, claimed, epoch: batch.epoch });
+            }
+        }
+    }
     {
         let mut pos = w.open_table(POSITIONS).map_err(StorageError::from)?;
         for p in &batch.positions {
@@ -302,6 +321,23 @@ impl ReadStore for RedbStore {
         let r = self.db.begin_read()?;
         let t = r.open_table(POSITIONS)?;
         Ok(t.get(position_key(projection, topic, partition).as_str())?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    async fn claim(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        let (db, key) = (self.db.clone(), claim_key(topic, partition));
+        let claim = move || -> Result<u64, StorageError> {
+            let mut w = db.begin_write()?;
+            w.set_durability(Durability::Immediate)?;
+            let epoch = {
+                let mut t = w.open_table(CLAIMS)?;
+                let epoch = t.get(key.as_str())?.map(|v| v.value()).unwrap_or(0) + 1;
+                t.insert(key.as_str(), epoch)?;
+                epoch
+            };
+            w.commit()?;
+            Ok(epoch)
+        };
+        tokio::task::spawn_blocking(claim).await.map_err(StorageError::engine)?
     }
 
     async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError> {

@@ -11,7 +11,7 @@
 //! the new one's position guard, so the projector reloads its positions there and goes
 //! on: nothing is applied twice or skipped.
 
-use super::{ApplyError, Attempt, EventQuery, LinkQuery, ParkedRecord, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
+use super::{ApplyError, Attempt, EventQuery, LinkQuery, ParkedRecord, ReadStore, StoreBatch, StoredOutcome, VersionedLink, EPOCH_BITS};
 use crate::{EventLog, StorageError};
 use async_trait::async_trait;
 use kurz_schemas::{topics, ControlEvent, HistoryEvent, Id, Link, User};
@@ -213,8 +213,31 @@ impl ReadStore for Generations {
     async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
         self.current().position(projection, topic, partition).await
     }
-    async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError> {
-        self.current().apply(batch).await
+    /// A claim in the serving generation, with the generation in its high bits: a
+    /// batch claimed under another generation is refused after a switch, so the
+    /// projector claims the new generation (which fences the replay that built it).
+    async fn claim(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        let (n, store) = self.serving.read().expect("generation lock poisoned").clone();
+        let epoch = store.claim(topic, partition).await?;
+        if epoch >> EPOCH_BITS != 0 || n >> (64 - EPOCH_BITS) != 0 {
+            return Err(StorageError::Engine(format!("claim {epoch} of generation {n} does not fit an epoch")));
+        }
+        Ok(n << EPOCH_BITS | epoch)
+    }
+    async fn apply(&self, mut batch: StoreBatch) -> Result<(), ApplyError> {
+        let (n, store) = self.serving.read().expect("generation lock poisoned").clone();
+        if batch.epoch >> EPOCH_BITS != n {
+            if let Some(p) = batch.positions.first() {
+                return Err(ApplyError::Fenced {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    claimed: n << EPOCH_BITS,
+                    epoch: batch.epoch,
+                });
+            }
+        }
+        batch.epoch &= (1 << EPOCH_BITS) - 1;
+        store.apply(batch).await
     }
     async fn user(&self, id: Id) -> Result<Option<User>, StorageError> {
         self.current().user(id).await

@@ -198,12 +198,25 @@ pub struct StoreBatch {
     /// and parked again in the same batch stays parked with its new body: that is how
     /// a delivery attempt is counted without racing another re-drive.
     pub release: Vec<ParkedId>,
+    /// The claim ([`ReadStore::claim`]) of its positions' partition this batch is
+    /// written under; 0 for a writer that never claimed. A batch with positions whose
+    /// epoch is not the partition's latest claim is refused ([`ApplyError::Fenced`]).
+    pub epoch: u64,
 }
+
+/// Bits of an epoch that count claims within one store generation; the bits above
+/// name the generation that issued it ([`generations::Generations`]).
+pub const EPOCH_BITS: u32 = 40;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("position mismatch for {projection} {topic}/{partition}: stored {stored}, batch starts at {expected}")]
     PositionMismatch { projection: String, topic: String, partition: u32, stored: u64, expected: u64 },
+    /// Another writer claimed the partition after this batch's writer did: the batch's
+    /// writer is stale (it was paused, cut off, or a replay was overtaken by the live
+    /// projectors) and must claim again before it writes.
+    #[error("{topic}/{partition} was claimed by epoch {claimed}; this batch was written under epoch {epoch}")]
+    Fenced { topic: String, partition: u32, claimed: u64, epoch: u64 },
     #[error("{0} is not parked (already re-driven or skipped)")]
     NotParked(ParkedId),
     #[error(transparent)]
@@ -229,6 +242,11 @@ pub struct EventQuery {
 pub trait ReadStore: Send + Sync + 'static {
     /// The next offset `projection` will apply from `topic`/`partition` (0 if none).
     async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError>;
+    /// Claims `topic`/`partition` for the caller's writes: returns an epoch above every
+    /// earlier claim's. From then on a batch for that partition carrying an older epoch
+    /// is refused ([`ApplyError::Fenced`]): a writer that was paused or cut off past
+    /// its lease and wakes cannot land a decision made before another took over.
+    async fn claim(&self, topic: &str, partition: u32) -> Result<u64, StorageError>;
     async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError>;
 
     async fn user(&self, id: Id) -> Result<Option<User>, StorageError>;
@@ -290,8 +308,15 @@ impl ReadStore for Instrumented {
     async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
         timed!("position", self.inner.position(projection, topic, partition))
     }
+    async fn claim(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        timed!("claim", self.inner.claim(topic, partition))
+    }
     async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError> {
-        timed!("apply", self.inner.apply(batch))
+        let r = timed!("apply", self.inner.apply(batch));
+        if let Err(ApplyError::Fenced { topic, .. }) = &r {
+            metrics::get().store_fenced.with_label_values(&[topic]).inc();
+        }
+        r
     }
     async fn user(&self, id: Id) -> Result<Option<User>, StorageError> {
         timed!("user", self.inner.user(id))

@@ -27,13 +27,10 @@ fn parked_key(id: &ParkedId) -> Result<(i32, &str, i32, &str, i64), StorageError
 }
 
 impl ScyllaStore {
-    pub(super) async fn stored_position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
-        let row: Option<(i64,)> = self.one(&self.st.position, (projection, topic, log_partition(partition)?)).await?;
-        row.map(|(n,)| unsigned(n, "position")).unwrap_or(Ok(0))
-    }
-
     pub(super) async fn apply_batch(&self, batch: &StoreBatch) -> Result<(), ApplyError> {
-        // 1. Every position must be where the batch starts, or nothing is written.
+        // 1. The batch's writer must hold its partitions' latest claim, and every
+        //    position must be where the batch starts, or nothing is written.
+        self.check_claims(&batch.positions, batch.epoch).await?;
         for p in &batch.positions {
             let stored = self.stored_position(&p.projection, &p.topic, p.partition).await?;
             p.check(stored)?;
@@ -95,8 +92,7 @@ impl ScyllaStore {
             }
         }
         for p in &batch.positions {
-            let values = (p.projection.as_str(), p.topic.as_str(), log_partition(p.partition)?, signed(p.to, "offset")?);
-            self.exec(&self.st.put_position, values).await?;
+            self.move_position(p, batch.epoch).await?;
         }
         Ok(())
     }

@@ -34,43 +34,44 @@
 //! # Writes
 //!
 //! [`ReadStore::apply`] has no transaction to lean on (and no BATCH; see below). It
-//! 1. reads the stored position of every [`Position`](super::Position) in the batch and
-//!    refuses the whole batch with [`ApplyError::PositionMismatch`] before writing
-//!    anything if one differs from `from`;
+//! 1. reads the partition's latest claim ([`ReadStore::claim`], table `claims`) and
+//!    refuses the batch with [`ApplyError::Fenced`] if it is not the batch's epoch, and
+//!    reads the stored position of every [`Position`](super::Position) in the batch and
+//!    refuses it with [`ApplyError::PositionMismatch`] if one differs from `from`,
+//!    before writing anything;
 //! 2. writes the mutations in order, each as absolute rows: index rows first, the
 //!    source row (`links`, `users`) last, a link only if its `version` is not older
 //!    than the stored one, click counts as read + n (no counter columns);
-//! 3. writes the new positions, last.
+//! 3. moves each position last, by a lightweight transaction
+//!    (`… IF next_offset = :from AND epoch <= :mine`, [`fence`]).
 //!
-//! This is safe without a batch because each log partition has a single projector
-//! (the log's partition ownership), so nothing else writes between the check and the
-//! position write, and because every write is absolute and guarded: if the projector
-//! dies between its rows and its position, the position still says `from`, the batch is
-//! redelivered and re-applied, and applying it again gives the same state (inserts
-//! overwrite with the same values; a link's source row is written last, so the re-run
-//! still sees the old version and redoes its index changes; history rows are keyed by
-//! event id; the first outcome of a command is kept). Click counts are the one
-//! read-add-write: a plain "count + n" would count a re-applied batch twice, so each
-//! count row also keeps the count from before the batch that last moved it and that
-//! batch's starting offset; a re-run starts at the same offset (its positions were
-//! never written) and recomputes "that base + n". Readers may see a batch half applied
-//! for a moment, which an eventually consistent read model allows. Rows are written with
-//! client-side monotonic timestamps, so a delete and a later re-insert of one row from
-//! this process keep their order.
+//! A position therefore never goes backwards, never moves twice from one offset, and
+//! cannot be moved by a writer whose claim was overtaken once the new owner wrote it.
+//! If the projector dies between its rows and its position, the position still says
+//! `from`, the batch is redelivered and re-applied, and applying it again gives the
+//! same state (inserts overwrite with the same values; a link's source row is written
+//! last, so the re-run still sees the old version and redoes its index changes;
+//! history rows are keyed by event id; the first outcome of a command is kept). Click
+//! counts are the one read-add-write: a plain "count + n" would count a re-applied batch
+//! twice, so each count row also keeps the count from before the batch that last moved
+//! it and that batch's starting offset; a re-run starts at the same offset (its
+//! positions were never written) and recomputes "that base + n". Readers may see a batch
+//! half applied for a moment, which an eventually consistent read model allows. Rows
+//! are written with client-side monotonic timestamps, so a delete and a later re-insert
+//! of one row from this process keep their order.
 //!
-//! Scylla's lightweight transactions would add what this cannot: a conditional
-//! position write (`UPDATE positions SET next_offset = :to … IF next_offset = :from`)
-//! would make the guard atomic even with two projectors racing for one partition, and
-//! conditional row writes would make each mutation apply-once without the `base`
-//! bookkeeping (which assumes a replay covers at least the crashed batch's records).
-//! They cost a Paxos round (4 round trips) per statement and the test double silently
-//! ignores `IF` clauses, so kurz relies on single ownership instead.
+//! What the claims do not cover yet: a writer that passed step 1 and then stalls can
+//! still write rows after a later claim's writer wrote them (its position write then
+//! fails). `infra/scylla-unproven.md` ("Fencing") says what that can cost and what
+//! closes it (rows written `USING TIMESTAMP` derived from the claim).
 //!
 //! # Test double
 //!
 //! `storage/tests/scylla.rs` runs the store scenario suite over a real CQL socket
 //! against kassandra, an in-memory single-node CQL v4 server. What the double cannot
-//! prove is listed in `infra/scylla-unproven.md`. Because of it: the driver's automatic
+//! prove is listed in `infra/scylla-unproven.md`. kassandra ignores `IF` clauses, so the
+//! test node runs the adapter's lightweight transactions itself, atomically under its
+//! one lock (`testkit/src/cql/lwt.rs`). Because of it: the driver's automatic
 //! schema-agreement wait is off (its metadata refresh fails on the double with
 //! "Peers list is empty"; the migration calls `await_schema_agreement` itself, bounded
 //! and best effort), there are no BATCH statements
@@ -78,6 +79,7 @@
 
 mod apply;
 pub mod config;
+mod fence;
 pub mod schema;
 mod statements;
 
@@ -257,6 +259,10 @@ impl ScyllaStore {
 impl ReadStore for ScyllaStore {
     async fn position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
         self.stored_position(projection, topic, partition).await
+    }
+
+    async fn claim(&self, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        self.claim_partition(topic, partition).await
     }
 
     async fn apply(&self, batch: StoreBatch) -> Result<(), ApplyError> {

@@ -11,17 +11,19 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Statement;
 
-async fn prepare(session: &Session, cql: String, page_size: Option<i32>) -> Result<PreparedStatement, StorageError> {
+async fn prepare(session: &Session, cql: String, page_size: Option<i32>, idempotent: bool) -> Result<PreparedStatement, StorageError> {
     let mut st = Statement::new(cql.as_str());
     if let Some(n) = page_size {
         st.set_page_size(n);
     }
-    st.set_is_idempotent(true);
+    // A lightweight transaction is not: retried after a timeout, it could answer
+    // "not applied" to its own write.
+    st.set_is_idempotent(idempotent);
     session.prepare(st).await.map_err(|e| StorageError::Engine(format!("prepare '{cql}': {e}")))
 }
 
 macro_rules! statements {
-    ($($name:ident $(($paged:ident))? = $cql:literal;)*) => {
+    ($($name:ident $(($kind:ident))? = $cql:literal;)*) => {
         pub struct Statements {
             $(pub $name: PreparedStatement,)*
         }
@@ -29,18 +31,31 @@ macro_rules! statements {
         impl Statements {
             pub async fn prepare(session: &Session, ks: &str, page_size: i32) -> Result<Statements, StorageError> {
                 Ok(Statements {
-                    $($name: prepare(session, format!($cql, ks = ks), statements!(@page $($paged)? page_size)).await?,)*
+                    $($name: prepare(
+                        session,
+                        format!($cql, ks = ks),
+                        statements!(@page page_size $($kind)?),
+                        statements!(@idempotent $($kind)?),
+                    ).await?,)*
                 })
             }
         }
     };
-    (@page paged $n:ident) => { Some($n) };
-    (@page $n:ident) => { None };
+    (@page $n:ident paged) => { Some($n) };
+    (@page $n:ident $($kind:ident)?) => { None };
+    (@idempotent lwt) => { false };
+    (@idempotent $($kind:ident)?) => { true };
 }
 
 statements! {
     position = "SELECT next_offset FROM {ks}.positions WHERE projection = ? AND topic = ? AND log_partition = ?";
-    put_position = "INSERT INTO {ks}.positions (projection, topic, log_partition, next_offset) VALUES (?, ?, ?, ?)";
+
+    claim = "SELECT epoch FROM {ks}.claims WHERE topic = ? AND log_partition = ?";
+    claim_first (lwt) = "INSERT INTO {ks}.claims (topic, log_partition, epoch) VALUES (?, ?, ?) IF NOT EXISTS";
+    claim_next (lwt) = "UPDATE {ks}.claims SET epoch = ? WHERE topic = ? AND log_partition = ? IF epoch = ?";
+    fenced_position = "SELECT next_offset, epoch FROM {ks}.fenced_positions WHERE projection = ? AND topic = ? AND log_partition = ?";
+    first_position (lwt) = "INSERT INTO {ks}.fenced_positions (projection, topic, log_partition, next_offset, epoch) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
+    move_position (lwt) = "UPDATE {ks}.fenced_positions SET next_offset = ?, epoch = ? WHERE projection = ? AND topic = ? AND log_partition = ? IF next_offset = ? AND epoch <= ?";
 
     user = "SELECT email, body FROM {ks}.users WHERE id = ?";
     put_user = "INSERT INTO {ks}.users (id, email, body) VALUES (?, ?, ?)";
