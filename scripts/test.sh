@@ -24,6 +24,8 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v socat >/dev/null || need_pkgs+=(socat)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_pkgs+=(libssl-dev)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+# The zombie test cuts a process off the network: a network namespace (iproute2).
+command -v ip >/dev/null || need_pkgs+=(iproute2)
 # scripts/tansu.sh fetches the broker's source from crates.io.
 command -v curl >/dev/null || need_pkgs+=(curl ca-certificates)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -1,6 +1,8 @@
 //! Zombies: a command-api frozen (`SIGSTOP`) past its group session while clients race
 //! for aliases, then woken (`SIGCONT`) with its pending work, in a split deployment on
-//! tansu and the CQL node. Its partitions move to the other command-api meanwhile;
+//! tansu and the CQL node; and the same with the command-api cut off the network
+//! instead (it runs in a network namespace whose link is taken down, every packet
+//! dropped, then brought up again). Its partitions move to the other command-api meanwhile;
 //! whatever the frozen one appends on waking was decided on a state that is no longer
 //! the log's, and must count for nothing.
 //!
@@ -88,8 +90,35 @@ struct Tally {
     acked: usize,
 }
 
+/// How the round's victim is taken out for [`FROZEN`], and brought back.
+#[derive(Clone, Copy, PartialEq)]
+enum Impair {
+    /// `SIGSTOP`, then `SIGCONT`: the process stalls at any instruction.
+    Freeze,
+    /// Its network namespace's link down, then up: it runs on, cut off.
+    Cut,
+}
+
+impl Impair {
+    fn name(self) -> &'static str {
+        match self {
+            Impair::Freeze => "SIGSTOP",
+            Impair::Cut => "network cut",
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_command_api_frozen_past_its_session_lands_nothing_when_it_wakes() {
+    zombies(Impair::Freeze).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_command_api_cut_off_past_its_session_lands_nothing_when_it_returns() {
+    zombies(Impair::Cut).await;
+}
+
+async fn zombies(impair: Impair) {
     let s = Split::start(Opts {
         command_apis: 2,
         projectors: 1,
@@ -100,6 +129,8 @@ async fn a_command_api_frozen_past_its_session_lands_nothing_when_it_wakes() {
         // A long linger keeps each append queued in the producer for a while, so the
         // freeze often lands between a decider's check and its append's send.
         kafka_params: "drain_ms=20000&timeout_ms=15000&linger.ms=100",
+        // The cut scenario takes command-api#1 out in every round.
+        isolated: (impair == Impair::Cut).then_some((Role::CommandApi, 1)),
         ..Opts::default()
     })
     .await;
@@ -109,7 +140,7 @@ async fn a_command_api_frozen_past_its_session_lands_nothing_when_it_wakes() {
     let mut total = Tally::default();
     let mut per_round = Vec::new();
     for round in 0..rounds() {
-        let frozen = round % 2;
+        let frozen = if impair == Impair::Cut { 1 } else { round % 2 };
         let mut clients = Vec::new();
         for client in 0..CLIENTS {
             // Two clients per alias, on different command-apis.
@@ -126,9 +157,15 @@ async fn a_command_api_frozen_past_its_session_lands_nothing_when_it_wakes() {
         }
         // Freeze mid-race: some of its commands decided, some not yet.
         tokio::time::sleep(Duration::from_millis(100 + (round as u64 * 37) % 200)).await;
-        s.signal(Role::CommandApi, frozen, "STOP");
+        match impair {
+            Impair::Freeze => s.signal(Role::CommandApi, frozen, "STOP"),
+            Impair::Cut => s.cut(true),
+        }
         tokio::time::sleep(FROZEN).await;
-        s.signal(Role::CommandApi, frozen, "CONT");
+        match impair {
+            Impair::Freeze => s.signal(Role::CommandApi, frozen, "CONT"),
+            Impair::Cut => s.cut(false),
+        }
 
         let mut round_tally = Tally::default();
         let mut by_code: HashMap<String, Vec<Ack>> = HashMap::new();
@@ -187,7 +224,8 @@ async fn a_command_api_frozen_past_its_session_lands_nothing_when_it_wakes() {
             }
         }
         eprintln!(
-            "[zombie] round {round}: froze command-api#{frozen}; {} acknowledged, aliases granted twice {}, ids minted twice {}, acknowledged missing {}, errors {}",
+            "[zombie] {} round {round}: command-api#{frozen} out; {} acknowledged, aliases granted twice {}, ids minted twice {}, acknowledged missing {}, errors {}",
+            impair.name(),
             round_tally.acked,
             round_tally.granted_twice.len(),
             round_tally.ids_twice.len(),
@@ -211,8 +249,9 @@ async fn a_command_api_frozen_past_its_session_lands_nothing_when_it_wakes() {
     let raw = kurz::verify_log::run(&*log, true).await.unwrap();
     let fenced = s.grep("moved under its decider").len() + s.grep("decider_ignored_records").len();
     eprintln!(
-        "[zombie] SIGSTOP, {} rounds: commands decided twice {}, aliases granted twice {} (answers: {}), ids minted twice {} (answers: {}), acknowledged writes missing {}; \
+        "[zombie] {}, {} rounds: commands decided twice {}, aliases granted twice {} (answers: {}), ids minted twice {} (answers: {}), acknowledged writes missing {}; \
          {} creates acknowledged; in the raw log (stale appends included): {} commands decided twice, {} aliases granted twice; fence reports in the logs: {fenced}",
+        impair.name(),
         rounds(),
         kept.commands_decided_twice.count,
         kept.aliases_granted_twice.count,

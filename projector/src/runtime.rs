@@ -159,10 +159,11 @@ impl Projector {
     }
 
     /// Applies partition `p` of `topic` once (the watchdog re-driving a stalled
-    /// partition): from its stored positions up to `until`, then returns. Counts as a
-    /// takeover: the delivery count goes up if the positions stand where it was set.
-    pub async fn drive(&self, topic: &'static str, p: u32, until: u64, stop: &CancellationToken) -> Result<(), Error> {
-        self.run_partition(topic, p, stop, true, Some(until)).await
+    /// partition): from its stored positions up to `until`, then returns. With
+    /// `counts`, a takeover: the delivery count goes up if the positions stand where it
+    /// was set.
+    pub async fn drive(&self, topic: &'static str, p: u32, until: u64, counts: bool, stop: &CancellationToken) -> Result<(), Error> {
+        self.run_partition(topic, p, stop, counts, Some(until)).await
     }
 
     /// The keys of `topic`/`p` with parked records.

@@ -278,7 +278,7 @@ async fn a_process_that_dies_on_a_record_counts_an_attempt_and_the_record_ends_i
     let mut seen = Vec::new();
     loop {
         tokio::select! {
-            r = p.drive(topics::EVENTS, 0, end, &stop) => break r.unwrap(),
+            r = p.drive(topics::EVENTS, 0, end, true, &stop) => break r.unwrap(),
             _ = hung.notified() => {
                 deaths += 1;
                 seen.push(real.attempt(topics::EVENTS, 0).await.unwrap().unwrap());

@@ -154,6 +154,8 @@ pub struct Tansu {
     pub port: u16,
     storage: String,
     dir: Option<std::path::PathBuf>,
+    /// The address clients reach it at (127.0.0.1 unless [`Tansu::memory_at`]).
+    host: String,
 }
 
 /// `KURZ_TANSU` if set, else `~/.cargo/bin/tansu-kurz`. Never a silently different
@@ -172,6 +174,15 @@ impl Tansu {
         Tansu::start("memory://tansu/".into(), free_port(), None)
     }
 
+    /// In-memory storage, listening on every address and advertising `host` (one of
+    /// this machine's addresses that another network namespace can reach).
+    pub fn memory_at(host: &str) -> Tansu {
+        let port = free_port();
+        let mut t = Tansu::launch("memory://tansu/".into(), port, None, "0.0.0.0", &format!("tcp://{host}:{port}"));
+        t.host = host.to_string();
+        t
+    }
+
     /// SQLite storage in `dir`: survives a broker restart. (tansu 0.6 resolves the
     /// database path relative to its working directory.)
     pub fn sqlite(dir: &std::path::Path) -> Tansu {
@@ -184,7 +195,11 @@ impl Tansu {
 
     /// A broker listening on `port` that tells clients to reach it at `advertised`.
     fn start_advertising(storage: String, port: u16, dir: Option<std::path::PathBuf>, advertised: &str) -> Tansu {
-        let listener = format!("tcp://127.0.0.1:{port}");
+        Tansu::launch(storage, port, dir, "127.0.0.1", advertised)
+    }
+
+    fn launch(storage: String, port: u16, dir: Option<std::path::PathBuf>, bind: &str, advertised: &str) -> Tansu {
+        let listener = format!("tcp://{bind}:{port}");
         let mut cmd = Command::new(tansu_binary());
         if let Some(d) = &dir {
             cmd.current_dir(d);
@@ -197,11 +212,11 @@ impl Tansu {
             .spawn()
             .unwrap_or_else(|e| panic!("the test broker {} must be installed (scripts/tansu.sh builds it): {e}", tansu_binary().display()));
         wait_for_port(port, "tansu");
-        Tansu { child: Some(child), port, storage, dir }
+        Tansu { child: Some(child), port, storage, dir, host: "127.0.0.1".into() }
     }
 
     pub fn url(&self) -> String {
-        format!("kafka://127.0.0.1:{}", self.port)
+        format!("kafka://{}:{}", self.host, self.port)
     }
 
     pub fn kill(&mut self) {
@@ -214,8 +229,14 @@ impl Tansu {
     /// Kills and starts the broker again on the same port and storage.
     pub fn restart(&mut self) {
         self.kill();
-        let (storage, port, dir) = (self.storage.clone(), self.port, self.dir.clone());
-        *self = Tansu::start(storage, port, dir);
+        let (storage, port, dir, host) = (self.storage.clone(), self.port, self.dir.clone(), self.host.clone());
+        *self = if host == "127.0.0.1" {
+            Tansu::start(storage, port, dir)
+        } else {
+            let mut t = Tansu::launch(storage, port, dir, "0.0.0.0", &format!("tcp://{host}:{port}"));
+            t.host = host;
+            t
+        };
     }
 }
 

@@ -84,6 +84,9 @@ pub struct Opts {
     pub warm_up: bool,
     /// Appended to the `kafka://` URL, e.g. `drain_ms=20000&timeout_ms=15000`.
     pub kafka_params: &'static str,
+    /// A process that runs in a network namespace of its own ([`NetNs`]), so the test
+    /// can cut it off the network ([`Split::cut`]).
+    pub isolated: Option<(Role, usize)>,
 }
 
 impl Default for Opts {
@@ -97,6 +100,7 @@ impl Default for Opts {
             extra_env: Vec::new(),
             warm_up: true,
             kafka_params: "",
+            isolated: None,
         }
     }
 }
@@ -433,7 +437,69 @@ pub struct Split {
     front_rt: Option<tokio::runtime::Runtime>,
     env: Vec<(String, String)>,
     pub tansu: kurz_testkit::Tansu,
+    netns: Option<NetNs>,
     _serial: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// A network namespace joined to this one by a veth pair: a process started in it
+/// reaches the broker and the CQL node, and is reached over HTTP, through the pair
+/// only. Taking the pair's inner end down cuts it off: every packet either way is
+/// dropped, connections hang instead of failing, as in a network partition. Needs
+/// `ip` (iproute2) and the right to make namespaces (root); without them the test
+/// fails, it is not skipped.
+pub struct NetNs {
+    name: String,
+    inner: String,
+    outer: String,
+    /// This side's address of the pair: where the isolated process finds the broker.
+    pub host_ip: String,
+    /// The isolated process's address.
+    pub ns_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().unwrap_or_else(|e| panic!("`ip {}`: {e} (install iproute2)", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "`ip {}` failed (network namespaces need root): {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    pub fn create() -> NetNs {
+        let id = std::process::id();
+        let (a, b) = ((id >> 6) % 250 + 1, (id & 63) * 4);
+        let ns = NetNs {
+            name: format!("kurz{id}"),
+            inner: format!("kzi{id}"),
+            outer: format!("kzo{id}"),
+            host_ip: format!("10.213.{a}.{}", b + 1),
+            ns_ip: format!("10.213.{a}.{}", b + 2),
+        };
+        ip(&["netns", "add", &ns.name]);
+        ip(&["link", "add", &ns.outer, "type", "veth", "peer", "name", &ns.inner]);
+        ip(&["link", "set", &ns.inner, "netns", &ns.name]);
+        ip(&["addr", "add", &format!("{}/30", ns.host_ip), "dev", &ns.outer]);
+        ip(&["link", "set", &ns.outer, "up"]);
+        ip(&["netns", "exec", &ns.name, "ip", "addr", "add", &format!("{}/30", ns.ns_ip), "dev", &ns.inner]);
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", &ns.inner, "up"]);
+        ip(&["netns", "exec", &ns.name, "ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Cuts the namespace off (`true`) or joins it again.
+    pub fn cut(&self, cut: bool) {
+        ip(&["netns", "exec", &self.name, "ip", "link", "set", &self.inner, if cut { "down" } else { "up" }]);
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.outer]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
 }
 
 /// A client for tests: never follows redirects.
@@ -480,8 +546,16 @@ impl Split {
     pub async fn start(opts: Opts) -> Split {
         let serial = SERIAL.clone().lock_owned().await;
         let started = Instant::now();
-        let tansu = kurz_testkit::Tansu::memory();
-        let cql = kurz_testkit::cql::start_node();
+        // With an isolated process, the broker and the CQL node listen where its
+        // namespace reaches them too, and every process uses that address.
+        let netns = opts.isolated.map(|_| NetNs::create());
+        let (tansu, cql) = match &netns {
+            None => (kurz_testkit::Tansu::memory(), kurz_testkit::cql::start_node()),
+            Some(ns) => {
+                let cql = kurz_testkit::cql::start_node_on("0.0.0.0:0");
+                (kurz_testkit::Tansu::memory_at(&ns.host_ip), SocketAddr::new(ns.host_ip.parse().unwrap(), cql.port()))
+            }
+        };
         let mut env: Vec<(String, String)> = vec![
             (
                 "KURZ_LOG_URL".into(),
@@ -532,6 +606,7 @@ impl Split {
             front_rt: Some(front_rt),
             env,
             tansu,
+            netns,
             _serial: serial,
         };
         // Every process at once, as an orchestrator would start them.
@@ -584,10 +659,22 @@ impl Split {
     fn spawn(&self, p: &mut Proc) -> tokio::sync::oneshot::Receiver<String> {
         // `KURZ_SPLIT_BIN`: another build's binary, to compare builds under one test.
         let bin = std::env::var("KURZ_SPLIT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_kurz").to_string());
-        let mut cmd = Command::new(bin);
+        let isolated = self.netns.as_ref().filter(|_| self.opts.isolated == Some((p.role, p.index)));
+        let mut cmd = match isolated {
+            // `ip netns exec` execs the binary: the child's pid is kurz's own.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name, &bin]);
+                c
+            }
+            None => Command::new(&bin),
+        };
         cmd.arg(p.role.command()).env("KURZ_DATA_DIR", p.data.path()).stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(ns) = isolated {
+            cmd.env("KURZ_HTTP_ADDR", format!("{}:0", ns.ns_ip));
         }
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", p.name()));
         p.generation += 1;
@@ -737,6 +824,11 @@ impl Split {
     }
 
     /// Sends `signal` (e.g. `STOP`, `CONT`) to one process.
+    /// Cuts the isolated process off the network (`true`), or joins it again.
+    pub fn cut(&self, cut: bool) {
+        self.netns.as_ref().expect("Opts::isolated names no process").cut(cut);
+    }
+
     pub fn signal(&self, role: Role, index: usize, signal: &str) {
         let p = &self.procs[self.find(role, index)];
         let pid = p.pid().unwrap_or_else(|| panic!("{} is not running", p.name()));

@@ -24,7 +24,8 @@ pub mod stalls;
 
 use crate::{metrics, Error, Projector};
 use kurz_schemas::{topics, Ts};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -66,11 +67,21 @@ pub struct Watchdog {
     stalls: stalls::Stalls,
     commands: commands::Commands,
     drives: HashMap<(&'static str, u32), tokio::task::JoinHandle<()>>,
+    /// Partitions whose last drive failed with an error (a broker or store error, not
+    /// a hang): the next drive is not a new delivery of the batch. Kept by the drives.
+    failed: Arc<Mutex<HashSet<(&'static str, u32)>>>,
 }
 
 impl Watchdog {
     pub fn new(projector: Projector, settings: Settings) -> Watchdog {
-        Watchdog { projector, settings, stalls: Default::default(), commands: Default::default(), drives: HashMap::new() }
+        Watchdog {
+            projector,
+            settings,
+            stalls: Default::default(),
+            commands: Default::default(),
+            drives: HashMap::new(),
+            failed: Default::default(),
+        }
     }
 
     /// Runs a pass every `interval` until `stop`; a failed pass is logged and retried.
@@ -128,7 +139,13 @@ impl Watchdog {
                 if let Some(s) = self.stalls.observe(topic, p, position, end, now_i, self.settings.stall_after) {
                     self.report(&s);
                     if !self.drives.contains_key(&(topic, p)) {
-                        self.drives.insert((topic, p), self.spawn_drive(topic, p, end, stop.clone()));
+                        // A drive counts as a delivery of the stalled batch (the owner
+                        // may have died on it, or hang on it), unless the last drive
+                        // only failed with an error: it did not die on the batch, and
+                        // counting it would dead-letter a healthy record after a few
+                        // broker hiccups.
+                        let counts = !self.failed.lock().unwrap_or_else(|e| e.into_inner()).contains(&(topic, p));
+                        self.drives.insert((topic, p), self.spawn_drive(topic, p, end, counts, stop.clone()));
                     }
                     pass.stalled.push(s);
                 }
@@ -166,16 +183,32 @@ impl Watchdog {
         metrics::get().stalls.with_label_values(&[&s.topic]).inc();
     }
 
-    fn spawn_drive(&self, topic: &'static str, p: u32, until: u64, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    fn spawn_drive(&self, topic: &'static str, p: u32, until: u64, counts: bool, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let failed = self.failed.clone();
         let projector = self.projector.clone();
         let limit = self.settings.stall_after.max(Duration::from_secs(1));
         metrics::get().watchdog_redriven.with_label_values(&["partition"]).inc();
         tracing::warn!(event = "partition_redriven", topic, partition = p, until);
         tokio::spawn(async move {
-            match tokio::time::timeout(limit, projector.drive(topic, p, until, &stop)).await {
-                Ok(Ok(())) => tracing::info!(event = "partition_redrive_done", topic, partition = p, until),
-                Ok(Err(e)) => tracing::warn!(event = "partition_redrive_failed", topic, partition = p, error = %e),
-                Err(_) => tracing::warn!(event = "partition_redrive_abandoned", topic, partition = p, "took longer than stall_after"),
+            let errored = match tokio::time::timeout(limit, projector.drive(topic, p, until, counts, &stop)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(event = "partition_redrive_done", topic, partition = p, until);
+                    false
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(event = "partition_redrive_failed", topic, partition = p, error = %e);
+                    true
+                }
+                Err(_) => {
+                    tracing::warn!(event = "partition_redrive_abandoned", topic, partition = p, "took longer than stall_after");
+                    false
+                }
+            };
+            let mut failed = failed.lock().unwrap_or_else(|e| e.into_inner());
+            if errored {
+                failed.insert((topic, p));
+            } else {
+                failed.remove(&(topic, p));
             }
         })
     }
