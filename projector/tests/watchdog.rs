@@ -192,7 +192,9 @@ async fn a_record_out_of_attempts_goes_to_the_dead_letter_topic_and_its_key_foll
 /// its `Notify`: the test drops the projector's future then, and only then, so a
 /// "death" never cuts off a write that was going to land (a dropped future does not stop
 /// a write already on the blocking pool, which would then race the next owner).
-struct Hangs(Arc<dyn ReadStore>, Arc<tokio::sync::Notify>);
+/// With its third field set, it refuses every batch that moves a position instead (a
+/// store that is down: an error, not a death).
+struct Hangs(Arc<dyn ReadStore>, Option<Arc<tokio::sync::Notify>>, Arc<AtomicBool>);
 
 #[async_trait::async_trait]
 impl ReadStore for Hangs {
@@ -203,8 +205,12 @@ impl ReadStore for Hangs {
         self.0.claim(t, p).await
     }
     async fn apply(&self, batch: StoreBatch) -> Result<(), kurz_storage::store::ApplyError> {
-        if batch.mutations.iter().any(|m| matches!(m, Mutation::PutLink(l) if l.link.short_code == "bad" && l.version == 1)) {
-            self.1.notify_one();
+        if self.2.load(Ordering::SeqCst) && !batch.positions.is_empty() {
+            return Err(kurz_storage::StorageError::Engine("the store is down".into()).into());
+        }
+        let poison = |m: &Mutation| matches!(m, Mutation::PutLink(l) if l.link.short_code == "bad" && l.version == 1);
+        if let Some(hung) = self.1.as_ref().filter(|_| batch.mutations.iter().any(poison)) {
+            hung.notify_one();
             std::future::pending::<()>().await;
         }
         self.0.apply(batch).await
@@ -270,8 +276,14 @@ async fn a_process_that_dies_on_a_record_counts_an_attempt_and_the_record_ends_i
     let end = fill(&*log).await;
     let never = Arc::new(AtomicBool::new(false));
     let hung = Arc::new(tokio::sync::Notify::new());
-    let p = Projector::with_projections(log.clone(), Arc::new(Hangs(real.clone(), hung.clone())), None, keys(), projections(&never))
-        .max_attempts(3);
+    let p = Projector::with_projections(
+        log.clone(),
+        Arc::new(Hangs(real.clone(), Some(hung.clone()), Arc::new(AtomicBool::new(false)))),
+        None,
+        keys(),
+        projections(&never),
+    )
+    .max_attempts(3);
     let stop = CancellationToken::new();
     // Each takeover "dies" (its future is dropped mid-batch, nothing of the batch lands).
     let mut deaths = 0;
@@ -388,4 +400,39 @@ async fn a_clean_handoff_is_not_counted_as_a_redelivery() {
         task.await.unwrap().unwrap();
         assert_eq!(attempt().await, Some(Attempt { offset: end, attempt: 0 }), "released cleanly in round {round}");
     }
+}
+
+/// The watchdog drives a stalled partition whose store keeps failing (a broker or store
+/// outage, not a record that kills its projector): the failed drives are not deliveries
+/// of the batch, so no healthy record is dead-lettered, however many passes it takes.
+/// (Before, each drive counted one: the third dead-lettered the first record.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drives_that_fail_with_an_error_do_not_use_up_a_record_s_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log("embedded", dir.path()).unwrap();
+    let real = open_store("embedded", &dir.path().join("store")).unwrap();
+    let end = fill(&*log).await;
+    let never = Arc::new(AtomicBool::new(false));
+    let down = Arc::new(AtomicBool::new(true));
+    let store = Arc::new(Hangs(real.clone(), None, down.clone()));
+    let p = Projector::with_projections(log.clone(), store, None, keys(), projections(&never)).max_attempts(3);
+    let mut wd = Watchdog::new(p, Settings { stall_after: Duration::from_millis(20), ..settings() });
+    let stop = CancellationToken::new();
+    for _ in 0..8 {
+        wd.pass(&stop).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert!(dead_letters(&*log).await.is_empty(), "a healthy record was dead-lettered");
+    let attempt = real.attempt(topics::EVENTS, 0).await.unwrap();
+    assert_eq!(attempt, Some(Attempt { offset: 0, attempt: 1 }), "only the first drive counted");
+    // The store comes back: the next drive applies everything.
+    down.store(false, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while real.position("links", topics::EVENTS, 0).await.unwrap() < end {
+        assert!(std::time::Instant::now() < deadline, "never driven to the end");
+        wd.pass(&stop).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(titles(&*real).await.len(), 4);
+    assert!(dead_letters(&*log).await.is_empty());
 }
