@@ -31,9 +31,12 @@ impl ScyllaStore {
         // 1. The batch's writer must hold its partitions' latest claim, and every
         //    position must be where the batch starts, or nothing is written.
         self.check_claims(&batch.positions, batch.epoch).await?;
+        // Whether each position already has a fenced row: step 3 moves it by that.
+        let mut fenced = Vec::with_capacity(batch.positions.len());
         for p in &batch.positions {
-            let stored = self.stored_position(&p.projection, &p.topic, p.partition).await?;
+            let (stored, has_row) = self.position_row(&p.projection, &p.topic, p.partition).await?;
             p.check(stored)?;
+            fenced.push(has_row);
         }
         // ... and every parked record it releases must still be parked.
         for id in &batch.release {
@@ -91,8 +94,8 @@ impl ScyllaStore {
                 self.exec(&self.st.delete_parked, parked_key(id)?).await?;
             }
         }
-        for p in &batch.positions {
-            self.move_position(p, batch.epoch).await?;
+        for (p, has_row) in batch.positions.iter().zip(fenced) {
+            self.move_position(p, batch.epoch, has_row).await?;
         }
         Ok(())
     }

@@ -81,9 +81,14 @@ impl ScyllaStore {
 
     /// A projection's position: the fenced one, or the one written before claims.
     pub(super) async fn stored_position(&self, projection: &str, topic: &str, partition: u32) -> Result<u64, StorageError> {
+        Ok(self.position_row(projection, topic, partition).await?.0)
+    }
+
+    /// A projection's position, and whether it has a fenced row yet.
+    pub(super) async fn position_row(&self, projection: &str, topic: &str, partition: u32) -> Result<(u64, bool), StorageError> {
         Ok(match self.fenced_position(projection, topic, partition).await? {
-            Some((offset, _)) => offset,
-            None => self.legacy_position(projection, topic, partition).await?,
+            Some((offset, _)) => (offset, true),
+            None => (self.legacy_position(projection, topic, partition).await?, false),
         })
     }
 
@@ -102,18 +107,17 @@ impl ScyllaStore {
     }
 
     /// Moves one projection's position `from` → `to` under `epoch`, or says why not.
-    pub(super) async fn move_position(&self, p: &Position, epoch: u64) -> Result<(), ApplyError> {
+    /// `has_row`: whether the batch's check found a fenced row (without one, `from` was
+    /// checked against the row written before claims).
+    pub(super) async fn move_position(&self, p: &Position, epoch: u64, has_row: bool) -> Result<(), ApplyError> {
         let (to, from, mine) = (signed(p.to, "offset")?, signed(p.from, "offset")?, signed(epoch, "epoch")?);
         let part = log_partition(p.partition)?;
         let key = (p.projection.as_str(), p.topic.as_str(), part);
-        let applied = match self.fenced_position(&p.projection, &p.topic, p.partition).await? {
-            // The first fenced write of a partition: from where the old table stood.
-            None => {
-                let legacy = self.legacy_position(&p.projection, &p.topic, p.partition).await?;
-                p.check(legacy)?;
-                self.lwt(&self.st.first_position, (key.0, key.1, key.2, to, mine)).await?
-            }
-            Some(_) => self.lwt(&self.st.move_position, (to, mine, key.0, key.1, key.2, from, mine)).await?,
+        let applied = if has_row {
+            self.lwt(&self.st.move_position, (to, mine, key.0, key.1, key.2, from, mine)).await?
+        } else {
+            // The first fenced write of a partition: whoever writes it first wins.
+            self.lwt(&self.st.first_position, (key.0, key.1, key.2, to, mine)).await?
         };
         if applied {
             return Ok(());
