@@ -97,6 +97,55 @@ async fn open_creates_the_schema_and_a_second_open_is_harmless() {
 /// A store whose positions were written before claims existed (the `positions` table
 /// only) goes on from them: the first fenced write moves from the old row's offset,
 /// and a batch from anywhere else is refused.
+/// The CQL double keeps, per row, the write with the highest timestamp whatever order
+/// writes arrive in, and a delete shadows every older write of its row (a tie goes to
+/// the delete), as Scylla does. The store's fencing of rows rests on this.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cql_double_keeps_the_latest_write_of_each_row() {
+    use scylla::statement::prepared::PreparedStatement;
+    let addr = start_node();
+    let raw = raw_session(addr).await;
+    raw.query_unpaged("CREATE KEYSPACE IF NOT EXISTS lww WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}", ())
+        .await
+        .unwrap();
+    raw.query_unpaged("CREATE TABLE IF NOT EXISTS lww.t (k bigint, c text, v bigint, PRIMARY KEY (k, c))", ()).await.unwrap();
+    let put = raw.prepare("INSERT INTO lww.t (k, c, v) VALUES (?, ?, ?)").await.unwrap();
+    let del = raw.prepare("DELETE FROM lww.t WHERE k = ? AND c = ?").await.unwrap();
+    let get = raw.prepare("SELECT v FROM lww.t WHERE k = ? AND c = ?").await.unwrap();
+    let at = |st: &PreparedStatement, ts: i64| {
+        let mut st = st.clone();
+        st.set_timestamp(Some(ts));
+        st
+    };
+    // Rows in partitions of their own: kassandra's reads filter by partition only.
+    let read = |c: &'static str| {
+        let (raw, get) = (&raw, &get);
+        let k: i64 = if c == "a" { 1 } else { 2 };
+        async move {
+            let rows = raw.execute_unpaged(get, (k, c)).await.unwrap().into_rows_result().unwrap();
+            rows.maybe_first_row::<(i64,)>().unwrap().map(|(v,)| v)
+        }
+    };
+    raw.execute_unpaged(&at(&put, 10), (1i64, "a", 1i64)).await.unwrap();
+    assert_eq!(read("a").await, Some(1));
+    raw.execute_unpaged(&at(&put, 5), (1i64, "a", 2i64)).await.unwrap();
+    assert_eq!(read("a").await, Some(1), "an older write arriving late loses");
+    raw.execute_unpaged(&at(&put, 1), (2i64, "b", 3i64)).await.unwrap();
+    assert_eq!(read("b").await, Some(3), "rows are ordered one by one");
+    raw.execute_unpaged(&at(&del, 7), (1i64, "a")).await.unwrap();
+    assert_eq!(read("a").await, Some(1), "an older delete loses too");
+    raw.execute_unpaged(&at(&del, 20), (1i64, "a")).await.unwrap();
+    assert_eq!(read("a").await, None);
+    raw.execute_unpaged(&at(&put, 15), (1i64, "a", 4i64)).await.unwrap();
+    raw.execute_unpaged(&at(&put, 20), (1i64, "a", 5i64)).await.unwrap();
+    assert_eq!(read("a").await, None, "the tombstone shadows older writes and wins a tie");
+    raw.execute_unpaged(&at(&put, 21), (1i64, "a", 6i64)).await.unwrap();
+    assert_eq!(read("a").await, Some(6));
+    assert_eq!(read("b").await, Some(3));
+    // A delete of more than one row could not be ordered by the double: refused.
+    assert!(raw.prepare("DELETE FROM lww.t WHERE k = ?").await.is_err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn positions_from_before_claims_are_carried_over() {
     let addr = start_node();

@@ -1,14 +1,17 @@
 //! An in-memory CQL v4 node (kassandra) serving a real socket: the stand-in for
 //! ScyllaDB in tests, since no Scylla runs on these machines. What it cannot prove is
 //! listed in `infra/scylla-unproven.md`. The lightweight transactions kassandra lacks
-//! are run here, around it ([`lwt`]).
+//! are run here, around it ([`lwt`]), and so is last-write-wins by row timestamp, which
+//! kassandra also lacks ([`clock`]).
 
+mod clock;
 mod lwt;
 
 use futures::{SinkExt, StreamExt};
 use kassandra::error::DbError;
 use kassandra::frame::request::{Request, RequestOpcode};
 use kassandra::frame::response::error::Error as CqlError;
+use kassandra::frame::response::result::QueryResult;
 use kassandra::frame::response::Response;
 use kassandra::frame::{request_stream, response_sink};
 use kassandra::KassandraSession;
@@ -32,7 +35,7 @@ pub fn start_node_on(addr: &str) -> SocketAddr {
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("kassandra runtime");
             rt.block_on(async move {
-                let node = Arc::new(Mutex::new(Node { session: KassandraSession::new(), lwt: lwt::Plans::default() }));
+                let node = Arc::new(Mutex::new(Node { session: KassandraSession::new(), lwt: lwt::Plans::default(), clocks: clock::Clocks::default() }));
                 let listener = match TcpListener::bind(addr.as_str()).await {
                     Ok(l) => l,
                     Err(e) => return drop(tx.send(Err(e.to_string()))),
@@ -49,10 +52,11 @@ pub fn start_node_on(addr: &str) -> SocketAddr {
     rx.recv().expect("the kassandra thread died before listening").expect("kassandra could not bind a loopback port")
 }
 
-/// The node and the conditional statements prepared on it.
+/// The node, the conditional statements prepared on it and its row timestamps.
 struct Node {
     session: KassandraSession,
     lwt: lwt::Plans,
+    clocks: clock::Clocks,
 }
 
 /// The text of a PREPARE request if it is a conditional statement.
@@ -74,7 +78,7 @@ async fn serve(node: Arc<Mutex<Node>>, mut stream: TcpStream) {
             Response::unsupported_version()
         } else if let Some(text) = conditional_text(opcode, &data) {
             let mut node = node.lock().unwrap_or_else(|p| p.into_inner());
-            let Node { session, lwt } = &mut *node;
+            let Node { session, lwt, .. } = &mut *node;
             lwt.prepare(session, text).map_or_else(Response::Error, Response::Result)
         } else {
             match Request::deserialize(opcode, &data, frame.flags) {
@@ -92,16 +96,33 @@ async fn serve(node: Arc<Mutex<Node>>, mut stream: TcpStream) {
 /// CQL it lacks) becomes a server error instead of a hung connection.
 fn answer(node: &Mutex<Node>, request: Request<'_>) -> Response {
     let mut guard = node.lock().unwrap_or_else(|p| p.into_inner());
-    let Node { session: node, lwt } = &mut *guard;
+    let Node { session: node, lwt, clocks } = &mut *guard;
     let answered = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let result = match request {
             Request::StartUp(_) | Request::Register { .. } => return Response::Ready,
             Request::Options => return Response::options(),
             Request::Query(q) => node.process(q),
-            Request::Prepare(q) => node.prepare(q),
+            Request::Prepare(q) => {
+                let text = q.clone();
+                node.prepare(q).and_then(|r| match &r {
+                    QueryResult::Prepared(p) => clocks.prepared(node, &text, p.id).map(|()| r),
+                    _ => Ok(r),
+                })
+            }
             Request::Execute(e) => match lwt.execute(node, &e) {
                 Some(r) => r,
-                None => node.execute(e),
+                None => match clocks.check(&e) {
+                    None => node.execute(e),
+                    // Older than the row's last write: dropped, as a real node would.
+                    Some(None) => Ok(QueryResult::Void),
+                    Some(Some(pending)) => {
+                        let r = node.execute(e);
+                        if r.is_ok() {
+                            clocks.record(pending);
+                        }
+                        r
+                    }
+                },
             },
             Request::Batch(b) => node.process_batch(b),
             Request::AuthResponse => Err(CqlError::new(DbError::ProtocolError, "no authentication")),
