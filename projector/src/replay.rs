@@ -40,6 +40,19 @@ pub struct Replay {
     target: Arc<dyn ReadStore>,
     projections: Arc<Vec<Box<dyn Projection>>>,
     keys: Arc<Keyring>,
+    /// Each partition's claim in the target, taken once when it first has work (so a
+    /// replay that follows the log does not claim again on every pass); `None` once
+    /// the live projectors overtook it.
+    claims: Arc<Claims>,
+}
+
+type Claims = std::sync::Mutex<std::collections::HashMap<(&'static str, u32), Option<u64>>>;
+
+/// One partition of a replay pass and the replay's claims.
+struct Part<'a> {
+    topic: &'static str,
+    p: u32,
+    claims: &'a Claims,
 }
 
 impl Replay {
@@ -52,7 +65,7 @@ impl Replay {
         }
         let all = names.is_empty() || names.iter().any(|n| n == "all");
         let chosen = every.into_iter().filter(|p| all || names.iter().any(|n| n == p.name())).collect();
-        Ok(Replay { log, target, projections: Arc::new(chosen), keys })
+        Ok(Replay { log, target, projections: Arc::new(chosen), keys, claims: Arc::default() })
     }
 
     fn topics(&self) -> Vec<&'static str> {
@@ -66,9 +79,18 @@ impl Replay {
             let mut tasks = tokio::task::JoinSet::new();
             for topic in self.topics() {
                 for p in 0..self.log.partitions(topic).await? {
-                    let (log, target, projections, progress, keys) =
-                        (self.log.clone(), self.target.clone(), self.projections.clone(), progress.clone(), self.keys.clone());
-                    tasks.spawn(async move { partition(&*log, &*target, &projections, &keys, topic, p, &progress).await });
+                    let (log, target, projections, progress, keys, claims) = (
+                        self.log.clone(),
+                        self.target.clone(),
+                        self.projections.clone(),
+                        progress.clone(),
+                        self.keys.clone(),
+                        self.claims.clone(),
+                    );
+                    tasks.spawn(async move {
+                        let part = Part { topic, p, claims: &claims };
+                        partition(&*log, &*target, &projections, &keys, part, &progress).await
+                    });
                 }
             }
             let mut applied = 0;
@@ -101,10 +123,14 @@ async fn partition(
     target: &dyn ReadStore,
     projections: &[Box<dyn Projection>],
     keys: &Keyring,
-    topic: &'static str,
-    p: u32,
+    part: Part<'_>,
     progress: &Progress,
 ) -> Result<u64, Error> {
+    let Part { topic, p, claims } = part;
+    let held = |claims: &Claims| claims.lock().unwrap_or_else(|e| e.into_inner()).get(&(topic, p)).copied();
+    if held(claims) == Some(None) {
+        return Ok(0); // overtaken: the rest is the live projectors'
+    }
     let mine: Vec<&dyn Projection> = projections.iter().filter(|pr| pr.topic() == topic).map(|b| &**b).collect();
     let load = || async {
         let mut out = Vec::with_capacity(mine.len());
@@ -113,9 +139,6 @@ async fn partition(
         }
         Ok::<_, Error>(out)
     };
-    // The replay claims the partition in the generation it builds; the live projectors
-    // claim it again once they switch there, and from then on the replay lands nothing.
-    let epoch = target.claim(topic, p).await?;
     let mut positions = load().await?;
     let parked_keys = || async {
         let all = target.parked().await?;
@@ -127,6 +150,18 @@ async fn partition(
     if start >= end {
         return Ok(0);
     }
+    // The replay claims the partition in the generation it builds, once; the live
+    // projectors claim it again once they switch there, and from then on the replay
+    // lands nothing. Positions are loaded again under the claim.
+    let epoch = match held(claims) {
+        Some(Some(epoch)) => epoch,
+        _ => {
+            let epoch = target.claim(topic, p).await?;
+            claims.lock().unwrap_or_else(|e| e.into_inner()).insert((topic, p), Some(epoch));
+            positions = load().await?;
+            epoch
+        }
+    };
     // The first pass counts the log; later passes what it got while the replay ran.
     progress.total.fetch_add(end - start, Ordering::Relaxed);
     let mut applied = 0;
@@ -157,6 +192,7 @@ async fn partition(
             // The live projectors took the partition over: the rest is theirs.
             Err(ApplyError::Fenced { claimed, .. }) => {
                 tracing::info!(event = "replay_overtaken", topic, partition = p, epoch, claimed);
+                claims.lock().unwrap_or_else(|e| e.into_inner()).insert((topic, p), None);
                 return Ok(applied);
             }
             Err(e) => return Err(e.into()),

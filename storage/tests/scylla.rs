@@ -324,3 +324,126 @@ async fn vaults_opened_together_on_a_new_keyspace_all_start() {
         }
     }
 }
+
+/// A hook that holds the first batch that reaches `point` after [`Gate::arm`], until
+/// the test lets it go: a writer paused at that instruction.
+struct Gate {
+    point: kurz_storage::store::scylla::Hold,
+    armed: std::sync::Mutex<Option<(tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Receiver<()>)>>,
+}
+
+impl Gate {
+    fn install(store: &mut kurz_storage::store::scylla::ScyllaStore, point: kurz_storage::store::scylla::Hold) -> std::sync::Arc<Gate> {
+        let gate = std::sync::Arc::new(Gate { point, armed: std::sync::Mutex::new(None) });
+        let g = gate.clone();
+        store.hold_at(std::sync::Arc::new(move |at| {
+            let g = g.clone();
+            Box::pin(async move {
+                if at != g.point {
+                    return;
+                }
+                let armed = g.armed.lock().unwrap().take();
+                if let Some((held, go)) = armed {
+                    let _ = held.send(());
+                    let _ = go.await;
+                }
+            })
+        }));
+        gate
+    }
+
+    /// Arms the gate: the first receiver says a batch is held, the sender lets it go.
+    fn arm(&self) -> (tokio::sync::oneshot::Receiver<()>, tokio::sync::oneshot::Sender<()>) {
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel();
+        *self.armed.lock().unwrap() = Some((held_tx, go_rx));
+        (held_rx, go_tx)
+    }
+}
+
+fn under(epoch: u64, mut b: StoreBatch) -> StoreBatch {
+    b.epoch = epoch;
+    b
+}
+
+/// Two projector processes on one partition: A passes its batch's checks and pauses
+/// before its rows; B claims the partition and goes on; A wakes and writes its rows.
+/// Its rows carry timestamps below B's lease, so they lose to B's whatever order they
+/// arrive in, and its position move is refused: the count is B's, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_writers_late_rows_lose_to_the_new_owner() {
+    use kurz_storage::store::scylla::{Hold, ScyllaStore};
+    use kurz_storage::store::ReadStore;
+    let addr = start_node();
+    let url = format!("scylla://{addr}/kurz_z");
+    let mut a = ScyllaStore::open(&url).unwrap();
+    let gate = Gate::install(&mut a, Hold::BeforeRows);
+    let a = std::sync::Arc::new(a);
+    let b = ScyllaStore::open(&url).unwrap();
+    let x = id(60);
+    let clicks = |from, to, n| batch("clicks", from, to, vec![Mutation::AddClicks { link_id: x, n }]);
+
+    let ea = a.claim("clicks", 0).await.unwrap();
+    a.apply(under(ea, clicks(0, 5, 1))).await.unwrap();
+    let (held, go) = gate.arm();
+    let stale = tokio::spawn({
+        let (a, stalled) = (a.clone(), under(ea, clicks(5, 10, 5)));
+        async move { a.apply(stalled).await }
+    });
+    held.await.unwrap();
+
+    let eb = b.claim("clicks", 0).await.unwrap();
+    assert!(eb > ea);
+    b.apply(under(eb, clicks(5, 10, 5))).await.unwrap();
+    b.apply(under(eb, clicks(10, 12, 2))).await.unwrap();
+    assert_eq!(b.click_count(x).await.unwrap(), 8);
+
+    go.send(()).unwrap();
+    let late = stale.await.unwrap();
+    assert!(matches!(late, Err(ApplyError::Fenced { claimed, epoch, .. }) if claimed == eb && epoch == ea), "{late:?}");
+    // A read B's row and wrote 8 + 5 under its old lease: that write lost.
+    assert_eq!(b.click_count(x).await.unwrap(), 8, "the stale writer's late row must lose");
+    assert_eq!(b.position("p", "clicks", 0).await.unwrap(), 12);
+}
+
+/// A pauses after its rows, before its positions; B claims and re-applies the same
+/// offsets in shorter batches, so one link of A's attempt is not in B's first batch.
+/// That link's row is recognised as A's unsettled attempt and recounted from its base:
+/// every click counts once, in the counts and the aggregates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unsettled_attempt_that_ran_further_counts_once() {
+    use kurz_storage::store::scylla::{Hold, ScyllaStore};
+    use kurz_storage::store::ReadStore;
+    let addr = start_node();
+    let url = format!("scylla://{addr}/kurz_u");
+    let mut a = ScyllaStore::open(&url).unwrap();
+    let gate = Gate::install(&mut a, Hold::BeforePositions);
+    let a = std::sync::Arc::new(a);
+    let b = ScyllaStore::open(&url).unwrap();
+    let (x, y) = (id(61), id(62));
+    let hour = |link_id, n| Mutation::AddCount { link_id, name: "h:0000000000000".into(), n };
+    let add = |link_id, n| [Mutation::AddClicks { link_id, n }, hour(link_id, n)];
+
+    let ea = a.claim("clicks", 0).await.unwrap();
+    a.apply(under(ea, batch("clicks", 0, 5, add(x, 1).to_vec()))).await.unwrap();
+    let (held, go) = gate.arm();
+    let stale = tokio::spawn({
+        let attempt = under(ea, batch("clicks", 5, 9, [add(x, 2), add(y, 3)].concat()));
+        let a = a.clone();
+        async move { a.apply(attempt).await }
+    });
+    held.await.unwrap();
+    assert_eq!(b.click_count(y).await.unwrap(), 3, "A's rows are written, its position is not");
+
+    let eb = b.claim("clicks", 0).await.unwrap();
+    b.apply(under(eb, batch("clicks", 5, 7, add(x, 2).to_vec()))).await.unwrap();
+    b.apply(under(eb, batch("clicks", 7, 10, add(y, 4).to_vec()))).await.unwrap();
+    go.send(()).unwrap();
+    let late = stale.await.unwrap();
+    assert!(matches!(late, Err(ApplyError::Fenced { .. })), "{late:?}");
+
+    assert_eq!(b.click_count(x).await.unwrap(), 3, "1 + 2");
+    assert_eq!(b.click_count(y).await.unwrap(), 4, "3 of the attempt's clicks plus 1, each once: not 3 + 4");
+    assert_eq!(b.click_counts(y, "h:", "h;").await.unwrap(), vec![("h:0000000000000".to_string(), 4)]);
+    assert_eq!(b.position("p", "clicks", 0).await.unwrap(), 10);
+}

@@ -1,21 +1,68 @@
 //! The write path: guard positions, write mutations as absolute rows, write positions
 //! last. Why this is safe without a transaction is in the module doc of [`super`].
 
+use super::fence::Stamps;
 use super::{engine, key, owner_key, signed, unsigned, ScyllaStore, ALL};
 use crate::store::{ApplyError, Mutation, ParkedId, StoreBatch};
 use crate::StorageError;
 use futures::{StreamExt, TryStreamExt};
 use kurz_schemas::{HistoryEvent, Id, Link, User};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 /// Lanes of one batch written at once (and users' old rows read at once).
 const LANES_IN_FLIGHT: usize = 32;
 
-/// Where a batch's clicks come from and which batch it is: `(source, batch_from)`.
-/// `batch_from` is the lowest `from` of the batch's positions; it only repeats when a
-/// batch whose positions were never written is re-applied.
-type ClickSource = (String, i64);
+/// How a batch's click counts tell rows of an unsettled attempt (one whose positions
+/// never moved: its writer died, paused or was fenced after its rows) from settled ones.
+///
+/// Each count row keeps the count from before the batch that last wrote it (`base`)
+/// and that batch's first offset (`batch_from`). A batch is settled once its positions
+/// move, and positions move only from where they stand, so a row whose `batch_from`
+/// is below where this writer's run started was settled. A row whose `batch_from` is
+/// where the run started (`unsettled_from`, the position the writer found) and that the
+/// run's own first batch did not write comes from an unsettled attempt at the same
+/// offsets: its count is recomputed from its `base`, whatever offsets the attempt and
+/// the run end at. The run's later batches never meet such a row without recomputing:
+/// clicks of that link between the run's start and the batch's are the attempt's only.
+struct Tally {
+    source: String,
+    batch_from: i64,
+    unsettled_from: i64,
+    /// Rows the run's first batch wrote (keys from [`Tally::click_key`]).
+    own: Arc<HashSet<String>>,
+}
+
+impl Tally {
+    fn click_key(link_id: Id) -> String {
+        format!("c:{link_id}")
+    }
+
+    fn count_key(link_id: Id, name: &str) -> String {
+        format!("a:{link_id}:{name}")
+    }
+
+    /// The count a batch adds to: the row's `base` if an unsettled attempt wrote it.
+    fn base(tally: Option<&Tally>, key: &str, row: Option<(i64, i64, i64)>) -> i64 {
+        match (row, tally) {
+            (Some((_, base, from)), Some(t)) if from == t.unsettled_from && !t.own.contains(key) => base,
+            (Some((clicks, _, _)), _) => clicks,
+            (None, _) => 0,
+        }
+    }
+}
+
+/// A writer's run over one source: where it started, where its next batch starts and
+/// which rows its first batch wrote ([`Tally`]). A batch that does not continue the run
+/// (another epoch, another offset, after a failure) starts a new one.
+#[derive(Debug, Clone)]
+pub(super) struct Run {
+    epoch: u64,
+    first_from: i64,
+    next: i64,
+    own: Arc<HashSet<String>>,
+}
 
 pub(super) fn log_partition(partition: u32) -> Result<i32, StorageError> {
     i32::try_from(partition).map_err(|_| StorageError::Engine(format!("log partition {partition} does not fit a CQL int")))
@@ -28,16 +75,72 @@ fn parked_key(id: &ParkedId) -> Result<(i32, &str, i32, &str, i64), StorageError
 
 impl ScyllaStore {
     pub(super) async fn apply_batch(&self, batch: &StoreBatch) -> Result<(), ApplyError> {
-        // 1. The batch's writer must hold its partitions' latest claim, and every
-        //    position must be where the batch starts, or nothing is written.
-        self.check_claims(&batch.positions, batch.epoch).await?;
-        // Whether each position already has a fenced row: step 3 moves it by that.
-        let mut fenced = Vec::with_capacity(batch.positions.len());
-        for p in &batch.positions {
-            let (stored, has_row) = self.position_row(&p.projection, &p.topic, p.partition).await?;
-            p.check(stored)?;
-            fenced.push(has_row);
+        // 1. The batch's writer must hold its partitions' latest claim (its rows then
+        //    carry timestamps of its lease) ...
+        let at = self.check_claims(&batch.positions, batch.epoch).await?;
+        let tally = self.tally(batch)?;
+        let applied = self.apply_stamped(batch, &at, tally.as_ref()).await;
+        self.spent(&batch.positions, batch.epoch, &at);
+        if let Some(t) = &tally {
+            self.settle(batch, t, applied.is_ok());
         }
+        applied
+    }
+
+    /// The batch's [`Tally`], if it counts under a source of its own.
+    fn tally(&self, batch: &StoreBatch) -> Result<Option<Tally>, StorageError> {
+        // A re-driven parked record counts under a source of its own, keyed by its
+        // offset, so re-running it after a crash recomputes the same sum.
+        Ok(match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min(), batch.release.first()) {
+            (Some(p), Some(from), _) => {
+                let source = format!("{}/{}", p.topic, p.partition);
+                let batch_from = signed(from, "offset")?;
+                let run = self.runs().get(&source).filter(|r| r.epoch == batch.epoch && r.next == batch_from).cloned();
+                let (unsettled_from, own) = run.map_or((batch_from, Arc::default()), |r| (r.first_from, r.own));
+                Some(Tally { source, batch_from, unsettled_from, own })
+            }
+            (None, _, Some(r)) => {
+                let batch_from = signed(r.offset, "offset")?;
+                Some(Tally { source: format!("parked:{}/{}", r.topic, r.partition), batch_from, unsettled_from: batch_from, own: Arc::default() })
+            }
+            _ => None,
+        })
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Run>> {
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Continues the batch's run if it landed, ends it if not.
+    fn settle(&self, batch: &StoreBatch, t: &Tally, landed: bool) {
+        let to = batch.positions.iter().map(|p| p.to).min().and_then(|to| i64::try_from(to).ok());
+        let (Some(to), true) = (to, landed) else {
+            self.runs().remove(&t.source);
+            return;
+        };
+        let own = if t.batch_from == t.unsettled_from {
+            let mut own = HashSet::new();
+            for m in &batch.mutations {
+                match m {
+                    Mutation::AddClicks { link_id, .. } => own.insert(Tally::click_key(*link_id)),
+                    Mutation::AddCount { link_id, name, .. } => own.insert(Tally::count_key(*link_id, name)),
+                    _ => false,
+                };
+            }
+            Arc::new(own)
+        } else {
+            t.own.clone()
+        };
+        self.runs().insert(t.source.clone(), Run { epoch: batch.epoch, first_from: t.unsettled_from, next: to, own });
+    }
+
+    async fn apply_stamped(&self, batch: &StoreBatch, at: &Stamps, tally: Option<&Tally>) -> Result<(), ApplyError> {
+        // ... and every position must be where the batch starts, taken by its claim
+        // (from then on no stale writer moves it), or nothing is written.
+        for p in &batch.positions {
+            self.take_position(p, batch.epoch).await?;
+        }
+        self.held(super::Hold::BeforeRows).await;
         // ... and every parked record it releases must still be parked.
         for id in &batch.release {
             let row: Option<(String,)> = self.one(&self.st.parked_one, parked_key(id)?).await?;
@@ -61,7 +164,7 @@ impl ScyllaStore {
                 _ => {}
             }
         }
-        let lanes: Vec<_> = self.lanes(&batch.mutations).await?.into_iter().map(|lane| self.apply_lane(lane)).collect();
+        let lanes: Vec<_> = self.lanes(&batch.mutations).await?.into_iter().map(|lane| self.apply_lane(lane, at)).collect();
         futures::stream::iter(lanes).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
         // Outcomes only once the state they answer for is written: a waiting writer
         // answers when it sees its outcome, and its next read must see the state.
@@ -69,24 +172,18 @@ impl ScyllaStore {
             .mutations
             .iter()
             .filter(|m| matches!(m, Mutation::PutOutcome { .. } | Mutation::Park(_) | Mutation::Attempt { .. }))
-            .map(|m| self.apply_mutation(m))
+            .map(|m| self.apply_mutation(m, at))
             .collect();
         futures::stream::iter(outcomes).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
-        // A re-driven parked record counts under a source of its own, keyed by its
-        // offset, so re-running it after a crash recomputes the same sum.
-        let source = match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min(), batch.release.first()) {
-            (Some(p), Some(from), _) => Some((format!("{}/{}", p.topic, p.partition), signed(from, "offset")?)),
-            (None, _, Some(r)) => Some((format!("parked:{}/{}", r.topic, r.partition), signed(r.offset, "offset")?)),
-            _ => None,
-        };
         for (link_id, n) in clicks {
-            self.add_clicks(link_id, n, source.as_ref()).await?;
+            self.add_clicks(link_id, n, tally, at).await?;
         }
-        let adds: Vec<_> = counts.into_iter().map(|((link_id, name), n)| self.add_count(link_id, name, n, source.as_ref())).collect();
+        let adds: Vec<_> = counts.into_iter().map(|((link_id, name), n)| self.add_count(link_id, name, n, tally, at)).collect();
         futures::stream::iter(adds).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
         let puts: Vec<_> =
-            visitors.into_iter().map(|(link_id, day, visitor)| self.exec(&self.st.put_visitor, (key(link_id), day, visitor))).collect();
+            visitors.into_iter().map(|(link_id, day, visitor)| self.write(&self.st.put_visitor, at, (key(link_id), day, visitor))).collect();
         futures::stream::iter(puts).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
+        self.held(super::Hold::BeforePositions).await;
         // 3. The released parked records and the positions, last.
         for id in &batch.release {
             // Released and parked again in this batch (a counted attempt): keep it.
@@ -94,8 +191,8 @@ impl ScyllaStore {
                 self.exec(&self.st.delete_parked, parked_key(id)?).await?;
             }
         }
-        for (p, has_row) in batch.positions.iter().zip(fenced) {
-            self.move_position(p, batch.epoch, has_row).await?;
+        for p in &batch.positions {
+            self.move_position(p, batch.epoch).await?;
         }
         Ok(())
     }
@@ -168,14 +265,14 @@ impl ScyllaStore {
         Ok((id, row.map(|(email, _)| email)))
     }
 
-    async fn apply_lane(&self, lane: Vec<&Mutation>) -> Result<(), StorageError> {
+    async fn apply_lane(&self, lane: Vec<&Mutation>, at: &Stamps) -> Result<(), StorageError> {
         for m in lane {
-            self.apply_mutation(m).await?;
+            self.apply_mutation(m, at).await?;
         }
         Ok(())
     }
 
-    async fn apply_mutation(&self, m: &Mutation) -> Result<(), StorageError> {
+    async fn apply_mutation(&self, m: &Mutation, at: &Stamps) -> Result<(), StorageError> {
         let st = &self.st;
         match m {
             Mutation::PutUser(u) => {
@@ -184,51 +281,54 @@ impl ScyllaStore {
                 let old: Option<(String, String)> = self.one(&st.user, (id,)).await?;
                 if let Some((old_email, _)) = old {
                     if old_email != u.email {
-                        self.exec(&st.delete_user_by_email, (old_email.as_str(),)).await?;
+                        self.write(&st.delete_user_by_email, at, (old_email.as_str(),)).await?;
                     }
                 }
                 tokio::try_join!(
-                    self.exec(&st.put_user_by_email, (u.email.as_str(), id)),
-                    self.exec(&st.put_users_all, (ALL, id, body.as_str())),
+                    self.write(&st.put_user_by_email, at, (u.email.as_str(), id)),
+                    self.write(&st.put_users_all, at, (ALL, id, body.as_str())),
                 )?;
-                self.exec(&st.put_user, (id, u.email.as_str(), body.as_str())).await?;
+                self.write(&st.put_user, at, (id, u.email.as_str(), body.as_str())).await?;
             }
-            Mutation::DeleteUser(u) => self.delete_user(u).await?,
+            Mutation::DeleteUser(u) => self.delete_user(u, at).await?,
             Mutation::PutLink(vl) => {
                 let old = self.stored_link(vl.link.id).await?;
                 if let Some((version, old)) = &old {
                     if *version > vl.version {
                         return Ok(()); // an older state never overwrites a newer one
                     }
-                    self.unindex_link(old, Some(&vl.link)).await?;
+                    self.unindex_link(old, Some(&vl.link), at).await?;
                 }
                 let (id, version) = (key(vl.link.id), signed(vl.version, "link version")?);
                 let body = serde_json::to_string(&vl.link)?;
                 let l = &vl.link;
                 tokio::try_join!(
-                    self.exec(&st.put_link_by_code, (l.short_code.as_str(), id, version, body.as_str())),
-                    self.exec(&st.put_link_by_owner, (owner_key(l.user_id), id, body.as_str())),
-                    self.exec(&st.put_link_by_owner_url, (owner_key(l.user_id), l.original_url.as_str(), id, body.as_str())),
-                    self.exec(&st.put_links_all, (ALL, id, body.as_str())),
+                    self.write(&st.put_link_by_code, at, (l.short_code.as_str(), id, version, body.as_str())),
+                    self.write(&st.put_link_by_owner, at, (owner_key(l.user_id), id, body.as_str())),
+                    self.write(&st.put_link_by_owner_url, at, (owner_key(l.user_id), l.original_url.as_str(), id, body.as_str())),
+                    self.write(&st.put_links_all, at, (ALL, id, body.as_str())),
                 )?;
                 // The source row last: until it is written a re-run still sees the old
                 // version and redoes the index changes above.
-                self.exec(&st.put_link, (id, version, body.as_str())).await?;
+                self.write(&st.put_link, at, (id, version, body.as_str())).await?;
             }
             Mutation::DeleteLink(vl) => {
                 if let Some((_, old)) = self.stored_link(vl.link.id).await? {
-                    self.unindex_link(&old, None).await?;
-                    self.exec(&st.delete_links_all, (ALL, key(old.id))).await?;
+                    self.unindex_link(&old, None, at).await?;
+                    self.write(&st.delete_links_all, at, (ALL, key(old.id))).await?;
                 }
-                self.exec(&st.delete_link, (key(vl.link.id),)).await?;
+                self.write(&st.delete_link, at, (key(vl.link.id),)).await?;
             }
-            Mutation::PutHistory(e) => self.put_history(e).await?,
-            Mutation::AddClicks { link_id, n } => self.add_clicks(*link_id, *n, None).await?,
-            Mutation::AddCount { link_id, name, n } => self.add_count(*link_id, name, *n, None).await?,
-            Mutation::AddVisitor { link_id, day, visitor } => self.exec(&st.put_visitor, (key(*link_id), *day, visitor.as_str())).await?,
+            Mutation::PutHistory(e) => self.put_history(e, at).await?,
+            Mutation::AddClicks { link_id, n } => self.add_clicks(*link_id, *n, None, at).await?,
+            Mutation::AddCount { link_id, name, n } => self.add_count(*link_id, name, *n, None, at).await?,
+            Mutation::AddVisitor { link_id, day, visitor } => self.write(&st.put_visitor, at, (key(*link_id), *day, visitor.as_str())).await?,
             Mutation::Park(r) => {
                 let id = r.id();
                 let (bucket, topic, partition, rkey, offset) = parked_key(&id)?;
+                // Parked records and attempt marks are hints shared with the watchdog's
+                // unclaimed re-drives: the driver's clock orders them, not the lease (a
+                // lease ahead of the clock would outlive the re-drive's delete).
                 self.exec(&st.put_parked, (bucket, topic, partition, rkey, offset, serde_json::to_string(r)?.as_str())).await?;
             }
             Mutation::Attempt { topic, partition, attempt } => {
@@ -239,14 +339,14 @@ impl ScyllaStore {
                 // The first outcome of a command id is kept.
                 let stored: Option<(String,)> = self.one(&st.outcome, (command_id.as_str(),)).await?;
                 if stored.is_none() {
-                    self.exec(&st.put_outcome, (command_id.as_str(), serde_json::to_string(outcome)?.as_str())).await?;
+                    self.write(&st.put_outcome, at, (command_id.as_str(), serde_json::to_string(outcome)?.as_str())).await?;
                 }
             }
         }
         Ok(())
     }
 
-    async fn delete_user(&self, u: &User) -> Result<(), StorageError> {
+    async fn delete_user(&self, u: &User, at: &Stamps) -> Result<(), StorageError> {
         let st = &self.st;
         let id = key(u.id);
         // The stored row names the e-mail: a deletion read after its user's key was
@@ -257,11 +357,11 @@ impl ScyllaStore {
         for email in emails {
             let owner_of_email: Option<(i64,)> = self.one(&st.user_by_email, (email,)).await?;
             if owner_of_email == Some((id,)) {
-                self.exec(&st.delete_user_by_email, (email,)).await?;
+                self.write(&st.delete_user_by_email, at, (email,)).await?;
             }
         }
-        self.exec(&st.delete_users_all, (ALL, id)).await?;
-        self.exec(&st.delete_user, (id,)).await
+        self.write(&st.delete_users_all, at, (ALL, id)).await?;
+        self.write(&st.delete_user, at, (id,)).await
     }
 
     async fn stored_link(&self, id: Id) -> Result<Option<(u64, Link)>, StorageError> {
@@ -272,85 +372,70 @@ impl ScyllaStore {
     /// Removes the index rows of `old` that `new` (if any) will not overwrite. Rows the
     /// new state rewrites are left alone, so a delete and an insert never race for one
     /// row.
-    async fn unindex_link(&self, old: &Link, new: Option<&Link>) -> Result<(), StorageError> {
+    async fn unindex_link(&self, old: &Link, new: Option<&Link>, at: &Stamps) -> Result<(), StorageError> {
         let st = &self.st;
         let id = key(old.id);
         if new.is_none_or(|n| n.short_code != old.short_code) {
             let holder: Option<(i64, i64, String)> = self.one(&st.link_by_code, (old.short_code.as_str(),)).await?;
             if holder.is_some_and(|(holder, _, _)| holder == id) {
-                self.exec(&st.delete_link_by_code, (old.short_code.as_str(),)).await?;
+                self.write(&st.delete_link_by_code, at, (old.short_code.as_str(),)).await?;
             }
         }
         if new.is_none_or(|n| n.user_id != old.user_id) {
-            self.exec(&st.delete_link_by_owner, (owner_key(old.user_id), id)).await?;
+            self.write(&st.delete_link_by_owner, at, (owner_key(old.user_id), id)).await?;
         }
         if new.is_none_or(|n| n.user_id != old.user_id || n.original_url != old.original_url) {
-            self.exec(&st.delete_link_by_owner_url, (owner_key(old.user_id), old.original_url.as_str(), id)).await?;
+            self.write(&st.delete_link_by_owner_url, at, (owner_key(old.user_id), old.original_url.as_str(), id)).await?;
         }
         Ok(())
     }
 
-    async fn put_history(&self, e: &HistoryEvent) -> Result<(), StorageError> {
+    async fn put_history(&self, e: &HistoryEvent, at: &Stamps) -> Result<(), StorageError> {
         let st = &self.st;
         let id = key(e.id);
         let body = serde_json::to_string(e)?;
         let body = body.as_str();
         let by_user = async {
             match e.user_id {
-                Some(u) => self.exec(&st.put_history_by_user, (key(u), id, body)).await,
+                Some(u) => self.write(&st.put_history_by_user, at, (key(u), id, body)).await,
                 None => Ok(()),
             }
         };
         tokio::try_join!(
-            self.exec(&st.put_history, (id, body)),
-            self.exec(&st.put_history_by_link, (key(e.url_id), id, body)),
+            self.write(&st.put_history, at, (id, body)),
+            self.write(&st.put_history_by_link, at, (key(e.url_id), id, body)),
             by_user,
-            self.exec(&st.put_history_by_type, (e.event_type.as_str(), id, body)),
-            self.exec(&st.put_history_all, (ALL, id, body)),
+            self.write(&st.put_history_by_type, at, (e.event_type.as_str(), id, body)),
+            self.write(&st.put_history_all, at, (ALL, id, body)),
         )?;
         Ok(())
     }
 
-    /// Adds `n` to the click count of `link_id`: read, add, write an absolute value. A
-    /// re-run of the same batch (same source and `batch_from`) adds to the count from
-    /// before that batch, not to the one it already moved.
-    async fn add_clicks(&self, link_id: Id, n: u64, batch: Option<&ClickSource>) -> Result<(), StorageError> {
-        let (source, batch_from) = match batch {
-            Some((s, f)) => (s.as_str(), *f),
-            None => ("", -1), // unguarded batch: nothing to recognise a re-run by
-        };
-        let row = self.click_rows(link_id).await?.into_iter().find(|r| r.0 == source);
-        let base = match row {
-            Some((_, _, base, from)) if batch.is_some() && from == batch_from => base,
-            Some((_, clicks, _, _)) => clicks,
-            None => 0,
-        };
+    /// Adds `n` to the click count of `link_id`: read, add, write an absolute value,
+    /// from the row's `base` where an unsettled attempt wrote it ([`Tally`]).
+    async fn add_clicks(&self, link_id: Id, n: u64, tally: Option<&Tally>, at: &Stamps) -> Result<(), StorageError> {
+        let (source, batch_from) = tally.map_or(("", -1), |t| (t.source.as_str(), t.batch_from));
+        let row = self.click_rows(link_id).await?.into_iter().find(|r| r.0 == source).map(|(_, c, b, f)| (c, b, f));
+        let base = Tally::base(tally, &Tally::click_key(link_id), row);
         let total = base.checked_add(signed(n, "click count")?).ok_or_else(|| engine("click count overflows a CQL bigint"))?;
-        self.exec(&self.st.put_clicks, (key(link_id), source, total, base, batch_from)).await
+        self.write(&self.st.put_clicks, at, (key(link_id), source, total, base, batch_from)).await
     }
 
-    /// Adds `n` to aggregate `name` of `link_id`, with [`Self::add_clicks`]'s guard.
-    async fn add_count(&self, link_id: Id, name: &str, n: u64, batch: Option<&ClickSource>) -> Result<(), StorageError> {
-        let (source, batch_from) = match batch {
-            Some((s, f)) => (s.as_str(), *f),
-            None => ("", -1),
-        };
+    /// Adds `n` to aggregate `name` of `link_id`, as [`Self::add_clicks`] does.
+    async fn add_count(&self, link_id: Id, name: &str, n: u64, tally: Option<&Tally>, at: &Stamps) -> Result<(), StorageError> {
+        let (source, batch_from) = tally.map_or(("", -1), |t| (t.source.as_str(), t.batch_from));
         let mut row = None;
         self.each(&self.st.aggregate, (key(link_id), name), |r: (String, i64, i64, i64)| {
             if r.0 == source {
-                row = Some(r);
+                row = Some((r.1, r.2, r.3));
                 return Ok(ControlFlow::Break(()));
             }
             Ok(ControlFlow::Continue(()))
         })
         .await?;
-        let base = match row {
-            Some((_, _, base, from)) if batch.is_some() && from == batch_from => base,
-            Some((_, clicks, _, _)) => clicks,
-            None => 0,
-        };
+        let base = Tally::base(tally, &Tally::count_key(link_id, name), row);
         let total = base.checked_add(signed(n, "click count")?).ok_or_else(|| engine("click count overflows a CQL bigint"))?;
-        self.exec(&self.st.put_aggregate, (key(link_id), name, source, total, base, batch_from)).await
+        self.write(&self.st.put_aggregate, at, (key(link_id), name, source, total, base, batch_from)).await
     }
 
     /// `(source, clicks, base, batch_from)` of every click-count row of `link_id`.

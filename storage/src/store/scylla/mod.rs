@@ -34,14 +34,15 @@
 //! # Writes
 //!
 //! [`ReadStore::apply`] has no transaction to lean on (and no BATCH; see below). It
-//! 1. reads the partition's latest claim ([`ReadStore::claim`], table `claims`) and
-//!    refuses the batch with [`ApplyError::Fenced`] if it is not the batch's epoch, and
-//!    reads the stored position of every [`Position`](super::Position) in the batch and
-//!    refuses it with [`ApplyError::PositionMismatch`] if one differs from `from`,
-//!    before writing anything;
+//! 1. reads the partition's latest claim ([`ReadStore::claim`], table `fences`) and
+//!    refuses the batch with [`ApplyError::Fenced`] if it is not the batch's epoch, takes
+//!    the stored position of every [`Position`](super::Position) in the batch for that
+//!    claim and refuses the batch with [`ApplyError::PositionMismatch`] if one differs
+//!    from `from`, before writing anything;
 //! 2. writes the mutations in order, each as absolute rows: index rows first, the
 //!    source row (`links`, `users`) last, a link only if its `version` is not older
-//!    than the stored one, click counts as read + n (no counter columns);
+//!    than the stored one, click counts as read + n (no counter columns), every row with
+//!    a timestamp from the claim's lease, so a stale writer's rows lose ([`fence`]);
 //! 3. moves each position last, by a lightweight transaction
 //!    (`… IF next_offset = :from AND epoch <= :mine`, [`fence`]).
 //!
@@ -54,16 +55,12 @@
 //! history rows are keyed by event id; the first outcome of a command is kept). Click
 //! counts are the one read-add-write: a plain "count + n" would count a re-applied batch
 //! twice, so each count row also keeps the count from before the batch that last moved
-//! it and that batch's starting offset; a re-run starts at the same offset (its
-//! positions were never written) and recomputes "that base + n". Readers may see a batch
-//! half applied for a moment, which an eventually consistent read model allows. Rows
-//! are written with client-side monotonic timestamps, so a delete and a later re-insert
-//! of one row from this process keep their order.
-//!
-//! What the claims do not cover yet: a writer that passed step 1 and then stalls can
-//! still write rows after a later claim's writer wrote them (its position write then
-//! fails). `infra/scylla-unproven.md` ("Fencing") says what that can cost and what
-//! closes it (rows written `USING TIMESTAMP` derived from the claim).
+//! it and that batch's starting offset; rows an unsettled attempt wrote are recognised
+//! and recomputed as "that base + n", however far the attempt and the re-run reach
+//! (`Tally` in `apply.rs`). Readers may see a batch half applied for a moment, which an
+//! eventually consistent read model allows. Rows are written with client-side
+//! timestamps (the claim's lease, or the driver's monotonic clock for unclaimed
+//! writers), so a delete and a later re-insert of one row keep their order.
 //!
 //! # Test double
 //!
@@ -104,12 +101,30 @@ use std::time::Duration;
 
 /// Partition of the single-partition "all rows ordered by id" tables.
 const ALL: i32 = 0;
+
+/// Points in a batch where a test can hold it, as a pause of the process would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The batch's claim and positions were checked; no row is written yet.
+    BeforeRows,
+    /// Every row is written; no position has moved yet.
+    BeforePositions,
+}
+
+/// What a held batch awaits before it goes on.
+pub type HoldHook = Arc<dyn Fn(Hold) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 /// Owner key of anonymous links.
 const ANONYMOUS: i64 = 0;
 
 pub struct ScyllaStore {
     session: Session,
     st: Statements,
+    /// Claims this process holds, by (topic, partition) ([`fence`]).
+    leases: std::sync::Mutex<std::collections::HashMap<(String, u32), fence::Lease>>,
+    /// Each click source's current run ([`apply::Run`]).
+    runs: std::sync::Mutex<std::collections::HashMap<String, apply::Run>>,
+    /// Fault injection for tests: where a batch waits ([`ScyllaStore::hold_at`]).
+    hold: Option<HoldHook>,
     /// The runtime the driver's connections live on, when the store had to bring one
     /// (opened outside a multi-thread tokio runtime). Dropped after the session.
     _runtime: Option<OwnedRuntime>,
@@ -193,7 +208,7 @@ impl ScyllaStore {
         let st =
             schema::migrate_and_prepare(&session, cfg, schema::SCHEMA_CQL, || Statements::prepare(&session, &cfg.keyspace, cfg.page_size))
                 .await?;
-        Ok(ScyllaStore { session, st, _runtime: None })
+        Ok(ScyllaStore { session, st, leases: Default::default(), runs: Default::default(), hold: None, _runtime: None })
     }
 
     async fn exec(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<(), StorageError> {
@@ -202,6 +217,31 @@ impl ScyllaStore {
     }
 
     /// The first row of a single-partition read.
+    /// Fault injection for tests: every batch awaits `hook` at each [`Hold`] point, so a
+    /// test can stall a writer exactly where a pause would hurt most.
+    pub fn hold_at(&mut self, hook: HoldHook) {
+        self.hold = Some(hook);
+    }
+
+    async fn held(&self, at: Hold) {
+        if let Some(h) = &self.hold {
+            h(at).await;
+        }
+    }
+
+    /// A row write under a batch's [`fence::Stamps`]: its own timestamp if the batch
+    /// is fenced, the driver's clock if not.
+    async fn write(&self, st: &PreparedStatement, at: &fence::Stamps, values: impl SerializeRow) -> Result<(), StorageError> {
+        match at.take()? {
+            None => self.exec(st, values).await,
+            Some(ts) => {
+                let mut st = st.clone();
+                st.set_timestamp(Some(ts));
+                self.exec(&st, values).await
+            }
+        }
+    }
+
     async fn one<R>(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<Option<R>, StorageError>
     where
         R: for<'f> DeserializeRow<'f, 'f>,

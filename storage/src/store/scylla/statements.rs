@@ -1,7 +1,8 @@
 //! Every statement the store runs after the migration, prepared once at start.
 //!
-//! All of them are marked idempotent (the driver may retry or speculate them): writes
-//! carry absolute values, never increments. Listing statements (`paged`) carry the
+//! All but the lightweight transactions (`lwt`) are marked idempotent (the driver may
+//! retry or speculate them): writes carry absolute values, never increments, and a
+//! writer under a claim gives each its own timestamp ([`super::fence`]). Listing statements (`paged`) carry the
 //! configured page size and are read a page at a time. No `LIMIT ?`, ranges or
 //! `ALLOW FILTERING`: every read names a whole partition key, and filtering beyond the
 //! partition happens in the adapter, as in the embedded backend.
@@ -50,9 +51,10 @@ macro_rules! statements {
 statements! {
     position = "SELECT next_offset FROM {ks}.positions WHERE projection = ? AND topic = ? AND log_partition = ?";
 
-    claim = "SELECT epoch FROM {ks}.claims WHERE topic = ? AND log_partition = ?";
-    claim_first (lwt) = "INSERT INTO {ks}.claims (topic, log_partition, epoch) VALUES (?, ?, ?) IF NOT EXISTS";
-    claim_next (lwt) = "UPDATE {ks}.claims SET epoch = ? WHERE topic = ? AND log_partition = ? IF epoch = ?";
+    legacy_claim = "SELECT epoch FROM {ks}.claims WHERE topic = ? AND log_partition = ?";
+    fence = "SELECT epoch, ceiling FROM {ks}.fences WHERE topic = ? AND log_partition = ?";
+    fence_first (lwt) = "INSERT INTO {ks}.fences (topic, log_partition, epoch, ceiling) VALUES (?, ?, ?, ?) IF NOT EXISTS";
+    fence_next (lwt) = "UPDATE {ks}.fences SET epoch = ?, ceiling = ? WHERE topic = ? AND log_partition = ? IF epoch = ? AND ceiling = ?";
     fenced_position = "SELECT next_offset, epoch FROM {ks}.fenced_positions WHERE projection = ? AND topic = ? AND log_partition = ?";
     first_position (lwt) = "INSERT INTO {ks}.fenced_positions (projection, topic, log_partition, next_offset, epoch) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
     move_position (lwt) = "UPDATE {ks}.fenced_positions SET next_offset = ?, epoch = ? WHERE projection = ? AND topic = ? AND log_partition = ? IF next_offset = ? AND epoch <= ?";
