@@ -14,6 +14,12 @@
 //! two kept `link_created`), ids minted twice, commands decided twice (the log checker,
 //! `kurz verify-log`), and acknowledged creates missing (not served with their target).
 //! `KURZ_ZOMBIE_ROUNDS` sets the rounds (default 8).
+//!
+//! Third scenario: a projector stopped (`SIGSTOP`) between a batch's rows and its
+//! positions on the CQL store, while redirects are served, past its group session, then
+//! woken: the other projector re-applies the batch and goes on, the woken one's late
+//! writes must land nothing. Every served redirect is counted exactly once, and no
+//! position ever goes backwards.
 
 #[path = "split/mod.rs"]
 mod split;
@@ -267,6 +273,159 @@ async fn zombies(impair: Impair) {
     assert!(total.granted_twice.is_empty() && total.ids_twice.is_empty() && total.missing.is_empty(), "{}", per_round.join("\n"));
     assert!(total.errors.is_empty(), "creates without an answer: {:?}\n{}", total.errors, s.report());
     assert!(total.acked >= ALIASES * PER_CLIENT * rounds() / 2, "too few creates acknowledged: {}", total.acked);
+    let mut s = s;
+    assert!(s.unexpected_exits().is_empty(), "{:?}", s.unexpected_exits());
+}
+
+/// Links the projector scenario clicks on.
+const LINKS: usize = 12;
+/// Rounds of the projector scenario (`KURZ_ZOMBIE_PROJECTOR_ROUNDS`, default 4).
+fn projector_rounds() -> usize {
+    std::env::var("KURZ_ZOMBIE_PROJECTOR_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+}
+
+/// Whether process `pid` is stopped (state `T` in `/proc/<pid>/stat`).
+fn stopped(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // `pid (comm) S …`: the state follows the last `)`.
+    stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('T'))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_click_once() {
+    let pauses = tempfile::tempdir().unwrap();
+    let s = Split::start(Opts {
+        command_apis: 1,
+        projectors: 2,
+        query_edges: 1,
+        extra_env: vec![("KURZ_FAULT_PAUSE_DIR".into(), pauses.path().display().to_string())],
+        ..Opts::default()
+    })
+    .await;
+    let c = split::client();
+    let api = s.proc(Role::CommandApi, 0).base();
+    let edge = s.proc(Role::QueryEdge, 0).base();
+    let mut links = Vec::new();
+    for i in 0..LINKS {
+        let code = format!("pz{i}");
+        let url = format!("https://paused.test/{i}");
+        let r = c.post(format!("{api}/urls")).json(&json!({"original_url": url, "short_code": code})).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+        links.push((code, kurz_schemas::Id::new(id).unwrap()));
+    }
+    // Redirects served (302) per link: each is one click the store must count, the
+    // first one (which shows the link is served) included.
+    let served: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>> = std::sync::Arc::new((0..LINKS).map(|_| Default::default()).collect());
+    for (i, (code, _)) in links.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.get(format!("{edge}/{code}")).send().await.unwrap().status() != 302 {
+            assert!(Instant::now() < deadline, "'{code}' never served");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        served[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    // Positions as the store has them, sampled all along: none may go backwards.
+    let store = kurz_storage::open_store(&format!("scylla://{}/kurz?consistency=one", s.cql), std::path::Path::new("/nonexistent")).unwrap();
+    let log = kurz_storage::open_log(&s.tansu.url(), std::path::Path::new("/nonexistent")).unwrap();
+    let clicks = kurz_schemas::topics::CLICKS;
+    let parts = log.partitions(clicks).await.unwrap();
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn({
+        let (store, stop) = (store.clone(), sampling.clone());
+        async move {
+            let mut last = vec![0u64; parts as usize];
+            let (mut samples, mut backwards) = (0u64, Vec::new());
+            while !stop.is_cancelled() {
+                for p in 0..parts {
+                    if let Ok(at) = store.position("clicks", clicks, p).await {
+                        if at < last[p as usize] {
+                            backwards.push(format!("{clicks}/{p}: {} -> {at}", last[p as usize]));
+                        }
+                        last[p as usize] = last[p as usize].max(at);
+                        samples += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (samples, backwards)
+        }
+    });
+
+    let mut triggered = 0;
+    for round in 0..projector_rounds() {
+        let victim = round % 2;
+        let pid = s.proc(Role::Projector, victim).pid().expect("the projector runs");
+        let traffic = tokio_util::sync::CancellationToken::new();
+        let clients: Vec<_> = (0..8)
+            .map(|k| {
+                let (c, edge, links, served, stop) = (c.clone(), edge.clone(), links.clone(), served.clone(), traffic.clone());
+                tokio::spawn(async move {
+                    let mut i = k;
+                    while !stop.is_cancelled() {
+                        let (code, _) = &links[i % LINKS];
+                        if let Ok(r) = c.get(format!("{edge}/{code}")).send().await {
+                            if r.status() == 302 {
+                                served[i % LINKS].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                        i += 1;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The victim stops itself at its next clicks batch, after its rows.
+        std::fs::write(pauses.path().join(format!("{pid}.{clicks}")), b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stopped(pid) {
+            assert!(Instant::now() < deadline, "projector#{victim} never reached a clicks batch's positions\n{}", s.report());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        triggered += 1;
+        // Past its session: the other projector takes its partitions and re-applies.
+        tokio::time::sleep(FROZEN).await;
+        s.signal(Role::Projector, victim, "CONT");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        traffic.cancel();
+        for h in clients {
+            h.await.unwrap();
+        }
+        eprintln!("[zombie] projector round {round}: projector#{victim} stopped between rows and positions and woken");
+    }
+
+    // Every served redirect counted, each once.
+    let want: Vec<u64> = served.iter().map(|n| n.load(std::sync::atomic::Ordering::Relaxed)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let counted = loop {
+        let mut got = Vec::new();
+        for (_, id) in &links {
+            got.push(store.click_count(*id).await.unwrap());
+        }
+        let over: Vec<_> = got.iter().zip(&want).enumerate().filter(|(_, (g, w))| g > w).collect();
+        assert!(over.is_empty(), "links counted more clicks than were served (link, (counted, served)): {over:?}");
+        if got == want || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    sampling.cancel();
+    let (samples, backwards) = sampler.await.unwrap();
+    let fenced = s.grep("projector_fenced").len();
+    let (served_total, counted_total) = (want.iter().sum::<u64>(), counted.iter().sum::<u64>());
+    eprintln!(
+        "[zombie] projector paused between rows and positions, {} rounds ({triggered} pauses): clicks served {served_total}, counted {counted_total}, \
+         links off {}, position samples {samples}, positions gone backwards {}; fenced batches in the logs: {fenced}",
+        projector_rounds(),
+        counted.iter().zip(&want).filter(|(g, w)| g != w).count(),
+        backwards.len(),
+    );
+    assert_eq!(counted, want, "click counts per link (counted vs served)");
+    assert!(backwards.is_empty(), "{backwards:?}");
+    assert_eq!(s.grep("fault_pause").len(), triggered, "every pause is the injected one");
+    assert!(fenced > 0, "no woken projector's batch was fenced: the pauses reached nothing\n{}", s.report());
     let mut s = s;
     assert!(s.unexpected_exits().is_empty(), "{:?}", s.unexpected_exits());
 }

@@ -336,7 +336,7 @@ impl Gate {
     fn install(store: &mut kurz_storage::store::scylla::ScyllaStore, point: kurz_storage::store::scylla::Hold) -> std::sync::Arc<Gate> {
         let gate = std::sync::Arc::new(Gate { point, armed: std::sync::Mutex::new(None) });
         let g = gate.clone();
-        store.hold_at(std::sync::Arc::new(move |at| {
+        store.hold_at(std::sync::Arc::new(move |at, _topic: &str| {
             let g = g.clone();
             Box::pin(async move {
                 if at != g.point {

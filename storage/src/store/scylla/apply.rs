@@ -140,7 +140,8 @@ impl ScyllaStore {
         for p in &batch.positions {
             self.take_position(p, batch.epoch).await?;
         }
-        self.held(super::Hold::BeforeRows).await;
+        let topic = batch.positions.first().map_or("", |p| p.topic.as_str());
+        self.held(super::Hold::BeforeRows, topic).await;
         // ... and every parked record it releases must still be parked.
         for id in &batch.release {
             let row: Option<(String,)> = self.one(&self.st.parked_one, parked_key(id)?).await?;
@@ -183,7 +184,7 @@ impl ScyllaStore {
         let puts: Vec<_> =
             visitors.into_iter().map(|(link_id, day, visitor)| self.write(&self.st.put_visitor, at, (key(link_id), day, visitor))).collect();
         futures::stream::iter(puts).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
-        self.held(super::Hold::BeforePositions).await;
+        self.held(super::Hold::BeforePositions, topic).await;
         // 3. The released parked records and the positions, last.
         for id in &batch.release {
             // Released and parked again in this batch (a counted attempt): keep it.

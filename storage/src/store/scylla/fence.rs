@@ -43,7 +43,7 @@ const CLAIM_ROUNDS: usize = 100;
 /// How far a lease reaches above its holder's timestamps when taken or renewed, in
 /// microseconds. A claim taken while the previous lease runs writes at most this far
 /// ahead of the clock; a holder renews when less than half of it is left.
-pub(super) const LEASE_MICROS: i64 = 5_000_000;
+pub(super) const LEASE_MICROS: i64 = 2_000_000;
 
 /// Rounds a batch tries to take a position row (each lost round means a writer moved
 /// it in between).

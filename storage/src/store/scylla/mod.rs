@@ -111,8 +111,31 @@ pub enum Hold {
     BeforePositions,
 }
 
-/// What a held batch awaits before it goes on.
-pub type HoldHook = Arc<dyn Fn(Hold) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+/// What a held batch awaits before it goes on; it is told the point and the batch's
+/// topic (empty for a batch without positions).
+pub type HoldHook = Arc<dyn Fn(Hold, &str) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// Fault injection for the deployment tests' pauses, off unless `KURZ_FAULT_PAUSE_DIR`
+/// is set: a batch of topic `T` about to move its positions stops this whole process
+/// (`SIGSTOP`, as a VM or GC pause would, between its rows and its positions) if the
+/// file `<dir>/<pid>.<T>` exists. The file is removed first: one trigger, one pause.
+fn pause_hook_from_env() -> Option<HoldHook> {
+    let dir = std::path::PathBuf::from(std::env::var_os("KURZ_FAULT_PAUSE_DIR")?);
+    Some(Arc::new(move |at, topic| {
+        let trigger = dir.join(format!("{}.{topic}", std::process::id()));
+        Box::pin(async move {
+            if at != Hold::BeforePositions || std::fs::remove_file(&trigger).is_err() {
+                return;
+            }
+            tracing::warn!(event = "fault_pause", topic = %trigger.display(), "stopping this process before a batch's positions");
+            let pid = std::process::id().to_string();
+            // Returns once the process is continued.
+            if let Err(e) = std::process::Command::new("kill").args(["-STOP", &pid]).status() {
+                tracing::error!(event = "fault_pause_failed", error = %e);
+            }
+        })
+    }))
+}
 /// Owner key of anonymous links.
 const ANONYMOUS: i64 = 0;
 
@@ -208,7 +231,7 @@ impl ScyllaStore {
         let st =
             schema::migrate_and_prepare(&session, cfg, schema::SCHEMA_CQL, || Statements::prepare(&session, &cfg.keyspace, cfg.page_size))
                 .await?;
-        Ok(ScyllaStore { session, st, leases: Default::default(), runs: Default::default(), hold: None, _runtime: None })
+        Ok(ScyllaStore { session, st, leases: Default::default(), runs: Default::default(), hold: pause_hook_from_env(), _runtime: None })
     }
 
     async fn exec(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<(), StorageError> {
@@ -223,9 +246,9 @@ impl ScyllaStore {
         self.hold = Some(hook);
     }
 
-    async fn held(&self, at: Hold) {
+    async fn held(&self, at: Hold, topic: &str) {
         if let Some(h) = &self.hold {
-            h(at).await;
+            h(at, topic).await;
         }
     }
 
