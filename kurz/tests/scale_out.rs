@@ -386,6 +386,8 @@ struct Tally {
     /// Read-your-writes misses: the GET right after a 201.
     ryw_misses: Vec<Miss>,
     reads: usize,
+    /// Links redirected once each, and whether that redirect was served (a click).
+    clicked: Vec<(u64, bool)>,
 }
 
 async fn create_with_retries(api: &Api, n: usize, user: u64, run: &str) -> Result<Acked, (String, Option<Answer>, String)> {
@@ -547,6 +549,7 @@ async fn kill_9_of_each_role_loses_no_acknowledged_create() {
                         }
                         if let Some(r) = redirect {
                             t.reads += 1;
+                            t.clicked.push((a.id, r.status == 302));
                             if r.status != 302 || r.location.as_deref() != Some(a.url.as_str()) {
                                 t.ryw_misses.push(Miss {
                                     what: format!("create {} (code {}) then redirect", a.key, a.code),
@@ -818,6 +821,51 @@ async fn kill_9_of_each_role_loses_no_acknowledged_create() {
     let report = kurz::verify_log::run(&*log, false).await.unwrap();
     eprintln!("[scale] verify-log: {}", report.render());
     add("the events topic has problems", if report.problems() > 0 { vec![report.render()] } else { Vec::new() });
+    // One link_created per create command: no command's link was created twice.
+    let per_command = &report.links_created_per_command;
+    add(
+        "commands that created other than one link",
+        per_command
+            .iter()
+            .filter(|(links, _)| **links != 1)
+            .map(|(links, commands)| format!("{commands} commands created {links} links each"))
+            .collect(),
+    );
+    add(
+        "acknowledged creates without their link_created",
+        if per_command.get(&1).copied().unwrap_or(0) < t.acked.len() as u64 {
+            vec![format!("{:?} for {} acknowledged", per_command, t.acked.len())]
+        } else {
+            Vec::new()
+        },
+    );
+    // Clicks: each served redirect counted at most once, through the kills. A click
+    // still in a killed edge's buffer may be lost; none may count twice.
+    let store =
+        kurz_storage::open_store(&format!("scylla://{}/kurz?consistency=one", s.cql), std::path::Path::new("/nonexistent")).unwrap();
+    let served: u64 = t.clicked.iter().filter(|(_, ok)| *ok).count() as u64;
+    let (mut counted, mut settled_at, mut over) = (0u64, Instant::now(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && settled_at.elapsed() < Duration::from_secs(3) && counted < served {
+        let mut now_counted = 0;
+        over.clear();
+        for (id, ok) in &t.clicked {
+            let n = store.click_count(kurz_schemas::Id::new(*id).unwrap()).await.unwrap();
+            now_counted += n;
+            if n > u64::from(*ok) {
+                over.push(format!("link {id}: {n} clicks counted, {} served", u64::from(*ok)));
+            }
+        }
+        if now_counted != counted {
+            (counted, settled_at) = (now_counted, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "[scale] clicks: {served} redirects served, {counted} counted ({} lost, none may count twice)",
+        served.saturating_sub(counted)
+    );
+    add("links with more clicks counted than redirects served", over);
     let drains: Vec<String> =
         s.procs.iter().flat_map(|p| p.grep("partition_drain_timeout").into_iter().chain(p.grep("revoke_drain_timeout"))).collect();
     eprintln!("[scale] drain timeouts: {}: {drains:?}", drains.len());

@@ -15,11 +15,12 @@
 //! `kurz verify-log`), and acknowledged creates missing (not served with their target).
 //! `KURZ_ZOMBIE_ROUNDS` sets the rounds (default 8).
 //!
-//! Third scenario: a projector stopped (`SIGSTOP`) between a batch's rows and its
-//! positions on the CQL store, while redirects are served, past its group session, then
-//! woken: the other projector re-applies the batch and goes on, the woken one's late
-//! writes must land nothing. Every served redirect is counted exactly once, and no
-//! position ever goes backwards.
+//! Third scenario: a projector stopped (`SIGSTOP`) in a clicks batch on the CQL store,
+//! between its rows and its positions (even rounds) or after its checks and before its
+//! rows (odd rounds), while redirects are served, past its group session, then woken:
+//! the other projector re-applies the batch and goes on, and the woken one's late rows
+//! and position must land nothing. Every served redirect is counted exactly once, and
+//! no position ever goes backwards.
 
 #[path = "split/mod.rs"]
 mod split;
@@ -327,7 +328,8 @@ async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_clic
     }
 
     // Positions as the store has them, sampled all along: none may go backwards.
-    let store = kurz_storage::open_store(&format!("scylla://{}/kurz?consistency=one", s.cql), std::path::Path::new("/nonexistent")).unwrap();
+    let store =
+        kurz_storage::open_store(&format!("scylla://{}/kurz?consistency=one", s.cql), std::path::Path::new("/nonexistent")).unwrap();
     let log = kurz_storage::open_log(&s.tansu.url(), std::path::Path::new("/nonexistent")).unwrap();
     let clicks = kurz_schemas::topics::CLICKS;
     let parts = log.partitions(clicks).await.unwrap();
@@ -355,7 +357,23 @@ async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_clic
 
     let mut triggered = 0;
     for round in 0..projector_rounds() {
-        let victim = round % 2;
+        let point = if round % 2 == 0 { "positions" } else { "rows" };
+        // A projector that owns a clicks partition now (after a zombie returns, the
+        // group may leave it none for a while): each in turn where the group allows.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let victim = loop {
+            let owners: Vec<usize> = s
+                .ownership()
+                .get(clicks)
+                .map(|m| m.values().flatten().filter_map(|n| n.strip_prefix("projector#")?.split('/').next()?.parse().ok()).collect())
+                .unwrap_or_default();
+            let preferred = (round / 2) % 2;
+            match owners.iter().find(|o| **o == preferred).or(owners.first()) {
+                Some(v) => break *v,
+                None => assert!(Instant::now() < deadline, "no projector owns a clicks partition\n{}", s.ownership_report()),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         let pid = s.proc(Role::Projector, victim).pid().expect("the projector runs");
         let traffic = tokio_util::sync::CancellationToken::new();
         let clients: Vec<_> = (0..8)
@@ -377,11 +395,11 @@ async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_clic
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        // The victim stops itself at its next clicks batch, after its rows.
-        std::fs::write(pauses.path().join(format!("{pid}.{clicks}")), b"").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // The victim stops itself in its next clicks batch.
+        std::fs::write(pauses.path().join(format!("{pid}.{clicks}.{point}")), b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(90);
         while !stopped(pid) {
-            assert!(Instant::now() < deadline, "projector#{victim} never reached a clicks batch's positions\n{}", s.report());
+            assert!(Instant::now() < deadline, "projector#{victim} never reached a clicks batch's {point}\n{}", s.report());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         triggered += 1;
@@ -393,7 +411,7 @@ async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_clic
         for h in clients {
             h.await.unwrap();
         }
-        eprintln!("[zombie] projector round {round}: projector#{victim} stopped between rows and positions and woken");
+        eprintln!("[zombie] projector round {round}: projector#{victim} stopped before a batch's {point} and woken");
     }
 
     // Every served redirect counted, each once.
@@ -416,13 +434,19 @@ async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_clic
     let fenced = s.grep("projector_fenced").len();
     let (served_total, counted_total) = (want.iter().sum::<u64>(), counted.iter().sum::<u64>());
     eprintln!(
-        "[zombie] projector paused between rows and positions, {} rounds ({triggered} pauses): clicks served {served_total}, counted {counted_total}, \
+        "[zombie] projector paused in a batch (before its positions, before its rows), {} rounds ({triggered} pauses): clicks served {served_total}, counted {counted_total}, \
          links off {}, position samples {samples}, positions gone backwards {}; fenced batches in the logs: {fenced}",
         projector_rounds(),
         counted.iter().zip(&want).filter(|(g, w)| g != w).count(),
         backwards.len(),
     );
-    assert_eq!(counted, want, "click counts per link (counted vs served)");
+    let mut progress = Vec::new();
+    for p in 0..parts {
+        let at = store.position("clicks", clicks, p).await.unwrap();
+        let end = log.end_offset(clicks, p).await.unwrap();
+        progress.push(format!("{clicks}/{p}: position {at} of {end}"));
+    }
+    assert_eq!(counted, want, "click counts per link (counted vs served); {progress:?}\n{}", s.ownership_report());
     assert!(backwards.is_empty(), "{backwards:?}");
     assert_eq!(s.grep("fault_pause").len(), triggered, "every pause is the injected one");
     assert!(fenced > 0, "no woken projector's batch was fenced: the pauses reached nothing\n{}", s.report());

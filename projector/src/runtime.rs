@@ -11,9 +11,13 @@
 //! that takes the partition over while the positions still stand at `n` counts one
 //! more before it reads. A task that lets go cleanly between batches (a revoke, a
 //! shutdown) sets the count back to 0, so a handoff is not taken for a death. From the
-//! second attempt on it goes *carefully*, one record per step through the span the
-//! failed batch could have covered, so the next death points at one record; when a
-//! record's count reaches `max_attempts` it goes to the dead-letter topic
+//! second attempt on it goes *carefully* through the span the failed batch could have
+//! covered: one record, then two, four, … per step, so each further death starts a
+//! step no longer than half the distance to the poison record, and the deaths close in
+//! on it (a handful of them for a record thousands deep, where one record per step
+//! would crawl through the whole span after every pause or kill); when a record's
+//! count reaches `max_attempts` (the one-record step at it died every time) it goes to
+//! the dead-letter topic
 //! (`crate::deadletter`) and the partition moves on. Errors the task sees (a store
 //! that is down) are retried with backoff and count no attempt.
 
@@ -242,6 +246,7 @@ impl Projector {
         let start = positions.iter().copied().min().unwrap_or(0);
         let mut attempt = self.count_attempt(topic, p, start, takeover).await?;
         let careful_until = if attempt > 1 { start + max as u64 } else { 0 };
+        let mut careful_step = 1usize;
         loop {
             let from = positions.iter().copied().min().unwrap_or(0);
             if until.is_some_and(|u| from >= u) {
@@ -265,7 +270,7 @@ impl Projector {
                 // The watchdog may have delivered some meanwhile.
                 parked = self.parked_keys(topic, p).await?;
             }
-            let n = if from < careful_until { 1 } else { max };
+            let n = if from < careful_until { careful_step.min(max) } else { max };
             let (recs, next) = crate::batch::read(&*self.log, topic, p, from, n).await?;
             if next == from {
                 m.lag_seconds.with_label_values(&[topic, &plabel]).set(0.0);
@@ -291,6 +296,7 @@ impl Projector {
                         *pos = (*pos).max(next);
                     }
                     attempt = 1;
+                    careful_step = careful_step.saturating_mul(2);
                     m.applied.with_label_values(&[topic, &plabel]).inc_by(recs.len() as u64);
                     let end = self.log.end_offset(topic, p).await?;
                     m.lag_records.with_label_values(&[topic, &plabel]).set(end.saturating_sub(next) as i64);

@@ -35,7 +35,11 @@ pub fn start_node_on(addr: &str) -> SocketAddr {
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("kassandra runtime");
             rt.block_on(async move {
-                let node = Arc::new(Mutex::new(Node { session: KassandraSession::new(), lwt: lwt::Plans::default(), clocks: clock::Clocks::default() }));
+                let node = Arc::new(Mutex::new(Node {
+                    session: KassandraSession::new(),
+                    lwt: lwt::Plans::default(),
+                    clocks: clock::Clocks::default(),
+                }));
                 let listener = match TcpListener::bind(addr.as_str()).await {
                     Ok(l) => l,
                     Err(e) => return drop(tx.send(Err(e.to_string()))),

@@ -133,7 +133,9 @@ impl Clocks {
                     q.columns.iter().zip(&q.values).filter(|(_, v)| matches!(v, QueryValue::Blankslate)).map(|(c, _)| c).collect();
                 let key_binds = key
                     .iter()
-                    .map(|k| bound.iter().position(|c| *c == k).ok_or_else(|| invalid(format!("{ks}.{}: key column {k} is not bound", q.table))))
+                    .map(|k| {
+                        bound.iter().position(|c| *c == k).ok_or_else(|| invalid(format!("{ks}.{}: key column {k} is not bound", q.table)))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Write { table: format!("{ks}.{}", q.table), key_binds, delete: false }
             }
@@ -153,7 +155,9 @@ impl Clocks {
                 }
                 let key_binds = key
                     .iter()
-                    .map(|k| named.iter().position(|c| *c == k).ok_or_else(|| invalid(format!("{ks}.{}: key column {k} is not named", q.table))))
+                    .map(|k| {
+                        named.iter().position(|c| *c == k).ok_or_else(|| invalid(format!("{ks}.{}: key column {k} is not named", q.table)))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Write { table: format!("{ks}.{}", q.table), key_binds, delete: true }
             }
@@ -233,4 +237,3 @@ mod tests {
         assert!(put(3).beats(del(2)));
     }
 }
-

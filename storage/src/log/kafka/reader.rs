@@ -190,6 +190,19 @@ impl Readers {
         Ok(slots.iter().find(|s| s.try_lock().is_ok()).unwrap_or(&slots[0]).clone())
     }
 
+    fn discard(&self, topic: &str, partition: u32, slot: &Slot) {
+        let mut pool = self.pool.lock().expect("reader pool poisoned");
+        if let Some(slots) = pool.get_mut(&(topic.to_string(), partition)) {
+            slots.retain(|s| !Arc::ptr_eq(s, slot));
+        }
+        tracing::warn!(
+            event = "kafka_reader_discarded",
+            topic,
+            partition,
+            "a reader did not deliver in time; the next read takes a new one"
+        );
+    }
+
     /// Every record in `[from, min(from + max, end))`.
     pub async fn read(&self, topic: &str, partition: u32, from: u64, max: usize) -> Result<Vec<Record>, StorageError> {
         if max == 0 {
@@ -207,7 +220,12 @@ impl Readers {
                     continue;
                 }
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(kerr("fetch", format!("{topic}/{partition} offset {} not delivered in time", r.next)));
+                    // A reader that cannot deliver what exists is not used again: after
+                    // a long pause of the process (SIGSTOP) one was seen never to fetch
+                    // again, so every retry of the partition failed the same way.
+                    drop(r);
+                    self.discard(topic, partition, &slot);
+                    return Err(kerr("fetch", format!("{topic}/{partition} offset {from} not delivered in time")));
                 }
                 // Records exist past `next` but none came: tansu 0.6 returns nothing for a
                 // fetch that starts inside a record batch (Kafka returns the batch). Fetch
@@ -236,6 +254,8 @@ impl Readers {
         let mut r = slot.lock().await;
         r.seek(hi - 1)?;
         if r.buf.is_empty() && !r.recv_one(FETCH_TIMEOUT).await? {
+            drop(r);
+            self.discard(topic, partition, &slot);
             return Err(kerr("fetch", format!("{topic}/{partition}: no record at {} below the high watermark", hi - 1)));
         }
         r.drain_ready(usize::MAX);

@@ -101,7 +101,12 @@ impl ScyllaStore {
             }
             (None, _, Some(r)) => {
                 let batch_from = signed(r.offset, "offset")?;
-                Some(Tally { source: format!("parked:{}/{}", r.topic, r.partition), batch_from, unsettled_from: batch_from, own: Arc::default() })
+                Some(Tally {
+                    source: format!("parked:{}/{}", r.topic, r.partition),
+                    batch_from,
+                    unsettled_from: batch_from,
+                    own: Arc::default(),
+                })
             }
             _ => None,
         })
@@ -181,8 +186,10 @@ impl ScyllaStore {
         }
         let adds: Vec<_> = counts.into_iter().map(|((link_id, name), n)| self.add_count(link_id, name, n, tally, at)).collect();
         futures::stream::iter(adds).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
-        let puts: Vec<_> =
-            visitors.into_iter().map(|(link_id, day, visitor)| self.write(&self.st.put_visitor, at, (key(link_id), day, visitor))).collect();
+        let puts: Vec<_> = visitors
+            .into_iter()
+            .map(|(link_id, day, visitor)| self.write(&self.st.put_visitor, at, (key(link_id), day, visitor)))
+            .collect();
         futures::stream::iter(puts).buffer_unordered(LANES_IN_FLIGHT).try_collect::<()>().await?;
         self.held(super::Hold::BeforePositions, topic).await;
         // 3. The released parked records and the positions, last.
@@ -323,7 +330,9 @@ impl ScyllaStore {
             Mutation::PutHistory(e) => self.put_history(e, at).await?,
             Mutation::AddClicks { link_id, n } => self.add_clicks(*link_id, *n, None, at).await?,
             Mutation::AddCount { link_id, name, n } => self.add_count(*link_id, name, *n, None, at).await?,
-            Mutation::AddVisitor { link_id, day, visitor } => self.write(&st.put_visitor, at, (key(*link_id), *day, visitor.as_str())).await?,
+            Mutation::AddVisitor { link_id, day, visitor } => {
+                self.write(&st.put_visitor, at, (key(*link_id), *day, visitor.as_str())).await?
+            }
             Mutation::Park(r) => {
                 let id = r.id();
                 let (bucket, topic, partition, rkey, offset) = parked_key(&id)?;

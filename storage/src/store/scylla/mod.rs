@@ -116,18 +116,23 @@ pub enum Hold {
 pub type HoldHook = Arc<dyn Fn(Hold, &str) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// Fault injection for the deployment tests' pauses, off unless `KURZ_FAULT_PAUSE_DIR`
-/// is set: a batch of topic `T` about to move its positions stops this whole process
-/// (`SIGSTOP`, as a VM or GC pause would, between its rows and its positions) if the
-/// file `<dir>/<pid>.<T>` exists. The file is removed first: one trigger, one pause.
+/// is set: a batch of topic `T` stops this whole process (`SIGSTOP`, as a VM or GC
+/// pause would) before its rows if the file `<dir>/<pid>.<T>.rows` exists, or between
+/// its rows and its positions if `<dir>/<pid>.<T>.positions` does. The file is removed
+/// first: one trigger, one pause.
 fn pause_hook_from_env() -> Option<HoldHook> {
     let dir = std::path::PathBuf::from(std::env::var_os("KURZ_FAULT_PAUSE_DIR")?);
     Some(Arc::new(move |at, topic| {
-        let trigger = dir.join(format!("{}.{topic}", std::process::id()));
+        let point = match at {
+            Hold::BeforeRows => "rows",
+            Hold::BeforePositions => "positions",
+        };
+        let trigger = dir.join(format!("{}.{topic}.{point}", std::process::id()));
         Box::pin(async move {
-            if at != Hold::BeforePositions || std::fs::remove_file(&trigger).is_err() {
+            if std::fs::remove_file(&trigger).is_err() {
                 return;
             }
-            tracing::warn!(event = "fault_pause", topic = %trigger.display(), "stopping this process before a batch's positions");
+            tracing::warn!(event = "fault_pause", topic = %trigger.display(), "stopping this process in a batch");
             let pid = std::process::id().to_string();
             // Returns once the process is continued.
             if let Err(e) = std::process::Command::new("kill").args(["-STOP", &pid]).status() {
