@@ -76,7 +76,7 @@ pub async fn run(a: Args) -> Value {
             let batch: Vec<NewRecord> = (0..left.min(50_000))
                 .map(|_| {
                     let c = generate(&mut rng, a.links);
-                    NewRecord::new(c.code.clone(), c.encode()).header("schema-version", Click::VERSION.to_string())
+                    NewRecord::new(c.code.clone(), c.encode()).header(kurz_schemas::headers::SCHEMA_VERSION, Click::VERSION.to_string())
                 })
                 .collect();
             left -= batch.len() as u64;

@@ -7,7 +7,7 @@ use crate::AppState;
 use hmac::{Hmac, Mac};
 use kurz_schemas::event::Answer;
 use kurz_schemas::personal::OpenError;
-use kurz_schemas::{topics, Command, CommandBody, CommandId};
+use kurz_schemas::{headers, topics, Command, CommandBody, CommandId};
 use kurz_storage::log::partition_for;
 use kurz_storage::store::StoredOutcome;
 use kurz_storage::vault::Keyring;
@@ -38,10 +38,11 @@ impl AppState {
         let payload = self.seal(&cmd).await?;
         let key = cmd.key();
         let partition = partition_for(&key, self.command_partitions);
-        let mut rec =
-            NewRecord::new(key, payload).header("command-id", cmd.id.as_str()).header("schema-version", Command::VERSION.to_string());
+        let mut rec = NewRecord::new(key, payload)
+            .header(headers::COMMAND_ID, cmd.id.as_str())
+            .header(headers::SCHEMA_VERSION, Command::VERSION.to_string());
         if let Some(tp) = &cmd.traceparent {
-            rec = rec.header("traceparent", tp.as_str());
+            rec = rec.header(headers::TRACEPARENT, tp.as_str());
         }
         self.log.append(topics::COMMANDS, partition, vec![rec]).await.map_err(|e| {
             m.commands_submitted.with_label_values(&["log_unavailable"]).inc();

@@ -67,7 +67,7 @@ pub const RETRY_WINDOW_MS: i64 = 5 * 60 * 1000;
 pub const RETRY_SCAN: u64 = 1 << 18;
 
 fn click_id(r: &Record) -> Option<u64> {
-    let v = r.header("click-id")?;
+    let v = r.header(kurz_schemas::headers::CLICK_ID)?;
     if v.len() != 16 {
         return None;
     }
@@ -80,7 +80,8 @@ fn click_id(r: &Record) -> Option<u64> {
 /// rule depends only on the log, so a replay counts the same. Records without the
 /// headers (older builds) are counted as they are.
 pub async fn drop_click_copies(log: &dyn EventLog, p: u32, recs: Vec<Record>) -> Result<Vec<Record>, kurz_storage::StorageError> {
-    let copies: Vec<&Record> = recs.iter().filter(|r| r.header("click-retry").is_some() && click_id(r).is_some()).collect();
+    let copies: Vec<&Record> =
+        recs.iter().filter(|r| r.header(kurz_schemas::headers::CLICK_RETRY).is_some() && click_id(r).is_some()).collect();
     let (Some(first), Some(newest_cutoff)) = (copies.first(), copies.iter().map(|r| r.timestamp.0).min()) else { return Ok(recs) };
     let cutoff = newest_cutoff - RETRY_WINDOW_MS;
     let floor = first.offset.saturating_sub(RETRY_SCAN);
@@ -107,7 +108,7 @@ pub async fn drop_click_copies(log: &dyn EventLog, p: u32, recs: Vec<Record>) ->
     let mut dropped = 0u64;
     for r in recs {
         let id = click_id(&r);
-        if r.header("click-retry").is_some() {
+        if r.header(kurz_schemas::headers::CLICK_RETRY).is_some() {
             let original = id
                 .and_then(|id| seen.get(&id))
                 .is_some_and(|&(offset, at)| offset + RETRY_SCAN >= r.offset && at >= r.timestamp.0 - RETRY_WINDOW_MS);
@@ -281,7 +282,7 @@ pub fn project(
             continue;
         }
         // A traced record gets a span, child of the decision that wrote it.
-        let span = match rec.header("traceparent").and_then(|v| std::str::from_utf8(v).ok()) {
+        let span = match rec.header(kurz_schemas::headers::TRACEPARENT).and_then(|v| std::str::from_utf8(v).ok()) {
             Some(tp) => {
                 let span = tracing::info_span!("project", topic, partition = p, offset = rec.offset);
                 kurz_telemetry::continue_trace(&span, Some(tp));

@@ -12,18 +12,18 @@
 //! in between can append it twice: consumers dedupe by topic, partition and offset.
 
 use crate::metrics;
-use kurz_schemas::topics;
+use kurz_schemas::{headers, topics};
 use kurz_storage::{EventLog, NewRecord, Record, StorageError};
 
 pub async fn send(log: &dyn EventLog, topic: &str, rec: &Record, reason: &str, attempts: u32) -> Result<(), StorageError> {
     let mut out = NewRecord::new(rec.key.clone(), rec.payload.clone());
     out.headers = rec.headers.clone();
     let out = out
-        .header("kurz-dlq-topic", topic)
-        .header("kurz-dlq-partition", rec.partition.to_string())
-        .header("kurz-dlq-offset", rec.offset.to_string())
-        .header("kurz-dlq-reason", reason)
-        .header("kurz-dlq-attempts", attempts.to_string());
+        .header(headers::DLQ_TOPIC, topic)
+        .header(headers::DLQ_PARTITION, rec.partition.to_string())
+        .header(headers::DLQ_OFFSET, rec.offset.to_string())
+        .header(headers::DLQ_REASON, reason)
+        .header(headers::DLQ_ATTEMPTS, attempts.to_string());
     log.append(topics::DEAD_LETTERS, 0, vec![out]).await?;
     metrics::get().dead_letters.with_label_values(&[topic]).inc();
     tracing::error!(event = "dead_lettered", topic, partition = rec.partition, offset = rec.offset, key = %rec.key, attempts, reason);

@@ -38,6 +38,33 @@ pub mod topics {
     pub const DEAD_LETTERS: &str = "kurz.deadletter.v1";
 }
 
+/// The record envelope: names of the headers kurz writes on its topics' records (the
+/// payload is the versioned JSON of [`Command`], [`Event`], [`Click`] or
+/// [`ControlEvent`]). Documented for outside consumers in `schemas/TOPICS.md`.
+pub mod headers {
+    /// The command a record belongs to (commands, and the events deciding it).
+    pub const COMMAND_ID: &str = "command-id";
+    /// The payload's encoding version.
+    pub const SCHEMA_VERSION: &str = "schema-version";
+    /// W3C trace context, from the HTTP request to the read model.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// On an event: the offset of the command it decides (restore resumes after it).
+    pub const COMMAND_OFFSET: &str = "command-offset";
+    /// On an event: the offset its writer claims for it and its append's range
+    /// (`"<offset> <first> <end>"`); readers keep an append only if it landed whole there.
+    pub const CLAIM: &str = "claim";
+    /// On a click: its random id (16 hex digits), the same on every copy of it.
+    pub const CLICK_ID: &str = "click-id";
+    /// On a click: present on a copy sent again from the edge's spool.
+    pub const CLICK_RETRY: &str = "click-retry";
+    /// On a dead letter: where the record came from and why it was given up.
+    pub const DLQ_TOPIC: &str = "kurz-dlq-topic";
+    pub const DLQ_PARTITION: &str = "kurz-dlq-partition";
+    pub const DLQ_OFFSET: &str = "kurz-dlq-offset";
+    pub const DLQ_REASON: &str = "kurz-dlq-reason";
+    pub const DLQ_ATTEMPTS: &str = "kurz-dlq-attempts";
+}
+
 /// The aggregate key every user command is routed by. User volume is low and e-mail
 /// uniqueness needs one writer, so all users live in one decider partition.
 pub const USERS_KEY: &str = "users";

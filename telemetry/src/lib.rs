@@ -12,6 +12,9 @@
 
 mod json;
 
+/// The W3C trace-context key, in HTTP headers and in log record headers alike
+/// (`kurz_schemas::headers::TRACEPARENT` names the same one).
+const TRACEPARENT: &str = "traceparent";
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -77,13 +80,13 @@ pub fn traceparent() -> Option<String> {
     let cx = tracing::Span::current().context();
     let mut carrier: HashMap<String, String> = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    carrier.remove("traceparent").filter(|t| !t.starts_with("00-00000000000000000000000000000000"))
+    carrier.remove(TRACEPARENT).filter(|t| !t.starts_with("00-00000000000000000000000000000000"))
 }
 
 /// Makes `span` a child of the trace named by `traceparent` (no-op if absent).
 pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
     if let Some(tp) = traceparent {
-        let carrier: HashMap<String, String> = HashMap::from([("traceparent".to_string(), tp.to_string())]);
+        let carrier: HashMap<String, String> = HashMap::from([(TRACEPARENT.to_string(), tp.to_string())]);
         let cx = TraceContextPropagator::new().extract(&carrier);
         let _ = span.set_parent(cx);
     }

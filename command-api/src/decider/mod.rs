@@ -168,7 +168,7 @@ async fn restore_to_end(log: &dyn EventLog, keys: &Keyring, p: u32) -> Result<Re
 }
 
 /// The header naming the commands-topic offset of the command an event decides.
-pub const COMMAND_OFFSET: &str = "command-offset";
+pub const COMMAND_OFFSET: &str = kurz_schemas::headers::COMMAND_OFFSET;
 
 fn command_offset(rec: &kurz_storage::Record) -> Option<u64> {
     std::str::from_utf8(rec.header(COMMAND_OFFSET)?).ok()?.parse().ok()
@@ -211,7 +211,7 @@ async fn run_partition(log: &dyn EventLog, keys: &Keyring, p: u32, stop: &Cancel
                     };
                     tracing::error!(event = "undecodable_command", partition = p, offset = rec.offset, error = %e);
                     m.decider_commands.with_label_values(&[&plabel, outcome]).inc();
-                    if let Some(id) = rec.header("command-id").and_then(|v| std::str::from_utf8(v).ok()) {
+                    if let Some(id) = rec.header(kurz_schemas::headers::COMMAND_ID).and_then(|v| std::str::from_utf8(v).ok()) {
                         if state.is_decided(&kurz_schemas::CommandId(id.to_string())) {
                             continue;
                         }
@@ -266,11 +266,11 @@ async fn run_partition(log: &dyn EventLog, keys: &Keyring, p: u32, stop: &Cancel
             for (key, offset, tp, ev) in out {
                 let payload = ev.encode_sealed(&lookup, &mut Keyring::nonce)?;
                 let mut r = NewRecord::new(key, payload)
-                    .header("command-id", ev.command_id.as_str())
+                    .header(kurz_schemas::headers::COMMAND_ID, ev.command_id.as_str())
                     .header(COMMAND_OFFSET, offset.to_string())
-                    .header("schema-version", ev.version().to_string());
+                    .header(kurz_schemas::headers::SCHEMA_VERSION, ev.version().to_string());
                 if let Some(tp) = tp {
-                    r = r.header("traceparent", tp);
+                    r = r.header(kurz_schemas::headers::TRACEPARENT, tp);
                 }
                 records.push(r);
             }

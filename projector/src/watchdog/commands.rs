@@ -68,7 +68,9 @@ impl Commands {
                     if r.timestamp.0 < now.0 - RETENTION_MS || r.header(REDRIVE_HEADER).is_some() {
                         continue;
                     }
-                    let Some(id) = r.header("command-id").and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string) else {
+                    let Some(id) =
+                        r.header(kurz_schemas::headers::COMMAND_ID).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string)
+                    else {
                         continue;
                     };
                     if store.outcome(&id).await?.is_none() {

@@ -43,7 +43,7 @@ pub struct ClickFlusher {
 /// so the projector counts it only if no record with its id came shortly before
 /// (`kurz_projector::batch`).
 fn record(key: String, id: u64, payload: Vec<u8>, version: &str, retry: bool) -> NewRecord {
-    let r = NewRecord::new(key, payload).header("schema-version", version).header(CLICK_ID, format!("{id:016x}"));
+    let r = NewRecord::new(key, payload).header(kurz_schemas::headers::SCHEMA_VERSION, version).header(CLICK_ID, format!("{id:016x}"));
     if retry {
         r.header(CLICK_RETRY, "1")
     } else {
@@ -52,9 +52,9 @@ fn record(key: String, id: u64, payload: Vec<u8>, version: &str, retry: bool) ->
 }
 
 /// The header carrying a click's id (16 hex digits, random per click).
-pub const CLICK_ID: &str = "click-id";
+pub const CLICK_ID: &str = kurz_schemas::headers::CLICK_ID;
 /// The header marking a click appended again from the spool.
-pub const CLICK_RETRY: &str = "click-retry";
+pub const CLICK_RETRY: &str = kurz_schemas::headers::CLICK_RETRY;
 
 impl ClickFlusher {
     pub(super) fn new(queue: Arc<ClickQueue>, log: Arc<dyn EventLog>, enricher: Enricher, spool: Option<Spool>) -> ClickFlusher {

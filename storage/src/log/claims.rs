@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The claim header's name.
-pub const CLAIM: &str = "claim";
+pub const CLAIM: &str = kurz_schemas::headers::CLAIM;
 
 /// The most records one claimed append may hold; a claim over more is malformed.
 pub const MAX_APPEND: u64 = 1 << 20;

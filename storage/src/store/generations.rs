@@ -76,7 +76,8 @@ pub async fn read_control(log: &dyn EventLog) -> Result<Vec<ControlEvent>, Stora
 
 /// Appends one control record.
 pub async fn append_control(log: &dyn EventLog, event: &ControlEvent) -> Result<u64, StorageError> {
-    let rec = crate::NewRecord::new("control", event.encode()).header("schema-version", ControlEvent::VERSION.to_string());
+    let rec =
+        crate::NewRecord::new("control", event.encode()).header(kurz_schemas::headers::SCHEMA_VERSION, ControlEvent::VERSION.to_string());
     let offsets = log.append(topics::CONTROL, 0, vec![rec]).await?;
     offsets.first().copied().ok_or_else(|| StorageError::Engine("control append returned no offset".into()))
 }

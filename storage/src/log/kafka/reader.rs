@@ -213,11 +213,15 @@ impl Readers {
         r.seek(from)?;
         if r.buf.is_empty() {
             let target = self.end_offset(topic, partition).await?.min(from.saturating_add(max as u64));
-            let deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
+            let mut deadline = tokio::time::Instant::now() + FETCH_TIMEOUT;
             let mut back = 8u64;
+            let mut reached = r.next;
             while r.next < target {
-                if r.recv_one(MID_BATCH_WAIT).await? {
-                    continue;
+                // Checked on every turn, and moved only by progress: records that arrive
+                // but are not the one at `next` (re-fetched from further back, or queued
+                // for an earlier position) must not keep a read going forever.
+                if r.next > reached {
+                    (reached, deadline) = (r.next, tokio::time::Instant::now() + FETCH_TIMEOUT);
                 }
                 if tokio::time::Instant::now() >= deadline {
                     // A reader that cannot deliver what exists is not used again: after
@@ -226,6 +230,9 @@ impl Readers {
                     drop(r);
                     self.discard(topic, partition, &slot);
                     return Err(kerr("fetch", format!("{topic}/{partition} offset {from} not delivered in time")));
+                }
+                if r.recv_one(MID_BATCH_WAIT).await? {
+                    continue;
                 }
                 // Records exist past `next` but none came: tansu 0.6 returns nothing for a
                 // fetch that starts inside a record batch (Kafka returns the batch). Fetch
