@@ -50,6 +50,9 @@ echo "== format"
 cargo fmt --all --check
 (cd fuzz && cargo fmt --check)
 
+echo "== lints: clippy over every target, warnings are errors"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 echo "== build (once, every target)"
 cargo build --workspace --all-targets --locked
 

@@ -27,7 +27,7 @@ use support::{create, metric, partition_of, submit, PARTITIONS};
 enum Trap {
     None,
     /// Another writer decides this command and appends between the check and the append.
-    Foreign(Command),
+    Foreign(Box<Command>),
     /// Only the first record lands; the append then fails.
     Cut,
 }
@@ -184,7 +184,7 @@ async fn a_writer_that_lands_between_the_check_and_the_append_wins_and_the_late_
     // The next append of partition p is overtaken by another owner creating the same
     // alias that this decider is about to create.
     let code = code_on(p, "interleave");
-    *s.log.trap.lock().unwrap() = Trap::Foreign(create("foreign", &code));
+    *s.log.trap.lock().unwrap() = Trap::Foreign(Box::new(create("foreign", &code)));
     let before = metric("kurz_decider_fenced_total", p);
     submit(&*s.raw, &create("mine", &code)).await;
 

@@ -172,11 +172,11 @@ pub struct ReplayStatus {
 
 impl Replayer {
     /// Starts a replay in the background, unless one is running (`Err` then).
-    pub fn start(&self, ports: Ports, req: ReplayRequest) -> Result<(), ReplayStatus> {
+    pub fn start(&self, ports: Ports, req: ReplayRequest) -> Result<(), Box<ReplayStatus>> {
         let mut state = self.state.lock().expect("replayer poisoned");
         if let Some(job) = state.as_ref() {
             if job.outcome.lock().expect("outcome poisoned").is_none() {
-                return Err(status_of(job));
+                return Err(Box::new(status_of(job)));
             }
         }
         let job = Job { started: Instant::now(), progress: Arc::default(), generation: Arc::default(), outcome: Arc::default() };

@@ -206,6 +206,7 @@ impl Projector {
 
     /// Moves every projection of `topic`/`p` past the record at `from` (positions all
     /// at `from`) after sending it to the dead-letter topic.
+    #[allow(clippy::too_many_arguments)] // the partition task's state, passed as it is
     async fn dead_letter_at(
         &self,
         mine: &[&dyn Projection],

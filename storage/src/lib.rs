@@ -161,6 +161,40 @@ pub fn redact(url: &str) -> String {
     out
 }
 
+/// The vault URL used when none is configured: beside the read store. A Scylla store
+/// `scylla://hosts/ks?…` keeps it in keyspace `ks_vault` of the same cluster (keyspace
+/// `kurz` when the URL names none); every other store keeps it embedded in the data
+/// directory.
+pub fn default_vault_url(store_url: &str) -> String {
+    let Some(rest) = store_url.strip_prefix("scylla://") else { return "embedded".to_string() };
+    let (base, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, ks) = match base.split_once('/') {
+        Some((a, ks)) if !ks.is_empty() => (a, ks),
+        Some((a, _)) => (a, "kurz"),
+        None => (base, "kurz"),
+    };
+    format!("scylla://{authority}/{ks}_vault{}", query.map(|q| format!("?{q}")).unwrap_or_default())
+}
+
+/// Opens the key vault named by `url`: `embedded` keeps it in `<data_dir>/vault.redb`;
+/// `scylla://[user:password@]host:port[,…]/keyspace[?tls=true…]` in a keyspace of its
+/// own (see [`vault`]).
+pub async fn open_vault(url: &str, data_dir: &Path) -> Result<Arc<dyn vault::Vault>, StorageError> {
+    let (scheme, rest) = split_url(url);
+    let inner: Arc<dyn vault::Vault> = match scheme {
+        "embedded" | "redb" | "file" => {
+            let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
+            Arc::new(vault::embedded::RedbVault::open(&dir.join("vault.redb"))?)
+        }
+        "scylla" => Arc::new(vault::scylla::ScyllaVault::open(url).await?),
+        other => return Err(StorageError::UnsupportedBackend { port: "vault", scheme: other.to_string() }),
+    };
+    Ok(Arc::new(vault::Instrumented::new(inner)))
+}
+
 #[cfg(test)]
 mod redact_tests {
     use super::redact;
@@ -200,38 +234,4 @@ mod redact_tests {
             }
         }
     }
-}
-
-/// The vault URL used when none is configured: beside the read store. A Scylla store
-/// `scylla://hosts/ks?…` keeps it in keyspace `ks_vault` of the same cluster (keyspace
-/// `kurz` when the URL names none); every other store keeps it embedded in the data
-/// directory.
-pub fn default_vault_url(store_url: &str) -> String {
-    let Some(rest) = store_url.strip_prefix("scylla://") else { return "embedded".to_string() };
-    let (base, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, ks) = match base.split_once('/') {
-        Some((a, ks)) if !ks.is_empty() => (a, ks),
-        Some((a, _)) => (a, "kurz"),
-        None => (base, "kurz"),
-    };
-    format!("scylla://{authority}/{ks}_vault{}", query.map(|q| format!("?{q}")).unwrap_or_default())
-}
-
-/// Opens the key vault named by `url`: `embedded` keeps it in `<data_dir>/vault.redb`;
-/// `scylla://[user:password@]host:port[,…]/keyspace[?tls=true…]` in a keyspace of its
-/// own (see [`vault`]).
-pub async fn open_vault(url: &str, data_dir: &Path) -> Result<Arc<dyn vault::Vault>, StorageError> {
-    let (scheme, rest) = split_url(url);
-    let inner: Arc<dyn vault::Vault> = match scheme {
-        "embedded" | "redb" | "file" => {
-            let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
-            Arc::new(vault::embedded::RedbVault::open(&dir.join("vault.redb"))?)
-        }
-        "scylla" => Arc::new(vault::scylla::ScyllaVault::open(url).await?),
-        other => return Err(StorageError::UnsupportedBackend { port: "vault", scheme: other.to_string() }),
-    };
-    Ok(Arc::new(vault::Instrumented::new(inner)))
 }

@@ -98,6 +98,7 @@ const FD_RESERVE: u64 = 512;
 
 /// Raises the soft open-files limit to the hard one (as Go's runtime and nginx's
 /// `worker_rlimit_nofile` do), and returns the soft limit it ends at.
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is `u64` on Linux, not on every unix
 pub fn raise_fd_limit() -> Option<u64> {
     #[cfg(unix)]
     unsafe {
@@ -118,6 +119,7 @@ pub fn raise_fd_limit() -> Option<u64> {
 }
 
 /// Client connections this process can hold: the open-files limit less a reserve.
+#[allow(clippy::unnecessary_cast)] // as above
 pub fn fd_budget() -> Option<usize> {
     #[cfg(unix)]
     unsafe {
@@ -401,10 +403,7 @@ mod tests {
     /// Whether the server has closed `s` (reads until EOF or a reset).
     async fn closed(s: &mut TcpStream) -> bool {
         let mut rest = Vec::new();
-        match tokio::time::timeout(BOUND, s.read_to_end(&mut rest)).await {
-            Ok(_) => true,
-            Err(_) => false,
-        }
+        tokio::time::timeout(BOUND, s.read_to_end(&mut rest)).await.is_ok()
     }
 
     #[tokio::test]

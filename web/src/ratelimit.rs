@@ -336,8 +336,11 @@ pub struct ByAddress {
     pub client: Arc<ClientIp>,
     /// Requests the limit does not apply to, judged from the head (the operator's admin
     /// token on the write routes).
-    pub exempt: Option<Arc<dyn Fn(&HeaderMap) -> bool + Send + Sync>>,
+    pub exempt: Option<Exempt>,
 }
+
+/// Which requests a limit lets through uncounted, judged from the head.
+pub type Exempt = Arc<dyn Fn(&HeaderMap) -> bool + Send + Sync>;
 
 impl ByAddress {
     /// The same limit, with `exempt` requests let through uncounted.

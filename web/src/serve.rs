@@ -321,7 +321,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_drain_limit_cuts_off_a_request_that_outlasts_it() {
-        let router = Router::new().route("/hang", get(|| std::future::pending::<&'static str>()));
+        let router = Router::new().route("/hang", get(std::future::pending::<&'static str>));
         let (addr, stop, task) = start(router, Duration::from_millis(200)).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /hang HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();

@@ -119,10 +119,8 @@ impl Checker {
                 }
                 *self.links_by_command.entry(ev.command_id.clone()).or_default() += 1;
             }
-            ("user_created", _, Some(user)) => {
-                if !self.user_ids.insert(user.id) {
-                    self.report.ids_minted_twice.add(format!("user id {} again at {at}", user.id));
-                }
+            ("user_created", _, Some(user)) if !self.user_ids.insert(user.id) => {
+                self.report.ids_minted_twice.add(format!("user id {} again at {at}", user.id));
             }
             ("decided", _, _) => {
                 if let Some(first) = self.decided.insert(ev.command_id.clone(), at.to_string()) {

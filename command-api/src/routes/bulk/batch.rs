@@ -190,7 +190,7 @@ impl<R: Explicit + Send + 'static> Batcher<R> {
         }
         match o.answer {
             Answer::Count { count, skipped } => {
-                self.count += count as u64;
+                self.count += count;
                 for p in skipped {
                     self.problems.add(p);
                 }

@@ -117,24 +117,6 @@ pub(super) fn sync_data(file: &File, path: &Path) -> std::io::Result<()> {
     file.sync_data()
 }
 
-#[cfg(test)]
-pub(super) mod failpoint {
-    use std::collections::HashSet;
-    use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
-
-    static FAIL: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
-
-    /// The next sync of the file at `path` fails.
-    pub fn fail_next_sync(path: &Path) {
-        FAIL.lock().unwrap().get_or_insert_with(HashSet::new).insert(path.to_path_buf());
-    }
-
-    pub(super) fn take(path: &Path) -> bool {
-        FAIL.lock().unwrap().as_mut().is_some_and(|s| s.remove(path))
-    }
-}
-
 /// Makes a directory's entries (files created or renamed in it) durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -260,4 +242,22 @@ pub(super) fn read_partition(part: &Partition, partition: u32, from: u64, last: 
         pos += (HEADER + body_len) as u64;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+pub(super) mod failpoint {
+    use std::collections::HashSet;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    static FAIL: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+    /// The next sync of the file at `path` fails.
+    pub fn fail_next_sync(path: &Path) {
+        FAIL.lock().unwrap().get_or_insert_with(HashSet::new).insert(path.to_path_buf());
+    }
+
+    pub(super) fn take(path: &Path) -> bool {
+        FAIL.lock().unwrap().as_mut().is_some_and(|s| s.remove(path))
+    }
 }
