@@ -10,6 +10,7 @@
 //!   role). Trace context crosses the log in W3C `traceparent` form: [`traceparent`]
 //!   reads it from the current span, [`continue_trace`] makes a span its child.
 
+pub mod exposition;
 mod json;
 
 /// The W3C trace-context key, in HTTP headers and in log record headers alike
