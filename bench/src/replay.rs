@@ -1,5 +1,5 @@
 //! Replay rate, embedded log to embedded store: `kurz replay --all`'s own code
-//! (`kurz::replay::run`) over the seed history plus a volume of clicks, against the
+//! (`kurz_projector::replay::rebuild`) over the seed history plus a volume of clicks, against the
 //! rate at which the same log is only read and decoded (the baseline, same run).
 
 use crate::clicks::{generate, Rng};
@@ -65,7 +65,7 @@ pub async fn run(a: Args) -> Value {
     let data = dir.path().to_str().unwrap().to_string();
     let cfg = || Wrap::parse_from(["kurz", "--data-dir", &data, "--auth", "open", "--log", "warn"]).c;
     let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kurz/tests/fixtures/seed-data");
-    kurz::import::run(seed, None, None, 5000, cfg()).await.expect("seed import");
+    kurz::cli::import::run(seed, None, None, 5000, cfg()).await.expect("seed import");
     {
         // The import's process let go of the log a moment ago; its tasks may still be
         // finishing on the runtime.
@@ -83,14 +83,14 @@ pub async fn run(a: Args) -> Value {
             kurz_storage::log::append_keyed(&*log, topics::CLICKS, batch).await.unwrap();
         }
     }
-    let ports = kurz::Ports::open(&cfg()).await.unwrap();
+    let ports = kurz::Ports::open(&cfg().storage).await.unwrap();
     let t = Instant::now();
     let records = read_all(&*ports.log).await;
     let read_rate = records as f64 / t.elapsed().as_secs_f64();
     eprintln!("read + decode: {records} records, {read_rate:.0}/s");
 
-    let req = kurz::replay::ReplayRequest { projections: vec!["all".into()], verify: false };
-    let report = kurz::replay::run(&ports, &req, Arc::default(), Arc::default()).await.unwrap();
+    let req = kurz_projector::replay::ReplayRequest { projections: vec!["all".into()], verify: false };
+    let report = kurz_projector::replay::rebuild(&ports.replay_sources(), &req, Arc::default(), Arc::default()).await.unwrap();
     eprintln!("replay: {} records in {:.2} s, {:.0}/s", report.records, report.seconds, report.records_per_s);
     assert_eq!(report.records, records, "the replay applied every record once");
     json!({
@@ -109,7 +109,7 @@ pub async fn run(a: Args) -> Value {
 pub fn markdown(v: &Value) -> String {
     format!(
         "# Replay rate: embedded log to embedded store\n\n\
-         `kurz replay --all`'s code (`kurz::replay::run`) rebuilds a new store generation from \
+         `kurz replay --all`'s code (`kurz_projector::replay::rebuild`) rebuilds a new store generation from \
          the seed history (`kurz import`) plus {clicks} generated clicks over {links} links: \
          {records} records. Baseline, same run: reading and decoding the same log without \
          applying it.\n\n\

@@ -46,6 +46,15 @@ pub struct Settings {
     pub rate: kurz_web::ratelimit::Policy,
 }
 
+impl Settings {
+    /// The callers' authentication these settings describe: the admin token, the
+    /// current secret and the earlier ones whose sessions still verify. Built once per
+    /// process ([`CommandApi::auth`] hands it on).
+    pub fn auth(&self) -> auth::Auth {
+        auth::Auth::new(self.auth, self.admin_token.clone(), self.secret.clone()).with_previous(&self.previous_secrets)
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -69,7 +78,7 @@ pub struct Inner {
     /// Users' data keys: personal data is sealed under them in the commands and
     /// events topics.
     pub keys: Arc<Keyring>,
-    pub auth: auth::Auth,
+    pub auth: Arc<auth::Auth>,
     pub settings: Settings,
     pub command_partitions: u32,
     pub limits: Limits,
@@ -169,8 +178,7 @@ impl CommandApi {
         settings: Settings,
     ) -> Result<CommandApi, Error> {
         let command_partitions = log.partitions(kurz_schemas::topics::COMMANDS).await?;
-        let auth =
-            auth::Auth::new(settings.auth, settings.admin_token.clone(), settings.secret.clone()).with_previous(&settings.previous_secrets);
+        let auth = Arc::new(settings.auth());
         let limits = Limits::new(&settings.rate, auth.admin_token());
         Ok(CommandApi {
             state: AppState(Arc::new(Inner {
@@ -204,23 +212,32 @@ impl CommandApi {
         kurz_web::finish(kurz_web::assemble(self.routes()).merge(kurz_web::health::routes(checks, self.state.auth.admin_token())))
     }
 
+    /// Who the callers are: the one [`auth::Auth`] of this process, for the routes other
+    /// roles serve beside these (the admin routes of `kurz serve`).
+    pub fn auth(&self) -> Arc<auth::Auth> {
+        self.state.auth.clone()
+    }
+
     pub fn deciders(&self) -> decider::Deciders {
         decider::Deciders::new(self.state.log.clone(), self.state.keys.clone())
     }
 
     /// Serves the write API and runs the deciders until `stop` fires; then stops
-    /// accepting, drains in-flight requests and stops the deciders.
+    /// accepting and drains in-flight requests (which still need the deciders for their
+    /// outcomes), and only then stops the deciders, which finish their batch: each for
+    /// at most `limits.drain` (`kurz_web::workers`).
     pub async fn run_until_stopped(
         self,
         listener: tokio::net::TcpListener,
         limits: kurz_web::serve::Limits,
         stop: CancellationToken,
     ) -> Result<(), Error> {
-        let deciders = tokio::spawn(self.deciders().run_until_stopped(stop.clone()));
-        let app = self.router();
-        kurz_web::serve::serve(listener, app, limits, stop.clone()).await?;
-        stop.cancel();
-        let _ = deciders.await;
+        let mut workers = kurz_web::workers::Workers::new();
+        let deciders = self.deciders();
+        workers.spawn("deciders", |stop| deciders.run_until_stopped(stop));
+        let drain = limits.drain;
+        kurz_web::serve::serve(listener, self.router(), limits, stop).await?;
+        workers.stop(drain).await;
         Ok(())
     }
 }

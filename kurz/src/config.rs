@@ -14,29 +14,11 @@ pub struct Config {
     #[arg(long, env = "KURZ_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: String,
 
-    /// Directory of the embedded backends' files, the secret and the generated admin token.
-    #[arg(long, env = "KURZ_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub storage: Storage,
 
-    /// Event-log backend: `embedded` (redb file under the data dir).
-    #[arg(long, env = "KURZ_LOG_URL", default_value = "embedded")]
-    pub log_url: String,
-
-    /// Read-store backend: `embedded` (redb file under the data dir).
-    #[arg(long, env = "KURZ_STORE_URL", default_value = "embedded")]
-    pub store_url: String,
-
-    /// Key vault (users' data keys, for crypto-shredding): `embedded` (`vault.redb` in
-    /// the data dir) or `scylla://…/keyspace`. Unset: beside the read store (a Scylla
-    /// store's cluster, keyspace `<store keyspace>_vault`). Every process of one
-    /// deployment must use the same vault, and it is never rebuilt from the log: back it
-    /// up (an erasure in it is final).
-    #[arg(long, env = "KURZ_VAULT_URL")]
-    pub vault_url: Option<String>,
-
-    /// Hot-cache backend: `memory` (in-process, quick_cache; `memory://?capacity=N` entries).
-    #[arg(long, env = "KURZ_CACHE_URL", default_value = "memory")]
-    pub cache_url: String,
+    #[command(flatten)]
+    pub delivery: Delivery,
 
     /// Access mode: `token` (writes need a bearer token) or `open` (no tokens anywhere).
     #[arg(long, env = "KURZ_AUTH", default_value = "token", value_parser = parse_auth)]
@@ -61,14 +43,6 @@ pub struct Config {
     /// (rotation: move the old secret here, set a new `KURZ_SECRET`).
     #[arg(long, env = "KURZ_PREVIOUS_SECRETS", hide_env_values = true, value_delimiter = ',')]
     pub previous_secrets: Vec<String>,
-
-    /// Partitions of the commands and events topics, when kurz creates them (max 64).
-    #[arg(long, env = "KURZ_PARTITIONS", default_value_t = 8)]
-    pub partitions: u32,
-
-    /// Partitions of the clicks topic, when kurz creates it (max 64).
-    #[arg(long, env = "KURZ_CLICK_PARTITIONS", default_value_t = 8)]
-    pub click_partitions: u32,
 
     /// Base of `short_url` in `/shorten` answers. Unset: `http://<Host header>`.
     #[arg(long, env = "KURZ_PUBLIC_URL")]
@@ -184,18 +158,82 @@ pub struct Config {
     #[arg(long, env = "KURZ_WATCHDOG_BACKOFF_MS", default_value_t = 1_000)]
     pub watchdog_backoff_ms: u64,
 
-    /// Deliveries of a record before it goes to the dead-letter topic
-    /// (kurz.deadletter.v1); a process that dies on it counts one.
-    #[arg(long, env = "KURZ_MAX_ATTEMPTS", default_value_t = 5)]
-    pub max_attempts: u32,
-
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `kurz=debug,info`.
     #[arg(long, env = "KURZ_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// Where the event log is: all that `kurz tail` and `kurz verify-log` read.
+#[derive(Debug, Clone, Args)]
+pub struct LogSource {
+    /// Directory of the embedded backends' files, the secret and the generated admin token.
+    #[arg(long, env = "KURZ_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Event-log backend: `embedded` (`log.redb` under the data dir) or
+    /// `kafka://host:port[,host:port]?replication=3` (librdkafka settings pass through as
+    /// `a.b=value`; README: Configuration). `kafka://` needs the `kafka` cargo feature
+    /// (on by default).
+    #[arg(long, env = "KURZ_LOG_URL", default_value = "embedded")]
+    pub log_url: String,
 
     /// An env-style file of `KURZ_*=value` settings, read before the environment.
     #[arg(long, env = "KURZ_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Every storage port: what `kurz replay` and `kurz parked` open.
+#[derive(Debug, Clone, Args)]
+pub struct Storage {
+    #[command(flatten)]
+    pub log: LogSource,
+
+    /// Read-store backend: `embedded` (`store.redb` under the data dir) or
+    /// `scylla://[user:password@]host:port[,host:port]/keyspace?consistency=local_quorum`
+    /// (README: Configuration). `scylla://` needs the `scylla` cargo feature (on by
+    /// default).
+    #[arg(long, env = "KURZ_STORE_URL", default_value = "embedded")]
+    pub store_url: String,
+
+    /// Key vault (users' data keys, for crypto-shredding): `embedded` (`vault.redb` in
+    /// the data dir) or `scylla://…/keyspace`. Unset: beside the read store (a Scylla
+    /// store's cluster, keyspace `<store keyspace>_vault`). Every process of one
+    /// deployment must use the same vault, and it is never rebuilt from the log: back it
+    /// up (an erasure in it is final).
+    #[arg(long, env = "KURZ_VAULT_URL")]
+    pub vault_url: Option<String>,
+
+    /// Hot-cache backend: `memory` (in-process, quick_cache; `memory://?capacity=N`
+    /// entries), `none`, or `redis://[:password@]host:port[/db]?near_capacity=N`
+    /// (`rediss://` for TLS; README: Configuration). `redis://` needs the `redis` cargo
+    /// feature (on by default).
+    #[arg(long, env = "KURZ_CACHE_URL", default_value = "memory")]
+    pub cache_url: String,
+
+    /// Partitions of the commands and events topics, when kurz creates them (max 64).
+    #[arg(long, env = "KURZ_PARTITIONS", default_value_t = 8)]
+    pub partitions: u32,
+
+    /// Partitions of the clicks topic, when kurz creates it (max 64).
+    #[arg(long, env = "KURZ_CLICK_PARTITIONS", default_value_t = 8)]
+    pub click_partitions: u32,
+}
+
+impl Storage {
+    /// The directory of the embedded backends' files and the generated secrets.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.log.data_dir
+    }
+}
+
+/// How often a record is delivered before it is dead-lettered: the projector's and
+/// `kurz parked`'s.
+#[derive(Debug, Clone, Args)]
+pub struct Delivery {
+    /// Deliveries of a record before it goes to the dead-letter topic
+    /// (kurz.deadletter.v1); a process that dies on it counts one.
+    #[arg(long, env = "KURZ_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
 }
 
 impl Config {

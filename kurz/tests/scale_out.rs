@@ -818,7 +818,7 @@ async fn kill_9_of_each_role_loses_no_acknowledged_create() {
     // The log itself, read as every reader reads it: no alias granted twice, no id
     // minted twice, no command decided twice (`kurz verify-log`).
     let log = kurz_storage::open_log(&s.tansu.url(), std::path::Path::new("/nonexistent")).unwrap();
-    let report = kurz::verify_log::run(&*log, false).await.unwrap();
+    let report = kurz::cli::verify_log::run(&*log, false).await.unwrap();
     eprintln!("[scale] verify-log: {}", report.render());
     add("the events topic has problems", if report.problems() > 0 { vec![report.render()] } else { Vec::new() });
     // One link_created per create command: no command's link was created twice.

@@ -252,8 +252,8 @@ async fn zombies(impair: Impair) {
 
     // The events topic as every reader keeps it, and as it lies (what the zombies left).
     let log = kurz_storage::open_log(&s.tansu.url(), std::path::Path::new("/nonexistent")).unwrap();
-    let kept = kurz::verify_log::run(&*log, false).await.unwrap();
-    let raw = kurz::verify_log::run(&*log, true).await.unwrap();
+    let kept = kurz::cli::verify_log::run(&*log, false).await.unwrap();
+    let raw = kurz::cli::verify_log::run(&*log, true).await.unwrap();
     let fenced = s.grep("moved under its decider").len() + s.grep("decider_ignored_records").len();
     eprintln!(
         "[zombie] {}, {} rounds: commands decided twice {}, aliases granted twice {} (answers: {}), ids minted twice {} (answers: {}), acknowledged writes missing {}; \

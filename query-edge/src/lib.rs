@@ -111,7 +111,9 @@ impl QueryEdge {
         self.flusher
     }
 
-    /// Serves until `stop` under `limits` (connection limits and the drain limit).
+    /// Serves until `stop` under `limits` (connection limits and the drain limit); once
+    /// the requests have drained, flushes the clicks they captured (for at most the
+    /// drain limit again, `kurz_web::workers`).
     pub async fn run_until_stopped(
         self,
         listener: tokio::net::TcpListener,
@@ -120,12 +122,12 @@ impl QueryEdge {
     ) -> Result<(), Error> {
         let app = self.router();
         let fast = self.fast_path();
-        let flusher_stop = CancellationToken::new();
-        let flusher = tokio::spawn(self.flusher.run_until_stopped(flusher_stop.clone()));
+        let drain = limits.drain;
+        let mut workers = kurz_web::workers::Workers::new();
+        let flusher = self.flusher;
+        workers.spawn("click_flusher", |stop| flusher.run_until_stopped(stop));
         kurz_web::serve::serve_with(listener, app, Some(fast), limits, stop).await?;
-        // Requests have drained: flush the clicks they captured, then stop.
-        flusher_stop.cancel();
-        let _ = flusher.await;
+        workers.stop(drain).await;
         Ok(())
     }
 }

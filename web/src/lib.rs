@@ -9,6 +9,7 @@ pub mod observe;
 pub mod params;
 pub mod ratelimit;
 pub mod serve;
+pub mod workers;
 
 pub use body::{JsonBytes, JsonObject, RawBody};
 pub use error::ApiError;

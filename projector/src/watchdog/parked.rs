@@ -180,3 +180,37 @@ async fn dead_letter(projector: &Projector, record: &ParkedRecord, reason: &str)
     }
     release(projector, record, Vec::new()).await
 }
+
+/// What an operator asks of the parked records (`kurz parked`, `/admin/parked`).
+#[derive(Debug, Clone)]
+pub enum Action {
+    List,
+    Redrive(Selector),
+    Skip(ParkedId),
+}
+
+/// The answer to an [`Action`].
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Report {
+    List { count: usize, parked: Vec<ParkedRecord> },
+    Redriven { delivered: usize, failed: usize, dead_lettered: usize },
+}
+
+impl From<Redriven> for Report {
+    fn from(r: Redriven) -> Report {
+        Report::Redriven { delivered: r.delivered, failed: r.failed, dead_lettered: r.dead_lettered }
+    }
+}
+
+/// Carries out `action` with `projector`.
+pub async fn act(projector: &Projector, action: Action) -> Result<Report, Error> {
+    Ok(match action {
+        Action::List => {
+            let parked = projector.store().parked().await?;
+            Report::List { count: parked.len(), parked }
+        }
+        Action::Redrive(sel) => redrive(projector, &sel).await?.into(),
+        Action::Skip(id) => skip(projector, &id).await?.into(),
+    })
+}

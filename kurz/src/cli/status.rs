@@ -3,7 +3,25 @@
 //! partition, parked work, and the most frequent errors.
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Base URLs of the processes to summarise.
+    #[arg(long = "url", default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    urls: Vec<String>,
+    /// Seconds between the two scrapes that rates are computed from.
+    #[arg(long, default_value_t = 1.0)]
+    interval: f64,
+}
+
+pub fn main(a: Args) -> ExitCode {
+    super::run("status", async {
+        print!("{}", run(&a.urls, Duration::from_secs_f64(a.interval.max(0.1))).await?);
+        Ok::<_, String>(())
+    })
+}
 
 pub use kurz_telemetry::exposition::{parse, Sample};
 

@@ -5,6 +5,12 @@
 //! last batch landed, and the position guard keeps every record applied exactly once,
 //! so the result equals an uninterrupted replay.
 
+mod job;
+mod rebuild;
+
+pub use job::{ReplayStatus, Replayer};
+pub use rebuild::{pick_generation, rebuild, ReplayReport, ReplayRequest, Sources, GRACE};
+
 use crate::batch::{project, store_batch, ParkedKeys};
 use crate::projections::{self, Projection};
 use crate::Error;

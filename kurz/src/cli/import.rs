@@ -18,10 +18,42 @@
 //! user, a change older than its link's creation, a `deleted` row of a link that
 //! `urls.csv` says is active, a link of an unknown user.
 
+use super::Remote;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory holding users.csv, urls.csv and events.csv (any of them).
+    dir: PathBuf,
+    /// A running command-api to load through (e.g. http://127.0.0.1:8080). Unset: kurz
+    /// starts in this process on the configured storage, imports and stops.
+    #[arg(long)]
+    url: Option<String>,
+    /// Bearer token for --url (the admin token, in token mode).
+    #[arg(long, env = "KURZ_IMPORT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Rows per bulk request.
+    #[arg(long, default_value_t = 5000)]
+    chunk: usize,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The kurz that imports when no --url is given.
+    #[command(flatten)]
+    config: crate::Config,
+}
+
+pub fn main(a: Args) -> ExitCode {
+    super::run("import", async {
+        let report = run(a.dir, a.url, a.token, a.chunk, a.config).await?;
+        super::print(&report, a.json, Report::render);
+        Ok::<_, crate::Error>(())
+    })
+}
 
 /// The files, in load order: users before the links they own, links before history.
 pub const FILES: [(&str, &str); 3] = [("users.csv", "/users/bulk"), ("urls.csv", "/urls/bulk"), ("events.csv", "/events/bulk")];
@@ -163,19 +195,19 @@ pub async fn run(
 ) -> Result<Report, crate::Error> {
     let inconsistencies = check(&dir)?;
     let files = match url {
-        Some(base) => load(&dir, base.trim_end_matches('/'), token.as_deref(), chunk).await?,
+        Some(base) => load(&dir, &remote(&base, token)?, chunk).await?,
         None => {
             let token = match cfg.auth {
-                kurz_command_api::AuthMode::Token => Some(crate::secrets::admin_token(cfg.admin_token.as_deref(), &cfg.data_dir)?),
+                kurz_command_api::AuthMode::Token => Some(crate::secrets::admin_token(cfg.admin_token.as_deref(), cfg.storage.data_dir())?),
                 kurz_command_api::AuthMode::Open => None,
             };
             let app = crate::App::build(cfg).await?;
             // A loopback port only this import knows.
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let base = format!("http://{}", listener.local_addr()?);
+            let remote = remote(&format!("http://{}", listener.local_addr()?), token)?;
             let stop = tokio_util::sync::CancellationToken::new();
             let server = tokio::spawn(app.run_until_stopped(listener, stop.clone()));
-            let loaded = load(&dir, &base, token.as_deref(), chunk).await;
+            let loaded = load(&dir, &remote, chunk).await;
             // Every load was answered after the read model had it; stopping stores the
             // projector's positions.
             stop.cancel();
@@ -186,11 +218,15 @@ pub async fn run(
     Ok(Report { files, inconsistencies })
 }
 
-/// Posts each file to its bulk route in chunks of `chunk` rows (the header repeated).
-/// `base`: the command-api's URL; `token`: a bearer token with admin rights, if the
-/// deployment asks for one.
-pub async fn load(dir: &Path, base: &str, token: Option<&str>, chunk: usize) -> Result<Vec<FileReport>, ImportError> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(300)).build().map_err(|e| ImportError::Http(e.to_string()))?;
+/// The client of the command-api that loads the rows: a bulk request may take long.
+fn remote(base: &str, token: Option<String>) -> Result<Remote, ImportError> {
+    Remote::new(base, token, Duration::from_secs(300)).map_err(|e| ImportError::Http(e.to_string()))
+}
+
+/// Posts each file to its bulk route in chunks of `chunk` rows (the header repeated),
+/// through `remote` (a command-api, with a token of admin rights if the deployment
+/// asks for one).
+pub async fn load(dir: &Path, remote: &Remote, chunk: usize) -> Result<Vec<FileReport>, ImportError> {
     let mut reports = Vec::new();
     for (file, endpoint) in FILES {
         let path = dir.join(file);
@@ -201,15 +237,10 @@ pub async fn load(dir: &Path, base: &str, token: Option<&str>, chunk: usize) -> 
         let mut report = FileReport { file: file.to_string(), ..FileReport::default() };
         for body in chunks(&text, chunk.max(1)).map_err(|e| ImportError::File(path.clone(), e))? {
             report.rows += body.rows;
-            let mut req = client.post(format!("{base}{endpoint}")).header("content-type", "text/csv").body(body.text);
-            if let Some(t) = token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req.send().await.map_err(|e| ImportError::Http(format!("{endpoint}: {e}")))?;
-            let status = resp.status().as_u16();
-            let text = resp.text().await.map_err(|e| ImportError::Http(format!("{endpoint}: {e}")))?;
-            if status != 201 {
-                return Err(ImportError::Rejected { endpoint: endpoint.to_string(), status, body: text });
+            let req = remote.request(reqwest::Method::POST, endpoint).header("content-type", "text/csv").body(body.text);
+            let (status, text) = remote.send(req).await.map_err(|e| ImportError::Http(format!("{endpoint}: {e}")))?;
+            if status != reqwest::StatusCode::CREATED {
+                return Err(ImportError::Rejected { endpoint: endpoint.to_string(), status: status.as_u16(), body: text });
             }
             let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ImportError::Http(format!("{endpoint}: {e}")))?;
             report.imported += v["count"].as_u64().unwrap_or(0);

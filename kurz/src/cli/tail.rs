@@ -5,11 +5,36 @@
 //! The embedded log belongs to the process that runs it: tail it while that process is
 //! stopped, or run kurz on `kafka://` to tail it live.
 
+use crate::config::LogSource;
 use crate::Error;
 use kurz_storage::EventLog;
 use std::io::Write;
+use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `clicks` (kurz.clicks.v1) or `events` (kurz.events.v1).
+    topic: String,
+    /// Start at the first record instead of the current end.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Stop at the end the topic had when tail started, instead of following it.
+    #[arg(long)]
+    exit: bool,
+    #[command(flatten)]
+    log: LogSource,
+}
+
+pub fn main(a: Args) -> ExitCode {
+    super::run("tail", async {
+        let topic = topic(&a.topic)?;
+        let log = super::open_log(&a.log, "tailed")?;
+        let mut out = std::io::stdout();
+        run(&*log, topic, a.from_beginning, a.exit, &mut out, crate::shutdown_signal()).await.map(|_| ())
+    })
+}
 
 const READ: usize = 1024;
 
