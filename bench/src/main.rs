@@ -89,9 +89,9 @@ fn main() {
                 ("sealing", v, md)
             }
             Bench::Redirects(a) => {
-                let v = redirects::run(a).await;
-                let md = redirects::markdown(&v);
-                ("redirects", v, md)
+                let report = redirects::run(a).await;
+                let md = redirects::markdown(&report);
+                ("redirects", serde_json::to_value(&report).unwrap(), md)
             }
             Bench::Render { .. } => unreachable!("handled above"),
         };
@@ -103,14 +103,17 @@ fn main() {
 /// `kurz-bench render <name>`: the markdown of a stored JSON result. Exit code 2 for an
 /// unknown name or an unreadable result.
 fn render(out: &std::path::Path, name: &str) -> i32 {
-    let markdown: fn(&serde_json::Value) -> String = match name {
-        "staleness" => staleness::markdown,
-        "creates" => creates::markdown,
-        "redirects" => redirects::markdown,
-        "clicks" => clicks::markdown,
-        "replay" => replay::markdown,
-        "abuse" => abuse::markdown,
-        "sealing" => sealing::markdown,
+    let markdown: fn(&serde_json::Value) -> Result<String, String> = match name {
+        "staleness" => |v| Ok(staleness::markdown(v)),
+        "creates" => |v| Ok(creates::markdown(v)),
+        "redirects" => |v| {
+            use serde::Deserialize;
+            redirects::Report::deserialize(v).map(|r| redirects::markdown(&r)).map_err(|e| e.to_string())
+        },
+        "clicks" => |v| Ok(clicks::markdown(v)),
+        "replay" => |v| Ok(replay::markdown(v)),
+        "abuse" => |v| Ok(abuse::markdown(v)),
+        "sealing" => |v| Ok(sealing::markdown(v)),
         _ => {
             eprintln!("kurz-bench render: no benchmark named '{name}'");
             return 2;
@@ -125,9 +128,16 @@ fn render(out: &std::path::Path, name: &str) -> i32 {
                 return 2;
             }
         };
+    let md = match markdown(&v) {
+        Ok(md) => md,
+        Err(e) => {
+            eprintln!("kurz-bench render: {}: {e}", path.display());
+            return 2;
+        }
+    };
     // Only the markdown: the JSON stays byte for byte as measured.
     let md_path = out.join(format!("{name}.md"));
-    if let Err(e) = std::fs::write(&md_path, markdown(&v)) {
+    if let Err(e) = std::fs::write(&md_path, md) {
         eprintln!("kurz-bench render: {}: {e}", md_path.display());
         return 2;
     }

@@ -5,54 +5,44 @@
 //! `storage/src/cache/`, `query-edge/src/capture/`, `projector/src/projections/clicks/`,
 //! `storage/src/store/embedded.rs`).
 
-use super::TARGET_THROUGHPUT_RATIO;
-use serde_json::Value;
+use super::profile::List::{self, Categories, Inclusive, Threads};
+use super::report::{Report, TARGET_THROUGHPUT_RATIO};
 
-pub(super) fn findings(v: &Value) -> String {
-    let f = |x: &Value| x.as_f64().unwrap_or(f64::NAN);
-    let prof = |label: &str| v["profile"].as_array().and_then(|a| a.iter().find(|p| p["label"] == label)).cloned();
-    // µs/req of a profile row.
-    let us = |label: &str, list: &str, name: &str| -> f64 {
-        prof(label)
-            .and_then(|p| {
-                let cpu = f(&p["cpu_us_per_request"]);
-                // A row a profile lacks had no samples.
-                p[list].as_array().map(|a| a.iter().find(|c| c[0].as_str() == Some(name)).map_or(0.0, |c| f(&c[1]) * cpu / 100.0))
-            })
-            .unwrap_or(f64::NAN)
+pub(super) fn findings(v: &Report) -> String {
+    let prof = |label: &str| v.profile.as_ref().and_then(|a| a.iter().find(|p| p.label == label));
+    // µs/req of a profile row (a row a profile lacks had no samples; NaN without that profile).
+    let us = |label: &str, list: List, name: &str| -> f64 {
+        prof(label).map_or(f64::NAN, |p| p.share(list, name) * p.cpu_us_per_request / 100.0)
     };
-    let split = |k: &str| {
-        v["cpu_us_per_request_split"]
-            .as_object()
-            .and_then(|o| o.iter().find(|(n, _)| n.starts_with(k)).map(|(_, x)| f(x)))
-            .unwrap_or(f64::NAN)
-    };
-    let c = |k: &str, what: &str| f(&v[k][what]);
-    let runs = v["kurz_hot"]["runs"].as_array().cloned().unwrap_or_default();
-    let appended: f64 = runs.iter().map(|r| f(&r["server"]["clicks_appended"])).sum();
-    let dropped: f64 = runs.iter().map(|r| f(&r["server"]["clicks_dropped"])).sum();
+    let split = &v.cpu_us_per_request_split;
+    let appended = v.kurz_hot.server_sum(|s| s.clicks_appended);
+    let dropped = v.kurz_hot.server_sum(|s| s.clicks_dropped);
     let captured = appended / (appended + dropped).max(1.0);
-    let capture_us = split("4a.");
-    let projection_us = split("4b.");
+    let capture_us = split.capture;
+    let projection_us = split.projection;
     let click_us = capture_us + projection_us;
-    let cache_get = us("kurz HEAD", "inclusive", "quick_cache Cache::get");
+    let cache_get = us("kurz HEAD", Inclusive, "quick_cache Cache::get");
     // `observed_now` is inlined into the fast path's closure, so its own row can read 0:
     // it holds at least the redirect below it.
-    let observed = us("kurz HEAD", "inclusive", "redirect fast path: observe::observed (span, metrics, catch-panic) and all below")
-        .max(us("kurz HEAD", "inclusive", "redirect (lookup, Location, click record)"));
-    let handler = us("kurz HEAD", "inclusive", "redirect (lookup, Location, click record)");
-    let resolve = us("kurz HEAD", "inclusive", "cache lookup (get_local at once, or resolve)");
-    let malloc_head = us("kurz HEAD", "categories", "allocator (mimalloc)");
-    let malloc_ceiling = us("ceiling", "categories", "allocator (mimalloc)");
-    let apply = us("kurz GET", "inclusive", "blocking pool tasks (the store's redb write transactions of projected clicks, log reads)");
-    let history = us("kurz GET", "inclusive", "click history rows (`write_click_rows`: JSON row and index entries per click)");
-    let flusher = us("kurz edge capture on", "inclusive", "ClickFlusher (click encode + append)");
-    let record = us("kurz edge capture on", "inclusive", "click record on the request path (copy headers, queue push)");
-    let writer = us("kurz edge capture on", "threads", "kurz-log-writer");
-    let syncer = us("kurz edge capture on", "threads", "kurz-log-syncer");
-    let prom = us("kurz HEAD", "categories", "prometheus (metrics labels, observe)");
-    let kernel_head = us("kurz HEAD", "categories", "kernel (loopback TCP, epoll, syscalls)");
-    let kernel_ceiling = us("ceiling", "categories", "kernel (loopback TCP, epoll, syscalls)");
+    let observed = us("kurz HEAD", Inclusive, "redirect fast path: observe::observed (span, metrics, catch-panic) and all below").max(us(
+        "kurz HEAD",
+        Inclusive,
+        "redirect (lookup, Location, click record)",
+    ));
+    let handler = us("kurz HEAD", Inclusive, "redirect (lookup, Location, click record)");
+    let resolve = us("kurz HEAD", Inclusive, "cache lookup (get_local at once, or resolve)");
+    let malloc_head = us("kurz HEAD", Categories, "allocator (mimalloc)");
+    let malloc_ceiling = us("ceiling", Categories, "allocator (mimalloc)");
+    let apply = us("kurz GET", Inclusive, "blocking pool tasks (the store's redb write transactions of projected clicks, log reads)");
+    let history = us("kurz GET", Inclusive, "click history rows (`write_click_rows`: JSON row and index entries per click)");
+    let flusher = us("kurz edge capture on", Inclusive, "ClickFlusher (click encode + append)");
+    let record = us("kurz edge capture on", Inclusive, "click record on the request path (copy headers, queue push)");
+    let writer = us("kurz edge capture on", Threads, "kurz-log-writer");
+    let syncer = us("kurz edge capture on", Threads, "kurz-log-syncer");
+    let prom = us("kurz HEAD", Categories, "prometheus (metrics labels, observe)");
+    let kernel_head = us("kurz HEAD", Categories, "kernel (loopback TCP, epoll, syscalls)");
+    let kernel_ceiling = us("ceiling", Categories, "kernel (loopback TCP, epoll, syscalls)");
+    let ms = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.3}"));
 
     let mut md = String::from("\n## Findings\n\n");
     md += &format!(
@@ -89,7 +79,7 @@ pub(super) fn findings(v: &Value) -> String {
          in-process cache at once, with no future). `observe::observed_now` (span, metrics, catch-panic) and all below it: {observed:.2} µs/req, of which the redirect {handler:.2}, the cache \
          lookup {resolve:.2} (quick_cache `get`: {cache_get:.2}); Prometheus {prom:.2} µs/req of self time (metric \
          children are resolved once per thread and route); tracing ≈ 0 at `--log warn`.\n",
-        split("3.")
+        split.request_path
     );
     md += &format!(
         "4. **Framework**: axum's Router costs {:.1} µs/req over bare hyper (axum one-route vs ceiling): route matching, \
@@ -97,7 +87,7 @@ pub(super) fn findings(v: &Value) -> String {
          through it. The allocator: {malloc_head:.2} µs/req in kurz HEAD vs {malloc_ceiling:.2} in the ceiling (the \
          `Location` value, the response's header map, hyper's buffers; on GET also the click: `RawClick` strings, the \
          encoded record and its key and header, freed on the log's writer thread).\n",
-        split("2.")
+        split.router
     );
     md += &format!(
         "5. **Kernel time per request grows as user time grows**: {kernel_head:.2} µs/req in kurz HEAD vs {kernel_ceiling:.2} in \
@@ -111,15 +101,15 @@ pub(super) fn findings(v: &Value) -> String {
          difference is the click projection afterwards, touching up to 1,024 distinct links' B-tree pages per batch \
          instead of the same 1,000 hot ones. wrk, picking from a larger Lua table, also needs {:.1} µs/req instead of \
          {:.1}, which lowers this run's throughput on the shared cores.\n",
-        c("kurz_1m", "server_cpu_us_per_request_incl_drain"),
-        c("kurz_hot", "server_cpu_us_per_request_incl_drain"),
-        v["kurz_1m"]["cache_hit_ratio"].as_f64().map_or("–".into(), |x| format!("{x:.4}")),
-        v["kurz_1m"]["server_p99_ms"].as_f64().map_or("–".into(), |x| format!("{x:.3}")),
-        v["kurz_hot"]["server_p99_ms"].as_f64().map_or("–".into(), |x| format!("{x:.3}")),
-        c("kurz_1m", "server_cpu_us_per_request"),
-        c("kurz_hot", "server_cpu_us_per_request"),
-        c("kurz_1m", "wrk_cpu_us_per_request"),
-        c("kurz_hot", "wrk_cpu_us_per_request"),
+        v.kurz_1m.server_cpu_us_per_request_incl_drain,
+        v.kurz_hot.server_cpu_us_per_request_incl_drain,
+        v.kurz_1m.cache_hit_ratio.map_or("–".into(), |x| format!("{x:.4}")),
+        ms(v.kurz_1m.server_p99_ms),
+        ms(v.kurz_hot.server_p99_ms),
+        v.kurz_1m.server_cpu_us_per_request,
+        v.kurz_hot.server_cpu_us_per_request,
+        v.kurz_1m.wrk_cpu_us_per_request,
+        v.kurz_hot.wrk_cpu_us_per_request,
     );
 
     md += "\n## Done on the redirect path, and what is left\n\nIn this version (each was a proposed fix of an earlier run of this benchmark):\n\n\
@@ -141,19 +131,19 @@ pub(super) fn findings(v: &Value) -> String {
          entries, or serve the click rows of `/events` from the clicks topic itself | most of {projection_us:.1} (`kurz serve` only) |\n"
     );
     md += "| 2 | The `Location` header value prebuilt in the cache entry (no validation and copy per redirect) | ≈ 0.05 |\n";
-    let budget = (c("ceiling", "server_cpu_us_per_request_incl_drain") + c("ceiling", "wrk_cpu_us_per_request")) / TARGET_THROUGHPUT_RATIO
-        - c("ceiling", "wrk_cpu_us_per_request");
+    let budget = (v.ceiling.server_cpu_us_per_request_incl_drain + v.ceiling.wrk_cpu_us_per_request) / TARGET_THROUGHPUT_RATIO
+        - v.ceiling.wrk_cpu_us_per_request;
     md += &format!(
         "\nFor {TARGET_THROUGHPUT_RATIO:.2}× the ceiling a redirect may cost at most about {budget:.1} µs of server CPU. The query-edge \
          role with capture on costs {:.1}, with capture off {:.1}; `kurz serve`, which also projects every click on the same \
          two cores, {:.1}. The client-p99 ratio follows throughput (a closed loop of {} connections: latency ≈ \
          connections ÷ throughput) plus the preemption by click batches.\n",
-        c("kurz_edge_capture", "server_cpu_us_per_request_incl_drain"),
-        c("kurz_hot_no_capture", "server_cpu_us_per_request_incl_drain"),
-        c("kurz_hot", "server_cpu_us_per_request_incl_drain"),
-        v["generator"]["connections"],
+        v.kurz_edge_capture.server_cpu_us_per_request_incl_drain,
+        v.kurz_hot_no_capture.server_cpu_us_per_request_incl_drain,
+        v.kurz_hot.server_cpu_us_per_request_incl_drain,
+        v.generator.connections,
     );
-    if v["profile"].as_array().is_none_or(|a| a.is_empty()) {
+    if v.profile.as_ref().is_none_or(|a| a.is_empty()) {
         // A run without `perf` has no per-piece figures: say so instead of printing NaN.
         md = md.replace("NaN", "–");
         md += "\nFigures shown as – come from the perf profile, which this run did not take (`--profile never`, or no \
