@@ -2,6 +2,7 @@
 //! cost the server memory, CPU or connections are refused before they do.
 
 mod support;
+use kurz_testkit::http::{client, json_of};
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

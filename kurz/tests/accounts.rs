@@ -2,6 +2,7 @@
 //! caller can never get another's result, session or data.
 
 mod support;
+use kurz_testkit::http::client;
 use serde_json::{json, Value};
 use support::*;
 

@@ -3,6 +3,7 @@
 //! behind the compose file's nginx) and user agent.
 
 mod support;
+use kurz_testkit::http::{client, json_of};
 use support::*;
 
 use serde_json::{json, Value};

@@ -5,6 +5,7 @@
 //! bot and HEAD flags, UTM parameters, a visitor hash, a country, never the address).
 
 mod support;
+use kurz_testkit::http::{client, json_of};
 use support::*;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};

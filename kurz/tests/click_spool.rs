@@ -3,6 +3,7 @@
 //! into the log and are counted, each once.
 
 mod support;
+use kurz_testkit::http::{client, json_of};
 use support::*;
 
 use serde_json::{json, Value};

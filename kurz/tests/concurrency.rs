@@ -2,6 +2,7 @@
 
 mod support;
 use futures::future::join_all;
+use kurz_testkit::http::client;
 use serde_json::{json, Value};
 use support::*;
 

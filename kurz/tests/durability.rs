@@ -1,6 +1,7 @@
 //! Crashes, clean shutdowns and restarts keep every acknowledged write.
 
 mod support;
+use kurz_testkit::http::client;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -5,8 +5,9 @@
 mod support;
 
 use kurz_storage::log::partition_for;
+use kurz_testkit::http::{client, json_of};
 use serde_json::Value;
-use support::{client, json_of, Server};
+use support::Server;
 
 /// A code that routes to command partition `p` of the server's 4.
 fn code_on(p: u32, tag: &str) -> String {

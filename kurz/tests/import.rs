@@ -4,10 +4,11 @@
 
 mod support;
 
+use kurz_testkit::http::client;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::Command;
-use support::{client, seed_dir, Opts, Server, ADMIN_TOKEN};
+use support::{seed_dir, Opts, Server, ADMIN_TOKEN};
 
 fn kurz_import(args: &[&str], data: &std::path::Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_kurz"))

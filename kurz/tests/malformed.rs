@@ -2,6 +2,7 @@
 //! and the server keeps serving.
 
 mod support;
+use kurz_testkit::http::client;
 use support::*;
 
 struct Case {

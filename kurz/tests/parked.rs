@@ -8,9 +8,9 @@
 mod support;
 
 use kurz_schemas::topics;
+use kurz_testkit::http::client;
 use serde_json::{json, Value};
-use support::split::partition_of_code;
-use support::{client, Opts, Server, ADMIN_TOKEN};
+use support::{partition_of_code, Opts, Server, ADMIN_TOKEN};
 
 const CLICK_PARTITIONS: u32 = 2;
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";

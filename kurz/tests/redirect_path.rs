@@ -4,6 +4,7 @@
 //! route shadowed.
 
 mod support;
+use kurz_testkit::http::{client, json_of};
 use support::*;
 
 use serde_json::{json, Value};

@@ -2,6 +2,7 @@
 //! right Location (from the read store while Redis is down), and the cache heals.
 
 mod support;
+use kurz_testkit::http::client;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -5,12 +5,13 @@
 mod support;
 
 use kurz_schemas::{topics, Agent, Click, ControlEvent, Device, Id, Ts, Utm};
+use kurz_testkit::http::client;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use support::{client, seed_dir, Opts, Server, ADMIN_TOKEN};
+use support::{seed_dir, Opts, Server, ADMIN_TOKEN};
 
 fn kurz(args: &[&str], data: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kurz"));

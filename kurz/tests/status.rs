@@ -1,6 +1,7 @@
 //! `kurz status` against a running `kurz serve`.
 
 mod support;
+use kurz_testkit::http::client;
 use serde_json::json;
 use support::*;
 

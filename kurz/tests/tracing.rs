@@ -4,6 +4,7 @@
 
 mod support;
 use axum::routing::post;
+use kurz_testkit::http::client;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use support::*;

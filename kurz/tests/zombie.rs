@@ -22,13 +22,14 @@
 //! and position must land nothing. Every served redirect is counted exactly once, and
 //! no position ever goes backwards.
 
-#[path = "split/mod.rs"]
-mod split;
-
-use serde_json::{json, Value};
-use split::{Opts, Role, Split};
+use kurz_testkit::deploy::{Kurz, Opts, Role, Split};
+use kurz_testkit::http::Api;
+use reqwest::Method;
+use serde_json::json;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+const KURZ: Kurz = Kurz { bin: env!("CARGO_BIN_EXE_kurz"), partition_for: kurz_storage::log::partition_for };
 
 const CLIENTS: usize = 100;
 /// Aliases raced for at once: two clients each.
@@ -54,22 +55,17 @@ struct Ack {
 /// One client's create: `Ok(Some(ack))` on 201, `Ok(None)` on 409 (the alias went to
 /// the other client), `Err` on anything else after retries. Retries carry the same
 /// idempotency key, so a retried create is the same command.
-async fn create(c: &reqwest::Client, base: &str, client: usize, code: &str, round: usize) -> Result<Option<Ack>, String> {
+async fn create(api: &Api, client: usize, code: &str, round: usize) -> Result<Option<Ack>, String> {
     let url = format!("https://zombie.test/{round}/{client}");
     let key = format!("zombie-{round}-{client}");
     let began = Instant::now();
     let mut last = String::new();
     while began.elapsed() < Duration::from_secs(120) {
-        let r = c
-            .post(format!("{base}/urls"))
-            .header("Idempotency-Key", &key)
-            .json(&json!({"original_url": url, "short_code": code}))
-            .send()
-            .await;
+        let body = json!({"original_url": url, "short_code": code});
+        let r = api.try_call(Method::POST, "/urls", Some(&body), None, &[("Idempotency-Key", &key)]).await;
         match r {
             Ok(r) => {
-                let status = r.status().as_u16();
-                let body: Value = r.json().await.unwrap_or(Value::Null);
+                let (status, body) = (r.status, r.body);
                 match status {
                     201 => {
                         assert_eq!(body["short_code"], code, "{body}");
@@ -81,7 +77,7 @@ async fn create(c: &reqwest::Client, base: &str, client: usize, code: &str, roun
                     s => return Err(format!("client {client} for '{code}': {s} {body}")),
                 }
             }
-            Err(e) => last = split::error_chain(&e),
+            Err(e) => last = e,
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -126,24 +122,26 @@ async fn a_command_api_cut_off_past_its_session_lands_nothing_when_it_returns() 
 }
 
 async fn zombies(impair: Impair) {
-    let s = Split::start(Opts {
-        command_apis: 2,
-        projectors: 1,
-        query_edges: 1,
-        extra_env: vec![("KURZ_OUTCOME_TIMEOUT_MS".into(), "60000".into())],
-        // Appends may wait longer than the freeze, so a frozen decider's queued append
-        // can still be sent when it wakes: the late append the claims must neutralize.
-        // A long linger keeps each append queued in the producer for a while, so the
-        // freeze often lands between a decider's check and its append's send.
-        kafka_params: "drain_ms=20000&timeout_ms=15000&linger.ms=100",
-        // The cut scenario takes command-api#1 out in every round.
-        isolated: (impair == Impair::Cut).then_some((Role::CommandApi, 1)),
-        ..Opts::default()
-    })
+    let s = Split::start(
+        KURZ,
+        Opts {
+            command_apis: 2,
+            projectors: 1,
+            query_edges: 1,
+            extra_env: vec![("KURZ_OUTCOME_TIMEOUT_MS".into(), "60000".into())],
+            // Appends may wait longer than the freeze, so a frozen decider's queued append
+            // can still be sent when it wakes: the late append the claims must neutralize.
+            // A long linger keeps each append queued in the producer for a while, so the
+            // freeze often lands between a decider's check and its append's send.
+            kafka_params: "drain_ms=20000&timeout_ms=15000&linger.ms=100",
+            // The cut scenario takes command-api#1 out in every round.
+            isolated: (impair == Impair::Cut).then_some((Role::CommandApi, 1)),
+            ..Opts::default()
+        },
+    )
     .await;
-    let c = split::client();
-    let apis = [s.proc(Role::CommandApi, 0).base(), s.proc(Role::CommandApi, 1).base()];
-    let edge = s.proc(Role::QueryEdge, 0).base();
+    let apis = [s.proc(Role::CommandApi, 0).api(), s.proc(Role::CommandApi, 1).api()];
+    let edge = s.proc(Role::QueryEdge, 0).api();
     let mut total = Tally::default();
     let mut per_round = Vec::new();
     for round in 0..rounds() {
@@ -151,13 +149,12 @@ async fn zombies(impair: Impair) {
         let mut clients = Vec::new();
         for client in 0..CLIENTS {
             // Two clients per alias, on different command-apis.
-            let base = apis[(client + client / ALIASES) % 2].clone();
-            let c = c.clone();
+            let api = apis[(client + client / ALIASES) % 2].clone();
             clients.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 for k in 0..PER_CLIENT {
                     let code = format!("z{round}-{}-{k}", client % ALIASES);
-                    out.push(create(&c, &base, client * PER_CLIENT + k, &code, round).await);
+                    out.push(create(&api, client * PER_CLIENT + k, &code, round).await);
                 }
                 out
             }));
@@ -211,13 +208,10 @@ async fn zombies(impair: Impair) {
             round_tally.acked += 1;
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                let meta = c.get(format!("{edge}/urls/{}", a.id)).send().await.unwrap();
-                let ok_meta = meta.status() == 200 && {
-                    let b: Value = meta.json().await.unwrap();
-                    b["short_code"] == a.code.as_str() && b["original_url"] == a.url.as_str()
-                };
-                let hit = c.get(format!("{edge}/{}", a.code)).send().await.unwrap();
-                let to = hit.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let meta = edge.get(&format!("/urls/{}", a.id)).await;
+                let ok_meta =
+                    meta.status == 200 && meta.body["short_code"] == a.code.as_str() && meta.body["original_url"] == a.url.as_str();
+                let to = edge.get(&format!("/{}", a.code)).await.location().unwrap_or_default();
                 if ok_meta && to == a.url {
                     break;
                 }
@@ -295,24 +289,26 @@ fn stopped(pid: u32) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_click_once() {
     let pauses = tempfile::tempdir().unwrap();
-    let s = Split::start(Opts {
-        command_apis: 1,
-        projectors: 2,
-        query_edges: 1,
-        extra_env: vec![("KURZ_FAULT_PAUSE_DIR".into(), pauses.path().display().to_string())],
-        ..Opts::default()
-    })
+    let s = Split::start(
+        KURZ,
+        Opts {
+            command_apis: 1,
+            projectors: 2,
+            query_edges: 1,
+            extra_env: vec![("KURZ_FAULT_PAUSE_DIR".into(), pauses.path().display().to_string())],
+            ..Opts::default()
+        },
+    )
     .await;
-    let c = split::client();
-    let api = s.proc(Role::CommandApi, 0).base();
-    let edge = s.proc(Role::QueryEdge, 0).base();
+    let api = s.proc(Role::CommandApi, 0).api();
+    let edge = s.proc(Role::QueryEdge, 0).api();
     let mut links = Vec::new();
     for i in 0..LINKS {
         let code = format!("pz{i}");
         let url = format!("https://paused.test/{i}");
-        let r = c.post(format!("{api}/urls")).json(&json!({"original_url": url, "short_code": code})).send().await.unwrap();
-        assert_eq!(r.status(), 201);
-        let id = r.json::<Value>().await.unwrap()["id"].as_u64().unwrap();
+        let r = api.post("/urls", json!({"original_url": url, "short_code": code})).await;
+        assert_eq!(r.status, 201);
+        let id = r.id();
         links.push((code, kurz_schemas::Id::new(id).unwrap()));
     }
     // Redirects served (302) per link: each is one click the store must count, the
@@ -320,7 +316,7 @@ async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_clic
     let served: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>> = std::sync::Arc::new((0..LINKS).map(|_| Default::default()).collect());
     for (i, (code, _)) in links.iter().enumerate() {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while c.get(format!("{edge}/{code}")).send().await.unwrap().status() != 302 {
+        while edge.get(&format!("/{code}")).await.status != 302 {
             assert!(Instant::now() < deadline, "'{code}' never served");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -378,13 +374,13 @@ async fn a_projector_paused_between_its_rows_and_its_positions_counts_every_clic
         let traffic = tokio_util::sync::CancellationToken::new();
         let clients: Vec<_> = (0..8)
             .map(|k| {
-                let (c, edge, links, served, stop) = (c.clone(), edge.clone(), links.clone(), served.clone(), traffic.clone());
+                let (edge, links, served, stop) = (edge.clone(), links.clone(), served.clone(), traffic.clone());
                 tokio::spawn(async move {
                     let mut i = k;
                     while !stop.is_cancelled() {
                         let (code, _) = &links[i % LINKS];
-                        if let Ok(r) = c.get(format!("{edge}/{code}")).send().await {
-                            if r.status() == 302 {
+                        if let Ok(r) = edge.try_call(Method::GET, &format!("/{code}"), None, None, &[]).await {
+                            if r.status == 302 {
                                 served[i % LINKS].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             }
                         }

@@ -1,8 +1,11 @@
 //! Test support shared by kurz's test suites: real backend servers on free loopback
 //! ports, started and stopped by the test. A backend that cannot start is a test
-//! failure, never a skip.
+//! failure, never a skip. Also the split deployment of the `kurz` binary ([`deploy`])
+//! and the HTTP client of the black-box suites ([`http`]).
 
 pub mod cql;
+pub mod deploy;
+pub mod http;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

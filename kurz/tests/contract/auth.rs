@@ -93,7 +93,7 @@ async fn token_mode_reads_and_redirects_are_public_and_writes_without_valid_toke
     // a non-Bearer scheme is not a token either
     let r = api
         .send(
-            api.http
+            api.http()
                 .post(api.srv.url("/users"))
                 .header("authorization", format!("Basic {ADMIN_TOKEN}"))
                 .json(&json!({"email": "b@example.com"})),

@@ -5,6 +5,7 @@
 mod support;
 use support::*;
 
+use kurz_testkit::http::{self, Resp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -23,54 +24,24 @@ mod users;
 // helpers
 // ---------------------------------------------------------------------------------------------
 
-struct Resp {
-    what: String,
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-    body: Value,
-}
-
-impl Resp {
-    /// Asserts the status and returns the JSON body.
-    #[track_caller]
-    fn ok(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}: expected {status}, got {}; body: {}", self.what, self.status, self.text);
-        self.body.clone()
-    }
-
-    /// Asserts the status and that the body is `{"error": "<non-empty message>"}` (JSON),
-    /// whose message contains `needle` (case-insensitive) if given. Returns the message.
-    #[track_caller]
-    fn err(&self, status: u16, needle: Option<&str>) -> String {
-        assert_eq!(self.status, status, "{}: expected {status}, got {}; body: {}", self.what, self.status, self.text);
-        let ct = self.header("content-type").unwrap_or_default();
-        assert!(ct.contains("application/json"), "{}: error response is not JSON (content-type {ct:?}); body: {}", self.what, self.text);
-        let obj = self.body.as_object().unwrap_or_else(|| panic!("{}: error body is not a JSON object: {}", self.what, self.text));
-        let msg = obj
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or_else(|| panic!("{}: error body has no string \"error\": {}", self.what, self.text));
-        assert!(!msg.trim().is_empty(), "{}: empty error message", self.what);
-        if let Some(n) = needle {
-            assert!(msg.to_lowercase().contains(&n.to_lowercase()), "{}: error message {msg:?} should contain {n:?}", self.what);
-        }
-        msg.to_string()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
-    }
-}
-
+/// The contract suite's client: the shared test client on the server under test, plus
+/// the helpers below.
 struct Api {
     srv: Server,
-    http: reqwest::Client,
+    client: http::Api,
+}
+
+impl std::ops::Deref for Api {
+    type Target = http::Api;
+    fn deref(&self) -> &http::Api {
+        &self.client
+    }
 }
 
 impl Api {
     fn new(srv: Server) -> Api {
-        Api { srv, http: client() }
+        let client = http::Api::new(srv.base.clone());
+        Api { srv, client }
     }
     fn open() -> Api {
         Api::new(Server::open())
@@ -80,61 +51,6 @@ impl Api {
     }
     fn with_import_dir(auth: &'static str, dir: std::path::PathBuf) -> Api {
         Api::new(Server::start(Opts { auth, import_dir: Some(dir), extra_env: Vec::new() }))
-    }
-
-    async fn send(&self, rb: reqwest::RequestBuilder, what: String) -> Resp {
-        let r = rb.send().await.unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let text = r.text().await.unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp { what, status, headers, text, body }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>, token: Option<&str>, headers: &[(&str, &str)]) -> Resp {
-        let mut rb = self.http.request(method.clone(), self.srv.url(path));
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        if let Some(t) = token {
-            rb = rb.bearer_auth(t);
-        }
-        for (k, v) in headers {
-            rb = rb.header(*k, *v);
-        }
-        self.send(rb, format!("{method} {path}")).await
-    }
-
-    async fn get(&self, path: &str) -> Resp {
-        self.call(Method::GET, path, None, None, &[]).await
-    }
-    async fn get_as(&self, token: Option<&str>, path: &str) -> Resp {
-        self.call(Method::GET, path, None, token, &[]).await
-    }
-    async fn post(&self, path: &str, body: Value) -> Resp {
-        self.call(Method::POST, path, Some(&body), None, &[]).await
-    }
-    async fn put(&self, path: &str, body: Value) -> Resp {
-        self.call(Method::PUT, path, Some(&body), None, &[]).await
-    }
-    async fn delete(&self, path: &str) -> Resp {
-        self.call(Method::DELETE, path, None, None, &[]).await
-    }
-    async fn post_as(&self, token: Option<&str>, path: &str, body: Value) -> Resp {
-        self.call(Method::POST, path, Some(&body), token, &[]).await
-    }
-    async fn put_as(&self, token: Option<&str>, path: &str, body: Value) -> Resp {
-        self.call(Method::PUT, path, Some(&body), token, &[]).await
-    }
-    async fn delete_as(&self, token: Option<&str>, path: &str) -> Resp {
-        self.call(Method::DELETE, path, None, token, &[]).await
-    }
-    async fn post_csv(&self, token: Option<&str>, path: &str, csv: String) -> Resp {
-        let mut rb = self.http.post(self.srv.url(path)).header("content-type", "text/csv").body(csv);
-        if let Some(t) = token {
-            rb = rb.bearer_auth(t);
-        }
-        self.send(rb, format!("POST {path} (text/csv)")).await
     }
 
     /// Creates a user in open mode; asserts 201.

@@ -7,8 +7,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[path = "../split/mod.rs"]
-pub mod split;
+pub use kurz_testkit::deploy;
+
+/// The build under test, for split deployments ([`deploy::Split`]).
+pub const KURZ: deploy::Kurz = deploy::Kurz { bin: env!("CARGO_BIN_EXE_kurz"), partition_for: kurz_storage::log::partition_for };
+
+/// The command partition a link with `code` is decided in (as kurz routes it, over
+/// [`deploy::PARTITIONS`], which is also `KURZ_PARTITIONS` of [`Server`]).
+pub fn partition_of_code(code: &str) -> u32 {
+    KURZ.partition_of_code(code)
+}
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
@@ -35,8 +43,9 @@ pub struct Server {
     /// `KURZ_TEST_LOG=kafka` (see scripts/test.sh).
     pub kafka: Option<kurz_testkit::Tansu>,
     /// With `KURZ_TEST_DEPLOY=split`: two processes of each role behind a round-robin
-    /// front, over tansu and the CQL double (see `split/mod.rs`); `base` is the front.
-    pub split: Option<split::Split>,
+    /// front, over tansu and the CQL double (see `kurz_testkit::deploy`); `base` is the
+    /// front.
+    pub split: Option<deploy::Split>,
     pub base: String,
     pub data: tempfile::TempDir,
     opts: Opts,
@@ -77,10 +86,10 @@ impl Server {
             extra_env.push(("KURZ_IMPORT_DIR".into(), d.display().to_string()));
         }
         extra_env.extend(opts.extra_env.iter().cloned());
-        let so = split::Opts { auth: opts.auth, extra_env, warm_up: false, ..split::Opts::default() };
+        let so = deploy::Opts { auth: opts.auth, extra_env, warm_up: false, ..deploy::Opts::default() };
         // Its own runtime: callers are sync, and the deployment keeps no task on it
         // (its front runs on a runtime of its own).
-        let sp = std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(split::Split::start(so)))
+        let sp = std::thread::spawn(move || tokio::runtime::Runtime::new().unwrap().block_on(deploy::Split::start(KURZ, so)))
             .join()
             .unwrap_or_else(|_| panic!("the split deployment did not start"));
         let base = sp.front.clone();
@@ -96,7 +105,7 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        assert!(self.split.is_none(), "a split deployment's processes are managed by split::Split");
+        assert!(self.split.is_none(), "a split deployment's processes are managed by deploy::Split");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kurz"));
         cmd.arg("serve")
             .env("KURZ_HTTP_ADDR", "127.0.0.1:0")
@@ -183,13 +192,4 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
-}
-
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).pool_max_idle_per_host(64).build().unwrap()
-}
-
-/// Sends the request and returns its JSON body (the status is the caller's to check).
-pub async fn json_of(rb: reqwest::RequestBuilder) -> serde_json::Value {
-    rb.send().await.unwrap().json().await.unwrap()
 }
