@@ -5,7 +5,7 @@
 # Why a patch: tansu 0.6.0 wedges a consumer group whose leader dies. The dead leader
 # is removed from the members but stays recorded as leader, so no member is ever
 # handed an assignment again (a real Kafka coordinator re-elects). Kafka itself needs
-# no patch; kurz/tests/scale_out.rs and storage/tests/kafka.rs show the behaviour.
+# no patch; kurz/tests/scale_out/ and storage/tests/kafka.rs show the behaviour.
 #
 # About 15 minutes the first time on 2 cores; the binary is kept in ~/.cargo/bin and
 # rebuilt only when the patch changes (its hash is stored next to it).

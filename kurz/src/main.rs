@@ -15,13 +15,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "kurz", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Option<Action>,
     #[command(flatten)]
     config: Config,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum Action {
     /// Every role in one process (the default).
     Serve(Config),
     /// The write API and the per-partition deciders.
@@ -61,17 +61,17 @@ fn main() -> ExitCode {
     let parsed = Cli::parse_from(args);
     match parsed.command {
         None => roles::main(Role::Serve, parsed.config),
-        Some(Command::Serve(c)) => roles::main(Role::Serve, c),
-        Some(Command::CommandApi(c)) => roles::main(Role::CommandApi, c),
-        Some(Command::Projector(c)) => roles::main(Role::Projector, c),
-        Some(Command::QueryEdge(c)) => roles::main(Role::QueryEdge, c),
-        Some(Command::Watchdog(c)) => roles::main(Role::Watchdog, c),
-        Some(Command::Parked(a)) => cli::parked::main(a),
-        Some(Command::Status(a)) => cli::status::main(a),
-        Some(Command::Tail(a)) => cli::tail::main(a),
-        Some(Command::Import(a)) => cli::import::main(a),
-        Some(Command::VerifyLog(a)) => cli::verify_log::main(a),
-        Some(Command::Replay(a)) => cli::replay::main(a),
+        Some(Action::Serve(c)) => roles::main(Role::Serve, c),
+        Some(Action::CommandApi(c)) => roles::main(Role::CommandApi, c),
+        Some(Action::Projector(c)) => roles::main(Role::Projector, c),
+        Some(Action::QueryEdge(c)) => roles::main(Role::QueryEdge, c),
+        Some(Action::Watchdog(c)) => roles::main(Role::Watchdog, c),
+        Some(Action::Parked(a)) => cli::parked::main(a),
+        Some(Action::Status(a)) => cli::status::main(a),
+        Some(Action::Tail(a)) => cli::tail::main(a),
+        Some(Action::Import(a)) => cli::import::main(a),
+        Some(Action::VerifyLog(a)) => cli::verify_log::main(a),
+        Some(Action::Replay(a)) => cli::replay::main(a),
     }
 }
 
