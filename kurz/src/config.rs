@@ -18,23 +18,30 @@ pub struct Config {
     #[arg(long, env = "KURZ_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Event-log backend: `embedded` (redb file under the data dir).
+    /// Event-log backend: `embedded` (files under the data dir) or
+    /// `kafka://host:port[,host:port][?…]` (needs the `kafka` cargo feature, a default
+    /// one; a kurz built without it refuses the URL at start).
     #[arg(long, env = "KURZ_LOG_URL", default_value = "embedded")]
     pub log_url: String,
 
-    /// Read-store backend: `embedded` (redb file under the data dir).
+    /// Read-store backend: `embedded` (redb file under the data dir) or
+    /// `scylla://[user:password@]host:port[,…]/keyspace[?…]` (needs the `scylla` cargo
+    /// feature, a default one; a kurz built without it refuses the URL at start).
     #[arg(long, env = "KURZ_STORE_URL", default_value = "embedded")]
     pub store_url: String,
 
     /// Key vault (users' data keys, for crypto-shredding): `embedded` (`vault.redb` in
-    /// the data dir) or `scylla://…/keyspace`. Unset: beside the read store (a Scylla
-    /// store's cluster, keyspace `<store keyspace>_vault`). Every process of one
-    /// deployment must use the same vault, and it is never rebuilt from the log: back it
-    /// up (an erasure in it is final).
+    /// the data dir) or `scylla://…/keyspace` (the `scylla` cargo feature, as for the
+    /// store). Unset: beside the read store (a Scylla store's cluster, keyspace
+    /// `<store keyspace>_vault`). Every process of one deployment must use the same
+    /// vault, and it is never rebuilt from the log: back it up (an erasure in it is final).
     #[arg(long, env = "KURZ_VAULT_URL")]
     pub vault_url: Option<String>,
 
-    /// Hot-cache backend: `memory` (in-process, quick_cache; `memory://?capacity=N` entries).
+    /// Hot-cache backend: `memory` (in-process, quick_cache; `memory://?capacity=N`
+    /// entries), `none`, or `redis://host:port[/db][?…]` / `rediss://…` (TLS) with a near
+    /// cache in front (needs the `redis` cargo feature, a default one; a kurz built
+    /// without it refuses the URL at start).
     #[arg(long, env = "KURZ_CACHE_URL", default_value = "memory")]
     pub cache_url: String,
 
