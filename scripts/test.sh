@@ -24,6 +24,8 @@ command -v openssl >/dev/null || need_pkgs+=(openssl)
 command -v socat >/dev/null || need_pkgs+=(socat)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_pkgs+=(libssl-dev)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
+# nm: the embedded-only build is checked for backend symbols.
+command -v nm >/dev/null || need_pkgs+=(binutils)
 # The zombie test cuts a process off the network: a network namespace (iproute2).
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 # scripts/tansu.sh fetches the broker's source from crates.io.
@@ -53,8 +55,30 @@ cargo fmt --all --check
 echo "== lints: clippy over every target, warnings are errors"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== the embedded-only kurz: without its default features it links no Kafka, Scylla or Redis"
+# Built before the full build below, which then puts the full binary back in place.
+target="${CARGO_TARGET_DIR:-target}"
+cargo clippy --locked --no-default-features -p kurz -- -D warnings
+cargo build --locked --no-default-features -p kurz
+cp "$target/debug/kurz" "$target/kurz-embedded-only"
+# librdkafka is linked statically (rdkafka-sys), so ldd would not show it: count symbols.
+backends=('rd_kafka_new' '[ <]scylla::' '[ <]redis::')
+symbols() { nm -C "$1" | grep -cE "$2" || true; }
+for p in "${backends[@]}"; do
+  n="$(symbols "$target/kurz-embedded-only" "$p")"
+  [ "$n" -eq 0 ] || { echo "the embedded-only kurz has $n symbols matching '$p'"; exit 1; }
+done
+ls -l "$target/kurz-embedded-only"
+# A backend left out is a configuration error at start (storage/src/lib.rs).
+cargo test --locked --no-default-features -p kurz-storage --lib
+
 echo "== build (once, every target)"
 cargo build --workspace --all-targets --locked
+# The full kurz has each of them, so the check above can fail.
+for p in "${backends[@]}"; do
+  n="$(symbols "$target/debug/kurz" "$p")"
+  [ "$n" -gt 0 ] || { echo "the default kurz has no symbol matching '$p': the embedded-only check proves nothing"; exit 1; }
+done
 
 echo "== tests"
 # Every test runs; none is ignored or skipped. Black-box suites start the real

@@ -196,10 +196,11 @@ pub struct Storage {
     pub store_url: String,
 
     /// Key vault (users' data keys, for crypto-shredding): `embedded` (`vault.redb` in
-    /// the data dir) or `scylla://…/keyspace`. Unset: beside the read store (a Scylla
-    /// store's cluster, keyspace `<store keyspace>_vault`). Every process of one
-    /// deployment must use the same vault, and it is never rebuilt from the log: back it
-    /// up (an erasure in it is final).
+    /// the data dir) or `scylla://…/keyspace` (the `scylla` cargo feature, as for the
+    /// store). Unset: beside the read store (a Scylla store's cluster, keyspace
+    /// `<store keyspace>_vault`). Every process of one deployment must use the same
+    /// vault, and it is never rebuilt from the log: back it up (an erasure in it is
+    /// final).
     #[arg(long, env = "KURZ_VAULT_URL")]
     pub vault_url: Option<String>,
 

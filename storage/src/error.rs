@@ -2,6 +2,9 @@
 pub enum StorageError {
     #[error("no {port} backend for scheme '{scheme}'")]
     UnsupportedBackend { port: &'static str, scheme: String },
+    /// A backend URL whose backend this build left out (its cargo feature was off).
+    #[error("configuration: {port} URL '{scheme}://…': this kurz was built without {backend} support (cargo feature `{feature}`)")]
+    NotBuilt { port: &'static str, scheme: String, backend: &'static str, feature: &'static str },
     #[error("unknown topic '{0}'")]
     UnknownTopic(String),
     #[error("partition {partition} out of range for topic '{topic}'")]

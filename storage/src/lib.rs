@@ -6,9 +6,12 @@
 //! - [`vault::Vault`]: per-subject data keys, outside the log (crypto-shredding).
 //!
 //! The backend behind each port is chosen by URL scheme ([`open_log`], [`open_store`],
-//! [`open_cache`]). Metrics are counted once, in the `Instrumented*` wrappers that every
-//! opened port is wrapped in, never inside a backend. Each port has a scenario suite in
-//! [`scenarios`] that every backend must pass.
+//! [`open_cache`], [`open_vault`]). The embedded backends are always built; Kafka,
+//! Scylla and Redis each need the cargo feature of their name (all on by default), and
+//! a build without one answers its URL scheme with [`StorageError::NotBuilt`]. Metrics
+//! are counted once, in the `Instrumented*` wrappers that every opened port is wrapped
+//! in, never inside a backend. Each port has a scenario suite in [`scenarios`] that
+//! every backend must pass.
 
 pub mod cache;
 pub mod error;
@@ -16,6 +19,7 @@ pub mod log;
 pub mod metrics;
 pub mod scenarios;
 pub mod store;
+#[cfg(any(feature = "scylla", feature = "redis"))]
 pub mod tls;
 pub mod vault;
 
@@ -49,7 +53,10 @@ pub fn open_log(url: &str, data_dir: &Path) -> Result<Arc<dyn EventLog>, Storage
             Arc::new(log)
         }
         // kafka://host:port[,host:port][?replication=…]: see log::kafka::config.
+        #[cfg(feature = "kafka")]
         "kafka" => Arc::new(log::kafka::KafkaLog::open(url)?),
+        #[cfg(not(feature = "kafka"))]
+        "kafka" => return Err(not_built("log", scheme, "Kafka", "kafka")),
         other => return Err(StorageError::UnsupportedBackend { port: "log", scheme: other.to_string() }),
     };
     Ok(Arc::new(log::Instrumented::new(inner)))
@@ -69,7 +76,10 @@ pub fn open_store_generation(url: &str, data_dir: &Path, n: u64) -> Result<Arc<d
             Arc::new(store::embedded::RedbStore::open(&store::generations::embedded_file(&dir, n))?)
         }
         // scylla://host:port[,host:port]/keyspace?consistency=…: see store::scylla.
+        #[cfg(feature = "scylla")]
         "scylla" => Arc::new(store::scylla::ScyllaStore::open(&store::generations::generation_url(url, n))?),
+        #[cfg(not(feature = "scylla"))]
+        "scylla" => return Err(not_built("store", scheme, "Scylla", "scylla")),
         other => return Err(StorageError::UnsupportedBackend { port: "store", scheme: other.to_string() }),
     };
     Ok(Arc::new(store::Instrumented::new(inner)))
@@ -89,6 +99,7 @@ pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
     let inner: Arc<dyn LinkCache> = match scheme {
         "memory" | "embedded" | "moka" => Arc::new(cache::memory::MemoryCache::new(param("capacity").unwrap_or(1_000_000))),
         "none" => Arc::new(cache::NoCache),
+        #[cfg(feature = "redis")]
         "redis" | "rediss" => {
             let far: Arc<dyn LinkCache> = Arc::new(cache::redis::RedisCache::open(url)?);
             match param("near_capacity").unwrap_or(100_000) {
@@ -96,9 +107,18 @@ pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
                 n => Arc::new(cache::tiered::Tiered { near: Arc::new(cache::memory::MemoryCache::new(n)), far }),
             }
         }
+        #[cfg(not(feature = "redis"))]
+        "redis" | "rediss" => return Err(not_built("cache", scheme, "Redis", "redis")),
         other => return Err(StorageError::UnsupportedBackend { port: "cache", scheme: other.to_string() }),
     };
     Ok(Arc::new(cache::Instrumented::new(inner)))
+}
+
+/// The error for a backend URL whose backend this build left out: never a silent
+/// fallback to another backend.
+#[cfg(not(all(feature = "kafka", feature = "scylla", feature = "redis")))]
+fn not_built(port: &'static str, scheme: &str, backend: &'static str, feature: &'static str) -> StorageError {
+    StorageError::NotBuilt { port, scheme: scheme.to_string(), backend, feature }
 }
 
 pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
@@ -189,7 +209,10 @@ pub async fn open_vault(url: &str, data_dir: &Path) -> Result<Arc<dyn vault::Vau
             let dir = if rest.is_empty() { data_dir.to_path_buf() } else { rest.into() };
             Arc::new(vault::embedded::RedbVault::open(&dir.join("vault.redb"))?)
         }
+        #[cfg(feature = "scylla")]
         "scylla" => Arc::new(vault::scylla::ScyllaVault::open(url).await?),
+        #[cfg(not(feature = "scylla"))]
+        "scylla" => return Err(not_built("vault", scheme, "Scylla", "scylla")),
         other => return Err(StorageError::UnsupportedBackend { port: "vault", scheme: other.to_string() }),
     };
     Ok(Arc::new(vault::Instrumented::new(inner)))
@@ -232,6 +255,62 @@ mod redact_tests {
             for url in ["redis://:hunter2@c", "scylla://u:s3cret@h/k", "rediss://kurz:p%40ss/w@cache:6380", "kafka://b?sasl.password=pw"] {
                 assert!(!redact(url).contains(secret.trim_start_matches('=')) || !url.contains(secret), "{url}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod feature_tests {
+    use super::*;
+
+    /// What a URL of a backend left out of this build answers.
+    #[cfg(not(all(feature = "kafka", feature = "scylla", feature = "redis")))]
+    fn assert_not_built(e: Option<StorageError>, port: &str, scheme: &str, backend: &str, feature: &str) {
+        let e = e.unwrap_or_else(|| panic!("{scheme}:// opened without the `{feature}` feature"));
+        let text = e.to_string();
+        assert!(
+            matches!(&e, StorageError::NotBuilt { port: p, scheme: s, feature: f, .. } if *p == port && s == scheme && *f == feature),
+            "{e:?}"
+        );
+        assert!(text.contains(&format!("built without {backend} support (cargo feature `{feature}`)")), "{text}");
+        assert!(text.starts_with("configuration: ") && text.contains(&format!("'{scheme}://")), "{text}");
+    }
+
+    #[test]
+    fn an_unknown_scheme_is_refused_by_every_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log("nosuch://x", dir.path()).err();
+        assert!(matches!(log, Some(StorageError::UnsupportedBackend { port: "log", .. })), "{log:?}");
+        let store = open_store("nosuch://x", dir.path()).err();
+        assert!(matches!(store, Some(StorageError::UnsupportedBackend { port: "store", .. })), "{store:?}");
+        let cache = open_cache("nosuch://x").err();
+        assert!(matches!(cache, Some(StorageError::UnsupportedBackend { port: "cache", .. })), "{cache:?}");
+    }
+
+    #[cfg(not(feature = "kafka"))]
+    #[test]
+    fn kafka_urls_need_the_kafka_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_not_built(open_log("kafka://127.0.0.1:9092", dir.path()).err(), "log", "kafka", "Kafka", "kafka");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing embedded was opened instead");
+    }
+
+    #[cfg(not(feature = "scylla"))]
+    #[tokio::test]
+    async fn scylla_urls_need_the_scylla_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "scylla://127.0.0.1:9042/kurz";
+        assert_not_built(open_store(url, dir.path()).err(), "store", "scylla", "Scylla", "scylla");
+        assert_not_built(open_store_generation(url, dir.path(), 2).err(), "store", "scylla", "Scylla", "scylla");
+        assert_not_built(open_vault(&default_vault_url(url), dir.path()).await.err(), "vault", "scylla", "Scylla", "scylla");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "nothing embedded was opened instead");
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[test]
+    fn redis_urls_need_the_redis_feature() {
+        for scheme in ["redis", "rediss"] {
+            assert_not_built(open_cache(&format!("{scheme}://127.0.0.1:6379/0")).err(), "cache", scheme, "Redis", "redis");
         }
     }
 }

@@ -8,6 +8,7 @@
 //! A cache is an optimisation: callers treat an error as a miss and go to the store.
 
 pub mod memory;
+#[cfg(feature = "redis")]
 pub mod redis;
 pub mod tiered;
 

@@ -4,6 +4,7 @@
 
 pub mod claims;
 pub mod embedded;
+#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod membership;
 

@@ -7,6 +7,7 @@
 
 pub mod embedded;
 pub mod generations;
+#[cfg(feature = "scylla")]
 pub mod scylla;
 
 use crate::{metrics, StorageError};

@@ -18,6 +18,7 @@
 
 pub mod embedded;
 pub mod keyring;
+#[cfg(feature = "scylla")]
 pub mod scylla;
 
 pub use keyring::Keyring;
