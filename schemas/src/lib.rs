@@ -3,8 +3,10 @@
 //! This crate does no I/O: it holds validated newtypes ([`ShortCode`], [`Email`],
 //! [`TargetUrl`], [`Id`]), the commands the write side accepts, and the versioned event
 //! encodings that the log stores. Decoders accept every version ever written; see
-//! `tests/fixtures.rs`.
+//! `tests/fixtures.rs`. It also holds what the roles share without importing each
+//! other: record [`headers`] and the hot cache's entries ([`cache`]).
 
+pub mod cache;
 pub mod click;
 pub mod command;
 pub mod control;
@@ -17,6 +19,7 @@ pub mod sealed;
 pub mod time;
 pub mod values;
 
+pub use cache::CachedLink;
 pub use click::{Agent, Click, ClickEnvelope, ClickV1, Device, Utm};
 pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, UserRow};
 pub use control::ControlEvent;
