@@ -4,8 +4,10 @@
 //! [`TargetUrl`], [`Id`]), the commands the write side accepts, and the versioned event
 //! encodings that the log stores. Decoders accept every version ever written; see
 //! `tests/fixtures.rs`. It also holds what the roles share without importing each
-//! other: record [`headers`] and the hot cache's entries ([`cache`]).
+//! other: record [`headers`], the hot cache's entries ([`cache`]) and the names of the
+//! click aggregates ([`analytics`]).
 
+pub mod analytics;
 pub mod cache;
 pub mod click;
 pub mod command;
