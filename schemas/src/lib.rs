@@ -62,6 +62,8 @@ pub mod headers {
     pub const CLICK_ID: &str = "click-id";
     /// On a click: present on a copy sent again from the edge's spool.
     pub const CLICK_RETRY: &str = "click-retry";
+    /// On a command the projector's watchdog appended again (its count of re-drives).
+    pub const REDRIVE: &str = "kurz-redrive";
     /// On a dead letter: where the record came from and why it was given up.
     pub const DLQ_TOPIC: &str = "kurz-dlq-topic";
     pub const DLQ_PARTITION: &str = "kurz-dlq-partition";
