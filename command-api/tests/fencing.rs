@@ -3,7 +3,7 @@
 //! Runs on the embedded log: the fence is the decider's, not the backend's.
 
 use kurz_command_api::decider::{decide, restore, Deciders};
-use kurz_schemas::{topics, Event, EventBody, Ts};
+use kurz_schemas::{headers, topics, Event, EventBody, Ts};
 use kurz_storage::log::{EventLog, NewRecord};
 use std::sync::Arc;
 mod support;
@@ -57,7 +57,7 @@ async fn a_decider_that_finds_a_foreign_writer_restores_and_decides_against_it()
     let foreign = create("foreign", &code);
     let mut other = restore(&*log, &keys, p).await.unwrap();
     let evs = decide::handle(&mut other, &foreign, Ts::now());
-    let recs = evs.iter().map(|e| NewRecord::new(foreign.key(), e.encode()).header("command-id", e.command_id.as_str())).collect();
+    let recs = evs.iter().map(|e| NewRecord::new(foreign.key(), e.encode()).header(headers::COMMAND_ID, e.command_id.as_str())).collect();
     log.append(topics::EVENTS, p, recs).await.unwrap();
 
     // This decider's next batch finds the partition moved under it and restores, so a

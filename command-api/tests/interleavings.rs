@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use kurz_command_api::decider::check::{Checker, Report};
 use kurz_command_api::decider::{decide, restore, Deciders, COMMAND_OFFSET, GROUP};
-use kurz_schemas::{topics, Command, Event, EventBody, Ts};
+use kurz_schemas::{headers, topics, Command, Event, EventBody, Ts};
 use kurz_storage::log::claims::{claim, Claimed};
 use kurz_storage::log::{EventLog, Membership, NewRecord, Record};
 use kurz_storage::vault::Keyring;
@@ -87,7 +87,8 @@ impl Wrapped {
                 // The check passed; now the other owner decides and lands first.
                 let mut other = restore(&*self.inner, &self.keys, p).await.unwrap();
                 let evs = decide::handle(&mut other, &cmd, Ts::now());
-                let recs = evs.iter().map(|e| NewRecord::new(cmd.key(), e.encode()).header("command-id", e.command_id.as_str())).collect();
+                let recs =
+                    evs.iter().map(|e| NewRecord::new(cmd.key(), e.encode()).header(headers::COMMAND_ID, e.command_id.as_str())).collect();
                 let at = self.inner.end_offset(topic, p).await?;
                 self.inner.append(topic, p, claim(at, recs)).await?;
                 self.inner.append(topic, p, records).await
@@ -249,7 +250,9 @@ async fn a_command_decided_before_the_dedup_window_is_not_decided_again_when_the
         let recs = evs
             .iter()
             .map(|e| {
-                NewRecord::new(cmd.key(), e.encode()).header("command-id", e.command_id.as_str()).header(COMMAND_OFFSET, offset.to_string())
+                NewRecord::new(cmd.key(), e.encode())
+                    .header(headers::COMMAND_ID, e.command_id.as_str())
+                    .header(COMMAND_OFFSET, offset.to_string())
             })
             .collect();
         let end = s.raw.end_offset(topics::EVENTS, p).await.unwrap();

@@ -4,7 +4,7 @@
 //! answered 410, never decided on; and a restore reads an erased user as erased.
 
 use kurz_command_api::decider::{restore, Deciders};
-use kurz_schemas::{topics, Actor, Command, CommandBody, CommandId, Email, Event, EventBody, Id};
+use kurz_schemas::{headers, topics, Actor, Command, CommandBody, CommandId, Email, Event, EventBody, Id};
 use kurz_storage::log::{partition_for, EventLog, NewRecord};
 use kurz_storage::vault::{KeyState, Keyring};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ const PARTITIONS: u32 = 2;
 async fn submit(log: &dyn EventLog, keys: &Keyring, cmd: &Command) {
     keys.load_all(&cmd.subjects()).await.unwrap();
     let bytes = cmd.encode_sealed(&|s| keys.key(s), &mut Keyring::nonce).unwrap();
-    let rec = NewRecord::new(cmd.key(), bytes).header("command-id", cmd.id.as_str());
+    let rec = NewRecord::new(cmd.key(), bytes).header(headers::COMMAND_ID, cmd.id.as_str());
     log.append(topics::COMMANDS, partition_for(&cmd.key(), PARTITIONS), vec![rec]).await.unwrap();
 }
 
@@ -107,7 +107,7 @@ async fn deletions_and_unused_keys_are_shredded_and_read_back_as_erased() {
     keys.load_all(&[c.as_str()]).await.unwrap();
     let bytes = late.encode_sealed(&|s| keys.key(s), &mut Keyring::nonce).unwrap();
     keys.erase(&c, 1).await.unwrap();
-    let rec = NewRecord::new(late.key(), bytes).header("command-id", "c3");
+    let rec = NewRecord::new(late.key(), bytes).header(headers::COMMAND_ID, "c3");
     log.append(topics::COMMANDS, users_partition(), vec![rec]).await.unwrap();
     let evs = decided(&*log, "c3").await;
     assert_eq!((status(&evs), evs.len()), (410, 1));

@@ -25,7 +25,7 @@ use crate::batch::{project, store_batch, ParkedKeys};
 use crate::projections::{self, Projection};
 use crate::{deadletter, metrics, Error};
 use kurz_schemas::{topics, Ts};
-use kurz_storage::cache::{offer_state, LinkCache};
+use kurz_storage::cache::LinkCache;
 use kurz_storage::store::{ApplyError, Attempt, Mutation, StoreBatch};
 use kurz_storage::vault::Keyring;
 use kurz_storage::{EventLog, ReadStore};
@@ -331,15 +331,12 @@ impl Projector {
 
     /// Offers every link state of the batch to the hot cache. The cache keeps the newest
     /// version per code, so this may run before the store commit: the events are
-    /// already durable facts, and a crash before the commit re-applies them.
+    /// already durable facts, and a crash before the commit re-applies them. A failed
+    /// offer is the cache's to repair; the read store stays the truth.
     pub(crate) async fn offer_to_cache(&self, mutations: &[Mutation]) {
         let Some(cache) = &self.cache else { return };
-        for m in mutations {
-            match m {
-                Mutation::PutLink(vl) => offer_state(&**cache, &vl.link, true, vl.version).await,
-                Mutation::DeleteLink(vl) => offer_state(&**cache, &vl.link, false, vl.version).await,
-                _ => {}
-            }
+        for (code, entry) in mutations.iter().filter_map(projections::links::cache_entry) {
+            let _ = cache.offer(code, entry).await;
         }
     }
 

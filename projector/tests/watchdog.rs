@@ -4,6 +4,7 @@
 use kurz_projector::projections::{history, links, outcomes, users};
 use kurz_projector::watchdog::{parked, Settings, Watchdog};
 use kurz_projector::{Input, Projection, Projector};
+use kurz_schemas::headers::{COMMAND_ID, DLQ_ATTEMPTS, DLQ_OFFSET, DLQ_REASON};
 use kurz_schemas::{topics, CommandId, Event, EventBody, Id, Link, Ts};
 use kurz_storage::store::{Attempt, EventQuery, LinkQuery, Mutation, StoreBatch};
 use kurz_storage::{open_log, open_store, EventLog, NewRecord, ReadStore};
@@ -177,9 +178,9 @@ async fn a_record_out_of_attempts_goes_to_the_dead_letter_topic_and_its_key_foll
     assert_eq!(dead.len(), 1);
     let original = log.read(topics::EVENTS, 0, 1, 1).await.unwrap().remove(0);
     assert_eq!((dead[0].key.as_str(), &dead[0].payload), ("link:bad", &original.payload));
-    assert_eq!(dead[0].header("kurz-dlq-offset"), Some(&b"1"[..]));
-    assert_eq!(dead[0].header("kurz-dlq-attempts"), Some(&b"3"[..]));
-    assert!(std::str::from_utf8(dead[0].header("kurz-dlq-reason").unwrap()).unwrap().contains("panicked"));
+    assert_eq!(dead[0].header(DLQ_OFFSET), Some(&b"1"[..]));
+    assert_eq!(dead[0].header(DLQ_ATTEMPTS), Some(&b"3"[..]));
+    assert!(std::str::from_utf8(dead[0].header(DLQ_REASON).unwrap()).unwrap().contains("panicked"));
     assert_eq!(kurz_projector::metrics::get().dead_letters.with_label_values(&[topics::EVENTS]).get(), before + 1, "the alert metric");
     // The key's waiting update followed it: the link exists in its updated state.
     let bad = store.link_by_code("bad").await.unwrap().expect("the update was delivered after the create was dead-lettered");
@@ -303,7 +304,7 @@ async fn a_process_that_dies_on_a_record_counts_an_attempt_and_the_record_ends_i
     assert_eq!(seen, vec![Attempt { offset: 0, attempt: 1 }, Attempt { offset: 1, attempt: 1 }, Attempt { offset: 1, attempt: 2 }]);
     let dead = dead_letters(&*log).await;
     assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].header("kurz-dlq-offset"), dead[0].header("kurz-dlq-attempts")), (Some(&b"1"[..]), Some(&b"3"[..])));
+    assert_eq!((dead[0].header(DLQ_OFFSET), dead[0].header(DLQ_ATTEMPTS)), (Some(&b"1"[..]), Some(&b"3"[..])));
     // Everything else landed, exactly once; the partition is past the end.
     let t = titles(&*real).await;
     assert_eq!(t.iter().filter(|(c, _)| c.starts_with("good")).count(), 3);
@@ -321,7 +322,7 @@ async fn a_command_without_an_outcome_past_its_deadline_is_appended_again_until_
     let log = open_log("embedded", dir.path()).unwrap();
     let store = open_store("embedded", &dir.path().join("store")).unwrap();
     kurz_storage::log::ensure_topics(&*log, 2, 1).await.unwrap();
-    let command = |id: &str| NewRecord::new("link:x", format!("{{\"id\":\"{id}\"}}").into_bytes()).header("command-id", id);
+    let command = |id: &str| NewRecord::new("link:x", format!("{{\"id\":\"{id}\"}}").into_bytes()).header(COMMAND_ID, id);
     log.append(topics::COMMANDS, 1, vec![command("answered"), command("lost")]).await.unwrap();
     let outcome = StoredOutcome { status: 201, answer: Answer::Deleted { id: id(1) }, at: Ts::now(), fingerprint: None };
     let answer = |id: &str| StoreBatch {
@@ -340,7 +341,7 @@ async fn a_command_without_an_outcome_past_its_deadline_is_appended_again_until_
     assert_eq!((pass.redriven, pass.without_outcome), (1, 1));
     let again = log.read(topics::COMMANDS, 1, 2, 10).await.unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!((again[0].header("command-id"), again[0].header(REDRIVE_HEADER)), (Some(&b"lost"[..]), Some(&b"1"[..])));
+    assert_eq!((again[0].header(COMMAND_ID), again[0].header(REDRIVE_HEADER)), (Some(&b"lost"[..]), Some(&b"1"[..])));
     assert_eq!(again[0].payload, br#"{"id":"lost"}"#.to_vec());
     // The scan's place is kept no further than the pending command.
     assert_eq!(log.committed(GROUP, topics::COMMANDS, 1).await.unwrap(), Some(1));
@@ -359,7 +360,7 @@ async fn a_command_that_never_gets_an_outcome_is_re_driven_a_bounded_number_of_t
     let log = open_log("embedded", dir.path()).unwrap();
     let store = open_store("embedded", &dir.path().join("store")).unwrap();
     kurz_storage::log::ensure_topics(&*log, 1, 1).await.unwrap();
-    log.append(topics::COMMANDS, 0, vec![NewRecord::new("k", b"{}".to_vec()).header("command-id", "never")]).await.unwrap();
+    log.append(topics::COMMANDS, 0, vec![NewRecord::new("k", b"{}".to_vec()).header(COMMAND_ID, "never")]).await.unwrap();
     let mut watch = Commands::default();
     let mut redriven = 0;
     // Checks are spaced 1, 2, 4, … deadlines apart; far-future clocks pass them all.

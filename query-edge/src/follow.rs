@@ -2,8 +2,7 @@
 //! same process: tails the events topic from its end and offers every link state to
 //! the cache, exactly as the projector does.
 
-use kurz_schemas::{topics, Event, EventBody};
-use kurz_storage::cache::offer_state;
+use kurz_schemas::{topics, CachedLink, Event};
 use kurz_storage::{EventLog, LinkCache};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +26,9 @@ pub async fn run_until_stopped(log: Arc<dyn EventLog>, cache: Arc<dyn LinkCache>
                 for r in &recs {
                     pos = r.offset + 1;
                     let Ok(ev) = Event::decode(&r.payload) else { continue };
-                    match &ev.body {
-                        EventBody::LinkCreated { link, .. } | EventBody::LinkUpdated { link } => {
-                            offer_state(&*cache, link, true, r.offset).await
-                        }
-                        EventBody::LinkDeleted { link } => offer_state(&*cache, link, false, r.offset).await,
-                        _ => {}
+                    // A failed offer is the cache's to repair; the store stays the truth.
+                    if let Some((code, entry)) = CachedLink::of_event(&ev.body, r.offset) {
+                        let _ = cache.offer(code, entry).await;
                     }
                 }
             }

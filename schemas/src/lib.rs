@@ -3,8 +3,12 @@
 //! This crate does no I/O: it holds validated newtypes ([`ShortCode`], [`Email`],
 //! [`TargetUrl`], [`Id`]), the commands the write side accepts, and the versioned event
 //! encodings that the log stores. Decoders accept every version ever written; see
-//! `tests/fixtures.rs`.
+//! `tests/fixtures.rs`. It also holds what the roles share without importing each
+//! other: record [`headers`], the hot cache's entries ([`cache`]) and the names of the
+//! click aggregates ([`analytics`]).
 
+pub mod analytics;
+pub mod cache;
 pub mod click;
 pub mod command;
 pub mod control;
@@ -17,6 +21,7 @@ pub mod sealed;
 pub mod time;
 pub mod values;
 
+pub use cache::CachedLink;
 pub use click::{Agent, Click, ClickEnvelope, ClickV1, Device, Utm};
 pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, UserRow};
 pub use control::ControlEvent;
@@ -57,6 +62,8 @@ pub mod headers {
     pub const CLICK_ID: &str = "click-id";
     /// On a click: present on a copy sent again from the edge's spool.
     pub const CLICK_RETRY: &str = "click-retry";
+    /// On a command the projector's watchdog appended again (its count of re-drives).
+    pub const REDRIVE: &str = "kurz-redrive";
     /// On a dead letter: where the record came from and why it was given up.
     pub const DLQ_TOPIC: &str = "kurz-dlq-topic";
     pub const DLQ_PARTITION: &str = "kurz-dlq-partition";

@@ -7,12 +7,11 @@ use kurz_storage::cache::redis::RedisCache;
 use kurz_storage::cache::{CachedLink, LinkCache};
 use kurz_storage::{open_cache, scenarios};
 use kurz_testkit::{free_port, RedisServer as Redis};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn entry(url: &str, version: u64) -> CachedLink {
-    CachedLink {
-        link: Some(Arc::new(Link {
+    CachedLink::live(
+        Link {
             id: Id::new(3).unwrap(),
             short_code: "code".into(),
             original_url: url.into(),
@@ -21,9 +20,9 @@ fn entry(url: &str, version: u64) -> CachedLink {
             user_id: None,
             created_at: Ts(1),
             updated_at: Ts(1),
-        })),
+        },
         version,
-    }
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,6 +49,30 @@ async fn processes_share_entries_through_redis() {
     // Separate prefixes are separate caches.
     let c = open_cache(&format!("{}?near_capacity=0&prefix=other:", r.url())).unwrap();
     assert_eq!(c.get("code").await.unwrap(), None);
+}
+
+/// The stored form is `kurz_schemas::cache::CachedLink::encode`'s, byte for byte: what
+/// other processes (of this build or an older one) read and write under the same key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_are_stored_as_their_version_a_newline_and_the_link_json() {
+    let r = Redis::start();
+    let cache = open_cache(&format!("{}?near_capacity=0", r.url())).unwrap();
+    let live = entry("https://stored.io", 7);
+    cache.offer("code", live.clone()).await.unwrap();
+    cache.offer("gone", CachedLink::gone(8)).await.unwrap();
+    let conn = redis::Client::open(r.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let raw = |key: &'static str| {
+        let mut conn = conn.clone();
+        async move { redis::cmd("GET").arg(key).query_async::<Option<String>>(&mut conn).await.unwrap() }
+    };
+    let json = serde_json::to_string(&**live.link.as_ref().unwrap()).unwrap();
+    assert_eq!(raw("kurz:link:code").await, Some(format!("7\n{json}")));
+    assert_eq!(raw("kurz:link:gone").await, Some("8\n".to_string()));
+    // An entry another writer stored is read, and still only replaced by a newer one.
+    redis::cmd("SET").arg("kurz:link:other").arg(format!("9\n{json}")).query_async::<()>(&mut conn.clone()).await.unwrap();
+    assert_eq!(cache.get("other").await.unwrap(), Some(entry("https://stored.io", 9)));
+    cache.offer("other", CachedLink::gone(8)).await.unwrap();
+    assert_eq!(raw("kurz:link:other").await, Some(format!("9\n{json}")), "an older offer leaves it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 //! partitions, appended as the command-api would, and the deciders' metrics by partition.
 #![allow(dead_code)]
 
-use kurz_schemas::{topics, Actor, Command, CommandBody, CommandId, ShortCode, TargetUrl};
+use kurz_schemas::{headers, topics, Actor, Command, CommandBody, CommandId, ShortCode, TargetUrl};
 use kurz_storage::log::{partition_for, EventLog, NewRecord};
 
 pub const PARTITIONS: u32 = 4;
@@ -29,7 +29,7 @@ pub fn partition_of(cmd: &Command) -> u32 {
 
 /// Appends `cmd` (it carries no personal data) to its commands partition.
 pub async fn submit(log: &dyn EventLog, cmd: &Command) {
-    let rec = NewRecord::new(cmd.key(), cmd.encode()).header("command-id", cmd.id.as_str());
+    let rec = NewRecord::new(cmd.key(), cmd.encode()).header(headers::COMMAND_ID, cmd.id.as_str());
     log.append(topics::COMMANDS, partition_of(cmd), vec![rec]).await.unwrap();
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub const GROUP: &str = "kurz-watchdog";
 /// Header marking a re-driven command (the scan does not track it a second time).
-pub const REDRIVE_HEADER: &str = "kurz-redrive";
+pub const REDRIVE_HEADER: &str = kurz_schemas::headers::REDRIVE;
 /// Re-drives of one command before it is only reported.
 const MAX_REDRIVES: u32 = 3;
 /// Outcomes are kept 24 h; commands older than this are not checked.

@@ -9,6 +9,8 @@
 //! the edge's cores; the once-a-day key derivation keeps HMAC-SHA256.
 
 use hmac::{Hmac, Mac};
+// The UTC day the clicks projection counts unique visitors by.
+use kurz_schemas::analytics::DAY_MS;
 use kurz_schemas::Ts;
 use sha2::Sha256;
 use siphasher::sip128::{Hasher128, SipHasher24};
@@ -17,8 +19,6 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 type HmacSha256 = Hmac<Sha256>;
-
-const DAY_MS: i64 = 86_400_000;
 
 pub struct VisitorHasher {
     secret: Vec<u8>,

@@ -12,8 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kurz_schemas::{Link, ShortCode, Ts};
-use kurz_storage::CachedLink;
+use kurz_schemas::{CachedLink, Link, ShortCode, Ts};
 use kurz_web::ApiError;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -36,11 +35,7 @@ async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source
     if let Ok(Some(hit)) = s.cache.get(code).await {
         return Ok((hit.link, Source::Cache));
     }
-    let found = s.store.link_by_code(code).await?;
-    let entry = match found {
-        Some(vl) => CachedLink { link: Some(Arc::new(vl.link)), version: vl.version },
-        None => CachedLink { link: None, version: 0 },
-    };
+    let entry = CachedLink::read(s.store.link_by_code(code).await?.map(|vl| (vl.link, vl.version)));
     let _ = s.cache.offer(code, entry.clone()).await;
     Ok((entry.link, Source::Store))
 }

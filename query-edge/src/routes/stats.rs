@@ -8,15 +8,16 @@
 //! The answer: `total_clicks` in the range, `unique_visitors` (distinct visitors summed
 //! over the range's UTC days), the `series` (clicks per bucket, plus unique visitors per
 //! day bucket), and the top 10 `referrers`, `browsers`, `os`, `devices`, `countries`
-//! and `utm_sources` over the days the range touches (breakdowns are kept per day).
-//! Bots and HEAD requests are not counted.
+//! and `utm_sources` over the days the range touches (breakdowns are kept per day:
+//! [`Dimension`]). Bots and HEAD requests are not counted. The aggregates' names are
+//! the clicks projection's, read with its parsers (`kurz_schemas::analytics`).
 
 use super::path_id;
 use crate::EdgeState;
 use axum::extract::{Path, State};
 use axum::Json;
+use kurz_schemas::analytics::{self, Dimension, DAY_MS, HOUR_MS};
 use kurz_schemas::Ts;
-use kurz_storage::store::aggregate::{self, DAY_MS, HOUR_MS};
 use kurz_web::{ApiError, Params};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -24,14 +25,6 @@ use std::collections::{BTreeMap, HashMap};
 const DEFAULT_SPAN_MS: i64 = 30 * DAY_MS;
 const MAX_BUCKETS: i64 = 2_000;
 const TOP: usize = 10;
-const DIMENSIONS: [(&str, &str); 6] = [
-    ("referrer", "referrers"),
-    ("browser", "browsers"),
-    ("os", "os"),
-    ("device", "devices"),
-    ("country", "countries"),
-    ("utm_source", "utm_sources"),
-];
 
 fn time_param(q: &Params, name: &str) -> Result<Option<i64>, ApiError> {
     let Some(raw) = q.get(name).filter(|v| !v.is_empty()) else { return Ok(None) };
@@ -71,17 +64,17 @@ pub async fn stats(State(s): State<EdgeState>, Path(raw): Path<String>, q: Param
         .store
         .click_counts(
             id,
-            &aggregate::hour(from.div_euclid(HOUR_MS) * HOUR_MS),
-            &aggregate::hour((to - 1).div_euclid(HOUR_MS) * HOUR_MS + HOUR_MS),
+            &analytics::hour(from.div_euclid(HOUR_MS) * HOUR_MS),
+            &analytics::hour((to - 1).div_euclid(HOUR_MS) * HOUR_MS + HOUR_MS),
         )
         .await?;
-    let dims = s.store.click_counts(id, &aggregate::dim(first_day, "", ""), &aggregate::dim(end_day, "", "")).await?;
+    let dims = s.store.click_counts(id, &analytics::day_start(first_day), &analytics::day_start(end_day)).await?;
     let visitors: HashMap<i64, u64> = s.store.visitors_per_day(id, first_day, end_day).await?.into_iter().collect();
 
     let mut series: BTreeMap<i64, u64> = (0..buckets).map(|i| (first + i * bucket_ms, 0)).collect();
     let mut total = 0u64;
     for (name, n) in hours {
-        let Some(hour) = aggregate::parse_hour(&name) else { continue };
+        let Some(hour) = analytics::parse_hour(&name) else { continue };
         if hour + HOUR_MS <= from || hour >= to {
             continue;
         }
@@ -99,9 +92,9 @@ pub async fn stats(State(s): State<EdgeState>, Path(raw): Path<String>, q: Param
         })
         .collect();
 
-    let mut by_dim: HashMap<&str, HashMap<String, u64>> = HashMap::new();
+    let mut by_dim: HashMap<Dimension, HashMap<String, u64>> = HashMap::new();
     for (name, n) in &dims {
-        if let Some((_, dim, value)) = aggregate::parse_dim(name) {
+        if let Some((_, dim, value)) = analytics::parse_dim(name) {
             *by_dim.entry(dim).or_default().entry(value.to_string()).or_default() += n;
         }
     }
@@ -115,11 +108,11 @@ pub async fn stats(State(s): State<EdgeState>, Path(raw): Path<String>, q: Param
         "unique_visitors": visitors.values().sum::<u64>(),
         "series": series,
     });
-    for (dim, key) in DIMENSIONS {
-        let mut top: Vec<(String, u64)> = by_dim.remove(dim).unwrap_or_default().into_iter().collect();
+    for dim in Dimension::ALL {
+        let mut top: Vec<(String, u64)> = by_dim.remove(&dim).unwrap_or_default().into_iter().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(TOP);
-        body[key] = Value::Array(top.into_iter().map(|(value, clicks)| json!({ "value": value, "clicks": clicks })).collect());
+        body[dim.answer_key()] = Value::Array(top.into_iter().map(|(value, clicks)| json!({ "value": value, "clicks": clicks })).collect());
     }
     Ok(Json(body))
 }

@@ -35,11 +35,11 @@ fn now_ms() -> u64 {
 
 impl Entry {
     fn new(cached: CachedLink, negative_ttl_ms: u64) -> Entry {
-        let expires = if cached.link.is_none() { now_ms().saturating_add(negative_ttl_ms) } else { 0 };
+        let expires = if !cached.is_live() { now_ms().saturating_add(negative_ttl_ms) } else { 0 };
         Entry { cached, expires }
     }
     fn live(self) -> Option<CachedLink> {
-        (self.cached.link.is_some() || now_ms() < self.expires).then_some(self.cached)
+        (self.cached.is_live() || now_ms() < self.expires).then_some(self.cached)
     }
 }
 
@@ -106,7 +106,7 @@ mod tests {
             created_at: Ts(0),
             updated_at: Ts(0),
         };
-        CachedLink { link: Some(Arc::new(link)), version }
+        CachedLink::live(link, version)
     }
 
     #[tokio::test]
@@ -127,13 +127,13 @@ mod tests {
         let c = crate::cache::Instrumented::new(Arc::new(MemoryCache::new(100)));
         assert_eq!(c.get_local("abc"), None, "nothing held yet");
         c.offer("abc", entry(3, "https://example.com/3")).await.unwrap();
-        c.offer("gone", CachedLink { link: None, version: 4 }).await.unwrap();
+        c.offer("gone", CachedLink::gone(4)).await.unwrap();
         let hits = || crate::metrics::get().cache_lookups.with_label_values(&["hit"]).get();
         let negative = || crate::metrics::get().cache_lookups.with_label_values(&["negative_hit"]).get();
         let (h0, n0) = (hits(), negative());
         assert_eq!(c.get_local("abc"), c.get("abc").await.unwrap());
         assert_eq!(c.get_local("abc").unwrap().link.unwrap().original_url, "https://example.com/3");
-        assert_eq!(c.get_local("gone"), Some(CachedLink { link: None, version: 4 }), "a tombstone is held too");
+        assert_eq!(c.get_local("gone"), Some(CachedLink::gone(4)), "a tombstone is held too");
         assert!(c.get_local("other").is_none());
         // No other unit test here goes through `Instrumented`, so the counts are ours alone.
         assert_eq!(hits() - h0, 3, "two local hits and one get hit, each counted once");
@@ -160,9 +160,9 @@ mod tests {
     #[tokio::test]
     async fn negative_entries_answer_for_their_ttl_and_links_stay() {
         let c = MemoryCache::new(100).with_negative_ttl(std::time::Duration::from_millis(300));
-        c.offer("gone", CachedLink { link: None, version: 1 }).await.unwrap();
+        c.offer("gone", CachedLink::gone(1)).await.unwrap();
         c.offer("here", entry(1, "https://a.io")).await.unwrap();
-        assert_eq!(c.get_local("gone"), Some(CachedLink { link: None, version: 1 }), "a fresh negative entry answers");
+        assert_eq!(c.get_local("gone"), Some(CachedLink::gone(1)), "a fresh negative entry answers");
         tokio::time::sleep(std::time::Duration::from_millis(400)).await;
         assert_eq!(c.get_local("gone"), None, "an expired negative entry is a miss");
         assert_eq!(c.get("gone").await.unwrap(), None);

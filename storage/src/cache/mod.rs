@@ -27,7 +27,8 @@ impl LinkCache for NoCache {
 
 use crate::{metrics, StorageError};
 use async_trait::async_trait;
-use kurz_schemas::Link;
+/// Entries are built in `kurz_schemas::cache`, where every writer finds the same mapping.
+pub use kurz_schemas::cache::CachedLink;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -36,13 +37,6 @@ use std::sync::Arc;
 /// each negative entry's key is a code of at most 64 bytes: negative entries are bounded
 /// in number by the cache's capacity, in bytes by that, and in time by this.
 pub const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CachedLink {
-    /// `None`: the code is known not to resolve (unknown or deleted).
-    pub link: Option<Arc<Link>>,
-    pub version: u64,
-}
 
 #[async_trait]
 pub trait LinkCache: Send + Sync + 'static {
@@ -122,11 +116,4 @@ impl LinkCache for Instrumented {
     async fn ping(&self) -> Result<(), StorageError> {
         self.inner.ping().await
     }
-}
-
-/// Offers the state a link event produced (`live`: created or updated; else deleted).
-/// A failure is the cache's to repair; the read store stays the truth, so callers go on.
-pub async fn offer_state(cache: &dyn LinkCache, link: &Link, live: bool, version: u64) {
-    let entry = CachedLink { link: live.then(|| Arc::new(link.clone())), version };
-    let _ = cache.offer(&link.short_code, entry).await;
 }

@@ -1,9 +1,10 @@
 //! The shared hot cache on Redis: `redis://host:port[/db][?prefix=kurz:]`.
 //!
 //! One multiplexed connection per process (redis `ConnectionManager`, which reconnects
-//! by itself). An entry is one string `"<version>\n<link json>"` (empty json: the code
-//! does not resolve) under `<prefix>link:<code>`; a Lua script writes it only if the
-//! stored version is not newer, so writers never race an entry backwards.
+//! by itself). An entry is one string, [`CachedLink::encode`]'s `"<version>\n<link json>"`
+//! (empty json: the code does not resolve), under `<prefix>link:<code>`; a Lua script
+//! writes it only if the stored version is not newer, so writers never race an entry
+//! backwards.
 //!
 //! Failure handling, so that Redis being down never fails a redirect:
 //! - After an error the adapter answers errors at once for 1 s (a circuit breaker) instead
@@ -19,7 +20,7 @@
 use super::{CachedLink, LinkCache};
 use crate::StorageError;
 use async_trait::async_trait;
-use kurz_schemas::{Link, Ts};
+use kurz_schemas::Ts;
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -32,7 +33,7 @@ if cur then
   local v = tonumber(string.match(cur, '^(%d+)'))
   if v and v > tonumber(ARGV[1]) then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[1] .. '\n' .. ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 "#;
 
@@ -132,14 +133,16 @@ impl Shared {
     }
 
     async fn write(&self, code: &str, entry: &CachedLink) -> Result<(), StorageError> {
-        let json = match &entry.link {
-            Some(l) => serde_json::to_string(&**l)?,
-            None => String::new(),
-        };
         let mut conn = self.conn.clone();
-        let ttl = if entry.link.is_some() { ENTRY_TTL } else { super::NEGATIVE_TTL };
-        let r: Result<i64, _> =
-            self.script.key(self.key(code)).arg(entry.version).arg(json).arg(ttl.as_millis() as u64).invoke_async(&mut conn).await;
+        let ttl = if entry.is_live() { ENTRY_TTL } else { super::NEGATIVE_TTL };
+        let r: Result<i64, _> = self
+            .script
+            .key(self.key(code))
+            .arg(entry.version)
+            .arg(entry.encode())
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await;
         r.map(|_| ()).map_err(|e| {
             self.trip();
             err(e)
@@ -209,10 +212,7 @@ impl Shared {
 }
 
 fn parse(raw: &str) -> Result<CachedLink, StorageError> {
-    let (v, json) = raw.split_once('\n').ok_or_else(|| StorageError::Corrupt("redis cache entry".into()))?;
-    let version = v.parse().map_err(|_| StorageError::Corrupt("redis cache entry version".into()))?;
-    let link = if json.is_empty() { None } else { Some(Arc::new(serde_json::from_str::<Link>(json)?)) };
-    Ok(CachedLink { link, version })
+    CachedLink::decode(raw).map_err(|e| StorageError::Corrupt(format!("redis cache entry: {e}")))
 }
 
 #[async_trait]

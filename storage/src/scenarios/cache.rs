@@ -5,8 +5,8 @@ use kurz_schemas::{Id, Link, Ts};
 use std::sync::Arc;
 
 fn entry(code: &str, url: &str, version: u64) -> CachedLink {
-    CachedLink {
-        link: Some(Arc::new(Link {
+    CachedLink::live(
+        Link {
             id: Id::new(1).unwrap(),
             short_code: code.into(),
             original_url: url.into(),
@@ -15,9 +15,9 @@ fn entry(code: &str, url: &str, version: u64) -> CachedLink {
             user_id: Some(Id::new(9).unwrap()),
             created_at: Ts(1000),
             updated_at: Ts(2000),
-        })),
+        },
         version,
-    }
+    )
 }
 
 pub async fn run(cache: Arc<dyn LinkCache>) {
@@ -40,8 +40,8 @@ pub async fn run(cache: Arc<dyn LinkCache>) {
     cache.offer("abc", entry("abc", "https://v1.io", 1)).await.unwrap();
     assert_eq!(get("abc").await.unwrap().version, 2);
     // A newer state (here a delete) replaces it.
-    cache.offer("abc", CachedLink { link: None, version: 3 }).await.unwrap();
-    assert_eq!(get("abc").await, Some(CachedLink { link: None, version: 3 }));
+    cache.offer("abc", CachedLink::gone(3)).await.unwrap();
+    assert_eq!(get("abc").await, Some(CachedLink::gone(3)));
     cache.offer("abc", entry("abc", "https://v2.io", 2)).await.unwrap();
     assert_eq!(get("abc").await.unwrap().link, None, "a tombstone is not undone by an older state");
     // Codes are independent, and equal versions may be rewritten (replay is idempotent).

@@ -284,7 +284,8 @@ async fn clicks_add_exactly_once_with_their_position(s: &dyn ReadStore) {
 }
 
 async fn click_aggregates_are_exact_and_ranged(s: &dyn ReadStore) {
-    use crate::store::aggregate;
+    // The clicks projection's names; the store only sorts them.
+    use kurz_schemas::analytics::{day_start, dim, hour, Dimension, HOUR_MS};
     let at = |p: u64, from: u64, to: u64, m: Vec<Mutation>| StoreBatch {
         positions: vec![Position { projection: "aggregates".into(), topic: "clicks".into(), partition: p as u32, from, to }],
         mutations: m,
@@ -292,12 +293,11 @@ async fn click_aggregates_are_exact_and_ranged(s: &dyn ReadStore) {
     };
     let count = |name: String, n: u64| Mutation::AddCount { link_id: id(40), name, n };
     let visitor = |day: i64, v: &str| Mutation::AddVisitor { link_id: id(40), day, visitor: v.into() };
-    let (h1, h2, h3) =
-        (aggregate::hour(7 * aggregate::HOUR_MS), aggregate::hour(8 * aggregate::HOUR_MS), aggregate::hour(30 * aggregate::HOUR_MS));
+    let (h1, h2, h3) = (hour(7 * HOUR_MS), hour(8 * HOUR_MS), hour(30 * HOUR_MS));
     let first = vec![
         count(h1.clone(), 2),
         count(h2.clone(), 1),
-        count(aggregate::dim(0, "browser", "Firefox"), 3),
+        count(dim(0, Dimension::Browser, "Firefox"), 3),
         visitor(0, "aa"),
         visitor(0, "bb"),
         visitor(0, "aa"),
@@ -307,15 +307,13 @@ async fn click_aggregates_are_exact_and_ranged(s: &dyn ReadStore) {
     assert!(s.apply(at(0, 0, 3, first)).await.is_err());
     // Another partition's batch adds to the same names; a later batch of this one too.
     s.apply(at(1, 0, 2, vec![count(h1.clone(), 5), visitor(0, "cc"), visitor(1, "aa")])).await.unwrap();
-    s.apply(at(0, 3, 4, vec![count(h3.clone(), 1), count(aggregate::dim(1, "country", "DE"), 1)])).await.unwrap();
+    s.apply(at(0, 3, 4, vec![count(h3.clone(), 1), count(dim(1, Dimension::Country, "DE"), 1)])).await.unwrap();
 
     let hours = s.click_counts(id(40), "h:", "h;").await.unwrap();
     assert_eq!(hours, vec![(h1.clone(), 7), (h2.clone(), 1), (h3.clone(), 1)]);
     assert_eq!(s.click_counts(id(40), &h2, &h3).await.unwrap(), vec![(h2, 1)], "a time range is a name range");
-    let dims = s.click_counts(id(40), &aggregate::dim(0, "", ""), &aggregate::dim(2, "", "")).await.unwrap();
-    assert_eq!(dims, vec![(aggregate::dim(0, "browser", "Firefox"), 3), (aggregate::dim(1, "country", "DE"), 1)]);
-    assert_eq!(aggregate::parse_dim(&dims[1].0), Some((1, "country", "DE")));
-    assert_eq!(aggregate::parse_hour(&h1), Some(7 * aggregate::HOUR_MS));
+    let dims = s.click_counts(id(40), &day_start(0), &day_start(2)).await.unwrap();
+    assert_eq!(dims, vec![(dim(0, Dimension::Browser, "Firefox"), 3), (dim(1, Dimension::Country, "DE"), 1)]);
     assert_eq!(s.visitors_per_day(id(40), 0, 5).await.unwrap(), vec![(0, 3), (1, 1)], "a visitor counts once a day");
     assert_eq!(s.visitors_per_day(id(40), 1, 5).await.unwrap(), vec![(1, 1)]);
     assert!(s.click_counts(id(41), "h:", "h;").await.unwrap().is_empty());

@@ -54,9 +54,11 @@ pub enum Mutation {
         command_id: String,
         outcome: StoredOutcome,
     },
-    /// Adds `n` to one named click aggregate of a link (an hour's clicks, a day's clicks
-    /// from one referrer, …: see [`aggregate`]). Absolute values in every backend, kept
-    /// exactly-once by the batch's positions; no counter columns.
+    /// Adds `n` to one named click aggregate of a link. Names are opaque here; they
+    /// sort as bytes, and [`ReadStore::click_counts`] reads a name range (the clicks
+    /// projection's names, `kurz_schemas::analytics`, make a time range a name range).
+    /// Absolute values in every backend, kept exactly-once by the batch's positions; no
+    /// counter columns.
     AddCount {
         link_id: Id,
         name: String,
@@ -131,34 +133,17 @@ pub struct Attempt {
     pub attempt: u32,
 }
 
-/// Names of the click aggregates: they sort by time within a kind, so a time range is
-/// a name range.
+/// Moved to `kurz_schemas::analytics` (the clicks projection's key scheme, which the
+/// store does not interpret); kept for callers outside the roles until they move.
+#[doc(hidden)]
 pub mod aggregate {
-    pub const HOUR_MS: i64 = 3_600_000;
-    pub const DAY_MS: i64 = 86_400_000;
+    pub use kurz_schemas::analytics::{hour, parse_hour, DAY_MS, HOUR_MS};
 
-    /// Clicks in the hour that starts at `hour_start_ms`.
-    pub fn hour(hour_start_ms: i64) -> String {
-        format!("h:{:013}", hour_start_ms.max(0))
-    }
-
-    /// Clicks on UTC day `day` whose dimension `dim` (`referrer`, `browser`, `os`,
-    /// `device`, `country`) had `value`.
+    /// [`kurz_schemas::analytics::dim`] by the dimension's name. Panics on a name that
+    /// is not a [`kurz_schemas::analytics::Dimension`]'s.
     pub fn dim(day: i64, dim: &str, value: &str) -> String {
-        format!("d:{:06}:{dim}:{value}", day.max(0))
-    }
-
-    /// `(day, dim, value)` of a [`dim`] name.
-    pub fn parse_dim(name: &str) -> Option<(i64, &str, &str)> {
-        let rest = name.strip_prefix("d:")?;
-        let (day, rest) = rest.split_once(':')?;
-        let (dim, value) = rest.split_once(':')?;
-        Some((day.parse().ok()?, dim, value))
-    }
-
-    /// The hour-start of an [`hour`] name.
-    pub fn parse_hour(name: &str) -> Option<i64> {
-        name.strip_prefix("h:")?.parse().ok()
+        let d = kurz_schemas::analytics::Dimension::from_name(dim).unwrap_or_else(|| panic!("no click dimension '{dim}'"));
+        kurz_schemas::analytics::dim(day, d, value)
     }
 }
 

@@ -1,28 +1,34 @@
 use crate::Input;
-use kurz_schemas::{HistoryEvent, Id};
-use kurz_storage::store::{aggregate, Mutation};
+use kurz_schemas::analytics::{self, Dimension, DAY_MS, HOUR_MS};
+use kurz_schemas::{Click, HistoryEvent, Id};
+use kurz_storage::store::Mutation;
 use serde_json::{json, Value};
 
-/// The click's share of its link's analytics: its hour, its day's breakdowns, and its
-/// visitor (once per day, however often they click).
-fn aggregates(click: &kurz_schemas::Click, out: &mut Vec<Mutation>) {
-    let link_id = click.link_id;
-    let day = click.at.0.div_euclid(aggregate::DAY_MS);
-    let hour = click.at.0.div_euclid(aggregate::HOUR_MS) * aggregate::HOUR_MS;
-    out.push(Mutation::AddCount { link_id, name: aggregate::hour(hour), n: 1 });
+/// What a click counts under in `dim`: its value, or `None` for a click not counted
+/// there.
+fn value(click: &Click, dim: Dimension) -> Option<&str> {
     let agent = click.agent.as_ref();
-    let dims = [
-        ("referrer", click.referrer_host.as_deref().unwrap_or("direct")),
-        ("browser", agent.map(|a| a.browser.as_str()).unwrap_or("unknown")),
-        ("os", agent.map(|a| a.os.as_str()).unwrap_or("unknown")),
-        ("device", agent.map(|a| a.device.as_str()).unwrap_or("unknown")),
-        ("country", click.country.as_deref().unwrap_or("unknown")),
-    ];
-    for (dim, value) in dims {
-        out.push(Mutation::AddCount { link_id, name: aggregate::dim(day, dim, value), n: 1 });
-    }
-    if let Some(source) = click.utm.source.as_deref() {
-        out.push(Mutation::AddCount { link_id, name: aggregate::dim(day, "utm_source", source), n: 1 });
+    Some(match dim {
+        Dimension::Referrer => click.referrer_host.as_deref().unwrap_or("direct"),
+        Dimension::Browser => agent.map(|a| a.browser.as_str()).unwrap_or("unknown"),
+        Dimension::Os => agent.map(|a| a.os.as_str()).unwrap_or("unknown"),
+        Dimension::Device => agent.map(|a| a.device.as_str()).unwrap_or("unknown"),
+        Dimension::Country => click.country.as_deref().unwrap_or("unknown"),
+        Dimension::UtmSource => return click.utm.source.as_deref(),
+    })
+}
+
+/// The click's share of its link's analytics (names: [`kurz_schemas::analytics`]): its
+/// hour, its day's breakdowns, and its visitor (once per day, however often they click).
+fn aggregates(click: &Click, out: &mut Vec<Mutation>) {
+    let link_id = click.link_id;
+    let day = click.at.0.div_euclid(DAY_MS);
+    let hour = click.at.0.div_euclid(HOUR_MS) * HOUR_MS;
+    out.push(Mutation::AddCount { link_id, name: analytics::hour(hour), n: 1 });
+    for dim in Dimension::ALL {
+        if let Some(value) = value(click, dim) {
+            out.push(Mutation::AddCount { link_id, name: analytics::dim(day, dim, value), n: 1 });
+        }
     }
     if let Some(v) = &click.visitor {
         out.push(Mutation::AddVisitor { link_id, day, visitor: v.clone() });

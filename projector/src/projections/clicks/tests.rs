@@ -1,6 +1,7 @@
 use super::Clicks;
 use crate::projections::{Input, Projection};
-use kurz_schemas::{Agent, Click, Device, Id, Ts};
+use kurz_schemas::analytics::{self, Dimension};
+use kurz_schemas::{Agent, Click, Device, Id, Ts, Utm};
 use kurz_storage::store::Mutation;
 
 #[test]
@@ -59,4 +60,35 @@ fn bots_and_head_requests_are_not_counted() {
         Clicks.apply(Input::Click { click: &c, partition: 0, offset: 1 }, &mut out);
         assert!(out.is_empty(), "{c:?} produced {out:?}");
     }
+}
+
+/// The stats route reads the dimensions of `Dimension::ALL` by the schemas' parsers: a
+/// click with every field set writes one name per dimension, and nothing it writes is
+/// a name the route would not read.
+#[test]
+fn every_name_a_click_writes_is_one_the_stats_route_reads() {
+    let c = Click {
+        referrer_host: Some("news.io:8080".into()),
+        agent: Some(Agent { browser: "Safari".into(), os: "iOS".into(), device: Device::Mobile }),
+        country: Some("DE".into()),
+        utm: Utm { source: Some("mail".into()), ..Utm::default() },
+        visitor: Some("v".into()),
+        ..Click::new(Id::new(3).unwrap(), "abc", Ts(3 * analytics::DAY_MS + 5 * analytics::HOUR_MS + 7))
+    };
+    let mut out = Vec::new();
+    Clicks.apply(Input::Click { click: &c, partition: 0, offset: 1 }, &mut out);
+    let mut hours = Vec::new();
+    let mut dims = Vec::new();
+    for m in &out {
+        let Mutation::AddCount { name, .. } = m else { continue };
+        match (analytics::parse_hour(name), analytics::parse_dim(name)) {
+            (Some(h), None) => hours.push(h),
+            (None, Some((day, dim, value))) => dims.push((day, dim, value.to_string())),
+            _ => panic!("{name} is read by neither of the stats route's parsers"),
+        }
+    }
+    assert_eq!(hours, vec![3 * analytics::DAY_MS + 5 * analytics::HOUR_MS]);
+    let values = ["news.io:8080", "Safari", "iOS", "mobile", "DE", "mail"];
+    assert_eq!(dims, Dimension::ALL.into_iter().zip(values).map(|(d, v)| (3, d, v.to_string())).collect::<Vec<_>>());
+    assert!(out.contains(&Mutation::AddVisitor { link_id: c.link_id, day: 3, visitor: "v".into() }));
 }

@@ -3,6 +3,9 @@ mod apply;
 #[cfg(test)]
 mod tests;
 
+use kurz_schemas::CachedLink;
+use kurz_storage::store::Mutation;
+
 pub struct Links;
 
 impl super::Projection for Links {
@@ -12,7 +15,17 @@ impl super::Projection for Links {
     fn topic(&self) -> &'static str {
         kurz_schemas::topics::EVENTS
     }
-    fn apply(&self, input: super::Input<'_>, out: &mut Vec<kurz_storage::store::Mutation>) {
+    fn apply(&self, input: super::Input<'_>, out: &mut Vec<Mutation>) {
         apply::apply(input, out)
+    }
+}
+
+/// The hot-cache entry a link mutation leaves: the entry [`CachedLink::of_event`] maps
+/// the event that made it to (an edge following the log offers the same one).
+pub(crate) fn cache_entry(m: &Mutation) -> Option<(&str, CachedLink)> {
+    match m {
+        Mutation::PutLink(vl) => Some((&vl.link.short_code, CachedLink::live(vl.link.clone(), vl.version))),
+        Mutation::DeleteLink(vl) => Some((&vl.link.short_code, CachedLink::gone(vl.version))),
+        _ => None,
     }
 }

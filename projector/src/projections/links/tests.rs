@@ -1,11 +1,10 @@
-use super::Links;
+use super::{cache_entry, Links};
 use crate::projections::{Input, Projection};
-use kurz_schemas::{CommandId, Event, EventBody, Id, Link, Ts};
+use kurz_schemas::{CachedLink, CommandId, Event, EventBody, Id, Link, Ts};
 use kurz_storage::store::{Mutation, VersionedLink};
 
-#[test]
-fn link_events_carry_their_offset_as_version() {
-    let link = Link {
+fn link() -> Link {
+    Link {
         id: Id::new(5).unwrap(),
         short_code: "abc1234".into(),
         original_url: "https://x.io".into(),
@@ -14,7 +13,12 @@ fn link_events_carry_their_offset_as_version() {
         user_id: None,
         created_at: Ts(1),
         updated_at: Ts(1),
-    };
+    }
+}
+
+#[test]
+fn link_events_carry_their_offset_as_version() {
+    let link = link();
     let ev = |body| Event { id: Id::new(100).unwrap(), command_id: CommandId("c".into()), at: Ts(1), body };
     let mut out = Vec::new();
     Links.apply(
@@ -37,4 +41,22 @@ fn link_events_carry_their_offset_as_version() {
             Mutation::DeleteLink(VersionedLink { link, version: 11 })
         ]
     );
+}
+
+/// The projector offers the cache what its mutations leave, an edge following the log
+/// what the events leave: the same entries.
+#[test]
+fn the_cache_gets_what_the_event_leaves() {
+    let l = link();
+    for body in [
+        EventBody::LinkCreated { link: l.clone(), imported: true },
+        EventBody::LinkUpdated { link: l.clone() },
+        EventBody::LinkDeleted { link: l.clone() },
+    ] {
+        let event = Event { id: Id::new(100).unwrap(), command_id: CommandId("c".into()), at: Ts(1), body };
+        let mut out = Vec::new();
+        Links.apply(Input::Event { event: &event, partition: 0, offset: 33 }, &mut out);
+        let offered: Vec<(&str, CachedLink)> = out.iter().filter_map(cache_entry).collect();
+        assert_eq!(offered, vec![CachedLink::of_event(&event.body, 33).unwrap()], "{:?}", event.body);
+    }
 }
