@@ -13,9 +13,10 @@
 //! and decoding the same clicks from the log without projecting them.
 
 use async_trait::async_trait;
+use kurz_schemas::analytics::{self, Dimension};
 use kurz_schemas::{topics, Agent, Click, Device, Id, Ts};
 use kurz_storage::log::{append_keyed, EventLog, NewRecord};
-use kurz_storage::store::{aggregate, ApplyError, EventQuery, LinkQuery, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
+use kurz_storage::store::{ApplyError, EventQuery, LinkQuery, ReadStore, StoreBatch, StoredOutcome, VersionedLink};
 use kurz_storage::StorageError;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -67,7 +68,7 @@ const REFERRERS: [Option<&str>; 3] = [None, Some("news.example"), Some("social.e
 
 pub(crate) fn generate(rng: &mut Rng, links: u64) -> Click {
     let link = 1 + rng.below(links);
-    let at = START_MS + rng.below(3 * aggregate::DAY_MS as u64) as i64;
+    let at = START_MS + rng.below(3 * analytics::DAY_MS as u64) as i64;
     let (browser, os, device) = BROWSERS[rng.below(4) as usize];
     let roll = rng.below(100);
     let bot = roll < 5;
@@ -102,15 +103,15 @@ impl Truth {
         }
         let link = c.link_id.get();
         *self.totals.entry(link).or_default() += 1;
-        let day = c.at.0.div_euclid(aggregate::DAY_MS);
+        let day = c.at.0.div_euclid(analytics::DAY_MS);
         let mut add = |name: String| *self.counts.entry((link, name)).or_default() += 1;
-        add(aggregate::hour(c.at.0.div_euclid(aggregate::HOUR_MS) * aggregate::HOUR_MS));
+        add(analytics::hour(c.at.0.div_euclid(analytics::HOUR_MS) * analytics::HOUR_MS));
         let a = c.agent.as_ref().unwrap();
-        add(aggregate::dim(day, "referrer", c.referrer_host.as_deref().unwrap_or("direct")));
-        add(aggregate::dim(day, "browser", &a.browser));
-        add(aggregate::dim(day, "os", &a.os));
-        add(aggregate::dim(day, "device", a.device.as_str()));
-        add(aggregate::dim(day, "country", c.country.as_deref().unwrap()));
+        add(analytics::dim(day, Dimension::Referrer, c.referrer_host.as_deref().unwrap_or("direct")));
+        add(analytics::dim(day, Dimension::Browser, &a.browser));
+        add(analytics::dim(day, Dimension::Os, &a.os));
+        add(analytics::dim(day, Dimension::Device, a.device.as_str()));
+        add(analytics::dim(day, Dimension::Country, c.country.as_deref().unwrap()));
         self.visitors.entry((link, day)).or_default().insert(c.visitor.clone().unwrap());
     }
 }

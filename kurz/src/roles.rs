@@ -86,8 +86,10 @@ pub fn main(role: Role, cfg: Config) -> ExitCode {
         Err(e) => {
             tracing::error!(event = "fatal", error = %e);
             eprintln!("kurz: {e}");
-            // A configuration error is the operator's to fix (exit 2, as a usage error).
-            ExitCode::from(if matches!(e, Error::Config(_)) { 2 } else { 1 })
+            // A configuration error is the operator's to fix (exit 2, as a usage error),
+            // a backend URL this build has no support for included.
+            let config = matches!(e, Error::Config(_) | Error::Storage(kurz_storage::StorageError::NotBuilt { .. }));
+            ExitCode::from(if config { 2 } else { 1 })
         }
     }
 }

@@ -133,20 +133,6 @@ pub struct Attempt {
     pub attempt: u32,
 }
 
-/// Moved to `kurz_schemas::analytics` (the clicks projection's key scheme, which the
-/// store does not interpret); kept for callers outside the roles until they move.
-#[doc(hidden)]
-pub mod aggregate {
-    pub use kurz_schemas::analytics::{hour, parse_hour, DAY_MS, HOUR_MS};
-
-    /// [`kurz_schemas::analytics::dim`] by the dimension's name. Panics on a name that
-    /// is not a [`kurz_schemas::analytics::Dimension`]'s.
-    pub fn dim(day: i64, dim: &str, value: &str) -> String {
-        let d = kurz_schemas::analytics::Dimension::from_name(dim).unwrap_or_else(|| panic!("no click dimension '{dim}'"));
-        kurz_schemas::analytics::dim(day, d, value)
-    }
-}
-
 /// A projection's progress over one log partition: the batch moves it `from` → `to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
