@@ -447,3 +447,49 @@ async fn an_unsettled_attempt_that_ran_further_counts_once() {
     assert_eq!(b.click_counts(y, "h:", "h;").await.unwrap(), vec![("h:0000000000000".to_string(), 4)]);
     assert_eq!(b.position("p", "clicks", 0).await.unwrap(), 10);
 }
+
+/// As above, but the run that recognised A's attempt ends before it reaches the link
+/// its first batch did not touch: B's next batch is fenced by a third writer C, which
+/// claims and goes on from where B's position stands. A's row for `y` was written by a
+/// batch that never settled, and C must know that from the row alone, not from a run
+/// it did not see: it counts `y`'s clicks once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unsettled_attempt_outlives_the_run_that_found_it() {
+    use kurz_storage::store::scylla::{Hold, ScyllaStore};
+    use kurz_storage::store::ReadStore;
+    let addr = start_node();
+    let url = format!("scylla://{addr}/kurz_o");
+    let mut a = ScyllaStore::open(&url).unwrap();
+    let gate = Gate::install(&mut a, Hold::BeforePositions);
+    let a = std::sync::Arc::new(a);
+    let b = ScyllaStore::open(&url).unwrap();
+    let c = ScyllaStore::open(&url).unwrap();
+    let (x, y) = (id(63), id(64));
+    let hour = |link_id, n| Mutation::AddCount { link_id, name: "h:0000000000000".into(), n };
+    let add = |link_id, n| [Mutation::AddClicks { link_id, n }, hour(link_id, n)];
+
+    let ea = a.claim("clicks", 0).await.unwrap();
+    a.apply(under(ea, batch("clicks", 0, 5, add(x, 1).to_vec()))).await.unwrap();
+    let (held, go) = gate.arm();
+    let stale = tokio::spawn({
+        let attempt = under(ea, batch("clicks", 5, 9, [add(x, 2), add(y, 3)].concat()));
+        let a = a.clone();
+        async move { a.apply(attempt).await }
+    });
+    held.await.unwrap();
+
+    let eb = b.claim("clicks", 0).await.unwrap();
+    b.apply(under(eb, batch("clicks", 5, 7, add(x, 2).to_vec()))).await.unwrap();
+    let ec = c.claim("clicks", 0).await.unwrap();
+    let fenced = b.apply(under(eb, batch("clicks", 7, 10, add(y, 4).to_vec()))).await;
+    assert!(matches!(fenced, Err(ApplyError::Fenced { .. })), "{fenced:?}");
+    c.apply(under(ec, batch("clicks", 7, 10, add(y, 4).to_vec()))).await.unwrap();
+    go.send(()).unwrap();
+    let late = stale.await.unwrap();
+    assert!(matches!(late, Err(ApplyError::Fenced { .. })), "{late:?}");
+
+    assert_eq!(c.click_count(x).await.unwrap(), 3, "1 + 2");
+    assert_eq!(c.click_count(y).await.unwrap(), 4, "3 of the attempt's clicks plus 1, each once: not 3 + 4");
+    assert_eq!(c.click_counts(y, "h:", "h;").await.unwrap(), vec![("h:0000000000000".to_string(), 4)]);
+    assert_eq!(c.position("p", "clicks", 0).await.unwrap(), 10);
+}

@@ -7,61 +7,56 @@ use crate::store::{ApplyError, Mutation, ParkedId, StoreBatch};
 use crate::StorageError;
 use futures::{StreamExt, TryStreamExt};
 use kurz_schemas::{HistoryEvent, Id, Link, User};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::Arc;
 
 /// Lanes of one batch written at once (and users' old rows read at once).
 const LANES_IN_FLIGHT: usize = 32;
 
 /// How a batch's click counts tell rows of an unsettled attempt (one whose positions
-/// never moved: its writer died, paused or was fenced after its rows) from settled ones.
+/// never moved: its writer died, paused or was fenced after its rows) from settled ones,
+/// from the row alone.
 ///
-/// Each count row keeps the count from before the batch that last wrote it (`base`)
-/// and that batch's first offset (`batch_from`). A batch is settled once its positions
-/// move, and positions move only from where they stand, so a row whose `batch_from`
-/// is below where this writer's run started was settled. A row whose `batch_from` is
-/// where the run started (`unsettled_from`, the position the writer found) and that the
-/// run's own first batch did not write comes from an unsettled attempt at the same
-/// offsets: its count is recomputed from its `base`, whatever offsets the attempt and
-/// the run end at. The run's later batches never meet such a row without recomputing:
-/// clicks of that link between the run's start and the batch's are the attempt's only.
+/// Each count row says which offsets of its source it counts: `clicks` is the count of
+/// every offset below `through` (the end of the batch that wrote it), `base` the count
+/// below `batch_from` (its start). Every row a writer wrote is exact for those two
+/// offsets, settled or not: the same log gives the same counts. A batch that starts at
+/// `from` (where the position stands: it checked) adds its clicks to
+/// - `clicks` if `from >= through`: the row counts nothing at or above `from`. Any
+///   click of the link between `through` and `from` was counted by a settled batch,
+///   whose row a later one can only replace with a row that starts at or above that
+///   batch's end;
+/// - `base` if `batch_from <= from < through`: the row comes from an attempt that went
+///   past the position and never settled, and none of the link's clicks lie between
+///   its start and `from` (a settled batch that counted one would have replaced it);
+/// - `clicks` if `from < batch_from`: only a row of a writer that checked the position
+///   after this batch did, so this batch is stale, and the newer row wins over its
+///   write by timestamp whatever it writes.
+///
+/// The rule needs no memory of earlier batches, so a run that ends (fenced, failed,
+/// restarted) between finding an unsettled row and replacing it loses nothing. A
+/// re-driven parked record counts under a source of its own and spans one offset: a
+/// re-run after a crash recomputes the same sum, records of other offsets add to it.
+/// Rows written before `through` existed count as if it were `batch_from + 1` (the rule
+/// those rows were written under).
 struct Tally {
     source: String,
-    batch_from: i64,
-    unsettled_from: i64,
-    /// Rows the run's first batch wrote (keys from [`Tally::click_key`]).
-    own: Arc<HashSet<String>>,
+    from: i64,
+    through: i64,
 }
+
+/// A count row as read: `(clicks, base, batch_from, through)`.
+type CountRow = (i64, i64, i64, Option<i64>);
 
 impl Tally {
-    fn click_key(link_id: Id) -> String {
-        format!("c:{link_id}")
-    }
-
-    fn count_key(link_id: Id, name: &str) -> String {
-        format!("a:{link_id}:{name}")
-    }
-
-    /// The count a batch adds to: the row's `base` if an unsettled attempt wrote it.
-    fn base(tally: Option<&Tally>, key: &str, row: Option<(i64, i64, i64)>) -> i64 {
+    /// The count a batch adds to, given the row it found ([`Tally`]).
+    fn base(tally: Option<&Tally>, row: Option<CountRow>) -> i64 {
         match (row, tally) {
-            (Some((_, base, from)), Some(t)) if from == t.unsettled_from && !t.own.contains(key) => base,
-            (Some((clicks, _, _)), _) => clicks,
             (None, _) => 0,
+            (Some((_, base, from, through)), Some(t)) if from <= t.from && t.from < through.unwrap_or(from + 1) => base,
+            (Some((clicks, ..)), _) => clicks,
         }
     }
-}
-
-/// A writer's run over one source: where it started, where its next batch starts and
-/// which rows its first batch wrote ([`Tally`]). A batch that does not continue the run
-/// (another epoch, another offset, after a failure) starts a new one.
-#[derive(Debug, Clone)]
-pub(super) struct Run {
-    epoch: u64,
-    first_from: i64,
-    next: i64,
-    own: Arc<HashSet<String>>,
 }
 
 pub(super) fn log_partition(partition: u32) -> Result<i32, StorageError> {
@@ -78,65 +73,30 @@ impl ScyllaStore {
         // 1. The batch's writer must hold its partitions' latest claim (its rows then
         //    carry timestamps of its lease) ...
         let at = self.check_claims(&batch.positions, batch.epoch).await?;
-        let tally = self.tally(batch)?;
+        let tally = Self::tally(batch)?;
         let applied = self.apply_stamped(batch, &at, tally.as_ref()).await;
         self.spent(&batch.positions, batch.epoch, &at);
-        if let Some(t) = &tally {
-            self.settle(batch, t, applied.is_ok());
-        }
         applied
     }
 
     /// The batch's [`Tally`], if it counts under a source of its own.
-    fn tally(&self, batch: &StoreBatch) -> Result<Option<Tally>, StorageError> {
-        // A re-driven parked record counts under a source of its own, keyed by its
-        // offset, so re-running it after a crash recomputes the same sum.
-        Ok(match (batch.positions.first(), batch.positions.iter().map(|p| p.from).min(), batch.release.first()) {
-            (Some(p), Some(from), _) => {
-                let source = format!("{}/{}", p.topic, p.partition);
-                let batch_from = signed(from, "offset")?;
-                let run = self.runs().get(&source).filter(|r| r.epoch == batch.epoch && r.next == batch_from).cloned();
-                let (unsettled_from, own) = run.map_or((batch_from, Arc::default()), |r| (r.first_from, r.own));
-                Some(Tally { source, batch_from, unsettled_from, own })
-            }
-            (None, _, Some(r)) => {
-                let batch_from = signed(r.offset, "offset")?;
-                Some(Tally {
-                    source: format!("parked:{}/{}", r.topic, r.partition),
-                    batch_from,
-                    unsettled_from: batch_from,
-                    own: Arc::default(),
-                })
+    fn tally(batch: &StoreBatch) -> Result<Option<Tally>, StorageError> {
+        let from = batch.positions.iter().map(|p| p.from).min();
+        let to = batch.positions.iter().map(|p| p.to).min();
+        Ok(match (batch.positions.first(), from, to, batch.release.first()) {
+            (Some(p), Some(from), Some(to), _) => Some(Tally {
+                source: format!("{}/{}", p.topic, p.partition),
+                from: signed(from, "offset")?,
+                through: signed(to, "offset")?,
+            }),
+            // A re-driven parked record counts under a source of its own, keyed by its
+            // offset, so re-running it after a crash recomputes the same sum.
+            (None, _, _, Some(r)) => {
+                let from = signed(r.offset, "offset")?;
+                Some(Tally { source: format!("parked:{}/{}", r.topic, r.partition), from, through: from.saturating_add(1) })
             }
             _ => None,
         })
-    }
-
-    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Run>> {
-        self.runs.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Continues the batch's run if it landed, ends it if not.
-    fn settle(&self, batch: &StoreBatch, t: &Tally, landed: bool) {
-        let to = batch.positions.iter().map(|p| p.to).min().and_then(|to| i64::try_from(to).ok());
-        let (Some(to), true) = (to, landed) else {
-            self.runs().remove(&t.source);
-            return;
-        };
-        let own = if t.batch_from == t.unsettled_from {
-            let mut own = HashSet::new();
-            for m in &batch.mutations {
-                match m {
-                    Mutation::AddClicks { link_id, .. } => own.insert(Tally::click_key(*link_id)),
-                    Mutation::AddCount { link_id, name, .. } => own.insert(Tally::count_key(*link_id, name)),
-                    _ => false,
-                };
-            }
-            Arc::new(own)
-        } else {
-            t.own.clone()
-        };
-        self.runs().insert(t.source.clone(), Run { epoch: batch.epoch, first_from: t.unsettled_from, next: to, own });
     }
 
     async fn apply_stamped(&self, batch: &StoreBatch, at: &Stamps, tally: Option<&Tally>) -> Result<(), ApplyError> {
@@ -424,34 +384,41 @@ impl ScyllaStore {
     /// Adds `n` to the click count of `link_id`: read, add, write an absolute value,
     /// from the row's `base` where an unsettled attempt wrote it ([`Tally`]).
     async fn add_clicks(&self, link_id: Id, n: u64, tally: Option<&Tally>, at: &Stamps) -> Result<(), StorageError> {
-        let (source, batch_from) = tally.map_or(("", -1), |t| (t.source.as_str(), t.batch_from));
-        let row = self.click_rows(link_id).await?.into_iter().find(|r| r.0 == source).map(|(_, c, b, f)| (c, b, f));
-        let base = Tally::base(tally, &Tally::click_key(link_id), row);
-        let total = base.checked_add(signed(n, "click count")?).ok_or_else(|| engine("click count overflows a CQL bigint"))?;
-        self.write(&self.st.put_clicks, at, (key(link_id), source, total, base, batch_from)).await
+        let source = tally.map_or("", |t| t.source.as_str());
+        let row = self.click_rows(link_id).await?.into_iter().find(|r| r.0 == source).map(|(_, c, b, f, t)| (c, b, f, t));
+        let (base, total, from, through) = Self::tallied(tally, row, n)?;
+        self.write(&self.st.put_clicks, at, (key(link_id), source, total, base, from, through)).await
     }
 
     /// Adds `n` to aggregate `name` of `link_id`, as [`Self::add_clicks`] does.
     async fn add_count(&self, link_id: Id, name: &str, n: u64, tally: Option<&Tally>, at: &Stamps) -> Result<(), StorageError> {
-        let (source, batch_from) = tally.map_or(("", -1), |t| (t.source.as_str(), t.batch_from));
+        let source = tally.map_or("", |t| t.source.as_str());
         let mut row = None;
-        self.each(&self.st.aggregate, (key(link_id), name), |r: (String, i64, i64, i64)| {
+        self.each(&self.st.aggregate, (key(link_id), name), |r: (String, i64, i64, i64, Option<i64>)| {
             if r.0 == source {
-                row = Some((r.1, r.2, r.3));
+                row = Some((r.1, r.2, r.3, r.4));
                 return Ok(ControlFlow::Break(()));
             }
             Ok(ControlFlow::Continue(()))
         })
         .await?;
-        let base = Tally::base(tally, &Tally::count_key(link_id, name), row);
-        let total = base.checked_add(signed(n, "click count")?).ok_or_else(|| engine("click count overflows a CQL bigint"))?;
-        self.write(&self.st.put_aggregate, at, (key(link_id), name, source, total, base, batch_from)).await
+        let (base, total, from, through) = Self::tallied(tally, row, n)?;
+        self.write(&self.st.put_aggregate, at, (key(link_id), name, source, total, base, from, through)).await
     }
 
-    /// `(source, clicks, base, batch_from)` of every click-count row of `link_id`.
-    pub(super) async fn click_rows(&self, link_id: Id) -> Result<Vec<(String, i64, i64, i64)>, StorageError> {
+    /// The row a batch writes: `(base, clicks, batch_from, through)` after adding `n`.
+    fn tallied(tally: Option<&Tally>, row: Option<CountRow>, n: u64) -> Result<(i64, i64, i64, i64), StorageError> {
+        let base = Tally::base(tally, row);
+        let total = base.checked_add(signed(n, "click count")?).ok_or_else(|| engine("click count overflows a CQL bigint"))?;
+        let (from, through) = tally.map_or((-1, -1), |t| (t.from, t.through));
+        Ok((base, total, from, through))
+    }
+
+    /// `(source, clicks, base, batch_from, through)` of every click-count row of
+    /// `link_id`.
+    pub(super) async fn click_rows(&self, link_id: Id) -> Result<Vec<(String, i64, i64, i64, Option<i64>)>, StorageError> {
         let mut rows = Vec::new();
-        self.each(&self.st.clicks, (key(link_id),), |r: (String, i64, i64, i64)| {
+        self.each(&self.st.clicks, (key(link_id),), |r: (String, i64, i64, i64, Option<i64>)| {
             rows.push(r);
             Ok(ControlFlow::Continue(()))
         })

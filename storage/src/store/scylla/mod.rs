@@ -149,8 +149,6 @@ pub struct ScyllaStore {
     st: Statements,
     /// Claims this process holds, by (topic, partition) ([`fence`]).
     leases: std::sync::Mutex<std::collections::HashMap<(String, u32), fence::Lease>>,
-    /// Each click source's current run ([`apply::Run`]).
-    runs: std::sync::Mutex<std::collections::HashMap<String, apply::Run>>,
     /// Fault injection for tests: where a batch waits ([`ScyllaStore::hold_at`]).
     hold: Option<HoldHook>,
     /// The runtime the driver's connections live on, when the store had to bring one
@@ -236,7 +234,7 @@ impl ScyllaStore {
         let st =
             schema::migrate_and_prepare(&session, cfg, schema::SCHEMA_CQL, || Statements::prepare(&session, &cfg.keyspace, cfg.page_size))
                 .await?;
-        Ok(ScyllaStore { session, st, leases: Default::default(), runs: Default::default(), hold: pause_hook_from_env(), _runtime: None })
+        Ok(ScyllaStore { session, st, leases: Default::default(), hold: pause_hook_from_env(), _runtime: None })
     }
 
     async fn exec(&self, st: &PreparedStatement, values: impl SerializeRow) -> Result<(), StorageError> {
@@ -418,7 +416,7 @@ impl ReadStore for ScyllaStore {
 
     async fn click_count(&self, link_id: Id) -> Result<u64, StorageError> {
         let mut total = 0u64;
-        for (_, clicks, _, _) in self.click_rows(link_id).await? {
+        for (_, clicks, ..) in self.click_rows(link_id).await? {
             total = total.saturating_add(unsigned(clicks, "click count")?);
         }
         Ok(total)

@@ -56,9 +56,49 @@ pub(crate) fn keyspace_statement(stmt: &str, cfg: &ScyllaConfig) -> Result<Strin
     Ok(format!("{KEYSPACE_PREFIX}{} WITH {replication}", cfg.keyspace))
 }
 
-/// Creates the keyspace and every table that does not exist yet.
+/// Columns `schema.cql` gained after their table was first released: `(table, column,
+/// type)`. `CREATE TABLE IF NOT EXISTS` leaves a table made by an earlier build as it
+/// is, so [`migrate`] adds these where they are missing.
+pub const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("click_counts", "through", "bigint"), ("click_aggregates", "through", "bigint")];
+
+/// Creates the keyspace and every table that does not exist yet, and adds the
+/// [`ADDED_COLUMNS`] a table made by an earlier build lacks.
 pub async fn migrate(session: &Session, cfg: &ScyllaConfig) -> Result<(), StorageError> {
-    migrate_file(session, cfg, SCHEMA_CQL).await
+    migrate_file(session, cfg, SCHEMA_CQL).await?;
+    add_missing_columns(session).await
+}
+
+/// `ALTER TABLE … ADD` for each of [`ADDED_COLUMNS`] that a probe (`SELECT <column>`)
+/// says is undefined. CQL has no `ADD IF NOT EXISTS`: two processes that start together
+/// may both add, and the one that loses is told the column exists, which is the goal.
+async fn add_missing_columns(session: &Session) -> Result<(), StorageError> {
+    let mut added = false;
+    for (table, column, kind) in ADDED_COLUMNS {
+        let probe = format!("SELECT {column} FROM {table} LIMIT 1");
+        let Err(e) = session.query_unpaged(probe.as_str(), ()).await else { continue };
+        if !undefined_column(&e.to_string(), column) {
+            return Err(StorageError::Engine(format!("{probe}: {e}")));
+        }
+        let alter = format!("ALTER TABLE {table} ADD {column} {kind}");
+        match session.query_unpaged(alter.as_str(), ()).await {
+            Ok(_) => tracing::info!(event = "schema_column_added", table, column, "a table made by an earlier build"),
+            Err(e) if e.to_string().contains("conflicts with an existing column") => {}
+            Err(e) => return Err(StorageError::Engine(format!("{alter}: {e}"))),
+        }
+        added = true;
+    }
+    if added {
+        await_agreement(session).await;
+    }
+    Ok(())
+}
+
+/// Whether a query error says `column` is not defined (Scylla and Cassandra both say
+/// "Undefined column name <column>").
+fn undefined_column(error: &str, column: &str) -> bool {
+    error.split("Undefined column name ").skip(1).any(|rest| {
+        rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next() == Some(column)
+    })
 }
 
 /// How long a start may keep migrating and preparing while the schema is not visible.
@@ -137,6 +177,20 @@ mod tests {
         for t in ["positions", "users", "users_by_email", "links", "links_by_code", "history_by_link", "click_counts", "outcomes"] {
             assert!(tables.iter().any(|n| n == t), "{t} missing from {tables:?}");
         }
+    }
+
+    #[test]
+    fn every_added_column_is_in_its_tables_create_statement() {
+        for (table, column, kind) in ADDED_COLUMNS {
+            let create = statements(SCHEMA_CQL)
+                .into_iter()
+                .find(|s| s.starts_with(&format!("CREATE TABLE IF NOT EXISTS {table} (")))
+                .unwrap_or_else(|| panic!("{table} is not created"));
+            assert!(create.contains(&format!(" {column} {kind},")), "{create}");
+        }
+        assert!(undefined_column("Database returned an error: The query is syntactically correct but invalid, Error message: Undefined column name through in table kurz.click_counts", "through"));
+        assert!(!undefined_column("Undefined column name throughput", "through"));
+        assert!(!undefined_column("Keyspace kurz does not exist", "through"));
     }
 
     #[test]

@@ -96,11 +96,11 @@ statements! {
     history_all (paged) = "SELECT id, body FROM {ks}.history_all WHERE bucket = ?";
     put_history_all = "INSERT INTO {ks}.history_all (bucket, id, body) VALUES (?, ?, ?)";
 
-    clicks (paged) = "SELECT source, clicks, base, batch_from FROM {ks}.click_counts WHERE link_id = ?";
-    put_clicks = "INSERT INTO {ks}.click_counts (link_id, source, clicks, base, batch_from) VALUES (?, ?, ?, ?, ?)";
-    aggregate = "SELECT source, clicks, base, batch_from FROM {ks}.click_aggregates WHERE link_id = ? AND name = ?";
+    clicks (paged) = "SELECT source, clicks, base, batch_from, through FROM {ks}.click_counts WHERE link_id = ?";
+    put_clicks = "INSERT INTO {ks}.click_counts (link_id, source, clicks, base, batch_from, through) VALUES (?, ?, ?, ?, ?, ?)";
+    aggregate = "SELECT source, clicks, base, batch_from, through FROM {ks}.click_aggregates WHERE link_id = ? AND name = ?";
     aggregates (paged) = "SELECT name, clicks FROM {ks}.click_aggregates WHERE link_id = ?";
-    put_aggregate = "INSERT INTO {ks}.click_aggregates (link_id, name, source, clicks, base, batch_from) VALUES (?, ?, ?, ?, ?, ?)";
+    put_aggregate = "INSERT INTO {ks}.click_aggregates (link_id, name, source, clicks, base, batch_from, through) VALUES (?, ?, ?, ?, ?, ?, ?)";
     visitors (paged) = "SELECT day FROM {ks}.click_visitors WHERE link_id = ?";
     put_visitor = "INSERT INTO {ks}.click_visitors (link_id, day, visitor) VALUES (?, ?, ?)";
 
