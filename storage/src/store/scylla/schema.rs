@@ -96,9 +96,10 @@ async fn add_missing_columns(session: &Session) -> Result<(), StorageError> {
 /// Whether a query error says `column` is not defined (Scylla and Cassandra both say
 /// "Undefined column name <column>").
 fn undefined_column(error: &str, column: &str) -> bool {
-    error.split("Undefined column name ").skip(1).any(|rest| {
-        rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next() == Some(column)
-    })
+    error
+        .split("Undefined column name ")
+        .skip(1)
+        .any(|rest| rest.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next() == Some(column))
 }
 
 /// How long a start may keep migrating and preparing while the schema is not visible.
