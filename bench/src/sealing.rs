@@ -72,6 +72,7 @@ pub async fn run(a: Args) -> Value {
                 user_id: Id::new(1 + i as u64 % 100).ok(),
                 created_at: Ts(1),
                 updated_at: Ts(1),
+                options: Default::default(),
             };
             event(i, EventBody::LinkCreated { link, imported: false })
         })

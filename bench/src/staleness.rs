@@ -91,6 +91,7 @@ pub async fn run(args: Args) -> serde_json::Value {
             title: None,
             user_id: None,
             existing_ok: false,
+            options: Default::default(),
         };
         let o = state.submit(Command::new(CommandId::random(), Actor::Anonymous, body)).await.unwrap();
         let Answer::Link { link } = o.answer else { panic!("create failed: {:?}", o.answer) };
@@ -116,6 +117,7 @@ pub async fn run(args: Args) -> serde_json::Value {
             original_url: Some(TargetUrl::parse(&url).unwrap()),
             is_active: None,
             owner: None,
+            options: Default::default(),
         };
         let t0 = Instant::now();
         let o = state.submit(Command::new(CommandId::random(), Actor::Anonymous, body)).await.unwrap();

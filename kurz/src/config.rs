@@ -106,6 +106,11 @@ pub struct Config {
     #[arg(long, env = "KURZ_RATE_REDIRECTS", default_value = "off")]
     pub rate_redirects: kurz_web::ratelimit::MaybeRate,
 
+    /// How long a browser may keep a permanent (301, 308) redirect, in seconds (at most
+    /// a year); 302 and 307 answers are never kept.
+    #[arg(long, env = "KURZ_REDIRECT_CACHE_SECONDS", default_value = "30", value_parser = clap::value_parser!(u32).range(0..=31_536_000))]
+    pub redirect_cache_seconds: u32,
+
     /// Proxies whose `KURZ_CLIENT_IP_HEADER` is believed, as addresses or networks
     /// (comma-separated, e.g. `10.0.0.0/8,fd00::/8`); the client is the rightmost
     /// address in the header that is not one of them. Unset with a header set: every

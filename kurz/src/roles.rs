@@ -117,7 +117,8 @@ impl App {
         let command_api = CommandApi::build(ports.log.clone(), ports.store.clone(), ports.keys.clone(), ports::settings(&cfg)?).await?;
         let projector = ports.projector(cfg.delivery.max_attempts);
         let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &ports::capture_settings(&cfg)?)?
-            .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0));
+            .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0))
+            .redirect_cache_seconds(cfg.redirect_cache_seconds);
         if cfg.auth == kurz_command_api::AuthMode::Token {
             edge = edge.private_emails(command_api.auth().admin_token());
         }
@@ -251,6 +252,7 @@ async fn run_query_edge(mut cfg: Config, listener: tokio::net::TcpListener, stop
     let admin = kurz_web::admin::AdminToken::new(cfg.admin_token.as_deref());
     let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &ports::capture_settings(&cfg)?)?
         .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0))
+        .redirect_cache_seconds(cfg.redirect_cache_seconds)
         .reveal_health_to(admin.clone());
     if cfg.auth == kurz_command_api::AuthMode::Token {
         edge = edge.private_emails(admin);

@@ -93,6 +93,7 @@ async fn a_click_append_that_fails_after_writing_is_counted_once() {
         user_id: None,
         created_at: Ts(0),
         updated_at: Ts(0),
+        options: Default::default(),
     });
     const CLICKS: usize = 5;
     let before = copies_dropped();

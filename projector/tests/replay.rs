@@ -43,6 +43,7 @@ fn history() -> Vec<(u32, Event)> {
             user_id: Some(id(1 + l % 20)),
             created_at: Ts(2),
             updated_at: Ts(2),
+            options: Default::default(),
         };
         evs.push(ev(p, EventBody::LinkCreated { link: link.clone(), imported: false }));
         if l % 4 == 0 {

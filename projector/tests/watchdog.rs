@@ -33,6 +33,7 @@ fn link(n: u64, code: &str, title: &str) -> Link {
         user_id: None,
         created_at: Ts(2),
         updated_at: Ts(2),
+        options: Default::default(),
     }
 }
 

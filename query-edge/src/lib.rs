@@ -29,6 +29,42 @@ pub struct Inner {
     /// Token mode: user e-mail addresses are shown to the admin token's holder only
     /// (`None`: open mode, where the contract lists them to anyone).
     pub private_emails: Option<kurz_web::admin::AdminToken>,
+    /// The `Cache-Control` of every redirect answer.
+    pub redirect_cache: RedirectCache,
+    /// User-agent classes for redirect rules that ask about the device, OS or browser.
+    pub agents: capture::agent::Classifier,
+}
+
+/// The `Cache-Control` a redirect answers with: `private` always (a shared cache
+/// answering for the edge would hide clicks from it and serve one visitor's forwarded
+/// query to another), `max-age=0` for 302 and 307, and a bounded lifetime for 301 and
+/// 308 (`KURZ_REDIRECT_CACHE_SECONDS`, 30 by default as Shlink's): a browser that keeps
+/// a permanent redirect forever would never see a later edit of the link, nor be
+/// counted again.
+#[derive(Debug, Clone)]
+pub struct RedirectCache {
+    pub temporary: axum::http::HeaderValue,
+    pub permanent: axum::http::HeaderValue,
+}
+
+impl RedirectCache {
+    /// The longest lifetime a permanent redirect may be given: a year.
+    pub const MAX_SECONDS: u32 = 365 * 24 * 3600;
+    pub const DEFAULT_SECONDS: u32 = 30;
+
+    pub fn permanent_for(seconds: u32) -> RedirectCache {
+        let seconds = seconds.min(Self::MAX_SECONDS);
+        RedirectCache {
+            temporary: axum::http::HeaderValue::from_static("private, max-age=0"),
+            permanent: axum::http::HeaderValue::from_str(&format!("private, max-age={seconds}")).expect("digits are a valid header"),
+        }
+    }
+}
+
+impl Default for RedirectCache {
+    fn default() -> Self {
+        RedirectCache::permanent_for(Self::DEFAULT_SECONDS)
+    }
 }
 
 impl Inner {
@@ -63,7 +99,15 @@ impl QueryEdge {
     ) -> Result<QueryEdge, Error> {
         let (sink, flusher) = capture::channel(log, capture)?;
         Ok(QueryEdge {
-            state: EdgeState(Arc::new(Inner { store, cache, clicks: sink, redirect_limit: None, private_emails: None })),
+            state: EdgeState(Arc::new(Inner {
+                store,
+                cache,
+                clicks: sink,
+                redirect_limit: None,
+                private_emails: None,
+                redirect_cache: RedirectCache::default(),
+                agents: capture::agent::Classifier::new(),
+            })),
             flusher,
             reveal: Default::default(),
         })
@@ -72,6 +116,13 @@ impl QueryEdge {
     /// Limits redirects per client address (`None`: no limit, the default).
     pub fn limit_redirects(mut self, limit: Option<kurz_web::ratelimit::ByAddress>) -> QueryEdge {
         Arc::get_mut(&mut self.state.0).expect("called right after build").redirect_limit = limit;
+        self
+    }
+
+    /// How long a browser may keep a permanent (301, 308) redirect
+    /// ([`RedirectCache`]).
+    pub fn redirect_cache_seconds(mut self, seconds: u32) -> QueryEdge {
+        Arc::get_mut(&mut self.state.0).expect("called right after build").redirect_cache = RedirectCache::permanent_for(seconds);
         self
     }
 

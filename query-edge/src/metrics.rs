@@ -18,7 +18,7 @@ pub fn get() -> &'static Metrics {
         .unwrap(),
         redirects: register_int_counter_vec!(
             "kurz_redirects_total",
-            "Redirect lookups by result (found, not_found, inactive) and source (cache, store).",
+            "Redirect lookups by result (found, not_found, inactive, expired) and source (cache, store).",
             &["result", "source"]
         )
         .unwrap(),
@@ -32,6 +32,8 @@ pub enum Found {
     Found,
     NotFound,
     Inactive,
+    /// Outside the link's validity window.
+    Expired,
 }
 
 /// Where the answer came from.
@@ -46,10 +48,10 @@ pub enum Source {
 /// `kurz_redirects_total{result, source}`, resolved once: this runs on every redirect,
 /// and a lookup by labels hashes them and takes the vector's shared lock.
 pub fn redirect(found: Found, source: Source) -> &'static IntCounter {
-    static C: OnceLock<[[IntCounter; 3]; 3]> = OnceLock::new();
+    static C: OnceLock<[[IntCounter; 3]; 4]> = OnceLock::new();
     let c = C.get_or_init(|| {
         let by = |r: &str| ["cache", "store", "refused"].map(|s| get().redirects.with_label_values(&[r, s]));
-        [by("found"), by("not_found"), by("inactive")]
+        [by("found"), by("not_found"), by("inactive"), by("expired")]
     });
     &c[found as usize][source as usize]
 }

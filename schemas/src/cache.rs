@@ -102,6 +102,7 @@ mod tests {
             user_id: None,
             created_at: Ts(1),
             updated_at: Ts(2),
+            options: Default::default(),
         }
     }
 

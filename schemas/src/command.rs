@@ -5,7 +5,7 @@
 //! applies a command id at most once.
 
 use crate::personal::{self, Keys, OpenError, RecordKind};
-use crate::{Email, Id, ShortCode, TargetUrl, Ts};
+use crate::{Email, Id, LinkOptions, OptionsPatch, ShortCode, TargetUrl, Ts};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
@@ -168,6 +168,8 @@ pub enum CommandBody {
         title: Option<String>,
         user_id: Option<Id>,
         existing_ok: bool,
+        #[serde(default, skip_serializing_if = "LinkOptions::is_default")]
+        options: LinkOptions,
     },
     UpdateLink {
         code: ShortCode,
@@ -177,6 +179,8 @@ pub enum CommandBody {
         is_active: Option<bool>,
         /// When set, the link must belong to this user (token mode ownership).
         owner: Option<Id>,
+        #[serde(default, skip_serializing_if = "OptionsPatch::is_empty")]
+        options: OptionsPatch,
     },
     DeleteLink {
         code: ShortCode,
@@ -257,6 +261,8 @@ pub struct LinkRow {
     pub user_id: Option<Id>,
     pub created_at: Option<Ts>,
     pub updated_at: Option<Ts>,
+    #[serde(default, skip_serializing_if = "LinkOptions::is_default")]
+    pub options: LinkOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

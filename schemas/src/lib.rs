@@ -16,7 +16,9 @@ pub mod event;
 pub mod ids;
 pub mod limits;
 pub mod model;
+pub mod options;
 pub mod personal;
+pub mod rules;
 pub mod sealed;
 pub mod time;
 pub mod values;
@@ -28,6 +30,7 @@ pub use control::ControlEvent;
 pub use event::{Answer, DecodeError, Event, EventBody, EventEnvelope};
 pub use ids::{id_key, Id, IdError, IdGen, IdKind, MAX_JSON_ID};
 pub use model::{ApiKey, HistoryEvent, KeyScope, Link, RevokedSession, User};
+pub use options::{LinkOptions, OptionsPatch, RedirectType};
 pub use time::Ts;
 pub use values::{Email, ShortCode, TargetUrl, ValueError};
 

@@ -1,6 +1,6 @@
 //! Read-model rows, which are also the JSON the HTTP API returns.
 
-use crate::{Id, Ts};
+use crate::{Id, LinkOptions, Ts};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -187,6 +187,11 @@ pub struct Link {
     pub user_id: Option<Id>,
     pub created_at: Ts,
     pub updated_at: Ts,
+    /// How the link answers beyond a 302 to `original_url` (`LinkOptions`); left out
+    /// of the encoding when all are defaults, so links from before options encode as
+    /// they always did.
+    #[serde(default, skip_serializing_if = "LinkOptions::is_default")]
+    pub options: LinkOptions,
 }
 
 /// One row of `/events`: a link's lifecycle, a click, or a client-posted event.
@@ -213,17 +218,20 @@ impl User {
 }
 
 impl Link {
+    /// The public link JSON: the contract's fields, then every option (defaults filled
+    /// in).
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "short_code": self.short_code,
-            "original_url": self.original_url,
-            "title": self.title,
-            "is_active": self.is_active,
-            "user_id": self.user_id,
-            "created_at": self.created_at.to_rfc3339(),
-            "updated_at": self.updated_at.to_rfc3339(),
-        })
+        let mut out = serde_json::Map::new();
+        out.insert("id".into(), serde_json::json!(self.id));
+        out.insert("short_code".into(), self.short_code.clone().into());
+        out.insert("original_url".into(), self.original_url.clone().into());
+        out.insert("title".into(), serde_json::json!(self.title));
+        out.insert("is_active".into(), self.is_active.into());
+        out.insert("user_id".into(), serde_json::json!(self.user_id));
+        out.insert("created_at".into(), self.created_at.to_rfc3339().into());
+        out.insert("updated_at".into(), self.updated_at.to_rfc3339().into());
+        self.options.write_json(&mut out);
+        serde_json::Value::Object(out)
     }
 }
 

@@ -25,6 +25,12 @@ impl Ts {
         }
     }
 
+    /// Strict RFC 3339 (`2027-01-31T23:59:59Z`, an offset, fractional seconds): what
+    /// the API takes for instants a caller sets.
+    pub fn parse_rfc3339(s: &str) -> Option<Ts> {
+        DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| Ts(t.timestamp_millis()))
+    }
+
     /// Accepts the seed data's `2025-12-02 03:44:06`, ISO `T` forms, fractional seconds
     /// and RFC 3339 with an offset. Naive times are UTC.
     pub fn parse(s: &str) -> Option<Ts> {

@@ -20,6 +20,7 @@ fn entry(url: &str, version: u64) -> CachedLink {
             user_id: None,
             created_at: Ts(1),
             updated_at: Ts(1),
+            options: Default::default(),
         },
         version,
     )

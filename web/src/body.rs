@@ -83,6 +83,12 @@ impl JsonObject {
         }
     }
 
+    /// Whether the body names `field` at all (`null` included): for updates, where a
+    /// `null` clears a field and an absent one leaves it.
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
     fn present(&self, field: &str) -> Option<&Value> {
         self.0.get(field).filter(|v| !v.is_null())
     }
@@ -122,6 +128,14 @@ impl JsonObject {
             Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(Some(true)),
             Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(Some(false)),
             Some(_) => Err(ApiError::BadRequest(format!("{field} must be a boolean"))),
+        }
+    }
+
+    pub fn opt_array(&self, field: &str) -> Result<Option<&Vec<Value>>, ApiError> {
+        match self.present(field) {
+            None => Ok(None),
+            Some(Value::Array(a)) => Ok(Some(a)),
+            Some(_) => Err(ApiError::BadRequest(format!("{field} must be a JSON array"))),
         }
     }
 

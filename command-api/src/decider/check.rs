@@ -156,6 +156,7 @@ mod tests {
                 title: None,
                 user_id: None,
                 existing_ok: false,
+                options: Default::default(),
             },
         )
     }

@@ -162,7 +162,7 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             out.push(decided(201, Answer::Count { count, skipped }));
             out
         }
-        CreateLink { code, original_url, title, user_id, existing_ok, .. } => {
+        CreateLink { code, original_url, title, user_id, existing_ok, options, .. } => {
             if let Some(existing) = state.links.get(code.as_str()) {
                 let l = &existing.link;
                 if *existing_ok && !existing.deleted && l.is_active && l.user_id == *user_id && l.original_url == original_url.as_str() {
@@ -180,10 +180,11 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 user_id: *user_id,
                 created_at: now,
                 updated_at: now,
+                options: options.clone(),
             };
             vec![EventBody::LinkCreated { link: link.clone(), imported: false }, decided(201, Answer::Link { link })]
         }
-        UpdateLink { code, id, title, original_url, is_active, owner } => {
+        UpdateLink { code, id, title, original_url, is_active, owner, options } => {
             let Some(old) = state.live_link(code.as_str()).filter(|l| l.id == *id) else { return reject(404, "url not found") };
             if owner.is_some() && old.user_id != *owner {
                 return reject(403, "this url belongs to another user");
@@ -197,6 +198,11 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             }
             if let Some(a) = is_active {
                 link.is_active = *a;
+            }
+            // Checked against the link's current options: a window is whole or refused.
+            match options.applied_to(&link.options) {
+                Ok(o) => link.options = o,
+                Err(e) => return reject(400, e.to_string()),
             }
             link.updated_at = now;
             vec![EventBody::LinkUpdated { link: link.clone() }, decided(200, Answer::Link { link })]
@@ -237,6 +243,7 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                     user_id: row.user_id,
                     created_at: created,
                     updated_at: row.updated_at.unwrap_or(created),
+                    options: row.options.clone(),
                 };
                 out.push(EventBody::LinkCreated { link, imported: true });
             }

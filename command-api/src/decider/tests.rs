@@ -17,6 +17,7 @@ fn create_link(code: &str, owner: Option<Id>) -> CommandBody {
         title: None,
         user_id: owner,
         existing_ok: false,
+        options: Default::default(),
     }
 }
 
@@ -73,6 +74,7 @@ fn ownership_and_activity_are_checked_against_state() {
         original_url: None,
         is_active: active,
         owner,
+        options: Default::default(),
     };
     assert_eq!(decided(&handle(&mut s, &cmd("b", upd(Some(Id::new(8).unwrap()), Some(false))), now())).0, 403);
     assert_eq!(decided(&handle(&mut s, &cmd("c", upd(Some(owner), Some(false))), now())).0, 200);
@@ -127,6 +129,7 @@ fn imports_skip_duplicates_and_report_them() {
         user_id: None,
         created_at: Some(Ts(5)),
         updated_at: None,
+        options: Default::default(),
     };
     let rows = vec![row(1, "one"), row(2, "taken"), row(1, "dupid"), row(3, "one"), row(4, "four")];
     let evs = handle(&mut s, &cmd("b", CommandBody::ImportLinks { key: "link:one".into(), rows: rows.clone() }), now());
@@ -209,6 +212,7 @@ fn requests_at_every_limit_make_records_that_decode() {
                 title: Some(title.clone()),
                 user_id: None,
                 existing_ok: false,
+                options: Default::default(),
             },
         ),
         now(),

@@ -6,6 +6,7 @@ pub(crate) mod auth;
 #[doc(hidden)]
 pub mod bulk;
 mod events;
+mod options;
 mod urls;
 mod users;
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kurz_schemas::event::Answer;
 use kurz_schemas::limits;
-use kurz_schemas::{Command, CommandBody, CommandId, Id, Link, ShortCode, TargetUrl};
+use kurz_schemas::{Command, CommandBody, CommandId, Id, Link, LinkOptions, ShortCode, TargetUrl};
 use kurz_storage::store::StoredOutcome;
 use kurz_web::{ApiError, JsonObject};
 
@@ -22,6 +22,15 @@ pub(crate) fn target(s: &AppState, headers: &HeaderMap, raw: &str) -> Result<Tar
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
     s.settings.targets.check(&url, host).map_err(|e| bad(format!("original_url: {e}")))?;
     Ok(url)
+}
+
+/// A redirect target from field `field` of a request (a rule's): checked as
+/// `original_url` is, the refusal naming the field.
+fn named_target(s: &AppState, headers: &HeaderMap, field: &str, raw: &str) -> Result<TargetUrl, ApiError> {
+    target(s, headers, raw).map_err(|e| match e {
+        ApiError::BadRequest(m) => ApiError::BadRequest(m.replacen("original_url", field, 1)),
+        other => other,
+    })
 }
 
 /// The optional `title`, within its limit.
@@ -55,6 +64,7 @@ struct NewLink {
     url: TargetUrl,
     title: Option<String>,
     owner: Option<Id>,
+    options: LinkOptions,
 }
 
 /// Creates a link under `alias`, or under generated codes until one is free.
@@ -89,6 +99,7 @@ async fn create_link(
             title: link.title.clone(),
             user_id: link.owner,
             existing_ok: derive,
+            options: link.options.clone(),
         };
         let o = s.submit(Command::new(id, p.actor(), body).with_fingerprint(key.fingerprint.clone())).await?;
         if o.status == 409 && alias.is_none() {
@@ -104,9 +115,10 @@ pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap,
     let title = title(&body)?;
     let user_id = body.opt_id("user_id")?;
     let alias = body.opt_str("short_code")?.map(ShortCode::parse).transpose().map_err(bad)?;
+    let options = super::options::of_new(&body, &|field, raw| named_target(&s, &headers, field, raw))?;
     let owner = owner_for(&s, p, user_id).await?;
     let key = s.idempotency(&headers, &p.scope(), "POST /urls", &canonical(&body))?;
-    let o = create_link(&s, key, p, NewLink { url, title, owner }, alias, false).await?;
+    let o = create_link(&s, key, p, NewLink { url, title, owner, options }, alias, false).await?;
     Ok(to_response(render(&o)?))
 }
 
@@ -123,7 +135,7 @@ pub async fn shorten(State(s): State<AppState>, p: Principal, headers: HeaderMap
         return Ok((StatusCode::OK, Json(shorten_json(&base, &existing))).into_response());
     }
     let key = s.idempotency(&headers, &p.scope(), "POST /shorten", &canonical(&body))?;
-    let o = create_link(&s, key, p, NewLink { url, title, owner }, None, true).await?;
+    let o = create_link(&s, key, p, NewLink { url, title, owner, options: LinkOptions::default() }, None, true).await?;
     match &o.answer {
         Answer::Link { link } => {
             Ok((StatusCode::from_u16(o.status).unwrap_or(StatusCode::CREATED), Json(shorten_json(&base, link))).into_response())
@@ -170,9 +182,10 @@ pub async fn update(
     let title = title(&body)?;
     let original_url = body.opt_str("original_url")?.map(|u| target(&s, &headers, u)).transpose()?;
     let is_active = body.opt_bool("is_active")?;
+    let options = super::options::patch(&body, &|field, raw| named_target(&s, &headers, field, raw))?;
     let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
     let key = s.idempotency(&headers, &p.scope(), &format!("PUT /urls/{}", link.id), &canonical(&body))?;
-    let cmd = CommandBody::UpdateLink { code, id: link.id, title, original_url, is_active, owner: p.owner() };
+    let cmd = CommandBody::UpdateLink { code, id: link.id, title, original_url, is_active, owner: p.owner(), options };
     let o = s.submit(key.command(p.actor(), cmd)).await?;
     Ok(to_response(render(&o)?))
 }

@@ -19,6 +19,7 @@ pub fn create(id: &str, code: &str) -> Command {
             title: None,
             user_id: None,
             existing_ok: false,
+            options: Default::default(),
         },
     )
 }

@@ -16,6 +16,7 @@ mod errors;
 mod events;
 mod health;
 mod idempotency;
+mod link_options;
 mod redirects;
 mod urls;
 mod users;

@@ -87,6 +87,7 @@ pub(crate) fn test_link(id: u64, code: &str) -> Arc<Link> {
         user_id: None,
         created_at: Ts(0),
         updated_at: Ts(0),
+        options: Default::default(),
     })
 }
 

@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kurz_schemas::options::{Target, MAX_LOCATION};
 use kurz_schemas::{CachedLink, Link, ShortCode, Ts};
 use kurz_web::ApiError;
 use std::borrow::Cow;
@@ -40,32 +41,41 @@ async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source
     Ok((entry.link, Source::Store))
 }
 
-/// The route's one path segment, percent-decoded only when it holds an escape (codes
-/// are plain ASCII, so that is rare). Reads the request in place: the hot path copies
-/// no headers and allocates no path.
-fn code_of(uri: &Uri) -> Result<Cow<'_, str>, ApiError> {
-    let raw = uri.path().strip_prefix('/').unwrap_or(uri.path());
+/// The route's first path segment, percent-decoded only when it holds an escape (codes
+/// are plain ASCII, so that is rare), and the raw rest of the path after it
+/// (`/{code}/rest`, for links that forward paths). Reads the request in place: the hot
+/// path copies no headers and allocates no path.
+fn code_of(uri: &Uri) -> Result<(Cow<'_, str>, Option<&str>), ApiError> {
+    let path = uri.path().strip_prefix('/').unwrap_or(uri.path());
+    let (raw, rest) = match path.split_once('/') {
+        Some((code, rest)) => (code, Some(rest)),
+        None => (path, None),
+    };
     if !raw.contains('%') {
-        return Ok(Cow::Borrowed(raw));
+        return Ok((Cow::Borrowed(raw), rest));
     }
-    percent_encoding::percent_decode_str(raw)
+    let code = percent_encoding::percent_decode_str(raw)
         .decode_utf8()
-        .map_err(|_| ApiError::BadRequest("the short code is not valid UTF-8 once percent-decoded".into()))
+        .map_err(|_| ApiError::BadRequest("the short code is not valid UTF-8 once percent-decoded".into()))?;
+    Ok((code, rest))
 }
 
 pub async fn redirect_or_stats(State(s): State<EdgeState>, req: Request) -> Result<Response, ApiError> {
     // The head only: a body is not `Sync`, so a future holding the request across an
     // await would not be `Send`.
     let (req, _) = req.into_parts();
-    let code = code_of(&req.uri)?;
+    let (code, rest) = code_of(&req.uri)?;
     if let Some(code) = code.strip_suffix('+') {
+        if rest.is_some() {
+            return Err(ApiError::NotFound("short link not found".into()));
+        }
         return stats(&s, code).await;
     }
     let peer = req.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
     if let Some((refused, wait)) = peer.and_then(|p| limited(&s, p, &req.headers)) {
         return Ok(kurz_web::ratelimit::tarpit(refused, wait).await);
     }
-    redirect(&s, &code, &req, peer).await
+    redirect(&s, &code, rest, &req, peer).await
 }
 
 /// `GET /{code}` answered before the router (`kurz_web::serve::FastPath`) when the
@@ -90,7 +100,7 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
         }
         let now = observed_now("/{code}", &req.method, || {
             let hit = s.cache.get_local(&req.uri.path()[1..])?;
-            Some(answer(&s, hit.link, Source::Cache, &req, Some(peer.ip())).into_response())
+            Some(answer(&s, hit.link, Source::Cache, None, &req, Some(peer.ip())).into_response())
         });
         if let Some(resp) = now {
             return Fast::Ready(resp);
@@ -98,11 +108,9 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
         let peer = Some(peer.ip());
         let s = s.clone();
         let method = req.method.clone();
-        Fast::Later(Box::pin(observed(
-            "/{code}",
-            &method,
-            async move { redirect(&s, &req.uri.path()[1..], &req, peer).await.into_response() },
-        )))
+        Fast::Later(Box::pin(observed("/{code}", &method, async move {
+            redirect(&s, &req.uri.path()[1..], None, &req, peer).await.into_response()
+        })))
     })
 }
 
@@ -129,37 +137,97 @@ pub fn fuzz_classify(target: &str) -> Option<(bool, Option<String>)> {
     if fast {
         assert!(ShortCode::parse_lenient(segment.unwrap_or_default()).is_ok(), "the fast path took a non-code: {target:?}");
     }
-    let looked_up = code_of(&uri).ok().map(|c| c.trim_end_matches('+').to_string()).filter(|c| ShortCode::parse_lenient(c).is_ok());
+    let looked_up = code_of(&uri).ok().map(|(c, _)| c.trim_end_matches('+').to_string()).filter(|c| ShortCode::parse_lenient(c).is_ok());
     Some((fast, looked_up))
 }
 
-async fn redirect(s: &EdgeState, code: &str, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
+async fn redirect(s: &EdgeState, code: &str, rest: Option<&str>, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
     let (link, source) = resolve(s, code).await?;
-    answer(s, link, source, req, peer)
+    answer(s, link, source, rest, req, peer)
 }
 
-/// The redirect for what the lookup found: a 302 to an active link (and its click
-/// recorded), else a 404.
-fn answer(s: &EdgeState, link: Option<Arc<Link>>, source: Source, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
+/// The redirect for what the lookup found: to an active link inside its validity
+/// window, with its status, `Location` (the request's query and path forwarded as the
+/// link asks, [`kurz_schemas::LinkOptions::target`]) and `Cache-Control`, and its click
+/// recorded; else a 404. A link without options costs one comparison more than a
+/// plain 302.
+fn answer(
+    s: &EdgeState,
+    link: Option<Arc<Link>>,
+    source: Source,
+    rest: Option<&str>,
+    req: &Parts,
+    peer: Option<IpAddr>,
+) -> Result<Response, ApiError> {
+    let not_found = |found| {
+        metrics::redirect(found, source).inc();
+        Err(ApiError::NotFound("short link not found or inactive".into()))
+    };
     let link = match link {
         Some(l) if l.is_active => l,
-        Some(_) => {
-            metrics::redirect(Found::Inactive, source).inc();
-            return Err(ApiError::NotFound("short link not found or inactive".into()));
-        }
-        None => {
-            metrics::redirect(Found::NotFound, source).inc();
-            return Err(ApiError::NotFound("short link not found or inactive".into()));
+        Some(_) => return not_found(Found::Inactive),
+        None => return not_found(Found::NotFound),
+    };
+    let base = if link.options.rules.is_empty() {
+        link.original_url.as_str()
+    } else {
+        link.options.pick(&link.original_url, &RequestVisit::new(s, req))
+    };
+    let (status, location) = match link.options.target(base, rest, req.uri.query(), Ts::now) {
+        Target::Redirect { status, location } => (status, location),
+        Target::Expired => return not_found(Found::Expired),
+        Target::NoPath => return not_found(Found::NotFound),
+        Target::TooLong => {
+            return Err(ApiError::Status(414, format!("the forwarded address would exceed {MAX_LOCATION} bytes")));
         }
     };
     metrics::redirect(Found::Found, source).inc();
-    let location = HeaderValue::from_str(&link.original_url)
-        .or_else(|_| url::Url::parse(&link.original_url).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))
+    let location = HeaderValue::from_str(&location)
+        .or_else(|_| url::Url::parse(&location).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))
         .map_err(|_| ApiError::internal(format!("link {} has a target that is not a valid Location", link.id)))?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+    let cache = if link.options.redirect_type().is_permanent() { &s.redirect_cache.permanent } else { &s.redirect_cache.temporary };
     if s.clicks.enabled() {
         s.clicks.record(raw_click(&s.clicks, link, &req.method, &req.uri, &req.headers, peer));
     }
-    Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
+    Ok((status, [(header::LOCATION, location), (header::CACHE_CONTROL, cache.clone())]).into_response())
+}
+
+/// What a redirect rule may ask of a request ([`kurz_schemas::rules::Visit`]): the
+/// user agent is classified on the first condition that asks, at most once.
+struct RequestVisit<'a> {
+    s: &'a EdgeState,
+    req: &'a Parts,
+    agent: std::cell::OnceCell<Option<kurz_schemas::Agent>>,
+    now: std::cell::OnceCell<Ts>,
+}
+
+impl<'a> RequestVisit<'a> {
+    fn new(s: &'a EdgeState, req: &'a Parts) -> RequestVisit<'a> {
+        RequestVisit { s, req, agent: Default::default(), now: Default::default() }
+    }
+
+    fn header(&self, name: &HeaderName) -> Option<&'a str> {
+        self.req.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl kurz_schemas::rules::Visit for RequestVisit<'_> {
+    fn agent(&self) -> Option<&kurz_schemas::Agent> {
+        self.agent.get_or_init(|| self.header(&header::USER_AGENT).map(|ua| self.s.agents.classify(ua).0)).as_ref()
+    }
+    fn accept_language(&self) -> Option<&str> {
+        self.header(&header::ACCEPT_LANGUAGE)
+    }
+    fn country(&self) -> Option<&str> {
+        self.s.clicks.country_header.as_ref().and_then(|h| self.header(h))
+    }
+    fn query(&self) -> Option<&str> {
+        self.req.uri.query()
+    }
+    fn now(&self) -> Ts {
+        *self.now.get_or_init(Ts::now)
+    }
 }
 
 /// What the click event needs, copied from the request: no parsing here (the flusher
@@ -195,15 +263,15 @@ async fn stats(s: &EdgeState, code: &str) -> Result<Response, ApiError> {
     let (link, _) = resolve(s, code).await?;
     let link = link.ok_or_else(|| ApiError::NotFound("short link not found".into()))?;
     let clicks = s.store.click_count(link.id).await?;
-    Ok(Json(serde_json::json!({
-        "short_code": link.short_code,
-        "original_url": link.original_url,
-        "title": link.title,
-        "is_active": link.is_active,
-        "click_count": clicks,
-        "created_at": link.created_at.to_rfc3339(),
-    }))
-    .into_response())
+    let mut out = serde_json::Map::new();
+    out.insert("short_code".into(), link.short_code.clone().into());
+    out.insert("original_url".into(), link.original_url.clone().into());
+    out.insert("title".into(), serde_json::json!(link.title));
+    out.insert("is_active".into(), link.is_active.into());
+    out.insert("click_count".into(), clicks.into());
+    out.insert("created_at".into(), link.created_at.to_rfc3339().into());
+    link.options.write_json(&mut out);
+    Ok(Json(serde_json::Value::Object(out)).into_response())
 }
 
 #[cfg(test)]
@@ -213,9 +281,11 @@ mod tests {
     #[test]
     fn codes_are_read_from_the_path_and_decoded_only_when_escaped() {
         let uri = |p: &str| p.parse::<Uri>().unwrap();
-        assert!(matches!(code_of(&uri("/abc?x=1")).unwrap(), Cow::Borrowed("abc")));
-        assert_eq!(code_of(&uri("/ab%63")).unwrap(), "abc");
-        assert_eq!(code_of(&uri("/abc%2B")).unwrap(), "abc+", "an escaped + still asks for stats");
+        assert!(matches!(code_of(&uri("/abc?x=1")).unwrap(), (Cow::Borrowed("abc"), None)));
+        assert_eq!(code_of(&uri("/ab%63")).unwrap().0, "abc");
+        assert_eq!(code_of(&uri("/abc%2B")).unwrap().0, "abc+", "an escaped + still asks for stats");
+        assert_eq!(code_of(&uri("/abc/x/y%20z?q=1")).unwrap(), (Cow::Borrowed("abc"), Some("x/y%20z")));
+        assert_eq!(code_of(&uri("/abc/")).unwrap(), (Cow::Borrowed("abc"), Some("")));
         assert!(matches!(code_of(&uri("/%FF")), Err(ApiError::BadRequest(_))));
     }
 

@@ -105,6 +105,7 @@ mod tests {
             user_id: None,
             created_at: Ts(0),
             updated_at: Ts(0),
+            options: Default::default(),
         };
         CachedLink::live(link, version)
     }

@@ -15,6 +15,7 @@ fn entry(code: &str, url: &str, version: u64) -> CachedLink {
             user_id: Some(Id::new(9).unwrap()),
             created_at: Ts(1000),
             updated_at: Ts(2000),
+            options: Default::default(),
         },
         version,
     )

@@ -26,6 +26,7 @@ pub fn link(n: u64, code: &str, owner: Option<u64>, url: &str, active: bool) -> 
         user_id: owner.map(id),
         created_at: Ts(2000),
         updated_at: Ts(2000),
+        options: Default::default(),
     }
 }
 

@@ -16,7 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kurz_schemas::ids::MAX_EXPLICIT_ID;
 use kurz_schemas::limits::{self, MAX_CSV_FIELD_BYTES};
-use kurz_schemas::{CommandBody, Email, EventRow, Id, LinkRow, ShortCode, TargetUrl, Ts, UserRow};
+use kurz_schemas::options::OptionError;
+use kurz_schemas::{CommandBody, Email, EventRow, Id, LinkOptions, LinkRow, RedirectType, ShortCode, TargetUrl, Ts, UserRow};
 use kurz_web::ApiError;
 use std::collections::HashMap;
 
@@ -61,6 +62,28 @@ fn explicit_id(row: &HashMap<String, String>, name: &str) -> Result<Option<Id>, 
             _ => Err(format!("{name} '{v}' is not an integer id below 2^40")),
         },
     }
+}
+
+/// The link options a row's columns set (`valid_since`, `valid_until`, `redirect_type`,
+/// `forward_query`, `forward_path`; absent or empty: the default), checked as
+/// `POST /urls` checks them.
+fn row_options(row: &HashMap<String, String>) -> Result<LinkOptions, String> {
+    let time =
+        |name: &'static str| field(row, name).map(|v| Ts::parse_rfc3339(v).ok_or_else(|| OptionError::Time(name).to_string())).transpose();
+    let flag = |name: &str| field(row, name).map(|v| parse_bool(Some(v)).map_err(|_| format!("{name} '{v}' is not a boolean"))).transpose();
+    let redirect_type = field(row, "redirect_type")
+        .map(|v| v.parse::<u64>().map_err(|_| OptionError::RedirectType).and_then(RedirectType::from_status).map_err(|e| e.to_string()))
+        .transpose()?;
+    let options = LinkOptions {
+        valid_since: time("valid_since")?,
+        valid_until: time("valid_until")?,
+        redirect_type,
+        forward_query: flag("forward_query")?,
+        forward_path: flag("forward_path")?,
+        rules: Vec::new(),
+    };
+    options.check().map_err(|e| e.to_string())?;
+    Ok(options)
 }
 
 fn parse_bool(v: Option<&str>) -> Result<bool, String> {
@@ -166,6 +189,7 @@ pub async fn urls(
                 user_id: explicit_id(&row, "user_id")?,
                 created_at: field(&row, "created_at").and_then(Ts::parse),
                 updated_at: field(&row, "updated_at").and_then(Ts::parse),
+                options: row_options(&row)?,
             })
         })();
         match parsed {

@@ -13,6 +13,7 @@ fn link() -> Link {
         user_id: Some(Id::new(9).unwrap()),
         created_at: Ts(1),
         updated_at: Ts(1),
+        options: Default::default(),
     }
 }
 

@@ -13,6 +13,7 @@ fn link() -> Link {
         user_id: None,
         created_at: Ts(1),
         updated_at: Ts(1),
+        options: Default::default(),
     }
 }
 

@@ -1,0 +1,216 @@
+//! Link options (issue #20, items 1, 3 and 4): the validity window, the redirect type
+//! with its `Cache-Control`, and query and path forwarding, set on create and update
+//! and answered by the edge. Absent options keep the contract's 302 exactly.
+
+use super::*;
+
+fn rfc3339(offset_s: i64) -> String {
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + offset_s;
+    let days = at.div_euclid(86_400);
+    let secs = at.rem_euclid(86_400);
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+fn code(l: &Value) -> String {
+    l["short_code"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_link_answers_only_inside_its_validity_window() {
+    let api = Api::open();
+    let past = api.new_url(json!({"original_url": "https://t.example/past", "valid_until": rfc3339(-60)})).await;
+    let future = api.new_url(json!({"original_url": "https://t.example/future", "valid_since": rfc3339(3600)})).await;
+    let open =
+        api.new_url(json!({"original_url": "https://t.example/now", "valid_since": rfc3339(-60), "valid_until": rfc3339(3600)})).await;
+    api.get(&format!("/{}", code(&past))).await.err(404, None);
+    api.get(&format!("/{}", code(&future))).await.err(404, None);
+    let r = api.get(&format!("/{}", code(&open))).await;
+    assert_eq!((r.status, r.location().as_deref()), (302, Some("https://t.example/now")), "{}", r.text);
+    assert_eq!(open["valid_until"].as_str().map(|s| s.len()), Some(20), "the window shows as RFC 3339: {open}");
+
+    // Reopened by clearing the end; closed again by a new one.
+    let path = format!("/urls/{}", id(&past));
+    let cleared = api.put(&path, json!({"valid_until": null})).await.ok(200);
+    assert_eq!(cleared["valid_until"], Value::Null);
+    assert_eq!(api.get(&format!("/{}", code(&past))).await.status, 302);
+    api.put(&path, json!({"valid_until": rfc3339(-1)})).await.ok(200);
+    api.get(&format!("/{}", code(&past))).await.err(404, None);
+
+    // A window that can never open is refused whole, on create and against the link's
+    // current window on update; a malformed instant names its field.
+    let never = json!({"original_url": "https://t.example/x", "valid_since": rfc3339(60), "valid_until": rfc3339(0)});
+    api.post("/urls", never).await.err(400, Some("valid_since must be before valid_until"));
+    let f = format!("/urls/{}", id(&future));
+    api.put(&f, json!({"valid_until": rfc3339(0)})).await.err(400, Some("valid_since must be before valid_until"));
+    api.post("/urls", json!({"original_url": "https://t.example/x", "valid_until": "next week"})).await.err(400, Some("valid_until"));
+    api.post("/urls", json!({"original_url": "https://t.example/x", "valid_since": 1700000000})).await.err(400, Some("valid_since"));
+    // The refused update changed nothing.
+    assert_eq!(api.get(&f).await.ok(200)["valid_until"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_redirect_type_sets_the_status_and_every_redirect_says_how_long_to_keep_it() {
+    let api = Api::open();
+    let plain = api.new_url(json!({"original_url": "https://t.example/plain"})).await;
+    assert_eq!(
+        (plain["redirect_type"].as_u64(), &plain["forward_query"], &plain["forward_path"]),
+        (Some(302), &json!(true), &json!(false))
+    );
+    let r = api.get(&format!("/{}", code(&plain))).await;
+    assert_eq!((r.status, r.header("cache-control").as_deref()), (302, Some("private, max-age=0")));
+    for (status, cache) in [(301, "private, max-age=30"), (307, "private, max-age=0"), (308, "private, max-age=30")] {
+        let l = api.new_url(json!({"original_url": "https://t.example/typed", "redirect_type": status})).await;
+        assert_eq!(l["redirect_type"], status);
+        let r = api.get(&format!("/{}", code(&l))).await;
+        assert_eq!((r.status, r.location().as_deref()), (status, Some("https://t.example/typed")), "{}", r.text);
+        assert_eq!(r.header("cache-control").as_deref(), Some(cache), "{status}");
+        let stats = api.get(&format!("/{}+", code(&l))).await.ok(200);
+        assert_eq!(stats["redirect_type"], status, "{stats}");
+    }
+    for bad in [json!(303), json!(200), json!("301x"), json!(-1), json!(1e9)] {
+        api.post("/urls", json!({"original_url": "https://t.example/x", "redirect_type": bad})).await.err(400, Some("redirect_type"));
+    }
+    // Back to the default with null.
+    let l = api.new_url(json!({"original_url": "https://t.example/back", "redirect_type": 308})).await;
+    let back = api.put(&format!("/urls/{}", id(&l)), json!({"redirect_type": null})).await.ok(200);
+    assert_eq!(back["redirect_type"], 302);
+    assert_eq!(api.get(&format!("/{}", code(&l))).await.status, 302);
+}
+
+#[tokio::test]
+async fn the_query_is_forwarded_by_default_and_the_path_when_asked() {
+    let api = Api::open();
+    let l = api.new_url(json!({"original_url": "https://t.example/p?a=1"})).await;
+    let c = code(&l);
+    let r = api.get(&format!("/{c}?utm_source=x&gclid=y")).await;
+    assert_eq!((r.status, r.location().as_deref()), (302, Some("https://t.example/p?a=1&utm_source=x&gclid=y")));
+    let r = api.get(&format!("/{c}?a=2")).await;
+    assert_eq!(r.location().as_deref(), Some("https://t.example/p?a=2"), "the request's parameter wins");
+    api.get(&format!("/{c}/more")).await.err(404, None);
+
+    api.put(&format!("/urls/{}", id(&l)), json!({"forward_query": false, "forward_path": true})).await.ok(200);
+    let r = api.get(&format!("/{c}/docs/intro?utm_source=x")).await;
+    assert_eq!((r.status, r.location().as_deref()), (302, Some("https://t.example/p/docs/intro?a=1")), "{}", r.text);
+
+    // A forwarded address past the limit is refused, not cut or sent on.
+    api.put(&format!("/urls/{}", id(&l)), json!({"forward_query": true})).await.ok(200);
+    let long = "x".repeat(kurz_schemas::options::MAX_LOCATION);
+    api.get(&format!("/{c}?q={long}")).await.err(414, Some("forwarded address"));
+    api.get(&format!("/{c}/{long}")).await.err(414, Some("forwarded address"));
+    api.post("/urls", json!({"original_url": "https://t.example/x", "forward_path": "yes"})).await.err(400, Some("forward_path"));
+}
+
+#[tokio::test]
+async fn token_mode_options_belong_to_the_links_owner() {
+    let api = Api::token();
+    let reg = api.post("/auth/register", json!({"email": "opts@example.com", "password": "password-o"})).await.ok(201);
+    let tok = reg["session_token"].as_str().unwrap().to_string();
+    let other = api.post("/auth/register", json!({"email": "other@example.com", "password": "password-p"})).await.ok(201);
+    let other = other["session_token"].as_str().unwrap().to_string();
+    let l = api.post_as(Some(&tok), "/urls", json!({"original_url": "https://t.example/own", "redirect_type": 307})).await.ok(201);
+    api.put_as(Some(&other), &format!("/urls/{}", id(&l)), json!({"valid_until": rfc3339(-1)})).await.err(403, None);
+    api.put(&format!("/urls/{}", id(&l)), json!({"valid_until": rfc3339(-1)})).await.err(401, None);
+    let r = api.get(&format!("/{}", code(&l))).await;
+    assert_eq!(r.status, 307, "nobody but the owner changed it: {}", r.text);
+    api.put_as(Some(&tok), &format!("/urls/{}", id(&l)), json!({"valid_until": rfc3339(-1)})).await.ok(200);
+    api.get(&format!("/{}", code(&l))).await.err(404, None);
+}
+
+#[tokio::test]
+async fn bulk_loads_take_the_options_as_columns_and_skip_a_row_with_a_bad_one() {
+    let api = Api::open();
+    let csv = format!(
+        "short_code,original_url,is_active,valid_until,redirect_type,forward_query,forward_path\n\
+         bulkopt1,https://t.example/b1,true,{},301,false,true\n\
+         bulkopt2,https://t.example/b2,true,,,,\n\
+         bulkopt3,https://t.example/b3,true,,303,,\n\
+         bulkopt4,https://t.example/b4,true,,,maybe,\n",
+        rfc3339(3600)
+    );
+    let r = api.post_csv(None, "/urls/bulk", csv).await.ok(201);
+    assert_eq!(r["count"], 2, "{r}");
+    let problems = r["problems"].to_string();
+    assert!(problems.contains("redirect_type") && problems.contains("forward_query 'maybe'"), "{r}");
+    let got = api.get("/bulkopt1/x?q=1").await;
+    assert_eq!((got.status, got.location().as_deref()), (301, Some("https://t.example/b1/x")), "{}", got.text);
+    let plain = api.get("/bulkopt2?q=1").await;
+    assert_eq!((plain.status, plain.location().as_deref()), (302, Some("https://t.example/b2?q=1")));
+}
+
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
+const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+
+#[tokio::test]
+async fn the_first_rule_whose_conditions_hold_picks_the_target() {
+    let api = Api::open();
+    let l = api
+        .new_url(json!({
+            "original_url": "https://t.example/default",
+            "rules": [
+                {"conditions": [{"type": "device", "value": "ios"}], "target": "https://t.example/ios"},
+                {"conditions": [{"type": "language", "value": "de"}], "target": "https://t.example/de"},
+                {"conditions": [{"type": "query", "value": "src=mail"}, {"type": "os", "value": "linux"}], "target": "https://t.example/mail?x=1"}
+            ]
+        }))
+        .await;
+    assert_eq!(l["rules"].as_array().map(Vec::len), Some(3), "{l}");
+    let c = code(&l);
+    let visit = |ua: &'static str, lang: Option<&'static str>, query: &'static str| {
+        let (api, path) = (&api, format!("/{c}{query}"));
+        async move {
+            let mut headers = vec![("user-agent", ua)];
+            headers.extend(lang.map(|l| ("accept-language", l)));
+            let r = api.call(Method::GET, &path, None, None, &headers).await;
+            assert_eq!(r.status, 302, "{}", r.text);
+            r.location().unwrap()
+        }
+    };
+    assert_eq!(visit(IPHONE, Some("de-DE,de;q=0.9"), "").await, "https://t.example/ios", "the first matching rule wins");
+    assert_eq!(visit(DESKTOP, None, "").await, "https://t.example/default");
+    assert_eq!(visit(DESKTOP, Some("de-DE,de;q=0.9"), "").await, "https://t.example/de");
+    assert_eq!(visit(DESKTOP, Some("fr;q=1, de;q=0"), "").await, "https://t.example/default", "weight 0 refuses a language");
+    assert_eq!(visit(DESKTOP, None, "?src=mail").await, "https://t.example/mail?x=1&src=mail", "the query is still forwarded");
+    let stats = api.get(&format!("/{c}+")).await.ok(200);
+    assert_eq!(stats["rules"], l["rules"]);
+
+    // Rules are replaced whole, and null removes them.
+    let path = format!("/urls/{}", id(&l));
+    let one = json!({"rules": [{"conditions": [{"type": "device", "value": "desktop"}], "target": "https://t.example/desk"}]});
+    api.put(&path, one).await.ok(200);
+    assert_eq!(visit(DESKTOP, Some("de"), "").await, "https://t.example/desk");
+    assert_eq!(visit(IPHONE, None, "").await, "https://t.example/default");
+    assert_eq!(api.put(&path, json!({"rules": null})).await.ok(200)["rules"], json!([]));
+    assert_eq!(visit(DESKTOP, None, "").await, "https://t.example/default");
+}
+
+#[tokio::test]
+async fn a_bad_rule_is_a_400_naming_it_and_its_target_meets_the_target_policy() {
+    let api = Api::open();
+    let rule =
+        |cond: Value, target: &str| json!({"original_url": "https://t.example/", "rules": [{"conditions": [cond], "target": target}]});
+    let good = json!({"type": "device", "value": "ios"});
+    api.post("/urls", rule(json!({"type": "device", "value": "toaster"}), "https://t.example/"))
+        .await
+        .err(400, Some("rules[0].conditions[0]"));
+    api.post("/urls", rule(json!({"type": "planet", "value": "mars"}), "https://t.example/"))
+        .await
+        .err(400, Some("unknown condition type"));
+    api.post("/urls", rule(good.clone(), "javascript:alert(1)")).await.err(400, Some("rules[0].target"));
+    api.post("/urls", rule(good.clone(), "https://user:pw@t.example/")).await.err(400, Some("rules[0].target"));
+    let own = format!("{}/loop", api.base());
+    api.post("/urls", rule(good.clone(), &own)).await.err(400, Some("rules[0].target"));
+    let many: Vec<Value> = (0..11).map(|_| json!({"conditions": [good.clone()], "target": "https://t.example/"})).collect();
+    api.post("/urls", json!({"original_url": "https://t.example/", "rules": many})).await.err(400, Some("at most 10"));
+    let long = json!({"type": "os", "value": "x".repeat(300)});
+    api.post("/urls", rule(long, "https://t.example/")).await.err(400, Some("rules[0].conditions[0]"));
+}
