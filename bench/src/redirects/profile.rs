@@ -138,7 +138,7 @@ pub(super) async fn profile(
         &record_secs.to_string(),
     ]);
     let c0 = cpu_seconds();
-    let wrk = gen.run(url, paths, secs, method);
+    let wrk = gen.run(url, paths, secs, method, super::wrk::Client::Bare);
     let perf = async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         tokio::task::spawn_blocking(move || rec.output()).await.unwrap()

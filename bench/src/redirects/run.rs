@@ -4,9 +4,11 @@
 
 use super::cpu::{children_cpu_seconds, cpu_seconds, settle, settle_tail_cpu};
 use super::profile::{perf_available, profile};
-use super::report::{Correctness, CpuSplit, Generator, Load, Machine, PerRound, Ratios, Report, Side, Target, Targets};
+use super::report::{
+    Correctness, CpuSplit, Generator, Load, Machine, PerRound, Ratios, Report, Side, Target, Targets, TARGET_OPTIONS_RATIO,
+};
 use super::report::{TARGET_CAPTURE_COST, TARGET_P99_RATIO, TARGET_SERVER_P99_MS, TARGET_THROUGHPUT_RATIO};
-use super::wrk::{require_wrk, Gen, WrkRun, WRK_SCRIPT};
+use super::wrk::{require_wrk, Client, Gen, WrkRun, WRK_SCRIPT};
 use super::{Args, Profile};
 use futures::StreamExt;
 use kurz_telemetry::exposition::{self, Sample};
@@ -42,6 +44,41 @@ fn big_code(i: usize) -> String {
 }
 fn target(code: &str) -> String {
     format!("https://example.com/{code}")
+}
+fn options_code(i: usize) -> String {
+    format!("o{i:06}")
+}
+/// The path a request for options link `i` asks for, with a query to forward.
+fn options_path(i: usize) -> String {
+    format!("{}?utm_source=bench&gclid=g{i}", options_code(i))
+}
+
+/// Creates `n` links (`o000000`…) that each have a validity window around now, query
+/// forwarding (the default) and two rules that a desktop browser misses (`device` = ios,
+/// then `language` = de), through `POST /urls`, 32 at a time.
+async fn create_options_links(client: &reqwest::Client, base: &str, n: usize) -> u64 {
+    let now = kurz_schemas::Ts::now().0;
+    let (since, until) = (kurz_schemas::Ts(now - 3_600_000).to_rfc3339(), kurz_schemas::Ts(now + 86_400_000).to_rfc3339());
+    let created: Vec<bool> = futures::stream::iter(0..n)
+        .map(|i| {
+            let code = options_code(i);
+            let body = serde_json::json!({
+                "short_code": code,
+                "original_url": format!("{}?ref=kurz", target(&code)),
+                "valid_since": since,
+                "valid_until": until,
+                "rules": [
+                    {"conditions": [{"type": "device", "value": "ios"}], "target": format!("{}/ios", target(&code))},
+                    {"conditions": [{"type": "language", "value": "de"}], "target": format!("{}/de", target(&code))},
+                ],
+            });
+            let (client, url) = (client.clone(), format!("{base}/urls"));
+            async move { client.post(url).json(&body).send().await.is_ok_and(|r| r.status() == 201) }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    created.iter().filter(|ok| **ok).count() as u64
 }
 
 /// xorshift64*: deterministic samples without another dependency.
@@ -359,6 +396,8 @@ pub(super) async fn run(args: Args) -> Report {
     assert_eq!(loaded_big, args.links as u64);
     let load_s = t0.elapsed().as_secs_f64();
     eprintln!("loaded {} links in {load_s:.1} s", loaded_hot + loaded_big);
+    let created_options = create_options_links(&client, &base, args.hot).await;
+    assert_eq!(created_options, args.hot as u64, "links with options");
     settle().await;
 
     // Path files and the wrk script.
@@ -366,6 +405,8 @@ pub(super) async fn run(args: Args) -> Report {
     std::fs::write(&hot_paths, hot.join("\n") + "\n").unwrap();
     let big_paths = dir.path().join("big.txt");
     std::fs::write(&big_paths, (0..args.links).map(big_code).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let options_paths = dir.path().join("options.txt");
+    std::fs::write(&options_paths, (0..args.hot).map(options_path).collect::<Vec<_>>().join("\n") + "\n").unwrap();
     let script = dir.path().join("random-path.lua");
     std::fs::write(&script, WRK_SCRIPT).unwrap();
     let gen = Gen { script, connections: args.connections, threads: args.threads };
@@ -375,6 +416,9 @@ pub(super) async fn run(args: Args) -> Report {
     let mut cases: Vec<(String, Option<String>)> = hot.iter().map(|c| (c.clone(), Some(target(c)))).collect();
     cases.extend((0..2000).map(|_| big_code(rng.below(args.links))).map(|c| (c.clone(), Some(target(&c)))));
     cases.extend((0..20).map(|i| (format!("nope{i:03}"), None)));
+    cases.extend(
+        (0..args.hot).map(|i| (options_path(i), Some(format!("{}?ref=kurz&utm_source=bench&gclid=g{i}", target(&options_code(i)))))),
+    );
     let (mut checked, mut wrong) = check(&client, &base, reqwest::Method::GET, cases).await;
     let (n, w) = check(&client, &base, reqwest::Method::HEAD, hot.iter().take(100).map(|c| (c.clone(), Some(target(c)))).collect()).await;
     (checked, wrong) = (checked + n, [wrong, w].concat());
@@ -391,36 +435,41 @@ pub(super) async fn run(args: Args) -> Report {
 
     // Warm-up (JIT of the Lua script, connection setup, cache admission of the hot set).
     let warm = args.duration.clamp(2, 5);
-    for (url, paths) in [
-        (&ceiling_url, &hot_paths),
-        (&axum_url, &hot_paths),
-        (&base, &hot_paths),
-        (&off_url, &hot_paths),
-        (&on_url, &hot_paths),
-        (&base, &big_paths),
+    for (url, paths, who) in [
+        (&ceiling_url, &hot_paths, Client::Bare),
+        (&axum_url, &hot_paths, Client::Bare),
+        (&base, &hot_paths, Client::Bare),
+        (&off_url, &hot_paths, Client::Bare),
+        (&on_url, &hot_paths, Client::Bare),
+        (&base, &big_paths, Client::Bare),
+        (&base, &options_paths, Client::Browser),
     ] {
-        gen.run(url, paths, warm, "GET").await;
+        gen.run(url, paths, warm, "GET", who).await;
         settle().await;
     }
 
     // Alternating rounds. The two targets compare `kurz_hot` with `ceiling`; `axum_ceiling`
     // and `kurz_hot_head` (HEAD: its click is captured and flagged, but not counted) split the gap; `kurz_hot_no_capture` is
     // the same edge with capture off, over the same storage and cache: the capture cost.
-    let sides: [(&str, &str, &String, &PathBuf, &str); 7] = [
-        ("ceiling", "ceiling", &ceiling_url, &hot_paths, "GET"),
-        ("kurz_hot", "kurz hot", &base, &hot_paths, "GET"),
-        ("kurz_hot_no_capture", "kurz hot, capture off", &off_url, &hot_paths, "GET"),
-        ("kurz_edge_capture", "kurz edge, capture on, no projector", &on_url, &hot_paths, "GET"),
-        ("axum_ceiling", "axum 1-route", &axum_url, &hot_paths, "GET"),
-        ("kurz_hot_head", "kurz hot HEAD", &base, &hot_paths, "HEAD"),
-        ("kurz_1m", "kurz 1M", &base, &big_paths, "GET"),
+    // `kurz_hot_options` asks for links with options as a browser would (a query to
+    // forward, a User-Agent and Accept-Language for the rules to read); its baseline is
+    // `kurz_hot`, plain links asked for bare.
+    let sides: [(&str, &str, &String, &PathBuf, &str, Client); 8] = [
+        ("ceiling", "ceiling", &ceiling_url, &hot_paths, "GET", Client::Bare),
+        ("kurz_hot", "kurz hot", &base, &hot_paths, "GET", Client::Bare),
+        ("kurz_hot_no_capture", "kurz hot, capture off", &off_url, &hot_paths, "GET", Client::Bare),
+        ("kurz_edge_capture", "kurz edge, capture on, no projector", &on_url, &hot_paths, "GET", Client::Bare),
+        ("axum_ceiling", "axum 1-route", &axum_url, &hot_paths, "GET", Client::Bare),
+        ("kurz_hot_head", "kurz hot HEAD", &base, &hot_paths, "HEAD", Client::Bare),
+        ("kurz_1m", "kurz 1M", &base, &big_paths, "GET", Client::Bare),
+        ("kurz_hot_options", "kurz hot, options", &base, &options_paths, "GET", Client::Browser),
     ];
     let mut runs: BTreeMap<&str, Vec<Measured>> = BTreeMap::new();
     for round in 1..=args.rounds {
-        for (key, label, url, paths, method) in sides {
+        for (key, label, url, paths, method, who) in sides {
             let before = scrape(&client, &base).await;
             let (c0, k0) = (cpu_seconds(), children_cpu_seconds());
-            let (w, _) = gen.run(url, paths, args.duration, method).await;
+            let (w, _) = gen.run(url, paths, args.duration, method, who).await;
             let (cpu, wrk_cpu) = (cpu_seconds() - c0, children_cpu_seconds() - k0);
             let after = scrape(&client, &base).await;
             let drain_s = settle().await;
@@ -448,6 +497,7 @@ pub(super) async fn run(args: Args) -> Report {
     let side = |k: &str| Side::of(&runs[k]);
     let (ceiling, axum_ceiling, kurz_hot, kurz_hot_head) = (side("ceiling"), side("axum_ceiling"), side("kurz_hot"), side("kurz_hot_head"));
     let (kurz_hot_no_capture, kurz_edge_capture, kurz_1m) = (side("kurz_hot_no_capture"), side("kurz_edge_capture"), side("kurz_1m"));
+    let kurz_hot_options = side("kurz_hot_options");
     let rps = |a: &Side, b: &Side| a.requests_per_s / b.requests_per_s;
     let p99 = |a: &Side, b: &Side| a.p99_ms / b.p99_ms;
     let throughput_ratio = rps(&kurz_hot, &ceiling);
@@ -465,6 +515,7 @@ pub(super) async fn run(args: Args) -> Report {
                 large_throughput_ratio: r("kurz_1m").requests_per_s / r("ceiling").requests_per_s,
                 capture_cost: 1.0 - r("kurz_edge_capture").requests_per_s / r("kurz_hot_no_capture").requests_per_s,
                 capture_and_projection_cost: 1.0 - r("kurz_hot").requests_per_s / r("kurz_hot_no_capture").requests_per_s,
+                options_throughput_ratio: r("kurz_hot_options").requests_per_s / r("kurz_hot").requests_per_s,
             }
         })
         .collect();
@@ -479,10 +530,19 @@ pub(super) async fn run(args: Args) -> Report {
         hot_client_p99_ratio: Target::at_most(p99_ratio, TARGET_P99_RATIO),
         hot_server_p99_ms: Target::below(server_p99, TARGET_SERVER_P99_MS),
         capture_cost: Target::below(capture_cost, TARGET_CAPTURE_COST),
+        options_throughput_ratio: Target::at_least(rps(&kurz_hot_options, &kurz_hot), TARGET_OPTIONS_RATIO),
+        options_server_p99_ms: Target::below(kurz_hot_options.server_p99_ms.unwrap_or(f64::NAN), TARGET_SERVER_P99_MS),
     };
-    let all_met = [&targets.hot_throughput_ratio, &targets.hot_client_p99_ratio, &targets.hot_server_p99_ms, &targets.capture_cost]
-        .iter()
-        .all(|t| t.met);
+    let all_met = [
+        &targets.hot_throughput_ratio,
+        &targets.hot_client_p99_ratio,
+        &targets.hot_server_p99_ms,
+        &targets.capture_cost,
+        &targets.options_throughput_ratio,
+        &targets.options_server_p99_ms,
+    ]
+    .iter()
+    .all(|t| t.met);
 
     let profile_result = match args.profile {
         Profile::Never => None,
@@ -544,6 +604,7 @@ pub(super) async fn run(args: Args) -> Report {
             hot_edge_capture_on_to_off: rps(&kurz_edge_capture, &kurz_hot_no_capture),
             hot_single_process_capture_on_to_off: rps(&kurz_hot, &kurz_hot_no_capture),
             single_process_capture_and_projection_cost: capture_and_projection_cost,
+            hot_options_throughput_to_plain: rps(&kurz_hot_options, &kurz_hot),
             per_round,
         },
         cpu_us_per_request_split: CpuSplit {
@@ -563,6 +624,7 @@ pub(super) async fn run(args: Args) -> Report {
         kurz_hot_no_capture,
         kurz_edge_capture,
         kurz_1m,
+        kurz_hot_options: Some(kurz_hot_options),
     }
 }
 

@@ -24,6 +24,10 @@ function init(args)
   end
   f:close()
   method = args[2] or "GET"
+  if args[3] == "browser" then
+    wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"
+    wrk.headers["Accept-Language"] = "en-US,en;q=0.9"
+  end
   math.randomseed(os.time() * 1000 + id)
 end
 
@@ -115,6 +119,15 @@ pub(super) fn require_wrk() {
     }
 }
 
+/// Who the requests say they come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Client {
+    /// wrk's bare requests (no `User-Agent`).
+    Bare,
+    /// A desktop Firefox's `User-Agent` and `Accept-Language`: what redirect rules read.
+    Browser,
+}
+
 /// wrk with this run's script, connections and threads.
 pub(super) struct Gen {
     pub script: PathBuf,
@@ -124,8 +137,8 @@ pub(super) struct Gen {
 
 impl Gen {
     /// One wrk run of `secs` seconds against `url`, each request `method /<a random line
-    /// of paths>`: the parsed figures and wrk's output. Panics if wrk fails.
-    pub async fn run(&self, url: &str, paths: &Path, secs: u64, method: &str) -> (WrkRun, String) {
+    /// of paths>` as `client`: the parsed figures and wrk's output. Panics if wrk fails.
+    pub async fn run(&self, url: &str, paths: &Path, secs: u64, method: &str, client: Client) -> (WrkRun, String) {
         let mut cmd = Command::new("wrk");
         cmd.args(["-c", &self.connections.to_string(), "-t", &self.threads.to_string(), "-d", &format!("{secs}s"), "--latency"])
             .arg("-s")
@@ -134,6 +147,9 @@ impl Gen {
             .arg("--")
             .arg(paths)
             .arg(method);
+        if client == Client::Browser {
+            cmd.arg("browser");
+        }
         let out = tokio::task::spawn_blocking(move || cmd.output()).await.unwrap().expect("run wrk");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(out.status.success(), "wrk failed: {}\n{}", text, String::from_utf8_lossy(&out.stderr));
