@@ -103,6 +103,22 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
     }
     assert_eq!(click_count_reaching(&s, &code, 10).await, 10, "browser clicks counted, bots not");
     let before = snapshot(&s, &code, 5).await;
+    // A link with every option: both replays bring it back as it was, and it answers as
+    // its options say.
+    let options = json!({
+        "original_url": "https://opts.example/p", "valid_until": "2999-01-01T00:00:00Z", "redirect_type": 308,
+        "forward_path": true, "forward_query": false,
+        "rules": [{"conditions": [{"type": "language", "value": "de"}], "target": "https://opts.example/de"}],
+    });
+    let r = c.post(s.url("/urls")).bearer_auth(ADMIN_TOKEN).json(&options).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let with_options: Value = r.json().await.unwrap();
+    let answers = |c: reqwest::Client, url: String| async move {
+        let r = c.get(url).header("accept-language", "de-DE").send().await.unwrap();
+        (r.status().as_u16(), r.headers().get("location").map(|l| l.to_str().unwrap().to_string()))
+    };
+    // Asked only after the replays: its click would be one more event than `before` holds.
+    let opts_url = s.url(&format!("/{}/x?q=1", with_options["short_code"].as_str().unwrap()));
 
     // Replay 1 with writes going on: every create is answered and read back at once,
     // before, during and after the switch.
@@ -153,6 +169,9 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
     assert_eq!(second["generation"].as_u64(), Some(2), "{second}");
     assert_eq!(second["differences"], json!([]), "{second}");
     assert_same(&snapshot(&s, &code, 5).await, &before);
+    let replayed: Value = c.get(s.url(&format!("/urls/{}", with_options["id"]))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(replayed, with_options, "a link's options survive replay");
+    assert_eq!(answers(c.clone(), opts_url).await, (308, Some("https://opts.example/de/x".to_string())));
 
     // The serving generation survives a restart (the control topic names it).
     s.restart();

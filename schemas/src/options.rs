@@ -229,10 +229,20 @@ fn forwarded(target: &str, rest: Option<&str>, query: Option<&str>) -> Option<St
         }
         out.push_str(rest.trim_start_matches('/'));
     }
-    let name = |pair: &str| pair.split_once('=').map_or(pair, |(n, _)| n).to_string();
-    let named: Vec<String> = query.map(|q| q.split('&').filter(|p| !p.is_empty()).map(name).collect()).unwrap_or_default();
+    fn name(pair: &str) -> &str {
+        pair.split_once('=').map_or(pair, |(n, _)| n)
+    }
+    // A target's own parameter is dropped if the request names it. The request's names
+    // are borrowed, sorted and searched: listed only when the target has a query of its
+    // own, and never a scan per pair (both sides may hold thousands of pairs).
+    let mut names: Vec<&str> = Vec::new();
+    if own_query.is_some_and(|q| !q.is_empty()) {
+        names = query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()).map(name).collect();
+        names.sort_unstable();
+    }
+    let named = |n: &str| names.binary_search(&n).is_ok();
     let mut sep = '?';
-    let own = own_query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty() && !named.contains(&name(p)));
+    let own = own_query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty() && !named(name(p)));
     for pair in own.chain(query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty())) {
         out.push(sep);
         out.push_str(pair);

@@ -43,6 +43,11 @@ pub struct Report {
     pub(super) kurz_edge_capture: Side,
     /// `kurz serve`, GET over the large set.
     pub(super) kurz_1m: Side,
+    /// `kurz serve`, GET over the plain hot set asked as [`Report::kurz_hot_options`] is
+    /// (a query, a browser's headers): that round's baseline. Absent from results of
+    /// before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) kurz_hot_browser: Option<Side>,
     /// `kurz serve`, GET over a hot set whose links each have a validity window, two
     /// redirect rules and query forwarding, asked with a query string, a browser's
     /// `User-Agent` and `Accept-Language` (issue #20). Absent from results of before it.
@@ -189,7 +194,8 @@ pub(super) struct Ratios {
     /// 1 − (kurz serve / the edge with capture off) throughput.
     #[serde(deserialize_with = "nan_if_null")]
     pub single_process_capture_and_projection_cost: f64,
-    /// Hot links with options / plain hot links, `kurz serve` throughput.
+    /// Hot links with options / plain hot links asked the same way, `kurz serve`
+    /// throughput.
     #[serde(default = "nan", deserialize_with = "nan_if_null", skip_serializing_if = "is_nan")]
     pub hot_options_throughput_to_plain: f64,
     pub per_round: Vec<PerRound>,
@@ -363,7 +369,7 @@ pub fn markdown(v: &Report) -> String {
         v.generator.command
     );
     md += &format!(
-        "**Order**: after a warm-up run of each, {} rounds of ceiling → kurz hot → kurz edge with capture off → kurz edge with capture on → axum 1-route → kurz hot HEAD → kurz 1M → kurz hot with options; \
+        "**Order**: after a warm-up run of each, {} rounds of ceiling → kurz hot → kurz edge with capture off → kurz edge with capture on → axum 1-route → kurz hot HEAD → kurz 1M → kurz hot as a browser → kurz hot with options; \
          between runs the harness waits until this process is idle (the click projection of the previous run drained). \
          Figures are medians over the rounds; *× ceiling* compares medians. *CPU µs/req* is this process's user+system CPU per \
          request during the run (the server side; wrk is another process); *incl. drain* adds the CPU spent after wrk stopped \
@@ -380,8 +386,11 @@ pub fn markdown(v: &Report) -> String {
     md += &row("**kurz edge, hot set, click capture off** (GET)", &v.kurz_hot_no_capture);
     md += &row("**kurz edge, hot set, click capture on**, clicks appended to a log no projector reads (GET)", &v.kurz_edge_capture);
     md += &row("kurz, hot set, HEAD: click captured and flagged, not counted (diagnostic)", &v.kurz_hot_head);
+    if let Some(b) = &v.kurz_hot_browser {
+        md += &row("kurz, hot set, asked as a browser with a query (GET): the baseline of the next row", b);
+    }
     if let Some(o) = &v.kurz_hot_options {
-        md += &row("**kurz, hot set with options**: window, 2 rules, query forwarded; browser headers (GET)", o);
+        md += &row("**kurz, hot set with options**: window, 2 rules, query forwarded; asked the same way (GET)", o);
     }
 
     md += "\n## Targets (hot set)\n\n| target | value | met |\n|---|---|---|\n";
@@ -428,7 +437,7 @@ pub fn markdown(v: &Report) -> String {
     );
     if v.kurz_hot_options.is_some() {
         md += &format!(
-            "| throughput of links with options (a window, two rules, query forwarding) / plain links, both `kurz serve` {} | {:.3} | {} |\n",
+            "| throughput of links with options (a window, two rules, query forwarding) / plain links asked the same way, both `kurz serve` {} | {:.3} | {} |\n",
             t.options_throughput_ratio.target,
             t.options_throughput_ratio.value,
             mark(&t.options_throughput_ratio)
@@ -440,9 +449,10 @@ pub fn markdown(v: &Report) -> String {
             mark(&t.options_server_p99_ms)
         );
         md += &format!(
-            "\nLinks with options, per round / plain links: {}. Each of those {} links answers `/<code>?utm_source=bench&gclid=…` \
-             inside its validity window; its rules (`device` = ios, then `language` = de) are both evaluated and miss for the \
-             desktop Firefox wrk claims to be (`Accept-Language: en-US`), so the query is merged into `original_url`'s.\n",
+            "\nLinks with options, per round / plain links: {}. Both sides ask `/<code>?utm_source=bench&gclid=…` as a desktop \
+             Firefox (`User-Agent`, `Accept-Language: en-US`), so both forward the query and capture and project the same \
+             clicks. Each of the {} links with options answers inside its validity window; its rules (`device` = ios, then \
+             `language` = de) are both evaluated and miss, so the query is merged into `original_url`'s own (`?ref=kurz`).\n",
             r.per_round.iter().map(|x| format!("{:.3}", x.options_throughput_ratio)).collect::<Vec<_>>().join(", "),
             v.hot_links,
         );
@@ -511,11 +521,15 @@ pub fn markdown(v: &Report) -> String {
     md += &side("hot set, HEAD", &v.kurz_hot_head);
     md += &side("edge, hot set, capture off", &v.kurz_hot_no_capture);
     md += &side("edge, hot set, capture on", &v.kurz_edge_capture);
+    if let Some(b) = &v.kurz_hot_browser {
+        md += &side("hot set, as a browser", b);
+    }
     if let Some(o) = &v.kurz_hot_options {
         md += &side("hot set with options", o);
     }
     let mut timed =
         vec![&v.ceiling, &v.axum_ceiling, &v.kurz_hot, &v.kurz_hot_no_capture, &v.kurz_edge_capture, &v.kurz_hot_head, &v.kurz_1m];
+    timed.extend(v.kurz_hot_browser.as_ref());
     timed.extend(v.kurz_hot_options.as_ref());
     md += &format!(
         "\n(Store reads and clicks are summed over the timed runs.) wrk counted {} non-2xx/3xx responses and {} socket errors \

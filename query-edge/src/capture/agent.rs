@@ -1,10 +1,12 @@
 //! User-agent classes: browser, OS and device from woothee's rules, plus a bot flag
 //! (woothee's crawler category and common tool and bot markers). Results are cached
-//! per user-agent string: a site's traffic repeats a few thousand of them. Only the
-//! flusher classifies, so the cache is a plain map behind an uncontended lock, emptied
-//! when full (cheaper per click than a concurrent LRU, and the working set refills it).
+//! per user-agent string: a site's traffic repeats a few thousand of them. The cache is a
+//! plain map behind a lock held for one lookup (the flusher has its own classifier; the
+//! edge's is read only by links with device, OS or browser rules), emptied when full
+//! (cheaper per click than a concurrent LRU, and the working set refills it).
 
 use kurz_schemas::{Agent, Device};
+use std::sync::Arc;
 
 const CACHE: usize = 10_000;
 /// Longer headers are classified by their first bytes.
@@ -35,9 +37,12 @@ const BOT_MARKERS: &[&str] = &[
     "scan",
 ];
 
+/// An agent's class and whether it is a bot, shared by every lookup that finds it.
+pub type Classified = Arc<(Agent, bool)>;
+
 pub struct Classifier {
     parser: woothee::parser::Parser,
-    cache: std::sync::Mutex<std::collections::HashMap<Box<str>, (Agent, bool)>>,
+    cache: std::sync::Mutex<std::collections::HashMap<Box<str>, Classified>>,
 }
 
 impl Default for Classifier {
@@ -53,12 +58,20 @@ impl Classifier {
 
     /// The agent's class and whether it is a bot.
     pub fn classify(&self, ua: &str) -> (Agent, bool) {
+        let got = self.shared(ua);
+        (got.0.clone(), got.1)
+    }
+
+    /// [`Classifier::classify`] without copying the class: what a redirect rule reads
+    /// on the request path. The lock is held for a map lookup only; an agent not yet
+    /// seen is parsed outside it.
+    pub fn shared(&self, ua: &str) -> Classified {
         let ua = truncate(ua, MAX_LEN);
-        let mut cache = self.cache.lock().expect("agent cache poisoned");
-        if let Some(hit) = cache.get(ua) {
+        if let Some(hit) = self.cache.lock().expect("agent cache poisoned").get(ua) {
             return hit.clone();
         }
-        let got = self.parse(ua);
+        let got = Arc::new(self.parse(ua));
+        let mut cache = self.cache.lock().expect("agent cache poisoned");
         if cache.len() >= CACHE {
             cache.clear();
         }

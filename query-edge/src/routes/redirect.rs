@@ -198,7 +198,7 @@ fn answer(
 struct RequestVisit<'a> {
     s: &'a EdgeState,
     req: &'a Parts,
-    agent: std::cell::OnceCell<Option<kurz_schemas::Agent>>,
+    agent: std::cell::OnceCell<Option<crate::capture::agent::Classified>>,
     now: std::cell::OnceCell<Ts>,
 }
 
@@ -214,7 +214,7 @@ impl<'a> RequestVisit<'a> {
 
 impl kurz_schemas::rules::Visit for RequestVisit<'_> {
     fn agent(&self) -> Option<&kurz_schemas::Agent> {
-        self.agent.get_or_init(|| self.header(&header::USER_AGENT).map(|ua| self.s.agents.classify(ua).0)).as_ref()
+        self.agent.get_or_init(|| self.header(&header::USER_AGENT).map(|ua| self.s.agents.shared(ua))).as_ref().map(|a| &a.0)
     }
     fn accept_language(&self) -> Option<&str> {
         self.header(&header::ACCEPT_LANGUAGE)
