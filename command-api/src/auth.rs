@@ -349,61 +349,9 @@ impl axum::extract::FromRequestParts<crate::AppState> for Principal {
     }
 }
 
-/// Failed sign-ins per account: after [`Lockout::FREE_FAILURES`] in a row, the account's
-/// sign-ins are refused (429, without running argon2) for 1 s, doubling with every
-/// further failure up to 15 minutes; a success clears it. Bounded: at most
-/// [`Lockout::ACCOUNTS`] accounts are tracked (S3-FIFO evicts the rest).
-pub struct Lockout {
-    on: bool,
-    accounts: quick_cache::sync::Cache<String, (u32, i64)>,
-}
-
-impl Lockout {
-    pub const FREE_FAILURES: u32 = 5;
-    pub const ACCOUNTS: usize = 100_000;
-    pub const MAX_LOCK_MS: i64 = 15 * 60 * 1000;
-
-    pub fn new(on: bool) -> Lockout {
-        Lockout { on, accounts: quick_cache::sync::Cache::new(Self::ACCOUNTS) }
-    }
-
-    /// `Err(seconds)`: the account is locked for that long.
-    pub fn check(&self, email: &str) -> Result<(), u64> {
-        if !self.on {
-            return Ok(());
-        }
-        match self.accounts.get(email) {
-            Some((_, until)) if until > Ts::now().0 => Err(((until - Ts::now().0) as u64).div_ceil(1000).max(1)),
-            _ => Ok(()),
-        }
-    }
-
-    /// A 429 for a locked account, held before it goes out as rate-limit refusals are
-    /// (`ratelimit::tarpit`), so hammering a locked account costs a timer per second.
-    pub async fn refuse_if_locked(&self, email: &str) -> Result<(), ApiError> {
-        if let Err(secs) = self.check(email) {
-            tokio::time::sleep(kurz_web::ratelimit::TARPIT_MAX).await;
-            return Err(ApiError::TooManyRequests(secs, format!("too many failed sign-ins for this account; retry in {secs} s")));
-        }
-        Ok(())
-    }
-
-    pub fn failed(&self, email: &str) {
-        if !self.on {
-            return;
-        }
-        let failures = self.accounts.get(email).map_or(0, |(n, _)| n) + 1;
-        let until = match failures.checked_sub(Self::FREE_FAILURES) {
-            None => 0,
-            Some(k) => Ts::now().0 + 1000i64.saturating_mul(1i64 << k.min(20)).min(Self::MAX_LOCK_MS),
-        };
-        self.accounts.insert(email.to_string(), (failures, until));
-    }
-
-    pub fn succeeded(&self, email: &str) {
-        self.accounts.remove(email);
-    }
-}
+/// Failed sign-ins per account (`kurz_web::lockout`); protected links at the edge use
+/// the same rule per address and per link.
+pub use kurz_web::lockout::Lockout;
 
 /// A request that carries the admin token ([`Auth::require_admin_token`]), checked from
 /// the head before the body is read.
@@ -416,82 +364,9 @@ impl<S: HasAuth + Send + Sync> axum::extract::FromRequestParts<S> for AdminOnly 
     }
 }
 
-/// Password hashing's own bounded pool: at most [`hashers`] argon2 runs at once (each
-/// takes a core for ~50 ms and 19 MiB), and at most [`MAX_WAITING_PER_HASHER`] per
-/// hasher waiting; past that a login or register answers 429 at once. A login flood
-/// therefore takes at most those cores: deciders, projectors and redirects keep the
-/// rest, and the blocking pool they share is never filled with hashes.
-struct HashPool {
-    slots: tokio::sync::Semaphore,
-    waiting: std::sync::atomic::AtomicUsize,
-    max_waiting: usize,
-}
-
-/// Callers that may wait for a hasher, per hasher.
-pub const MAX_WAITING_PER_HASHER: usize = 16;
-
-/// Hashers: `KURZ_PASSWORD_HASHERS`, else half the cores (at least one), so hashing
-/// never takes every core.
-pub fn hashers() -> usize {
-    std::env::var("KURZ_PASSWORD_HASHERS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get().div_ceil(2)).unwrap_or(1))
-}
-
-fn pool() -> &'static HashPool {
-    static P: std::sync::OnceLock<HashPool> = std::sync::OnceLock::new();
-    P.get_or_init(|| {
-        let n = hashers();
-        HashPool { slots: tokio::sync::Semaphore::new(n), waiting: Default::default(), max_waiting: n * MAX_WAITING_PER_HASHER }
-    })
-}
-
-/// Runs `f` (an argon2 hash or verify) on the hashing pool, or answers 429.
-async fn on_hash_pool<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    use std::sync::atomic::Ordering;
-    let p = pool();
-    if p.waiting.fetch_add(1, Ordering::AcqRel) >= p.max_waiting {
-        p.waiting.fetch_sub(1, Ordering::AcqRel);
-        crate::metrics::get().hash_refused.inc();
-        // Held before the answer, as rate-limit refusals are (`ratelimit::tarpit`).
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        return Err(ApiError::TooManyRequests(1, "too many sign-ins at once; retry in a second".into()));
-    }
-    let permit = p.slots.acquire().await;
-    p.waiting.fetch_sub(1, Ordering::AcqRel);
-    let _permit = permit.map_err(ApiError::internal)?;
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
-}
-
-/// argon2id with the crate's default (OWASP) parameters, on the hashing pool.
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    on_hash_pool(move || {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-        argon2::Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
-    })
-    .await?
-    .map_err(ApiError::internal)
-}
-
-/// Verifies `password` against a PHC hash. With no hash (unknown user, or a user made
-/// without a password) it still spends one hash's time, so timing does not tell which.
-/// `Err`: the hashing pool is full (429).
-pub async fn verify_password(hash: Option<String>, password: String) -> Result<bool, ApiError> {
-    on_hash_pool(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$8rOJo6qbE3wLEr4cCvXRvE7k6P1a4kl0IXyXnXW1pn8";
-        let (h, real) = match &hash {
-            Some(h) => (h.as_str(), true),
-            None => (DUMMY, false),
-        };
-        let ok = PasswordHash::new(h).map(|p| argon2::Argon2::default().verify_password(password.as_bytes(), &p).is_ok()).unwrap_or(false);
-        ok && real
-    })
-    .await
-}
+// Password hashing runs on the process's bounded pool (`kurz_web::hashing`), which
+// protected links at the edge share.
+pub use kurz_web::hashing::{hash_password, hashers, verify_password, MAX_WAITING_PER_HASHER};
 
 #[cfg(test)]
 mod tests {
@@ -556,14 +431,5 @@ mod tests {
         }
         let short_secret = format!("kurz_42_{id}_{}", "A".repeat(42));
         assert_eq!(parse_api_key(&short_secret), None);
-    }
-
-    #[tokio::test]
-    async fn passwords_hash_with_argon2id() {
-        let h = hash_password("correct horse".into()).await.unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password(Some(h.clone()), "correct horse".into()).await.unwrap());
-        assert!(!verify_password(Some(h), "wrong".into()).await.unwrap());
-        assert!(!verify_password(None, "anything".into()).await.unwrap());
     }
 }

@@ -10,7 +10,6 @@ pub struct Metrics {
     pub decider_blocked: IntGaugeVec,
     pub commands_submitted: IntCounterVec,
     pub target_rejections: IntCounterVec,
-    pub hash_refused: prometheus::IntCounter,
 }
 
 pub fn get() -> &'static Metrics {
@@ -44,11 +43,6 @@ pub fn get() -> &'static Metrics {
             "kurz_commands_submitted_total",
             "Commands submitted by the command-api, by outcome.",
             &["outcome"]
-        )
-        .unwrap(),
-        hash_refused: prometheus::register_int_counter!(
-            "kurz_password_hash_refused_total",
-            "Sign-ins and registrations answered 429 because the password-hashing pool was full."
         )
         .unwrap(),
         target_rejections: register_int_counter_vec!(

@@ -91,6 +91,13 @@ pub fn settings(cfg: &Config) -> Result<Settings, Error> {
 }
 
 /// How the edge captures clicks.
+/// What an edge needs for password-protected links: the vault the passwords are sealed
+/// under, and guesses limited per address as sign-ins are (`KURZ_RATE_AUTH`).
+pub fn unlock(cfg: &Config, ports: &Ports) -> kurz_query_edge::routes::unlock::Unlock {
+    let attempts = cfg.rate_policy().by_address("link_passwords", Some(cfg.rate_auth));
+    kurz_query_edge::routes::unlock::Unlock::new(ports.keys.clone(), attempts, cfg.rate_limits)
+}
+
 pub fn capture_settings(cfg: &Config) -> Result<kurz_query_edge::capture::CaptureSettings, Error> {
     Ok(kurz_query_edge::capture::CaptureSettings {
         enabled: cfg.click_capture,

@@ -118,7 +118,8 @@ impl App {
         let projector = ports.projector(cfg.delivery.max_attempts);
         let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &ports::capture_settings(&cfg)?)?
             .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0))
-            .redirect_cache_seconds(cfg.redirect_cache_seconds);
+            .redirect_cache_seconds(cfg.redirect_cache_seconds)
+            .protect_links(ports::unlock(&cfg, &ports));
         if cfg.auth == kurz_command_api::AuthMode::Token {
             edge = edge.private_emails(command_api.auth().admin_token());
         }
@@ -253,6 +254,7 @@ async fn run_query_edge(mut cfg: Config, listener: tokio::net::TcpListener, stop
     let mut edge = QueryEdge::build(ports.log.clone(), ports.store.clone(), ports.cache.clone(), &ports::capture_settings(&cfg)?)?
         .limit_redirects(cfg.rate_policy().by_address("redirects", cfg.rate_redirects.0))
         .redirect_cache_seconds(cfg.redirect_cache_seconds)
+        .protect_links(ports::unlock(&cfg, &ports))
         .reveal_health_to(admin.clone());
     if cfg.auth == kurz_command_api::AuthMode::Token {
         edge = edge.private_emails(admin);

@@ -364,6 +364,15 @@ fn nginx_sends_writes_to_command_api_and_reads_to_query_edge() {
         // The one read the command-api serves: a user's API keys need authentication.
         assert_eq!(target(m, "/users/5/api-keys"), "command_api", "{m} of a user's API keys");
     }
+    // A protected link's password goes to the edge that answers the link; a POST under
+    // any reserved name, in any case, is a write.
+    for uri in ["/abc1234", "/abc1234/deep/path", "/a_b-c"] {
+        assert_eq!(target("POST", uri), "query_edge", "POST {uri} is a link password");
+    }
+    for uri in ["/Users", "/URLS/5", "/shorten", "/links/create", "/auth/login", "/events/bulk", "/admin/replay"] {
+        assert_eq!(target("POST", uri), "command_api", "POST {uri} is a write");
+    }
+    assert_eq!(target("PUT", "/abc1234"), "command_api");
     assert_eq!(target("OPTIONS", "/urls"), "query_edge");
     assert!(conf.contains("proxy_pass http://$kurz_upstream;"), "the server must proxy to $kurz_upstream");
 

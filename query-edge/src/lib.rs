@@ -33,6 +33,9 @@ pub struct Inner {
     pub redirect_cache: RedirectCache,
     /// User-agent classes for redirect rules that ask about the device, OS or browser.
     pub agents: capture::agent::Classifier,
+    /// Password-protected links: the key vault and the limits on guessing; `None` (an
+    /// edge built without a vault) answers their `POST` with a 500.
+    pub unlock: Option<routes::unlock::Unlock>,
 }
 
 /// The `Cache-Control` a redirect answers with: `private` always (a shared cache
@@ -107,6 +110,7 @@ impl QueryEdge {
                 private_emails: None,
                 redirect_cache: RedirectCache::default(),
                 agents: capture::agent::Classifier::new(),
+                unlock: None,
             })),
             flusher,
             reveal: Default::default(),
@@ -116,6 +120,12 @@ impl QueryEdge {
     /// Limits redirects per client address (`None`: no limit, the default).
     pub fn limit_redirects(mut self, limit: Option<kurz_web::ratelimit::ByAddress>) -> QueryEdge {
         Arc::get_mut(&mut self.state.0).expect("called right after build").redirect_limit = limit;
+        self
+    }
+
+    /// Opens password-protected links with `unlock`'s vault, within its limits.
+    pub fn protect_links(mut self, unlock: routes::unlock::Unlock) -> QueryEdge {
+        Arc::get_mut(&mut self.state.0).expect("called right after build").unlock = Some(unlock);
         self
     }
 

@@ -5,6 +5,7 @@ pub struct Metrics {
     pub clicks: IntCounterVec,
     pub redirects: IntCounterVec,
     pub spool_bytes: IntGauge,
+    pub unlocks: IntCounterVec,
 }
 
 pub fn get() -> &'static Metrics {
@@ -18,11 +19,17 @@ pub fn get() -> &'static Metrics {
         .unwrap(),
         redirects: register_int_counter_vec!(
             "kurz_redirects_total",
-            "Redirect lookups by result (found, not_found, inactive, expired) and source (cache, store).",
+            "Redirect lookups by result (found, not_found, inactive, expired, protected) and source (cache, store).",
             &["result", "source"]
         )
         .unwrap(),
         spool_bytes: register_int_gauge!("kurz_click_spool_bytes", "Bytes of clicks waiting in the spool for the log.").unwrap(),
+        unlocks: register_int_counter_vec!(
+            "kurz_link_unlocks_total",
+            "Passwords checked for protected links, by result (right, wrong).",
+            &["result"]
+        )
+        .unwrap(),
     })
 }
 
@@ -34,6 +41,8 @@ pub enum Found {
     Inactive,
     /// Outside the link's validity window.
     Expired,
+    /// Password protected: answered with the password form, not redirected.
+    Protected,
 }
 
 /// Where the answer came from.
@@ -48,10 +57,15 @@ pub enum Source {
 /// `kurz_redirects_total{result, source}`, resolved once: this runs on every redirect,
 /// and a lookup by labels hashes them and takes the vector's shared lock.
 pub fn redirect(found: Found, source: Source) -> &'static IntCounter {
-    static C: OnceLock<[[IntCounter; 3]; 4]> = OnceLock::new();
+    static C: OnceLock<[[IntCounter; 3]; 5]> = OnceLock::new();
     let c = C.get_or_init(|| {
         let by = |r: &str| ["cache", "store", "refused"].map(|s| get().redirects.with_label_values(&[r, s]));
-        [by("found"), by("not_found"), by("inactive"), by("expired")]
+        [by("found"), by("not_found"), by("inactive"), by("expired"), by("protected")]
     });
     &c[found as usize][source as usize]
+}
+
+/// `kurz_link_unlocks_total{result}`.
+pub fn unlocks(result: &str) -> IntCounter {
+    get().unlocks.with_label_values(&[result])
 }

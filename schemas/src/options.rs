@@ -7,6 +7,7 @@
 //! (and every event of one) encodes as it always did.
 
 use crate::rules::{Rule, Visit};
+use crate::sealed::Sealed;
 use crate::Ts;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::borrow::Cow;
@@ -115,6 +116,13 @@ pub struct LinkOptions {
     /// the target ([`crate::rules`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// A protected link's password: its argon2id hash (a PHC string), sealed under a data
+    /// key of its own in the key vault ([`crate::sealed`]), so the public events topic
+    /// and the read models never hold the hash in the clear. The edge asks a visitor for
+    /// the password before it redirects; no JSON answer shows this, only whether it is
+    /// set (`password_protected`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Sealed>,
 }
 
 /// What a redirect answers, from [`LinkOptions::target`].
@@ -141,6 +149,11 @@ impl LinkOptions {
 
     pub fn forwards_query(&self) -> bool {
         self.forward_query.unwrap_or(true)
+    }
+
+    /// Whether a visitor must give a password before the link redirects.
+    pub fn is_protected(&self) -> bool {
+        self.password.is_some()
     }
 
     pub fn forwards_path(&self) -> bool {
@@ -202,6 +215,7 @@ impl LinkOptions {
         out.insert("forward_query".into(), self.forwards_query().into());
         out.insert("forward_path".into(), self.forwards_path().into());
         out.insert("rules".into(), serde_json::to_value(&self.rules).unwrap_or_default());
+        out.insert("password_protected".into(), self.password.is_some().into());
     }
 }
 
@@ -271,6 +285,9 @@ pub struct OptionsPatch {
     pub forward_path: Option<Option<bool>>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub rules: Option<Option<Vec<Rule>>>,
+    /// A new sealed password hash, or `null` to remove the protection.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub password: Option<Option<Sealed>>,
 }
 
 /// A field that is present, `null` or not: absent ones take the field's `default`.
@@ -296,6 +313,7 @@ impl OptionsPatch {
         set(&mut o.redirect_type, &self.redirect_type);
         set(&mut o.forward_query, &self.forward_query);
         set(&mut o.forward_path, &self.forward_path);
+        set(&mut o.password, &self.password);
         if let Some(rules) = &self.rules {
             o.rules = rules.clone().unwrap_or_default();
         }

@@ -263,11 +263,11 @@ fn accepts(header: &str, want: &str) -> bool {
             let p = p.trim();
             p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
         });
-        if refused || tag.len() < want.len() {
-            return false;
+        // `get`, not `split_at`: a tag cut inside a character is no match, never a panic.
+        match (refused, tag.get(..want.len()), tag.get(want.len()..)) {
+            (false, Some(head), Some(tail)) => head.eq_ignore_ascii_case(want) && (tail.is_empty() || tail.starts_with('-')),
+            _ => false,
         }
-        let (head, tail) = tag.split_at(want.len());
-        head.eq_ignore_ascii_case(want) && (tail.is_empty() || tail.starts_with('-'))
     })
 }
 

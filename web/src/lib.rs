@@ -3,8 +3,10 @@
 pub mod admin;
 pub mod body;
 pub mod error;
+pub mod hashing;
 pub mod health;
 pub mod limits;
+pub mod lockout;
 pub mod observe;
 pub mod params;
 pub mod ratelimit;
@@ -25,6 +27,7 @@ pub const BULK_BODY_LIMIT: usize = 64 << 20;
 /// The layers every kurz HTTP role wraps its routes in: a JSON 404 for unknown routes,
 /// a JSON 405, panics turned into a JSON 500, RED metrics and a tracing span per route.
 pub fn finish(router: Router) -> Router {
+    hashing::refused();
     router
         .fallback(error::not_found_route)
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -29,6 +29,8 @@ pub(crate) fn patch(body: &JsonObject, targets: Targets<'_>) -> Result<OptionsPa
         forward_query: named(body, "forward_query", |b, f| b.opt_bool(f))?,
         forward_path: named(body, "forward_path", |b, f| b.opt_bool(f))?,
         rules,
+        // Set by the route once hashed and sealed (`password` below).
+        password: None,
     })
 }
 
@@ -62,6 +64,24 @@ fn rules(body: &JsonObject, targets: Targets<'_>) -> Result<Option<Vec<Rule>>, A
         out.push(Rule { conditions: parsed, target: target.as_str().to_string() });
     }
     Ok(Some(out))
+}
+
+/// The longest link password taken, in bytes: argon2 hashes any length, but an
+/// unbounded one is a free CPU burner.
+pub(crate) const MAX_LINK_PASSWORD: usize = 256;
+
+/// `password`: absent (no change), `null` (protection removed), or a new password of 1
+/// to [`MAX_LINK_PASSWORD`] bytes, still in the clear (the route hashes and seals it).
+pub(crate) fn password(body: &JsonObject) -> Result<Option<Option<String>>, ApiError> {
+    let wrong = || bad(format!("password must be a string of 1 to {MAX_LINK_PASSWORD} bytes, or null to remove it"));
+    if !body.has("password") {
+        return Ok(None);
+    }
+    match body.opt_str("password").map_err(|_| wrong())? {
+        None => Ok(Some(None)),
+        Some(p) if p.is_empty() || p.len() > MAX_LINK_PASSWORD => Err(wrong()),
+        Some(p) => Ok(Some(Some(p.to_string()))),
+    }
 }
 
 type Read<T> = fn(&JsonObject, &'static str) -> Result<Option<T>, ApiError>;
@@ -165,5 +185,15 @@ mod tests {
         assert!(refused(&many).contains("at most"));
         let p = patch(&body(r#"{"rules": null}"#)).unwrap();
         assert_eq!(p.rules, Some(None), "null clears the rules");
+    }
+
+    #[test]
+    fn a_password_is_a_bounded_string_or_null() {
+        assert_eq!(password(&body("{}")).unwrap(), None);
+        assert_eq!(password(&body(r#"{"password": null}"#)).unwrap(), Some(None));
+        assert_eq!(password(&body(r#"{"password": "s3cret"}"#)).unwrap(), Some(Some("s3cret".into())));
+        for bad in [r#"{"password": ""}"#.to_string(), r#"{"password": 5}"#.into(), format!(r#"{{"password": "{}"}}"#, "x".repeat(257))] {
+            assert!(refused(password(&body(&bad))).contains("password must be a string of 1 to 256 bytes"), "{bad}");
+        }
     }
 }

@@ -115,8 +115,12 @@ pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap,
     let title = title(&body)?;
     let user_id = body.opt_id("user_id")?;
     let alias = body.opt_str("short_code")?.map(ShortCode::parse).transpose().map_err(bad)?;
-    let options = super::options::of_new(&body, &|field, raw| named_target(&s, &headers, field, raw))?;
+    let mut options = super::options::of_new(&body, &|field, raw| named_target(&s, &headers, field, raw))?;
+    let password = super::options::password(&body)?;
     let owner = owner_for(&s, p, user_id).await?;
+    if let Some(Some(password)) = password {
+        options.password = Some(sealed_password(&s, password).await?);
+    }
     let key = s.idempotency(&headers, &p.scope(), "POST /urls", &canonical(&body))?;
     let o = create_link(&s, key, p, NewLink { url, title, owner, options }, alias, false).await?;
     Ok(to_response(render(&o)?))
@@ -166,6 +170,37 @@ fn shorten_json(base: &str, l: &Link) -> serde_json::Value {
     })
 }
 
+/// A link password as the link keeps it: hashed with argon2id on the hashing pool (429
+/// when it is full), then sealed under a fresh data key of its own in the key vault, so
+/// the public events topic never carries the hash in the clear
+/// ([`kurz_schemas::LinkOptions::password`]).
+async fn sealed_password(s: &AppState, password: String) -> Result<kurz_schemas::sealed::Sealed, ApiError> {
+    let phc = kurz_web::hashing::hash_password(password).await?;
+    let subject = s.keys.mint().await?;
+    let Some(kurz_schemas::personal::SubjectKey::Live(key)) = s.keys.key(&subject) else {
+        return Err(ApiError::internal(format!("the key of subject {subject} was minted but is not loaded")));
+    };
+    Ok(kurz_schemas::sealed::seal(&key, kurz_storage::vault::Keyring::nonce(), &subject, phc.as_bytes()))
+}
+
+/// Once a decided update replaced a link's password, or a delete removed the link, the
+/// old password's key is erased: the hash sealed under it, in the log and in every
+/// copy, can no longer be opened (crypto-shredding). Best effort: a failure is logged
+/// and leaves a key nobody uses.
+async fn forget_password(s: &AppState, before: &Link, o: &StoredOutcome) {
+    let Some(old) = before.options.password.as_ref().filter(|_| (200..300).contains(&o.status)) else { return };
+    // A retried update answers the outcome it already had: the link as read may already
+    // hold that update's password, which stays.
+    if let Answer::Link { link } = &o.answer {
+        if link.options.password.as_ref().is_some_and(|p| p.subject == old.subject) {
+            return;
+        }
+    }
+    if let Err(e) = s.keys.erase(&old.subject, kurz_schemas::Ts::now().0).await {
+        tracing::warn!(event = "link_password_key_not_erased", link = before.id.get(), error = %e);
+    }
+}
+
 async fn existing_link(s: &AppState, raw: &str) -> Result<Link, ApiError> {
     let id = path_id(raw, "url")?;
     Ok(s.store.link(id).await?.ok_or_else(|| ApiError::NotFound("url not found".into()))?.link)
@@ -182,11 +217,19 @@ pub async fn update(
     let title = title(&body)?;
     let original_url = body.opt_str("original_url")?.map(|u| target(&s, &headers, u)).transpose()?;
     let is_active = body.opt_bool("is_active")?;
-    let options = super::options::patch(&body, &|field, raw| named_target(&s, &headers, field, raw))?;
+    let mut options = super::options::patch(&body, &|field, raw| named_target(&s, &headers, field, raw))?;
+    options.password = match super::options::password(&body)? {
+        Some(Some(password)) => Some(Some(sealed_password(&s, password).await?)),
+        other => other.map(|_| None),
+    };
     let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
     let key = s.idempotency(&headers, &p.scope(), &format!("PUT /urls/{}", link.id), &canonical(&body))?;
+    let replaced = options.password.is_some();
     let cmd = CommandBody::UpdateLink { code, id: link.id, title, original_url, is_active, owner: p.owner(), options };
     let o = s.submit(key.command(p.actor(), cmd)).await?;
+    if replaced {
+        forget_password(&s, &link, &o).await;
+    }
     Ok(to_response(render(&o)?))
 }
 
@@ -195,5 +238,6 @@ pub async fn delete(State(s): State<AppState>, Path(raw): Path<String>, p: Princ
     let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
     let key = s.idempotency(&headers, &p.scope(), &format!("DELETE /urls/{}", link.id), b"")?;
     let o = s.submit(key.command(p.actor(), CommandBody::DeleteLink { code, id: link.id, owner: p.owner() })).await?;
+    forget_password(&s, &link, &o).await;
     Ok(to_response(render(&o)?))
 }

@@ -1,6 +1,7 @@
-//! Link options (issue #20, items 1, 3 and 4): the validity window, the redirect type
-//! with its `Cache-Control`, and query and path forwarding, set on create and update
-//! and answered by the edge. Absent options keep the contract's 302 exactly.
+//! Link options (issue #20, items 1, 3, 4, 5 and 6): the validity window, the redirect
+//! type with its `Cache-Control`, query and path forwarding, redirect rules and
+//! passwords, set on create and update and answered by the edge. Absent options keep
+//! the contract's 302 exactly.
 
 use super::*;
 
@@ -145,6 +146,12 @@ async fn bulk_loads_take_the_options_as_columns_and_skip_a_row_with_a_bad_one() 
     assert_eq!((got.status, got.location().as_deref()), (301, Some("https://t.example/b1/x")), "{}", got.text);
     let plain = api.get("/bulkopt2?q=1").await;
     assert_eq!((plain.status, plain.location().as_deref()), (302, Some("https://t.example/b2?q=1")));
+    // A password column is refused row by row, never loaded as an unprotected link.
+    let csv = "short_code,original_url,password\nbulkpw1,https://t.example/pw,secret\nbulkpw2,https://t.example/pw2,\n".to_string();
+    let r = api.post_csv(None, "/urls/bulk", csv).await.ok(201);
+    assert_eq!(r["count"], 1, "{r}");
+    assert!(r["problems"].to_string().contains("bulk loads do not take passwords"), "{r}");
+    api.get("/bulkpw1").await.err(404, None);
 }
 
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
@@ -213,4 +220,110 @@ async fn a_bad_rule_is_a_400_naming_it_and_its_target_meets_the_target_policy() 
     api.post("/urls", json!({"original_url": "https://t.example/", "rules": many})).await.err(400, Some("at most 10"));
     let long = json!({"type": "os", "value": "x".repeat(300)});
     api.post("/urls", rule(long, "https://t.example/")).await.err(400, Some("rules[0].conditions[0]"));
+}
+
+/// `POST path` with a form body (a protected link's password).
+async fn post_form(api: &Api, path: &str, form: &str) -> Resp {
+    let rb = api.request(Method::POST, path, None, None, &[("content-type", "application/x-www-form-urlencoded")]).body(form.to_string());
+    api.send(rb, format!("POST {path} (form)")).await
+}
+
+/// Item 6: a protected link answers a form, redirects on its password, refuses a wrong
+/// one and, past a few wrong ones, refuses without checking; its hash is shown nowhere.
+async fn a_password_protects_the_redirect(api: &Api, token: Option<&str>) {
+    let body = json!({"original_url": "https://t.example/secret?a=1", "password": "open sesame", "redirect_type": 308});
+    let created = api.post_as(token, "/urls", body).await;
+    let l = created.ok(201);
+    assert_eq!(l["password_protected"], true, "{l}");
+    let c = code(&l);
+    let plain = api.post_as(token, "/urls", json!({"original_url": "https://t.example/plain"})).await.ok(201);
+    assert_eq!(plain["password_protected"], false);
+
+    // Asked for as a page: the form, no Location, kept by no cache, framed by nobody.
+    let page = api.call(Method::GET, &format!("/{c}?utm=x"), None, None, &[("accept", "text/html,*/*")]).await;
+    assert_eq!((page.status, page.location()), (200, None), "{}", page.text);
+    assert!(page.header("content-type").unwrap_or_default().starts_with("text/html"));
+    assert!(page.text.contains("<form method=\"post\"") && page.text.contains("name=\"password\""), "{}", page.text);
+    assert_eq!(page.header("cache-control").as_deref(), Some("no-store"));
+    assert!(page.header("content-security-policy").unwrap_or_default().contains("frame-ancestors 'none'"));
+    let json = api.call(Method::GET, &format!("/{c}"), None, None, &[("accept", "application/json")]).await;
+    json.err(401, Some("password protected"));
+
+    // The right password redirects as a GET would, the query forwarded, but with a 302
+    // no cache keeps (a 308 would post the password on to the target).
+    let r = post_form(api, &format!("/{c}?utm=x"), "password=open+sesame").await;
+    assert_eq!((r.status, r.location().as_deref()), (302, Some("https://t.example/secret?a=1&utm=x")), "{}", r.text);
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let wrong = post_form(api, &format!("/{c}"), "password=open").await;
+    assert_eq!((wrong.status, wrong.location()), (401, None), "{}", wrong.text);
+
+    // Malformed guesses cost nothing and say why.
+    let rb = api.request(Method::POST, &format!("/{c}"), Some(&json!({"password": "open sesame"})), None, &[]);
+    api.send(rb, "POST json".into()).await.err(415, Some("x-www-form-urlencoded"));
+    post_form(api, &format!("/{c}"), "secret=x").await.err(400, Some("password"));
+    post_form(api, &format!("/{c}"), &format!("password={}", "x".repeat(4096))).await.err(413, None);
+    post_form(api, &format!("/{}", code(&plain)), "password=x").await.err(405, Some("takes no password"));
+    post_form(api, "/nosuchcode1", "password=x").await.err(404, None);
+
+    // The hash is in no answer: the link JSON and its stats say only that it is set.
+    for path in [format!("/urls/{}", id(&l)), format!("/{c}+")] {
+        let r = api.get_as(token, &path).await;
+        assert_eq!(r.ok(200)["password_protected"], true, "{path}");
+        for leak in ["argon2", "\"sealed\"", "\"ct\"", "\"nonce\"", "sesame"] {
+            assert!(!r.text.contains(leak), "{path} shows {leak}: {}", r.text);
+        }
+    }
+    assert!(!created.text.contains("argon2") && !created.text.contains("\"ct\""), "{}", created.text);
+
+    // A new password replaces the old one (whose key is erased).
+    let path = format!("/urls/{}", id(&l));
+    assert_eq!(api.put_as(token, &path, json!({"password": "second one"})).await.ok(200)["password_protected"], true);
+    assert_eq!(post_form(api, &format!("/{c}"), "password=open+sesame").await.status, 401);
+    assert_eq!(post_form(api, &format!("/{c}"), "password=second%20one").await.status, 302);
+
+    // Wrong guesses in a row lock the guesser out for a while (refused without running
+    // argon2); the right one above cleared the count. Each edge process counts its own,
+    // so a split deployment allows a few more.
+    let mut wrong_before_refusal = None;
+    for n in 1..=16 {
+        let r = post_form(api, &format!("/{c}"), "password=guess").await;
+        if r.status == 429 {
+            assert!(r.text.contains("wrong passwords"), "{}", r.text);
+            wrong_before_refusal = Some(n);
+            break;
+        }
+        assert_eq!(r.status, 401, "{}", r.text);
+    }
+    let n = wrong_before_refusal.expect("17 wrong passwords in a row were never refused");
+    assert!(n > 5, "five wrong passwords are answered before a refusal, refused at guess {n}");
+
+    // The protection removed: a plain 308 again.
+    let open = api.put_as(token, &path, json!({"password": null})).await.ok(200);
+    assert_eq!(open["password_protected"], false);
+    let r = api.get(&format!("/{c}")).await;
+    assert_eq!((r.status, r.location().as_deref()), (308, Some("https://t.example/secret?a=1")), "{}", r.text);
+    for bad in [json!(""), json!(5), json!("x".repeat(300))] {
+        api.put_as(token, &path, json!({"password": bad})).await.err(400, Some("password must be a string"));
+    }
+}
+
+#[tokio::test]
+async fn a_password_protects_the_redirect_in_open_mode() {
+    let api = Api::open();
+    a_password_protects_the_redirect(&api, None).await;
+}
+
+#[tokio::test]
+async fn a_password_protects_the_redirect_in_token_mode() {
+    let api = Api::token();
+    let reg = api.post("/auth/register", json!({"email": "pw@example.com", "password": "password-pw"})).await.ok(201);
+    let tok = reg["session_token"].as_str().unwrap().to_string();
+    a_password_protects_the_redirect(&api, Some(&tok)).await;
+    // Nobody but the owner removes the protection.
+    let l = api.post_as(Some(&tok), "/urls", json!({"original_url": "https://t.example/mine", "password": "pw-1"})).await.ok(201);
+    let other = api.post("/auth/register", json!({"email": "pw2@example.com", "password": "password-pw2"})).await.ok(201);
+    let other = other["session_token"].as_str().unwrap().to_string();
+    api.put_as(Some(&other), &format!("/urls/{}", id(&l)), json!({"password": null})).await.err(403, None);
+    let page = api.call(Method::GET, &format!("/{}", code(&l)), None, None, &[("accept", "text/html")]).await;
+    assert_eq!((page.status, page.location()), (200, None), "still protected: {}", page.text);
 }

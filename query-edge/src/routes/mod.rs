@@ -4,6 +4,7 @@ mod events;
 mod reads;
 mod redirect;
 mod stats;
+pub mod unlock;
 
 pub use redirect::fast_path;
 #[doc(hidden)]
@@ -28,10 +29,11 @@ pub fn all(s: EdgeState) -> Vec<(&'static str, MethodRouter)> {
         ("/links/{id}", get(reads::link).with_state(s.clone())),
         ("/events", get(events::list).with_state(s.clone())),
         ("/events/{id}", get(events::one).with_state(s.clone())),
-        ("/{code}", get(redirect::redirect_or_stats).with_state(s.clone())),
+        // POST: the password of a protected link (`unlock`).
+        ("/{code}", get(redirect::redirect_or_stats).post(unlock::unlock).with_state(s.clone())),
         // `forward_path` links: `/{code}/rest`; any other link answers such a path 404,
         // and so does any other method (no route of this shape takes one).
-        ("/{code}/{*rest}", get(redirect::redirect_or_stats).fallback(kurz_web::error::not_found_route).with_state(s)),
+        ("/{code}/{*rest}", get(redirect::redirect_or_stats).post(unlock::unlock).fallback(kurz_web::error::not_found_route).with_state(s)),
     ]
 }
 

@@ -22,7 +22,7 @@ use std::sync::Arc;
 /// Longest header value (and query string) a click keeps, in bytes.
 const MAX_HEADER: usize = 512;
 
-async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source), ApiError> {
+pub(crate) async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source), ApiError> {
     // A path that cannot be a short code (too long, or not URL-safe) is unknown without
     // asking: it never reaches a cache or the store, so odd paths cost no memory there.
     if ShortCode::parse_lenient(code).is_err() {
@@ -45,7 +45,7 @@ async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source
 /// are plain ASCII, so that is rare), and the raw rest of the path after it
 /// (`/{code}/rest`, for links that forward paths). Reads the request in place: the hot
 /// path copies no headers and allocates no path.
-fn code_of(uri: &Uri) -> Result<(Cow<'_, str>, Option<&str>), ApiError> {
+pub(crate) fn code_of(uri: &Uri) -> Result<(Cow<'_, str>, Option<&str>), ApiError> {
     let path = uri.path().strip_prefix('/').unwrap_or(uri.path());
     let (raw, rest) = match path.split_once('/') {
         Some((code, rest)) => (code, Some(rest)),
@@ -159,6 +159,27 @@ fn answer(
     req: &Parts,
     peer: Option<IpAddr>,
 ) -> Result<Response, ApiError> {
+    answer_visit(s, link, source, rest, req, peer, Visitor::Plain)
+}
+
+/// Who is asking: anyone (a protected link answers its password form), or a visitor
+/// who gave the link's password (`super::unlock`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Visitor {
+    Plain,
+    Unlocked,
+}
+
+/// [`answer`], for a visitor who may have unlocked the link.
+pub(crate) fn answer_visit(
+    s: &EdgeState,
+    link: Option<Arc<Link>>,
+    source: Source,
+    rest: Option<&str>,
+    req: &Parts,
+    peer: Option<IpAddr>,
+    visitor: Visitor,
+) -> Result<Response, ApiError> {
     let not_found = |found| {
         metrics::redirect(found, source).inc();
         Err(ApiError::NotFound("short link not found or inactive".into()))
@@ -181,6 +202,10 @@ fn answer(
             return Err(ApiError::Status(414, format!("the forwarded address would exceed {MAX_LOCATION} bytes")));
         }
     };
+    if visitor == Visitor::Plain && link.options.is_protected() {
+        metrics::redirect(Found::Protected, source).inc();
+        return Ok(super::unlock::challenge(&req.headers, false));
+    }
     metrics::redirect(Found::Found, source).inc();
     let location = HeaderValue::from_str(&location)
         .or_else(|_| url::Url::parse(&location).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))

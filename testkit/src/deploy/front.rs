@@ -69,9 +69,12 @@ async fn forward(front: Arc<Front>, req: axum::extract::Request) -> Response {
         Err(e) => return front_error(StatusCode::BAD_REQUEST, format!("front: reading the request body: {e}")),
     };
     // As infra/nginx/nginx.conf: writes, and the one private read (a user's API keys),
-    // go to the command-api.
+    // go to the command-api; a POST to a code goes to the edge.
     let private_read = parts.uri.path().starts_with("/users/") && parts.uri.path().ends_with("/api-keys");
-    let write = matches!(parts.method, Method::POST | Method::PUT | Method::DELETE | Method::PATCH) || private_read;
+    // A POST to a code (not a reserved name) is a protected link's password: the edge.
+    let first = parts.uri.path().trim_start_matches('/').split('/').next().unwrap_or("");
+    let unlock = parts.method == Method::POST && kurz_schemas::ShortCode::is_plain_code(first);
+    let write = (matches!(parts.method, Method::POST | Method::PUT | Method::DELETE | Method::PATCH) && !unlock) || private_read;
     let resendable = !matches!(parts.method, Method::POST | Method::PATCH) || parts.headers.contains_key("idempotency-key");
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
     let start = if write { &front.next_write } else { &front.next_read }.fetch_add(1, Ordering::Relaxed);

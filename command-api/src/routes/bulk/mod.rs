@@ -74,6 +74,11 @@ fn row_options(row: &HashMap<String, String>) -> Result<LinkOptions, String> {
     let redirect_type = field(row, "redirect_type")
         .map(|v| v.parse::<u64>().map_err(|_| OptionError::RedirectType).and_then(RedirectType::from_status).map_err(|e| e.to_string()))
         .transpose()?;
+    // A password costs an argon2 run each; refused rather than ignored, so no row loads
+    // unprotected by surprise.
+    if field(row, "password").is_some() {
+        return Err("password: bulk loads do not take passwords; set one with PUT /urls/{id}".into());
+    }
     let options = LinkOptions {
         valid_since: time("valid_since")?,
         valid_until: time("valid_until")?,
@@ -81,6 +86,7 @@ fn row_options(row: &HashMap<String, String>) -> Result<LinkOptions, String> {
         forward_query: flag("forward_query")?,
         forward_path: flag("forward_path")?,
         rules: Vec::new(),
+        password: None,
     };
     options.check().map_err(|e| e.to_string())?;
     Ok(options)
