@@ -264,6 +264,7 @@ async fn a_password_protects_the_redirect(api: &Api, token: Option<&str>) {
     post_form(api, &format!("/{c}"), &format!("password={}", "x".repeat(4096))).await.err(413, None);
     post_form(api, &format!("/{}", code(&plain)), "password=x").await.err(405, Some("takes no password"));
     post_form(api, "/nosuchcode1", "password=x").await.err(404, None);
+    post_form(api, &format!("/{c}/deeper"), "password=open+sesame").await.err(404, None);
 
     // The hash is in no answer: the link JSON and its stats say only that it is set.
     for path in [format!("/urls/{}", id(&l)), format!("/{c}+")] {

@@ -8,6 +8,8 @@
 //!
 //! What a guess may cost, checked in this order before the password is read:
 //! - guesses per client address (`KURZ_RATE_AUTH`, the sign-in limit);
+//! - the link, from the cache: 404 for none (or a path it does not forward), 405 for
+//!   one without a password, before the body is read;
 //! - a body of at most [`MAX_FORM`] bytes, as `application/x-www-form-urlencoded`;
 //! - failed guesses per address and per link ([`kurz_web::lockout::Lockout`]): after
 //!   [`ADDRESS_FREE_FAILURES`] (per address) or [`LINK_FREE_FAILURES`] (per link, from
@@ -111,6 +113,20 @@ pub async fn unlock(State(s): State<EdgeState>, req: Request) -> Result<Response
         }
     }
     let (parts, body) = req.into_parts();
+    // The link first: a POST to anything but a protected link is answered as the path
+    // answers other methods (404 for no link, 405 for a link without a password) before
+    // a byte of the body is read.
+    let (code, rest) = super::redirect::code_of(&parts.uri)?;
+    let (link, source) = super::redirect::resolve(&s, &code).await?;
+    let Some(link) = link.filter(|l| l.is_active && l.options.live_at(kurz_schemas::Ts::now())) else {
+        return Err(ApiError::NotFound("short link not found or inactive".into()));
+    };
+    if rest.is_some_and(|r| !r.is_empty()) && !link.options.forwards_path() {
+        return Err(ApiError::NotFound("short link not found or inactive".into()));
+    }
+    let Some(sealed) = link.options.password.clone() else {
+        return Err(ApiError::Status(405, "this link takes no password: GET it".into()));
+    };
     let form = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !form.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
         return Err(ApiError::UnsupportedMediaType("send the password as application/x-www-form-urlencoded, field `password`".into()));
@@ -124,14 +140,6 @@ pub async fn unlock(State(s): State<EdgeState>, req: Request) -> Result<Response
         return Err(ApiError::BadRequest("the form field `password` is required".into()));
     };
 
-    let (code, rest) = super::redirect::code_of(&parts.uri)?;
-    let (link, source) = super::redirect::resolve(&s, &code).await?;
-    let Some(link) = link.filter(|l| l.is_active && l.options.live_at(kurz_schemas::Ts::now())) else {
-        return Err(ApiError::NotFound("short link not found or inactive".into()));
-    };
-    let Some(sealed) = link.options.password.clone() else {
-        return Err(ApiError::Status(405, "this link takes no password: GET it".into()));
-    };
     let address = peer.map(|p| format!("{}", kurz_web::ratelimit::ip_key(s.clicks.client_ip.of(p, &parts.headers))));
     let link_key = link.id.to_string();
     if let Some(a) = &address {
