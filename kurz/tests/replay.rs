@@ -238,7 +238,10 @@ async fn control(data: &std::path::Path) -> Vec<ControlEvent> {
 async fn kill_9_during_a_replay_resumes_and_equals_an_uninterrupted_replay() {
     let data = tempfile::tempdir().unwrap();
     assert!(kurz(&["import", seed_dir().to_str().unwrap()], data.path()).output().unwrap().status.success());
-    append_clicks(data.path(), 120_000).await;
+    // Enough records that the replay is still in its first half when the progress line
+    // (one a second off a terminal) first shows work done: 120,000 were replayed in under
+    // 2.4 s on a fast CI machine, before a second line came.
+    append_clicks(data.path(), 600_000).await;
 
     // kill -9 once the replay has applied some of the log, not all.
     let mut child = kurz(&["replay", "--all"], data.path()).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
