@@ -38,7 +38,11 @@ async fn read_all(log: &dyn EventLog) -> u64 {
                 let Some(last) = recs.last() else { break };
                 from = last.offset + 1;
                 for r in &recs {
-                    let ok = if topic == topics::CLICKS { Click::decode(&r.payload).is_ok() } else { Event::decode(&r.payload).is_ok() };
+                    let ok = if topic == topics::CLICKS {
+                        kurz_schemas::ClickRecord::decode(&r.payload).is_ok()
+                    } else {
+                        Event::decode(&r.payload).is_ok()
+                    };
                     assert!(ok, "undecodable record {topic}/{p}/{}", r.offset);
                 }
                 n += recs.len() as u64;

@@ -136,6 +136,20 @@ async fn an_outside_consumer_reads_real_clicks_and_events_by_the_published_schem
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|l| clicks.is_valid(l)));
 
+    // An orphan visit is a version 3 record of the same topic, valid by its own schema:
+    // the code asked for, never the rest of the path nor the query.
+    let orphan = http.get(srv.url("/no-such-code/secret-token?key=hunter2")).header("user-agent", CHROME).send().await.unwrap();
+    assert_eq!(orphan.status(), 404);
+    let orphans = published("click.v3.schema.json");
+    let all = read_topic(broker.port, "kurz.clicks.v1", 4);
+    let (r, headers) = all.iter().find(|(r, _)| r["v"] == 3).unwrap_or_else(|| panic!("no v3 record in {all:?}"));
+    let errors: Vec<String> = orphans.iter_errors(r).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{r}: {errors:?}");
+    assert_eq!(headers.get("schema-version").map(String::as_str), Some("3"));
+    assert_eq!((r["orphan"].as_str(), r["code"].as_str(), r.get("link_id")), (Some("not_found"), Some("no-such-code"), None), "{r}");
+    assert!(!r.to_string().contains("secret-token") && !r.to_string().contains("hunter2"), "{r}");
+    assert!(!clicks.is_valid(r), "a v2 consumer's schema refuses it: it has no link");
+
     // The events topic, by its own published schema: the current version, 2.
     let events = published("event.v2.schema.json");
     for (r, headers) in read_topic(broker.port, "kurz.events.v1", 2) {

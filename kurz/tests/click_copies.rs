@@ -99,7 +99,7 @@ async fn a_click_append_that_fails_after_writing_is_counted_once() {
     let before = copies_dropped();
     for _ in 0..CLICKS {
         sink.record(kurz_query_edge::capture::RawClick {
-            link: link.clone(),
+            visited: kurz_query_edge::capture::Visited::Link(link.clone()),
             at: Ts::now(),
             head: false,
             referer: None,

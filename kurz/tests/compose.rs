@@ -372,6 +372,11 @@ fn nginx_sends_writes_to_command_api_and_reads_to_query_edge() {
     for uri in ["/Users", "/URLS/5", "/shorten", "/links/create", "/auth/login", "/events/bulk", "/admin/replay"] {
         assert_eq!(target("POST", uri), "command_api", "POST {uri} is a write");
     }
+    // Every name the HTTP API reserves, so a new one cannot be left out of the map.
+    for name in kurz_schemas::values::RESERVED {
+        assert_eq!(target("POST", &format!("/{name}")), "command_api", "POST /{name} is a write");
+        assert_eq!(target("POST", &format!("/{}/x", name.to_uppercase())), "command_api", "POST /{name}/x is a write");
+    }
     assert_eq!(target("PUT", "/abc1234"), "command_api");
     assert_eq!(target("OPTIONS", "/urls"), "query_edge");
     assert!(conf.contains("proxy_pass http://$kurz_upstream;"), "the server must proxy to $kurz_upstream");

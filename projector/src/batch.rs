@@ -11,7 +11,7 @@
 use crate::metrics;
 use crate::projections::{Input, Projection};
 use kurz_schemas::personal::Keys;
-use kurz_schemas::{topics, Click, Event, Id, Ts};
+use kurz_schemas::{topics, ClickRecord, Event, Id, Ts};
 use kurz_storage::log::claims;
 use kurz_storage::store::{Attempt, Mutation, ParkedRecord, Position, StoreBatch};
 use kurz_storage::vault::Keyring;
@@ -32,7 +32,7 @@ pub struct Mapped {
 
 enum Decoded {
     Event(Event),
-    Click(Click),
+    Click(ClickRecord),
 }
 
 /// Reads up to about `max` records of `topic` from `from`, and the position after
@@ -163,7 +163,7 @@ pub async fn load_keys(keys: &Keyring, topic: &str, recs: &[Record]) -> Result<(
 /// loaded for it ([`load_keys`]).
 pub fn map_record(projections: &[&dyn Projection], topic: &str, rec: &Record, keys: Keys, out: &mut Vec<Mutation>) -> Result<(), String> {
     let decoded = if topic == topics::CLICKS {
-        Click::decode(&rec.payload).map(Decoded::Click)
+        ClickRecord::decode(&rec.payload).map(Decoded::Click)
     } else {
         Event::decode_opened(&rec.payload, keys).map(Decoded::Event)
     };
@@ -173,7 +173,8 @@ pub fn map_record(projections: &[&dyn Projection], topic: &str, rec: &Record, ke
     })?;
     let input = match &decoded {
         Decoded::Event(event) => Input::Event { event, partition: rec.partition, offset: rec.offset },
-        Decoded::Click(click) => Input::Click { click, partition: rec.partition, offset: rec.offset },
+        Decoded::Click(ClickRecord::Link(click)) => Input::Click { click, partition: rec.partition, offset: rec.offset },
+        Decoded::Click(ClickRecord::Orphan(orphan)) => Input::Orphan { orphan },
     };
     let before = out.len();
     // A panic is a bug that this record triggers: the record is parked, the process

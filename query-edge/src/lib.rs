@@ -73,6 +73,12 @@ impl Default for RedirectCache {
 impl Inner {
     /// Whether this request may read users' e-mail addresses.
     pub fn shows_emails(&self, headers: &axum::http::HeaderMap) -> bool {
+        self.reads_as_admin(headers)
+    }
+
+    /// Whether this request may read what belongs to no user (orphan visits, users'
+    /// e-mail addresses): anyone in open mode, the admin token's holder in token mode.
+    pub fn reads_as_admin(&self, headers: &axum::http::HeaderMap) -> bool {
         self.private_emails.as_ref().is_none_or(|admin| admin.allows(headers))
     }
 }

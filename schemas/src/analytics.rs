@@ -7,8 +7,17 @@
 //! - `d:<UTC day, 6 digits>:<dimension>:<value>`: its clicks on one day whose
 //!   [`Dimension`] had `value`.
 //!
+//! - `o:<hour start, ms, 13 digits>:<kind>`: orphan visits of one [`OrphanKind`] in
+//!   one UTC hour, stored under [`ORPHANS`] (no link has that id).
+//!
 //! Numbers are zero-padded, so within a kind names sort by time and a time range is a
 //! name range. The names are stored: they never change.
+
+use crate::click::OrphanKind;
+use crate::Id;
+
+/// The aggregates' owner for orphan visits.
+pub const ORPHANS: Id = Id::ORPHAN_AGGREGATES;
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
@@ -94,6 +103,23 @@ pub fn parse_dim(name: &str) -> Option<(i64, Dimension, &str)> {
     Some((day.parse().ok()?, Dimension::from_name(dim)?, value))
 }
 
+/// The orphan visits of `kind` in the UTC hour that starts at `hour_start_ms`. Hours
+/// first, so a time range is one name range ([`orphan_hour_start`]).
+pub fn orphan_hour(hour_start_ms: i64, kind: OrphanKind) -> String {
+    format!("o:{:013}:{}", hour_start_ms.max(0), kind.as_str())
+}
+
+/// Where hour `hour_start_ms`'s [`orphan_hour`] names start.
+pub fn orphan_hour_start(hour_start_ms: i64) -> String {
+    format!("o:{:013}:", hour_start_ms.max(0))
+}
+
+/// `(hour start, kind)` of an [`orphan_hour`] name.
+pub fn parse_orphan_hour(name: &str) -> Option<(i64, OrphanKind)> {
+    let (hour, kind) = name.strip_prefix("o:")?.split_once(':')?;
+    Some((hour.parse().ok()?, OrphanKind::from_name(kind)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,5 +159,19 @@ mod tests {
         assert_eq!(parse_hour(&hour(h)), Some(h));
         assert_eq!(parse_dim(&hour(h)), None);
         assert!(hour(h) < hour(h + HOUR_MS), "hours sort by time");
+    }
+
+    #[test]
+    fn orphan_names_sort_by_hour_then_kind_and_parse_back() {
+        assert_eq!(orphan_hour(7 * HOUR_MS, OrphanKind::NotFound), "o:0000025200000:not_found");
+        for kind in OrphanKind::ALL {
+            let name = orphan_hour(7 * HOUR_MS, kind);
+            assert_eq!(parse_orphan_hour(&name), Some((7 * HOUR_MS, kind)));
+            assert!(orphan_hour_start(7 * HOUR_MS) <= name && name < orphan_hour_start(8 * HOUR_MS));
+            assert_eq!(parse_hour(&name), None);
+            assert_eq!(parse_dim(&name), None);
+        }
+        assert_eq!(parse_orphan_hour("o:0000025200000:lost"), None);
+        assert!(ORPHANS.get() >= crate::ids::CLICK_ID_BASE, "no link id reaches it");
     }
 }

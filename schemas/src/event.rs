@@ -122,8 +122,8 @@ pub enum DecodeError {
 }
 
 #[derive(Deserialize)]
-struct VersionProbe {
-    v: u16,
+pub(crate) struct VersionProbe {
+    pub(crate) v: u16,
 }
 
 impl Event {

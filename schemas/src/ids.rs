@@ -75,6 +75,11 @@ impl Id {
     pub fn get(self) -> u64 {
         self.0
     }
+    /// The id the orphan visits' aggregates are stored under, in the read store's click
+    /// aggregates ([`crate::analytics::ORPHANS`]): in the click-derived range, which no
+    /// link id reaches (link ids stay below [`CLICK_ID_BASE`]). Never in a public answer.
+    pub const ORPHAN_AGGREGATES: Id = Id(MAX_JSON_ID - 1);
+
     /// Id of the click stored at `offset` of click-log `partition`.
     pub fn for_click(partition: u32, offset: u64) -> Id {
         Id(CLICK_ID_BASE | ((offset & ((1 << 46) - 1)) << 6) | (partition as u64 & 63))

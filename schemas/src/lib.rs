@@ -24,7 +24,7 @@ pub mod time;
 pub mod values;
 
 pub use cache::CachedLink;
-pub use click::{Agent, Click, ClickEnvelope, ClickV1, Device, Utm};
+pub use click::{Agent, Click, ClickEnvelope, ClickRecord, ClickV1, Device, Orphan, OrphanEnvelope, OrphanKind, Utm};
 pub use command::{Actor, Command, CommandBody, CommandId, EventRow, LinkRow, UserRow};
 pub use control::ControlEvent;
 pub use event::{Answer, DecodeError, Event, EventBody, EventEnvelope};

@@ -30,7 +30,8 @@ pub enum ValueError {
 /// Paths the HTTP API serves itself; an alias may not shadow them. Every route of one
 /// static path segment must be listed here: the edge answers any other single-segment
 /// `GET` as a redirect before its router ([`ShortCode::is_plain_code`]).
-const RESERVED: &[&str] = &["health", "users", "urls", "events", "auth", "shorten", "links", "metrics", "api", "admin", "static"];
+pub const RESERVED: &[&str] =
+    &["health", "users", "urls", "events", "auth", "shorten", "links", "metrics", "api", "admin", "static", "visits"];
 pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 //! was not regenerated (`KURZ_BLESS=1 cargo test -p kurz-schemas --test json_schema`).
 //! Published versions are never rewritten: a change to an old one fails too.
 
-use kurz_schemas::{ClickEnvelope, ClickV1, EventEnvelope};
+use kurz_schemas::{ClickEnvelope, ClickV1, EventEnvelope, OrphanEnvelope};
 use serde_json::Value;
 use std::path::Path;
 
@@ -32,6 +32,15 @@ fn generated() -> Vec<(&'static str, Value)> {
                 2,
                 "kurz click, version 2",
                 "A redirect served by kurz, as a record of topic kurz.clicks.v1 (key: the short code). Clicks flagged bot or head do not count in kurz's analytics.",
+            ),
+        ),
+        (
+            "click.v3.schema.json",
+            with_version(
+                serde_json::to_value(schemars::schema_for!(OrphanEnvelope)).unwrap(),
+                3,
+                "kurz orphan visit, version 3",
+                "A request kurz answered without a link, as a record of topic kurz.clicks.v1 (key: the code asked for, or `/`): the root path (`base`), no active link (`not_found`: an unknown or inactive code, or a path that cannot be a code), or a link outside its validity window (`expired`, with its `link_id`). Never the path beyond the code, nor the query. Link clicks are still written as version 2: a consumer of link clicks reads versions 1 and 2 and skips this one. Records flagged bot or head are not counted in kurz's orphan visits.",
             ),
         ),
         (

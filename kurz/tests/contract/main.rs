@@ -17,6 +17,7 @@ mod events;
 mod health;
 mod idempotency;
 mod link_options;
+mod orphans;
 mod redirects;
 mod urls;
 mod users;

@@ -9,14 +9,26 @@ pub mod links;
 pub mod outcomes;
 pub mod users;
 
-use kurz_schemas::{Click, Event};
+use kurz_schemas::{Click, Event, Orphan};
 use kurz_storage::store::Mutation;
 
 /// A decoded log record with its place in the log.
 #[derive(Debug, Clone, Copy)]
 pub enum Input<'a> {
-    Event { event: &'a Event, partition: u32, offset: u64 },
-    Click { click: &'a Click, partition: u32, offset: u64 },
+    Event {
+        event: &'a Event,
+        partition: u32,
+        offset: u64,
+    },
+    Click {
+        click: &'a Click,
+        partition: u32,
+        offset: u64,
+    },
+    /// A visit that reached no link (clicks topic, v3).
+    Orphan {
+        orphan: &'a Orphan,
+    },
 }
 
 pub trait Projection: Send + Sync + 'static {

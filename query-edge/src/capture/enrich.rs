@@ -1,8 +1,8 @@
 //! From what a redirect kept ([`RawClick`]) to the click event: no I/O, off the
 //! request path (the flusher runs it).
 
-use super::{agent::Classifier, geo::Geo, utm, visitor::VisitorHasher, CaptureSettings, RawClick};
-use kurz_schemas::Click;
+use super::{agent::Classifier, geo::Geo, utm, visitor::VisitorHasher, CaptureSettings, RawClick, Visited};
+use kurz_schemas::{Click, ClickRecord, Orphan};
 
 pub struct Enricher {
     agents: Classifier,
@@ -16,7 +16,33 @@ impl Enricher {
         Ok(Enricher { agents: Classifier::new(), visitors: VisitorHasher::new(&settings.secret), geo })
     }
 
-    pub fn click(&self, raw: RawClick) -> Click {
+    /// The record of a visit: a link's click, or an orphan visit with the same visitor
+    /// fields (no UTM parameters: those describe a link's campaign).
+    pub fn record(&self, raw: RawClick) -> ClickRecord {
+        match &raw.visited {
+            Visited::Link(_) => ClickRecord::Link(self.click(raw)),
+            Visited::Orphan { kind, code, link_id } => {
+                let (kind, code, link_id) = (*kind, code.as_deref().map(str::to_owned), *link_id);
+                let c = self.click(raw);
+                ClickRecord::Orphan(Orphan {
+                    orphan: kind,
+                    at: c.at,
+                    code,
+                    link_id,
+                    referrer_host: c.referrer_host,
+                    agent: c.agent,
+                    bot: c.bot,
+                    head: c.head,
+                    visitor: c.visitor,
+                    country: c.country,
+                })
+            }
+        }
+    }
+
+    /// The click event of a visit; an orphan's has no link (id and code are left for
+    /// [`Enricher::record`] to drop).
+    fn click(&self, raw: RawClick) -> Click {
         let (agent, bot) = match raw.user_agent.as_deref() {
             Some(ua) => {
                 let (a, bot) = self.agents.classify(ua);
@@ -28,13 +54,17 @@ impl Enricher {
         };
         let visitor = raw.addr.map(|ip| self.visitors.visitor(raw.at, ip, raw.user_agent.as_deref().unwrap_or("")));
         let country = raw.country.as_deref().and_then(country_code).or_else(|| raw.addr.and_then(|ip| self.geo.as_ref()?.country(ip)));
+        let (link_id, code, owner_id) = match &raw.visited {
+            Visited::Link(link) => (link.id, link.short_code.clone(), link.user_id),
+            Visited::Orphan { .. } => (kurz_schemas::analytics::ORPHANS, String::new(), None),
+        };
         Click {
-            link_id: raw.link.id,
-            code: raw.link.short_code.clone(),
+            link_id,
+            code,
             at: raw.at,
             referrer_host: raw.referer.as_deref().and_then(referrer_host),
             user_agent: None,
-            owner_id: raw.link.user_id,
+            owner_id,
             agent,
             bot,
             head: raw.head,
@@ -66,7 +96,7 @@ mod tests {
 
     fn raw() -> RawClick {
         RawClick {
-            link: crate::capture::test_link(7, "abc"),
+            visited: Visited::Link(crate::capture::test_link(7, "abc")),
             at: Ts(1_800_000_000_000),
             head: false,
             referer: Some("https://News.Example.com/path?q=secret".into()),
@@ -107,6 +137,18 @@ mod tests {
         assert!(!none.bot && none.agent.is_none() && none.counted(), "no header is unknown, not a bot");
         let head = e.click(RawClick { head: true, ..raw() });
         assert!(head.head && !head.bot && !head.counted());
+    }
+
+    #[test]
+    fn an_orphan_keeps_the_visitor_fields_and_nothing_of_a_link() {
+        let e = Enricher::new(&CaptureSettings { secret: b"k".to_vec(), ..CaptureSettings::default() }).unwrap();
+        let visited = Visited::Orphan { kind: kurz_schemas::OrphanKind::NotFound, code: Some("nope1".into()), link_id: None };
+        let ClickRecord::Orphan(o) = e.record(RawClick { visited, ..raw() }) else { panic!("an orphan") };
+        assert_eq!((o.code.as_deref(), o.link_id, o.at), (Some("nope1"), None, raw().at));
+        assert_eq!((o.referrer_host.as_deref(), o.country.as_deref()), (Some("news.example.com"), Some("DE")));
+        assert_eq!(o.visitor, e.click(raw()).visitor, "the same visitor hash as a click of theirs");
+        assert!(!String::from_utf8(o.encode()).unwrap().contains("utm"), "no campaign fields");
+        assert!(matches!(e.record(raw()), ClickRecord::Link(c) if c.code == "abc"));
     }
 
     #[test]

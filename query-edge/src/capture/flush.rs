@@ -13,7 +13,8 @@ use super::queue::ClickQueue;
 use super::spool::{Spool, Spooled};
 use super::RawClick;
 use crate::metrics;
-use kurz_schemas::{topics, Click};
+use kurz_schemas::click::leading_version;
+use kurz_schemas::{topics, Click, ClickRecord};
 use kurz_storage::log::append_spread;
 use kurz_storage::{EventLog, NewRecord};
 use std::sync::Arc;
@@ -42,8 +43,12 @@ pub struct ClickFlusher {
 /// ambiguous failure (a timeout after the broker wrote it) may have written it anyway,
 /// so the projector counts it only if no record with its id came shortly before
 /// (`kurz_projector::batch`).
-fn record(key: String, id: u64, payload: Vec<u8>, version: &str, retry: bool) -> NewRecord {
-    let r = NewRecord::new(key, payload).header(kurz_schemas::headers::SCHEMA_VERSION, version).header(CLICK_ID, format!("{id:016x}"));
+fn record(key: String, id: u64, payload: Vec<u8>, retry: bool) -> NewRecord {
+    // Every payload the flusher writes leads with its version ([`ClickRecord::encode`]).
+    let version = leading_version(&payload).unwrap_or(Click::VERSION);
+    let r = NewRecord::new(key, payload)
+        .header(kurz_schemas::headers::SCHEMA_VERSION, version.to_string())
+        .header(CLICK_ID, format!("{id:016x}"));
     if retry {
         r.header(CLICK_RETRY, "1")
     } else {
@@ -95,7 +100,7 @@ impl ClickFlusher {
     }
 
     async fn flush(&mut self, raws: std::vec::Drain<'_, RawClick>) {
-        let clicks: Vec<(u64, Click)> = raws.map(|raw| (rand::random(), self.enricher.click(raw))).collect();
+        let clicks: Vec<(u64, ClickRecord)> = raws.map(|raw| (rand::random(), self.enricher.record(raw))).collect();
         if clicks.is_empty() {
             return;
         }
@@ -105,7 +110,7 @@ impl ClickFlusher {
         } else {
             // The encoded clicks move into the records; the few a failed partition
             // did not take are encoded again for the spool.
-            let (appended, rest, error) = append(&*self.log, clicks, |(id, c), v| record(c.code.clone(), *id, c.encode(), v, false)).await;
+            let (appended, rest, error) = append(&*self.log, clicks, |(id, c)| record(key(c), *id, c.encode(), false)).await;
             m.clicks.with_label_values(&["appended"]).inc_by(appended);
             let Some(e) = error else { return };
             tracing::warn!(event = "click_append_failed", clicks = rest.len(), error = %e, "spooling clicks until the log takes them again");
@@ -148,7 +153,7 @@ impl ClickFlusher {
                 }
             };
             // Copies: the segment stays until the log has them.
-            let (appended, rest, error) = append(&*self.log, batch, |(k, id, p), v| record(k.clone(), *id, p.clone(), v, true)).await;
+            let (appended, rest, error) = append(&*self.log, batch, |(k, id, p)| record(k.clone(), *id, p.clone(), true)).await;
             m.clicks.with_label_values(&["unspooled"]).inc_by(appended);
             let Some(e) = error else {
                 if let Err(e) = spool.remove(&path) {
@@ -178,8 +183,17 @@ impl ClickFlusher {
     }
 }
 
-fn spooled((id, c): &(u64, Click)) -> Spooled {
-    (c.code.clone(), *id, c.encode())
+fn spooled((id, c): &(u64, ClickRecord)) -> Spooled {
+    (key(c), *id, c.encode())
+}
+
+/// A record's key: the link's code, so one link's clicks stay in order; for an orphan
+/// the code asked for, or `/`.
+fn key(c: &ClickRecord) -> String {
+    match c {
+        ClickRecord::Link(c) => c.code.clone(),
+        ClickRecord::Orphan(o) => o.code.clone().unwrap_or_else(|| "/".into()),
+    }
 }
 
 /// Appends `items` over every partition at once, as the records `to_record` makes of
@@ -188,10 +202,9 @@ fn spooled((id, c): &(u64, Click)) -> Spooled {
 async fn append<T>(
     log: &dyn EventLog,
     items: Vec<T>,
-    to_record: impl Fn(&T, &str) -> NewRecord,
+    to_record: impl Fn(&T) -> NewRecord,
 ) -> (u64, Vec<T>, Option<kurz_storage::StorageError>) {
-    let version = Click::VERSION.to_string();
-    let records = items.iter().map(|t| to_record(t, &version)).collect();
+    let records = items.iter().map(to_record).collect();
     match append_spread(log, topics::CLICKS, records).await {
         Ok(spread) => {
             let appended = spread.placed.iter().filter(|p| p.is_some()).count() as u64;

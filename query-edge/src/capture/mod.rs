@@ -16,7 +16,7 @@ pub mod utm;
 pub mod visitor;
 
 use crate::metrics;
-use kurz_schemas::{Link, Ts};
+use kurz_schemas::{Id, Link, OrphanKind, Ts};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,11 +25,20 @@ pub use flush::ClickFlusher;
 
 pub const QUEUE: usize = 65_536;
 
-/// What the edge keeps of one redirect for its click event.
+/// What a visit reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Visited {
+    /// A redirect of this link, as the cache holds it (shared, not copied).
+    Link(Arc<Link>),
+    /// No link ([`kurz_schemas::Orphan`]): its kind, the code asked for when the path
+    /// can hold one, and for `expired` the link's id.
+    Orphan { kind: OrphanKind, code: Option<Box<str>>, link_id: Option<Id> },
+}
+
+/// What the edge keeps of one visit for its click event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawClick {
-    /// The link as the cache holds it (shared, not copied).
-    pub link: Arc<Link>,
+    pub visited: Visited,
     pub at: Ts,
     pub head: bool,
     pub referer: Option<String>,

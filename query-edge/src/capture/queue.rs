@@ -55,7 +55,7 @@ mod tests {
 
     fn click(n: i64) -> RawClick {
         RawClick {
-            link: crate::capture::test_link(1, "c"),
+            visited: crate::capture::Visited::Link(crate::capture::test_link(1, "c")),
             at: Ts(n),
             head: false,
             referer: None,

@@ -1,6 +1,7 @@
 //! Read routes.
 
 mod events;
+mod orphans;
 mod reads;
 mod redirect;
 mod stats;
@@ -29,6 +30,8 @@ pub fn all(s: EdgeState) -> Vec<(&'static str, MethodRouter)> {
         ("/links/{id}", get(reads::link).with_state(s.clone())),
         ("/events", get(events::list).with_state(s.clone())),
         ("/events/{id}", get(events::one).with_state(s.clone())),
+        ("/", get(orphans::base).with_state(s.clone())),
+        ("/visits/orphan", get(orphans::visits).with_state(s.clone())),
         // POST: the password of a protected link (`unlock`).
         ("/{code}", get(redirect::redirect_or_stats).post(unlock::unlock).with_state(s.clone())),
         // `forward_path` links: `/{code}/rest`; any other link answers such a path 404,

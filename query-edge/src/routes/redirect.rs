@@ -4,7 +4,7 @@
 //! not) is offered back to the cache with the version it was read at, so it can never
 //! replace a newer state the projector already put there.
 
-use crate::capture::{ClickSink, RawClick};
+use crate::capture::{ClickSink, RawClick, Visited};
 use crate::metrics::{self, Found, Source};
 use crate::EdgeState;
 use axum::extract::{ConnectInfo, Request, State};
@@ -13,7 +13,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode,
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kurz_schemas::options::{Target, MAX_LOCATION};
-use kurz_schemas::{CachedLink, Link, ShortCode, Ts};
+use kurz_schemas::{CachedLink, Link, OrphanKind, ShortCode, Ts};
 use kurz_web::ApiError;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -116,7 +116,7 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
 
 /// The 429 for a client past its redirect limit (`KURZ_RATE_REDIRECTS`), if one is set,
 /// and how long to hold it (`ratelimit::tarpit`).
-fn limited(s: &EdgeState, peer: IpAddr, headers: &HeaderMap) -> Option<(Response, std::time::Duration)> {
+pub(crate) fn limited(s: &EdgeState, peer: IpAddr, headers: &HeaderMap) -> Option<(Response, std::time::Duration)> {
     let l = s.redirect_limit.as_ref()?;
     let key = kurz_web::ratelimit::ip_key(l.client.of(peer, headers));
     match l.limiter.check(&key) {
@@ -180,14 +180,23 @@ pub(crate) fn answer_visit(
     peer: Option<IpAddr>,
     visitor: Visitor,
 ) -> Result<Response, ApiError> {
-    let not_found = |found| {
+    // A visit that reaches no link is answered 404 and recorded as an orphan visit.
+    let not_found = |found, kind, link: Option<&Link>| {
         metrics::redirect(found, source).inc();
+        if s.clicks.enabled() {
+            let code = match link {
+                Some(l) => Some(l.short_code.as_str().into()),
+                None => code_of(&req.uri).ok().map(|(c, _)| c).filter(|c| ShortCode::parse_lenient(c).is_ok()).map(|c| c.into()),
+            };
+            let link_id = link.filter(|_| kind == OrphanKind::Expired).map(|l| l.id);
+            s.clicks.record(raw_click(&s.clicks, Visited::Orphan { kind, code, link_id }, &req.method, &req.uri, &req.headers, peer));
+        }
         Err(ApiError::NotFound("short link not found or inactive".into()))
     };
     let link = match link {
         Some(l) if l.is_active => l,
-        Some(_) => return not_found(Found::Inactive),
-        None => return not_found(Found::NotFound),
+        Some(l) => return not_found(Found::Inactive, OrphanKind::NotFound, Some(&l)),
+        None => return not_found(Found::NotFound, OrphanKind::NotFound, None),
     };
     let base = if link.options.rules.is_empty() {
         link.original_url.as_str()
@@ -196,8 +205,8 @@ pub(crate) fn answer_visit(
     };
     let (status, location) = match link.options.target(base, rest, req.uri.query(), Ts::now) {
         Target::Redirect { status, location } => (status, location),
-        Target::Expired => return not_found(Found::Expired),
-        Target::NoPath => return not_found(Found::NotFound),
+        Target::Expired => return not_found(Found::Expired, OrphanKind::Expired, Some(&link)),
+        Target::NoPath => return not_found(Found::NotFound, OrphanKind::NotFound, Some(&link)),
         Target::TooLong => {
             return Err(ApiError::Status(414, format!("the forwarded address would exceed {MAX_LOCATION} bytes")));
         }
@@ -213,7 +222,7 @@ pub(crate) fn answer_visit(
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
     let cache = if link.options.redirect_type().is_permanent() { &s.redirect_cache.permanent } else { &s.redirect_cache.temporary };
     if s.clicks.enabled() {
-        s.clicks.record(raw_click(&s.clicks, link, &req.method, &req.uri, &req.headers, peer));
+        s.clicks.record(raw_click(&s.clicks, Visited::Link(link), &req.method, &req.uri, &req.headers, peer));
     }
     Ok((status, [(header::LOCATION, location), (header::CACHE_CONTROL, cache.clone())]).into_response())
 }
@@ -257,11 +266,18 @@ impl kurz_schemas::rules::Visit for RequestVisit<'_> {
 
 /// What the click event needs, copied from the request: no parsing here (the flusher
 /// does that, off the request path).
-fn raw_click(sink: &ClickSink, link: Arc<Link>, method: &Method, uri: &Uri, headers: &HeaderMap, peer: Option<IpAddr>) -> RawClick {
+pub(crate) fn raw_click(
+    sink: &ClickSink,
+    visited: Visited,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+) -> RawClick {
     let text = |h: &HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
     let addr = peer.map(|p| sink.client_ip.of(p, headers));
     RawClick {
-        link,
+        visited,
         at: Ts::now(),
         head: method == Method::HEAD,
         referer: text(&header::REFERER).map(clipped),

@@ -26,60 +26,99 @@ const DEFAULT_SPAN_MS: i64 = 30 * DAY_MS;
 const MAX_BUCKETS: i64 = 2_000;
 const TOP: usize = 10;
 
-fn time_param(q: &Params, name: &str) -> Result<Option<i64>, ApiError> {
+/// The last instant a range may name: the end of year 9999, in Unix milliseconds.
+const LATEST_MS: i64 = 253_402_300_799_999;
+
+/// A time parameter, between the Unix epoch and [`LATEST_MS`]: outside that, bucket
+/// arithmetic would overflow and no click exists anyway.
+pub(crate) fn time_param(q: &Params, name: &str) -> Result<Option<i64>, ApiError> {
     let Some(raw) = q.get(name).filter(|v| !v.is_empty()) else { return Ok(None) };
-    if let Ok(ms) = raw.parse::<i64>() {
-        return Ok(Some(ms));
+    let ms = match raw.parse::<i64>() {
+        Ok(ms) => Some(ms),
+        Err(_) => Ts::parse(raw).map(|t| t.0),
+    };
+    ms.filter(|ms| (0..=LATEST_MS).contains(ms))
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest(format!("{name} must be an RFC 3339 time or Unix milliseconds from 1970 to 9999")))
+}
+
+/// The time range and buckets of an analytics read: `from`, `to` (exclusive; default
+/// the last 30 days up to now) and `bucket` (`day` or `hour`, at most [`MAX_BUCKETS`]).
+pub(crate) struct Range {
+    pub from: i64,
+    pub to: i64,
+    pub bucket_ms: i64,
+    /// The first bucket's start (aligned to UTC hours or days) and how many cover
+    /// `[from, to)`.
+    pub first: i64,
+    pub buckets: i64,
+}
+
+impl Range {
+    pub fn parse(q: &Params) -> Result<Range, ApiError> {
+        let bucket_ms = match q.get("bucket").unwrap_or("day") {
+            "day" => DAY_MS,
+            "hour" => HOUR_MS,
+            other => return Err(ApiError::BadRequest(format!("bucket must be hour or day, not '{other}'"))),
+        };
+        let to = time_param(q, "to")?.unwrap_or_else(|| Ts::now().0);
+        let from = time_param(q, "from")?.unwrap_or(to.saturating_sub(DEFAULT_SPAN_MS));
+        if from >= to {
+            return Err(ApiError::BadRequest("from must be before to".into()));
+        }
+        let first = from.div_euclid(bucket_ms) * bucket_ms;
+        let buckets = (to.saturating_sub(first).saturating_add(bucket_ms - 1)).div_euclid(bucket_ms);
+        if buckets > MAX_BUCKETS {
+            return Err(ApiError::BadRequest(format!(
+                "the range holds {buckets} {} buckets; at most {MAX_BUCKETS}",
+                if bucket_ms == DAY_MS { "day" } else { "hour" }
+            )));
+        }
+        Ok(Range { from, to, bucket_ms, first, buckets })
     }
-    Ts::parse(raw)
-        .map(|t| Some(t.0))
-        .ok_or_else(|| ApiError::BadRequest(format!("{name} must be an RFC 3339 time or Unix milliseconds, not '{raw}'")))
+
+    pub fn bucket_name(&self) -> &'static str {
+        if self.bucket_ms == DAY_MS {
+            "day"
+        } else {
+            "hour"
+        }
+    }
+
+    /// The start of every bucket, each with `T::default()`.
+    pub fn empty_series<T: Default>(&self) -> BTreeMap<i64, T> {
+        (0..self.buckets).map(|i| (self.first + i * self.bucket_ms, T::default())).collect()
+    }
+
+    /// Whether the hour starting at `hour` overlaps the range, and then its bucket.
+    pub fn bucket_of_hour(&self, hour: i64) -> Option<i64> {
+        (hour + HOUR_MS > self.from && hour < self.to).then(|| hour.div_euclid(self.bucket_ms) * self.bucket_ms)
+    }
+
+    /// The first and the end hour start (exclusive) the range touches.
+    pub fn hours(&self) -> (i64, i64) {
+        (self.from.div_euclid(HOUR_MS) * HOUR_MS, (self.to - 1).div_euclid(HOUR_MS) * HOUR_MS + HOUR_MS)
+    }
 }
 
 pub async fn stats(State(s): State<EdgeState>, Path(raw): Path<String>, q: Params) -> Result<Json<Value>, ApiError> {
     let id = path_id(&raw, "url")?;
     let link = s.store.link(id).await?.ok_or_else(|| ApiError::NotFound("url not found".into()))?.link;
-    let bucket_ms = match q.get("bucket").unwrap_or("day") {
-        "day" => DAY_MS,
-        "hour" => HOUR_MS,
-        other => return Err(ApiError::BadRequest(format!("bucket must be hour or day, not '{other}'"))),
-    };
-    let to = time_param(&q, "to")?.unwrap_or_else(|| Ts::now().0);
-    let from = time_param(&q, "from")?.unwrap_or(to - DEFAULT_SPAN_MS);
-    if from >= to {
-        return Err(ApiError::BadRequest("from must be before to".into()));
-    }
-    // Buckets aligned to UTC hours or days, covering [from, to).
-    let first = from.div_euclid(bucket_ms) * bucket_ms;
-    let buckets = (to - first + bucket_ms - 1).div_euclid(bucket_ms);
-    if buckets > MAX_BUCKETS {
-        return Err(ApiError::BadRequest(format!(
-            "the range holds {buckets} {} buckets; at most {MAX_BUCKETS}",
-            if bucket_ms == DAY_MS { "day" } else { "hour" }
-        )));
-    }
+    let range = Range::parse(&q)?;
+    let Range { from, to, bucket_ms, .. } = range;
     let (first_day, end_day) = (from.div_euclid(DAY_MS), (to - 1).div_euclid(DAY_MS) + 1);
 
-    let hours = s
-        .store
-        .click_counts(
-            id,
-            &analytics::hour(from.div_euclid(HOUR_MS) * HOUR_MS),
-            &analytics::hour((to - 1).div_euclid(HOUR_MS) * HOUR_MS + HOUR_MS),
-        )
-        .await?;
+    let (first_hour, end_hour) = range.hours();
+    let hours = s.store.click_counts(id, &analytics::hour(first_hour), &analytics::hour(end_hour)).await?;
     let dims = s.store.click_counts(id, &analytics::day_start(first_day), &analytics::day_start(end_day)).await?;
     let visitors: HashMap<i64, u64> = s.store.visitors_per_day(id, first_day, end_day).await?.into_iter().collect();
 
-    let mut series: BTreeMap<i64, u64> = (0..buckets).map(|i| (first + i * bucket_ms, 0)).collect();
+    let mut series: BTreeMap<i64, u64> = range.empty_series();
     let mut total = 0u64;
     for (name, n) in hours {
-        let Some(hour) = analytics::parse_hour(&name) else { continue };
-        if hour + HOUR_MS <= from || hour >= to {
-            continue;
-        }
+        let Some(bucket) = analytics::parse_hour(&name).and_then(|h| range.bucket_of_hour(h)) else { continue };
         total += n;
-        *series.entry(hour.div_euclid(bucket_ms) * bucket_ms).or_default() += n;
+        *series.entry(bucket).or_default() += n;
     }
     let series: Vec<Value> = series
         .into_iter()
@@ -103,7 +142,7 @@ pub async fn stats(State(s): State<EdgeState>, Path(raw): Path<String>, q: Param
         "short_code": link.short_code,
         "from": Ts(from).to_rfc3339(),
         "to": Ts(to).to_rfc3339(),
-        "bucket": if bucket_ms == DAY_MS { "day" } else { "hour" },
+        "bucket": range.bucket_name(),
         "total_clicks": total,
         "unique_visitors": visitors.values().sum::<u64>(),
         "series": series,

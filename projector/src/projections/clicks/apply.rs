@@ -1,6 +1,6 @@
 use crate::Input;
 use kurz_schemas::analytics::{self, Dimension, DAY_MS, HOUR_MS};
-use kurz_schemas::{Click, HistoryEvent, Id};
+use kurz_schemas::{Click, HistoryEvent, Id, Orphan};
 use kurz_storage::store::Mutation;
 use serde_json::{json, Value};
 
@@ -35,10 +35,25 @@ fn aggregates(click: &Click, out: &mut Vec<Mutation>) {
     }
 }
 
+/// A counted orphan visit adds one to its kind's hour, under the orphans' own
+/// aggregates ([`analytics::ORPHANS`]): never to a link's counts, and no `/events` row
+/// (what an unknown path asks for is the visitor's, not a link's, and unbounded).
+fn orphan(orphan: &Orphan, out: &mut Vec<Mutation>) {
+    if !orphan.counted() {
+        return;
+    }
+    let hour = orphan.at.0.div_euclid(HOUR_MS) * HOUR_MS;
+    out.push(Mutation::AddCount { link_id: analytics::ORPHANS, name: analytics::orphan_hour(hour, orphan.orphan), n: 1 });
+}
+
 /// A counted click (not a bot, not a HEAD request) adds one to its link's count and one
 /// row to `/events`. Clicks that do not count stay in the clicks topic, flagged.
 pub fn apply(input: Input<'_>, out: &mut Vec<Mutation>) {
-    let Input::Click { click, partition, offset } = input else { return };
+    let (click, partition, offset) = match input {
+        Input::Click { click, partition, offset } => (click, partition, offset),
+        Input::Orphan { orphan: o } => return orphan(o, out),
+        Input::Event { .. } => return,
+    };
     if !click.counted() {
         return;
     }

@@ -92,3 +92,42 @@ fn every_name_a_click_writes_is_one_the_stats_route_reads() {
     assert_eq!(dims, Dimension::ALL.into_iter().zip(values).map(|(d, v)| (3, d, v.to_string())).collect::<Vec<_>>());
     assert!(out.contains(&Mutation::AddVisitor { link_id: c.link_id, day: 3, visitor: "v".into() }));
 }
+
+#[test]
+fn an_orphan_visit_counts_under_its_kind_and_hour_never_under_a_link() {
+    use kurz_schemas::{Orphan, OrphanKind};
+    let o = Orphan {
+        orphan: OrphanKind::NotFound,
+        at: Ts(analytics::HOUR_MS * 5 + 17),
+        code: Some("nonexistent1".into()),
+        link_id: None,
+        referrer_host: Some("news.io".into()),
+        agent: None,
+        bot: false,
+        head: false,
+        visitor: Some("0123456789abcdef0123456789abcdef".into()),
+        country: None,
+    };
+    let mut out = Vec::new();
+    Clicks.apply(Input::Orphan { orphan: &o }, &mut out);
+    assert_eq!(
+        out,
+        vec![Mutation::AddCount {
+            link_id: analytics::ORPHANS,
+            name: analytics::orphan_hour(analytics::HOUR_MS * 5, OrphanKind::NotFound),
+            n: 1
+        }]
+    );
+    // An expired link's orphan visit is still not its click.
+    let mut out = Vec::new();
+    Clicks.apply(
+        Input::Orphan { orphan: &Orphan { orphan: OrphanKind::Expired, link_id: Some(Id::new(3).unwrap()), ..o.clone() } },
+        &mut out,
+    );
+    assert!(matches!(&out[..], [Mutation::AddCount { link_id, .. }] if *link_id == analytics::ORPHANS), "{out:?}");
+    for uncounted in [Orphan { bot: true, ..o.clone() }, Orphan { head: true, ..o.clone() }] {
+        let mut out = Vec::new();
+        Clicks.apply(Input::Orphan { orphan: &uncounted }, &mut out);
+        assert!(out.is_empty(), "bots and HEAD requests are recorded, not counted");
+    }
+}
