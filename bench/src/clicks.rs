@@ -170,6 +170,9 @@ impl ReadStore for Redelivering {
     async fn links(&self, q: &LinkQuery) -> Result<Vec<kurz_schemas::Link>, StorageError> {
         self.inner.links(q).await
     }
+    async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        self.inner.crawlable_codes(limit).await
+    }
     async fn history_event(&self, id: Id) -> Result<Option<kurz_schemas::HistoryEvent>, StorageError> {
         self.inner.history_event(id).await
     }

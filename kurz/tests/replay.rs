@@ -107,7 +107,7 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
     // its options say.
     let options = json!({
         "original_url": "https://opts.example/p", "valid_until": "2999-01-01T00:00:00Z", "redirect_type": 308,
-        "forward_path": true, "forward_query": false,
+        "forward_path": true, "forward_query": false, "crawlable": true,
         "rules": [{"conditions": [{"type": "language", "value": "de"}], "target": "https://opts.example/de"}],
     });
     let r = c.post(s.url("/urls")).bearer_auth(ADMIN_TOKEN).json(&options).send().await.unwrap();
@@ -117,6 +117,17 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
         let r = c.get(url).header("accept-language", "de-DE").send().await.unwrap();
         (r.status().as_u16(), r.headers().get("location").map(|l| l.to_str().unwrap().to_string()))
     };
+    // An orphan visit: counted apart from every link, and counted again by each replay.
+    assert_eq!(c.get(s.url("/no-such-replay-code")).send().await.unwrap().status(), 404);
+    let orphans = |c: reqwest::Client, url: String| async move {
+        let v: Value = c.get(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+        v["by_kind"]["not_found"].as_u64().unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while orphans(c.clone(), s.url("/visits/orphan")).await != 1 {
+        assert!(std::time::Instant::now() < deadline, "the orphan visit was not counted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // Asked only after the replays: its click would be one more event than `before` holds.
     let opts_url = s.url(&format!("/{}/x?q=1", with_options["short_code"].as_str().unwrap()));
 
@@ -172,6 +183,9 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
     let replayed: Value = c.get(s.url(&format!("/urls/{}", with_options["id"]))).send().await.unwrap().json().await.unwrap();
     assert_eq!(replayed, with_options, "a link's options survive replay");
     assert_eq!(answers(c.clone(), opts_url).await, (308, Some("https://opts.example/de/x".to_string())));
+    assert_eq!(orphans(c.clone(), s.url("/visits/orphan")).await, 1, "orphan visits survive replay, once");
+    let robots = c.get(s.url("/robots.txt")).send().await.unwrap().text().await.unwrap();
+    assert!(robots.contains(&format!("Allow: /{}\n", with_options["short_code"].as_str().unwrap())), "{robots}");
 
     // The serving generation survives a restart (the control topic names it).
     s.restart();

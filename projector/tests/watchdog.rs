@@ -238,6 +238,9 @@ impl ReadStore for Hangs {
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, kurz_storage::StorageError> {
         self.0.links(q).await
     }
+    async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, kurz_storage::StorageError> {
+        self.0.crawlable_codes(limit).await
+    }
     async fn history_event(&self, i: Id) -> Result<Option<kurz_schemas::HistoryEvent>, kurz_storage::StorageError> {
         self.0.history_event(i).await
     }

@@ -36,6 +36,8 @@ pub struct Inner {
     /// Password-protected links: the key vault and the limits on guessing; `None` (an
     /// edge built without a vault) answers their `POST` with a 500.
     pub unlock: Option<routes::unlock::Unlock>,
+    /// The last `robots.txt` answer.
+    pub robots: routes::robots::Robots,
 }
 
 /// The `Cache-Control` a redirect answers with: `private` always (a shared cache
@@ -117,6 +119,7 @@ impl QueryEdge {
                 redirect_cache: RedirectCache::default(),
                 agents: capture::agent::Classifier::new(),
                 unlock: None,
+                robots: Default::default(),
             })),
             flusher,
             reveal: Default::default(),

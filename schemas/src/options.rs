@@ -123,6 +123,10 @@ pub struct LinkOptions {
     /// set (`password_protected`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Sealed>,
+    /// Whether search engines may follow the link: `GET /robots.txt` allows only
+    /// crawlable links (default false: every other path is disallowed, as Shlink does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crawlable: Option<bool>,
 }
 
 /// What a redirect answers, from [`LinkOptions::target`].
@@ -158,6 +162,10 @@ impl LinkOptions {
 
     pub fn forwards_path(&self) -> bool {
         self.forward_path.unwrap_or(false)
+    }
+
+    pub fn is_crawlable(&self) -> bool {
+        self.crawlable.unwrap_or(false)
     }
 
     /// Whether `now` lies in the window (`valid_since` inclusive, `valid_until` not).
@@ -216,6 +224,7 @@ impl LinkOptions {
         out.insert("forward_path".into(), self.forwards_path().into());
         out.insert("rules".into(), serde_json::to_value(&self.rules).unwrap_or_default());
         out.insert("password_protected".into(), self.password.is_some().into());
+        out.insert("crawlable".into(), self.is_crawlable().into());
     }
 }
 
@@ -288,6 +297,8 @@ pub struct OptionsPatch {
     /// A new sealed password hash, or `null` to remove the protection.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub password: Option<Option<Sealed>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub crawlable: Option<Option<bool>>,
 }
 
 /// A field that is present, `null` or not: absent ones take the field's `default`.
@@ -314,6 +325,7 @@ impl OptionsPatch {
         set(&mut o.forward_query, &self.forward_query);
         set(&mut o.forward_path, &self.forward_path);
         set(&mut o.password, &self.password);
+        set(&mut o.crawlable, &self.crawlable);
         if let Some(rules) = &self.rules {
             o.rules = rules.clone().unwrap_or_default();
         }

@@ -28,6 +28,7 @@ pub(crate) fn patch(body: &JsonObject, targets: Targets<'_>) -> Result<OptionsPa
         redirect_type: named(body, "redirect_type", redirect_type)?,
         forward_query: named(body, "forward_query", |b, f| b.opt_bool(f))?,
         forward_path: named(body, "forward_path", |b, f| b.opt_bool(f))?,
+        crawlable: named(body, "crawlable", |b, f| b.opt_bool(f))?,
         rules,
         // Set by the route once hashed and sealed (`password` below).
         password: None,

@@ -154,6 +154,48 @@ async fn bulk_loads_take_the_options_as_columns_and_skip_a_row_with_a_bad_one() 
     api.get("/bulkpw1").await.err(404, None);
 }
 
+#[tokio::test]
+async fn robots_txt_allows_only_active_crawlable_links() {
+    let api = Api::open();
+    let listed = api.new_url(json!({"original_url": "https://t.example/c1", "short_code": "crawl-yes", "crawlable": true})).await;
+    assert_eq!(listed["crawlable"], true, "{listed}");
+    let plain = api.new_url(json!({"original_url": "https://t.example/c2", "short_code": "crawl-default"})).await;
+    assert_eq!(plain["crawlable"], false, "the default shows: {plain}");
+    let off = api.new_url(json!({"original_url": "https://t.example/c3", "short_code": "crawl-off", "crawlable": true})).await;
+    let inactive = api.new_url(json!({"original_url": "https://t.example/c4", "short_code": "crawl-inactive", "crawlable": true})).await;
+    let on = api.new_url(json!({"original_url": "https://t.example/c5", "short_code": "crawl-later"})).await;
+    api.put(&format!("/urls/{}", id(&off)), json!({"crawlable": false})).await.ok(200);
+    api.put(&format!("/urls/{}", id(&inactive)), json!({"is_active": false})).await.ok(200);
+    api.put(&format!("/urls/{}", id(&on)), json!({"crawlable": true})).await.ok(200);
+    let csv = "short_code,original_url,crawlable
+crawl-bulk,https://t.example/c6,true
+crawl-bad,https://t.example/c7,often
+"
+    .to_string();
+    let r = api.post_csv(None, "/urls/bulk", csv).await.ok(201);
+    assert_eq!(r["count"], 1, "{r}");
+    assert!(r["problems"].to_string().contains("crawlable 'often'"), "{r}");
+    api.post("/urls", json!({"original_url": "https://t.example/x", "crawlable": "yes"})).await.err(400, Some("crawlable"));
+    // The answer is kept for a minute: asked once every change is in the read model.
+    for (l, crawlable, active) in [(&listed, true, true), (&off, false, true), (&inactive, true, false), (&on, true, true)] {
+        poll_get(&api, &format!("/urls/{}", id(l)), "the final state", |r| {
+            r.body["crawlable"] == crawlable && r.body["is_active"] == active
+        })
+        .await;
+    }
+    poll_get(&api, "/crawl-bulk+", "the bulk-loaded link", |r| r.status == 200).await;
+    let robots = api.get("/robots.txt").await;
+    assert_eq!(robots.status, 200, "{}", robots.text);
+    assert!(robots.header("content-type").unwrap_or_default().starts_with("text/plain"), "{:?}", robots.headers);
+    let rules: Vec<&str> = robots.text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        rules,
+        ["User-agent: *", "Allow: /crawl-bulk", "Allow: /crawl-later", "Allow: /crawl-yes", "Disallow: /"],
+        "{}",
+        robots.text
+    );
+}
+
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
 const DESKTOP: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
 

@@ -4,6 +4,7 @@ mod events;
 mod orphans;
 mod reads;
 mod redirect;
+pub mod robots;
 mod stats;
 pub mod unlock;
 
@@ -32,6 +33,7 @@ pub fn all(s: EdgeState) -> Vec<(&'static str, MethodRouter)> {
         ("/events/{id}", get(events::one).with_state(s.clone())),
         ("/", get(orphans::base).with_state(s.clone())),
         ("/visits/orphan", get(orphans::visits).with_state(s.clone())),
+        ("/robots.txt", get(robots::robots).with_state(s.clone())),
         // POST: the password of a protected link (`unlock`).
         ("/{code}", get(redirect::redirect_or_stats).post(unlock::unlock).with_state(s.clone())),
         // `forward_path` links: `/{code}/rest`; any other link answers such a path 404,

@@ -56,6 +56,7 @@ pub async fn run(store: Arc<dyn ReadStore>) {
     users_by_id_email_and_page(s).await;
     links_by_code_owner_and_filters(s).await;
     older_link_versions_never_win(s).await;
+    crawlable_links_are_listed_by_code(s).await;
     history_filters_by_index(s).await;
     clicks_add_exactly_once_with_their_position(s).await;
     click_aggregates_are_exact_and_ranged(s).await;
@@ -246,6 +247,50 @@ async fn older_link_versions_never_win(s: &dyn ReadStore) {
     .await
     .unwrap();
     assert_eq!(s.link_by_code("vvv").await.unwrap().unwrap().link.original_url, "https://new.io");
+}
+
+/// `robots.txt`'s index: active crawlable links only, in code order, following every
+/// change of the link (flag, activity, code, deletion), under `limit`.
+async fn crawlable_links_are_listed_by_code(s: &dyn ReadStore) {
+    let on = |from: u64, mutations: Vec<Mutation>| StoreBatch {
+        positions: vec![Position { projection: "crawl".into(), topic: "t".into(), partition: 0, from, to: from + 1 }],
+        mutations,
+        ..Default::default()
+    };
+    let crawlable = |n: u64, code: &str, active: bool, v: u64| {
+        let mut l = link(n, code, Some(1), "https://crawl.io", active);
+        l.options.crawlable = Some(true);
+        Mutation::PutLink(VersionedLink { link: l, version: v })
+    };
+    let plain =
+        |n: u64, code: &str, v: u64| Mutation::PutLink(VersionedLink { link: link(n, code, None, "https://x.io", true), version: v });
+    s.apply(on(
+        0,
+        vec![crawlable(60, "cr-b", true, 1), crawlable(61, "cr-a", true, 2), crawlable(62, "cr-c", false, 3), plain(63, "cr-d", 4)],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.crawlable_codes(100).await.unwrap(), vec!["cr-a", "cr-b"], "active crawlable links, by code");
+    assert_eq!(s.crawlable_codes(1).await.unwrap(), vec!["cr-a"]);
+    assert!(s.crawlable_codes(0).await.unwrap().is_empty());
+    // Turned on, turned off, deactivated, renamed, deleted.
+    s.apply(on(
+        1,
+        vec![
+            crawlable(63, "cr-d", true, 5),
+            plain(61, "cr-a", 6),
+            crawlable(62, "cr-c", true, 7),
+            crawlable(60, "cr-e", true, 8),
+            crawlable(62, "cr-c", false, 9),
+        ],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.crawlable_codes(100).await.unwrap(), vec!["cr-d", "cr-e"]);
+    s.apply(on(2, vec![Mutation::DeleteLink(VersionedLink { link: link(63, "cr-d", None, "https://x.io", true), version: 10 })]))
+        .await
+        .unwrap();
+    assert_eq!(s.crawlable_codes(100).await.unwrap(), vec!["cr-e"]);
 }
 
 async fn history_filters_by_index(s: &dyn ReadStore) {

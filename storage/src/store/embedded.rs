@@ -20,6 +20,8 @@ const LINKS: TableDefinition<u64, &[u8]> = TableDefinition::new("links");
 const LINKS_BY_CODE: TableDefinition<&str, u64> = TableDefinition::new("links_by_code");
 const LINKS_BY_OWNER: TableDefinition<(u64, u64), ()> = TableDefinition::new("links_by_owner");
 const LINKS_BY_OWNER_URL: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("links_by_owner_url");
+/// Codes of the links `robots.txt` lists ([`super::is_listed_crawlable`]), with their ids.
+const LINKS_CRAWLABLE: TableDefinition<&str, u64> = TableDefinition::new("links_crawlable");
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 const HISTORY_BY_URL: TableDefinition<(u64, u64), ()> = TableDefinition::new("history_by_url");
 const HISTORY_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("history_by_user");
@@ -71,6 +73,7 @@ impl RedbStore {
         w.open_table(LINKS_BY_CODE)?;
         w.open_table(LINKS_BY_OWNER)?;
         w.open_table(LINKS_BY_OWNER_URL)?;
+        w.open_table(LINKS_CRAWLABLE)?;
         w.open_table(HISTORY)?;
         w.open_table(HISTORY_BY_URL)?;
         w.open_table(HISTORY_BY_USER)?;
@@ -261,6 +264,9 @@ fn index_link(w: &WriteTransaction, l: &Link) -> Result<(), StorageError> {
     w.open_table(LINKS_BY_CODE)?.insert(l.short_code.as_str(), l.id.get())?;
     w.open_table(LINKS_BY_OWNER)?.insert((owner_key(l.user_id), l.id.get()), ())?;
     w.open_table(LINKS_BY_OWNER_URL)?.insert((owner_key(l.user_id), l.original_url.as_str(), l.id.get()), ())?;
+    if super::is_listed_crawlable(l) {
+        w.open_table(LINKS_CRAWLABLE)?.insert(l.short_code.as_str(), l.id.get())?;
+    }
     Ok(())
 }
 
@@ -272,6 +278,10 @@ fn unindex_link(w: &WriteTransaction, l: &Link) -> Result<(), StorageError> {
     }
     w.open_table(LINKS_BY_OWNER)?.remove((owner_key(l.user_id), l.id.get()))?;
     w.open_table(LINKS_BY_OWNER_URL)?.remove((owner_key(l.user_id), l.original_url.as_str(), l.id.get()))?;
+    let mut crawlable = w.open_table(LINKS_CRAWLABLE)?;
+    if crawlable.get(l.short_code.as_str())?.map(|v| v.value()) == Some(l.id.get()) {
+        crawlable.remove(l.short_code.as_str())?;
+    }
     Ok(())
 }
 
@@ -399,6 +409,12 @@ impl ReadStore for RedbStore {
             }
         }
         Ok(None)
+    }
+
+    async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(LINKS_CRAWLABLE)?;
+        t.iter()?.take(limit).map(|e| Ok(e?.0.value().to_string())).collect()
     }
 
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError> {

@@ -261,6 +261,9 @@ impl ReadStore for Generations {
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError> {
         self.current().links(q).await
     }
+    async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        self.current().crawlable_codes(limit).await
+    }
     async fn history_event(&self, id: Id) -> Result<Option<HistoryEvent>, StorageError> {
         self.current().history_event(id).await
     }

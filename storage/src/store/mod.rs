@@ -195,6 +195,12 @@ pub enum ApplyError {
     Storage(#[from] StorageError),
 }
 
+/// Whether a link is listed in `robots.txt` ([`ReadStore::crawlable_codes`]): active
+/// and marked crawlable. Every backend indexes exactly these.
+pub fn is_listed_crawlable(l: &Link) -> bool {
+    l.is_active && l.options.is_crawlable()
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LinkQuery {
     pub user_id: Option<Id>,
@@ -231,6 +237,9 @@ pub trait ReadStore: Send + Sync + 'static {
     /// The lowest-id active link of `owner` (None: anonymous) that targets `url`.
     async fn active_link_for(&self, owner: Option<Id>, url: &str) -> Result<Option<Link>, StorageError>;
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError>;
+    /// The short codes of active links marked crawlable, in code order, at most `limit`
+    /// (for `robots.txt`).
+    async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError>;
 
     async fn history_event(&self, id: Id) -> Result<Option<HistoryEvent>, StorageError>;
     async fn history(&self, q: &EventQuery) -> Result<Vec<HistoryEvent>, StorageError>;
@@ -310,6 +319,9 @@ impl ReadStore for Instrumented {
     }
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError> {
         timed!("links", self.inner.links(q))
+    }
+    async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        timed!("crawlable_codes", self.inner.crawlable_codes(limit))
     }
     async fn history_event(&self, id: Id) -> Result<Option<HistoryEvent>, StorageError> {
         timed!("history_event", self.inner.history_event(id))

@@ -65,7 +65,7 @@ fn explicit_id(row: &HashMap<String, String>, name: &str) -> Result<Option<Id>, 
 }
 
 /// The link options a row's columns set (`valid_since`, `valid_until`, `redirect_type`,
-/// `forward_query`, `forward_path`; absent or empty: the default), checked as
+/// `forward_query`, `forward_path`, `crawlable`; absent or empty: the default), checked as
 /// `POST /urls` checks them.
 fn row_options(row: &HashMap<String, String>) -> Result<LinkOptions, String> {
     let time =
@@ -87,6 +87,7 @@ fn row_options(row: &HashMap<String, String>) -> Result<LinkOptions, String> {
         forward_path: flag("forward_path")?,
         rules: Vec::new(),
         password: None,
+        crawlable: flag("crawlable")?,
     };
     options.check().map_err(|e| e.to_string())?;
     Ok(options)

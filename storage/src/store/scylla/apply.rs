@@ -3,7 +3,7 @@
 
 use super::fence::Stamps;
 use super::{engine, key, owner_key, signed, unsigned, ScyllaStore, ALL};
-use crate::store::{ApplyError, Mutation, ParkedId, StoreBatch};
+use crate::store::{is_listed_crawlable, ApplyError, Mutation, ParkedId, StoreBatch};
 use crate::StorageError;
 use futures::{StreamExt, TryStreamExt};
 use kurz_schemas::{HistoryEvent, Id, Link, User};
@@ -275,6 +275,12 @@ impl ScyllaStore {
                     self.write(&st.put_link_by_owner, at, (owner_key(l.user_id), id, body.as_str())),
                     self.write(&st.put_link_by_owner_url, at, (owner_key(l.user_id), l.original_url.as_str(), id, body.as_str())),
                     self.write(&st.put_links_all, at, (ALL, id, body.as_str())),
+                    async {
+                        match is_listed_crawlable(l) {
+                            true => self.write(&st.put_link_crawlable, at, (ALL, l.short_code.as_str(), id)).await,
+                            false => Ok(()),
+                        }
+                    },
                 )?;
                 // The source row last: until it is written a re-run still sees the old
                 // version and redoes the index changes above.
@@ -356,6 +362,10 @@ impl ScyllaStore {
         }
         if new.is_none_or(|n| n.user_id != old.user_id || n.original_url != old.original_url) {
             self.write(&st.delete_link_by_owner_url, at, (owner_key(old.user_id), old.original_url.as_str(), id)).await?;
+        }
+        // Keyed by id too: exact, with no read of who holds the code.
+        if is_listed_crawlable(old) && new.is_none_or(|n| !is_listed_crawlable(n) || n.short_code != old.short_code) {
+            self.write(&st.delete_link_crawlable, at, (ALL, old.short_code.as_str(), id)).await?;
         }
         Ok(())
     }

@@ -391,6 +391,23 @@ impl ReadStore for ScyllaStore {
         }
     }
 
+    async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
+        let mut out: Vec<String> = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        // A code held by two ids lists once (a deletion and a new link of that code in
+        // one batch's lanes may briefly overlap).
+        self.each(&self.st.links_crawlable, (ALL,), |(code, _id): (String, i64)| {
+            if out.last() != Some(&code) {
+                out.push(code);
+            }
+            Ok(if out.len() >= limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await?;
+        Ok(out)
+    }
+
     async fn history_event(&self, id: Id) -> Result<Option<HistoryEvent>, StorageError> {
         let row: Option<(String,)> = self.one(&self.st.history_event, (key(id),)).await?;
         Ok(row.map(|(body,)| serde_json::from_str(&body)).transpose()?)

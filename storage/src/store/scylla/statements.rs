@@ -84,6 +84,9 @@ statements! {
     links_all (paged) = "SELECT id, body FROM {ks}.links_all WHERE bucket = ?";
     put_links_all = "INSERT INTO {ks}.links_all (bucket, id, body) VALUES (?, ?, ?)";
     delete_links_all = "DELETE FROM {ks}.links_all WHERE bucket = ? AND id = ?";
+    links_crawlable (paged) = "SELECT short_code, id FROM {ks}.links_crawlable WHERE bucket = ?";
+    put_link_crawlable = "INSERT INTO {ks}.links_crawlable (bucket, short_code, id) VALUES (?, ?, ?)";
+    delete_link_crawlable = "DELETE FROM {ks}.links_crawlable WHERE bucket = ? AND short_code = ? AND id = ?";
 
     history_event = "SELECT body FROM {ks}.history WHERE id = ?";
     put_history = "INSERT INTO {ks}.history (id, body) VALUES (?, ?)";
