@@ -115,3 +115,77 @@ async fn killing_redis_under_redirect_load_fails_no_redirect() {
     assert!(failed.is_empty(), "{} of {total} redirects failed, first: {:?}", failed.len(), failed.iter().take(5).collect::<Vec<_>>());
     assert!(total >= 8_000);
 }
+
+/// A visit limit is a promise: while Redis (where the visit counts live) is paused, a
+/// visit of a limited link is answered 503, never served past the limit, and other
+/// links redirect as ever. The counts those visits sent may still run when Redis wakes
+/// (a paused server keeps what was written to its socket): the limit then errs toward
+/// fewer served visits, never more. After Redis lost its counts (a restart without
+/// persistence) the count is seeded again from the projected clicks: exactly the limit
+/// is served in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visit_limit_holds_through_a_redis_pause_and_a_lost_count() {
+    let mut redis = kurz_testkit::RedisServer::start();
+    let s = Server::start(Opts { extra_env: vec![("KURZ_CACHE_URL".into(), redis.url())], ..Opts::default() });
+    let c = client();
+    let create = |body: Value| {
+        let c = c.clone();
+        let url = s.url("/urls");
+        async move { c.post(url).json(&body).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let limited = create(json!({"original_url": "https://target.io/limited", "max_visits": 3})).await;
+    let plain = create(json!({"original_url": "https://target.io/plain"})).await;
+    let visit = |l: &Value| {
+        let (c, url) = (c.clone(), s.url(&format!("/{}", l["short_code"].as_str().unwrap())));
+        async move { c.get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(visit(&limited).await, 302, "visit 1 of 3");
+    let mut served = 1;
+
+    redis.signal("STOP");
+    for _ in 0..3 {
+        assert_eq!(visit(&limited).await, 503, "a count that cannot be read is not guessed");
+        assert_eq!(visit(&plain).await, 302, "links without a limit do not need the count");
+    }
+    redis.signal("CONT");
+    // Visits until the limit answers: the paused counts may have used it up.
+    let limited_url = s.url(&format!("/{}", limited["short_code"].as_str().unwrap()));
+    served += served_until_refused(&c, &limited_url).await;
+    assert!(served <= 3, "{served} visits of a 3-visit link served");
+
+    // Redis loses every count. Once the served visits are projected, the count is seeded
+    // from them again: the visits the paused counts took are open again, and no more.
+    let clicks = |c: reqwest::Client, url: String| async move {
+        c.get(url).send().await.unwrap().json::<Value>().await.unwrap()["click_count"].clone()
+    };
+    let stats = s.url(&format!("/{}+", limited["short_code"].as_str().unwrap()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while clicks(c.clone(), stats.clone()).await != served {
+        assert!(std::time::Instant::now() < deadline, "{served} clicks were not projected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    redis.restart();
+    served += served_until_refused(&c, &limited_url).await;
+    assert_eq!(served, 3, "exactly the limit served in all");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while clicks(c.clone(), stats.clone()).await != 3 {
+        assert!(std::time::Instant::now() < deadline, "3 clicks were not projected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Visits `url` until it answers 404 (waiting out 503s while Redis comes back); how many
+/// were served.
+async fn served_until_refused(c: &reqwest::Client, url: &str) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut served = 0;
+    loop {
+        assert!(std::time::Instant::now() < deadline, "{url} never answered past its limit");
+        match c.get(url).send().await.unwrap().status().as_u16() {
+            302 => served += 1,
+            404 => return served,
+            503 => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("a visit of {url} answered {other}"),
+        }
+    }
+}

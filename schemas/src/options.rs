@@ -88,6 +88,8 @@ pub enum OptionError {
     Time(&'static str),
     #[error("valid_since must be before valid_until")]
     Window,
+    #[error("max_visits must be an integer from 1 to 9007199254740991, or null")]
+    MaxVisits,
     #[error("{0}")]
     Rules(String),
 }
@@ -127,7 +129,14 @@ pub struct LinkOptions {
     /// crawlable links (default false: every other path is disallowed, as Shlink does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crawlable: Option<bool>,
+    /// After this many counted visits (bots and HEAD requests are not counted) the
+    /// link answers as expired. 1 to [`MAX_VISITS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_visits: Option<u64>,
 }
+
+/// The largest `max_visits`: 2^53 - 1, the largest integer JSON carries exactly.
+pub const MAX_VISITS: u64 = (1 << 53) - 1;
 
 /// What a redirect answers, from [`LinkOptions::target`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +188,9 @@ impl LinkOptions {
             (Some(s), Some(u)) if s >= u => return Err(OptionError::Window),
             _ => {}
         }
+        if self.max_visits.is_some_and(|m| m == 0 || m > MAX_VISITS) {
+            return Err(OptionError::MaxVisits);
+        }
         crate::rules::check(&self.rules).map_err(|e| OptionError::Rules(e.to_string()))
     }
 
@@ -225,6 +237,7 @@ impl LinkOptions {
         out.insert("rules".into(), serde_json::to_value(&self.rules).unwrap_or_default());
         out.insert("password_protected".into(), self.password.is_some().into());
         out.insert("crawlable".into(), self.is_crawlable().into());
+        out.insert("max_visits".into(), self.max_visits.into());
     }
 }
 
@@ -299,6 +312,8 @@ pub struct OptionsPatch {
     pub password: Option<Option<Sealed>>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub crawlable: Option<Option<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub max_visits: Option<Option<u64>>,
 }
 
 /// A field that is present, `null` or not: absent ones take the field's `default`.
@@ -326,6 +341,7 @@ impl OptionsPatch {
         set(&mut o.forward_path, &self.forward_path);
         set(&mut o.password, &self.password);
         set(&mut o.crawlable, &self.crawlable);
+        set(&mut o.max_visits, &self.max_visits);
         if let Some(rules) = &self.rules {
             o.rules = rules.clone().unwrap_or_default();
         }
@@ -405,6 +421,20 @@ mod tests {
         }
         assert!(serde_json::from_str::<RedirectType>("303").is_err());
         assert!(RedirectType::Moved.is_permanent() && !RedirectType::Temporary.is_permanent());
+    }
+
+    #[test]
+    fn a_visit_limit_is_positive_and_json_safe_and_patched_like_the_rest() {
+        for bad in [0, MAX_VISITS + 1] {
+            assert_eq!(LinkOptions { max_visits: Some(bad), ..Default::default() }.check(), Err(OptionError::MaxVisits));
+        }
+        let limited = LinkOptions { max_visits: Some(3), ..Default::default() };
+        assert!(limited.check().is_ok());
+        assert_eq!(serde_json::to_string(&limited).unwrap(), r#"{"max_visits":3}"#);
+        let cleared: OptionsPatch = serde_json::from_str(r#"{"max_visits": null}"#).unwrap();
+        assert_eq!(cleared.applied_to(&limited).unwrap(), LinkOptions::default());
+        let raised: OptionsPatch = serde_json::from_str(r#"{"max_visits": 9}"#).unwrap();
+        assert_eq!(raised.applied_to(&limited).unwrap().max_visits, Some(9));
     }
 
     #[test]

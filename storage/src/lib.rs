@@ -98,7 +98,7 @@ pub fn open_cache(url: &str) -> Result<Arc<dyn LinkCache>, StorageError> {
     let param = |name: &str| -> Option<u64> { query_param(query, name).and_then(|v| v.parse().ok()) };
     let inner: Arc<dyn LinkCache> = match scheme {
         "memory" | "embedded" | "moka" => Arc::new(cache::memory::MemoryCache::new(param("capacity").unwrap_or(1_000_000))),
-        "none" => Arc::new(cache::NoCache),
+        "none" => Arc::new(cache::NoCache::default()),
         #[cfg(feature = "redis")]
         "redis" | "rediss" => {
             let far: Arc<dyn LinkCache> = Arc::new(cache::redis::RedisCache::open(url)?);

@@ -11,6 +11,7 @@ pub struct StorageMetrics {
     pub store_seconds: HistogramVec,
     pub cache_lookups: IntCounterVec,
     pub cache_errors: IntCounterVec,
+    pub cache_visit_counts: IntCounterVec,
     pub vault_ops: IntCounterVec,
     pub drain_timeouts: IntCounter,
     pub claims_ignored: IntCounterVec,
@@ -58,6 +59,12 @@ pub fn get() -> &'static StorageMetrics {
             "kurz_cache_errors_total",
             "Hot-cache operations that failed (served from the read store instead).",
             &["op"]
+        )
+        .unwrap(),
+        cache_visit_counts: register_int_counter_vec!(
+            "kurz_cache_visit_counts_total",
+            "Visit-count operations of links with a visit limit, by op (count_visit, seed_visits, visits) and result (ok, error).",
+            &["op", "result"]
         )
         .unwrap(),
         drain_timeouts: register_int_counter!(

@@ -49,6 +49,8 @@ async fn vault_scenarios() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_scenarios() {
     scenarios::cache::run(open_cache("memory").unwrap()).await;
+    // No cache keeps no links, and still keeps visit counts.
+    scenarios::cache::visit_counts_are_seeded_once_and_exact(open_cache("none").unwrap()).await;
 }
 
 #[test]

@@ -136,6 +136,14 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server: a paused Redis keeps its socket
+    /// open and answers nothing.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let ok = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill").success();
+        assert!(ok, "kill -{signal} redis-server");
+    }
+
     /// Starts again on the same port (empty, as after a crash without persistence).
     pub fn restart(&mut self) {
         assert!(self.tls.is_none(), "restart is for the plaintext server");

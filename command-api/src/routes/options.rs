@@ -29,6 +29,7 @@ pub(crate) fn patch(body: &JsonObject, targets: Targets<'_>) -> Result<OptionsPa
         forward_query: named(body, "forward_query", |b, f| b.opt_bool(f))?,
         forward_path: named(body, "forward_path", |b, f| b.opt_bool(f))?,
         crawlable: named(body, "crawlable", |b, f| b.opt_bool(f))?,
+        max_visits: named(body, "max_visits", max_visits)?,
         rules,
         // Set by the route once hashed and sealed (`password` below).
         password: None,
@@ -97,6 +98,14 @@ fn named<T>(body: &JsonObject, field: &'static str, read: Read<T>) -> Result<Opt
 fn time(body: &JsonObject, field: &'static str) -> Result<Option<Ts>, ApiError> {
     let Some(raw) = body.opt_str(field).map_err(|_| bad(OptionError::Time(field)))? else { return Ok(None) };
     Ts::parse_rfc3339(raw).map(Some).ok_or_else(|| bad(OptionError::Time(field)))
+}
+
+fn max_visits(body: &JsonObject, field: &'static str) -> Result<Option<u64>, ApiError> {
+    let n = body.opt_id(field).map_err(|_| bad(OptionError::MaxVisits))?;
+    match n {
+        Some(n) if n == 0 || n > kurz_schemas::options::MAX_VISITS => Err(bad(OptionError::MaxVisits)),
+        n => Ok(n),
+    }
 }
 
 fn redirect_type(body: &JsonObject, field: &'static str) -> Result<Option<RedirectType>, ApiError> {

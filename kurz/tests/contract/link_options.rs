@@ -154,6 +154,71 @@ async fn bulk_loads_take_the_options_as_columns_and_skip_a_row_with_a_bad_one() 
     api.get("/bulkpw1").await.err(404, None);
 }
 
+/// `max_visits: 3`: visits 1 to 3 redirect, later ones answer as expired; bots and HEAD
+/// requests are not counted; raising the limit opens it again.
+async fn a_visit_limit_is_exact(api: &Api, token: Option<&str>) {
+    let l = api.post_as(token, "/urls", json!({"original_url": "https://t.example/limited", "max_visits": 3})).await.ok(201);
+    assert_eq!(l["max_visits"], 3, "{l}");
+    let c = code(&l);
+    let path_of_code = format!("/{c}");
+    let visit = |ua: &'static str| {
+        let path = path_of_code.clone();
+        async move { api.call(Method::GET, &path, None, None, &[("user-agent", ua)]).await }
+    };
+    // Not counted: a crawler, a HEAD request.
+    assert_eq!(visit("Googlebot/2.1 (+http://www.google.com/bot.html)").await.status, 302);
+    assert_eq!(api.call(Method::HEAD, &format!("/{c}"), None, None, &[("user-agent", DESKTOP)]).await.status, 302);
+    for n in 1..=3 {
+        let r = visit(DESKTOP).await;
+        assert_eq!((r.status, r.location().as_deref()), (302, Some("https://t.example/limited")), "visit {n}: {}", r.text);
+    }
+    for _ in 4..=5 {
+        visit(DESKTOP).await.err(404, None);
+    }
+    assert_eq!(api.call(Method::HEAD, &format!("/{c}"), None, None, &[]).await.status, 404, "a HEAD past the limit is not served either");
+    // Counted once each: three clicks on the link, the refused visits as orphans.
+    let stats = poll_get(api, &format!("/{c}+"), "3 clicks", |r| r.body["click_count"] == 3).await;
+    assert_eq!(stats.body["max_visits"], 3);
+    // A higher limit opens exactly the visits it adds: refused visits were not counted.
+    let path = format!("/urls/{}", id(&l));
+    api.put_as(token, &path, json!({"max_visits": 5})).await.ok(200);
+    poll_get(api, &path, "the new limit", |r| r.body["max_visits"] == 5).await;
+    assert_eq!(visit(DESKTOP).await.status, 302, "visit 4 of 5");
+    assert_eq!(visit(DESKTOP).await.status, 302, "visit 5 of 5");
+    visit(DESKTOP).await.err(404, None);
+    poll_get(api, &format!("/{c}+"), "5 clicks", |r| r.body["click_count"] == 5).await;
+    api.put_as(token, &path, json!({"max_visits": null})).await.ok(200);
+    poll_get(api, &path, "no limit", |r| r.body["max_visits"].is_null()).await;
+    assert_eq!(visit(DESKTOP).await.status, 302, "unlimited again");
+    for bad in [json!(0), json!(-1), json!(1.5), json!("many"), json!(9007199254740992u64)] {
+        api.post_as(token, "/urls", json!({"original_url": "https://t.example/x", "max_visits": bad})).await.err(400, Some("max_visits"));
+    }
+}
+
+#[tokio::test]
+async fn a_visit_limit_is_exact_in_open_mode() {
+    let api = Api::open();
+    a_visit_limit_is_exact(&api, None).await;
+    let csv = "short_code,original_url,max_visits
+bulkmax1,https://t.example/m1,1
+bulkmax2,https://t.example/m2,0
+"
+    .to_string();
+    let r = api.post_csv(None, "/urls/bulk", csv).await.ok(201);
+    assert_eq!(r["count"], 1, "{r}");
+    assert!(r["problems"].to_string().contains("max_visits"), "{r}");
+    assert_eq!(api.get("/bulkmax1").await.status, 302);
+    api.get("/bulkmax1").await.err(404, None);
+}
+
+#[tokio::test]
+async fn a_visit_limit_is_exact_in_token_mode() {
+    let api = Api::token();
+    let reg = api.post("/auth/register", json!({"email": "max@example.com", "password": "password-max"})).await.ok(201);
+    let tok = reg["session_token"].as_str().unwrap().to_string();
+    a_visit_limit_is_exact(&api, Some(&tok)).await;
+}
+
 #[tokio::test]
 async fn robots_txt_allows_only_active_crawlable_links() {
     let api = Api::open();

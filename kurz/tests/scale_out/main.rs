@@ -231,6 +231,27 @@ async fn contract_smoke_over_two_of_each_role() {
             assert!(pairs.contains_key(&(w.to_string(), r.to_string())), "no write on {w} was read on {r}: {pairs:?}");
         }
     }
+    // A visit limit without a shared count (these edges each have an in-process
+    // cache, no Redis): each edge counts on its own from the projected click count, so
+    // the edges together serve at least the limit and at most the limit once per edge.
+    // With Redis the count is shared and exact (the contract suite over a split
+    // deployment, `a_visit_limit_is_exact_*`).
+    let limited = api.post("/urls", json!({"original_url": "https://limit.split.test/", "max_visits": 10})).await;
+    expect("POST /urls with max_visits", &limited, 201);
+    let lcode = limited.body["short_code"].as_str().unwrap().to_string();
+    let mut served: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..60 {
+        let r = api.get(&format!("/{lcode}")).await;
+        match r.status {
+            302 => *served.entry(backend(&r.backend())).or_default() += 1,
+            404 => {}
+            other => panic!("a visit of the limited link answered {other}: {r:?}"),
+        }
+    }
+    let total: u32 = served.values().sum();
+    assert!((10..=20).contains(&total), "2 edges without a shared count served {total} visits of a 10-visit link: {served:?}");
+    assert!(served.values().all(|n| *n <= 10), "no edge serves past the limit on its own: {served:?}");
+    eprintln!("[smoke] max_visits 10 over 2 edges without a shared count: {total} served ({served:?}), overshoot {}", total - 10);
     let mut s = s;
     let exits = s.unexpected_exits();
     assert!(exits.is_empty(), "processes died on their own: {exits:?}");

@@ -81,7 +81,9 @@ impl Server {
     }
 
     fn start_split(opts: Opts, data: tempfile::TempDir) -> Server {
-        let mut extra_env = vec![("KURZ_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string())];
+        // As in production, the edges share one Redis: visit limits are counted there.
+        let redis = kurz_testkit::RedisServer::start();
+        let mut extra_env = vec![("KURZ_ADMIN_TOKEN".to_string(), ADMIN_TOKEN.to_string()), ("KURZ_CACHE_URL".to_string(), redis.url())];
         if let Some(d) = &opts.import_dir {
             extra_env.push(("KURZ_IMPORT_DIR".into(), d.display().to_string()));
         }
@@ -93,7 +95,7 @@ impl Server {
             .join()
             .unwrap_or_else(|_| panic!("the split deployment did not start"));
         let base = sp.front.clone();
-        Server { child: None, redis: None, kafka: None, split: Some(sp), base, data, opts, logs: Arc::new(Mutex::new(Vec::new())) }
+        Server { child: None, redis: Some(redis), kafka: None, split: Some(sp), base, data, opts, logs: Arc::new(Mutex::new(Vec::new())) }
     }
 
     pub fn open() -> Server {

@@ -100,7 +100,7 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
         }
         let now = observed_now("/{code}", &req.method, || {
             let hit = s.cache.get_local(&req.uri.path()[1..])?;
-            Some(answer(&s, hit.link, Source::Cache, None, &req, Some(peer.ip())).into_response())
+            Some(answer(&s, hit.link, Source::Cache, None, &req, Some(peer.ip()))?.into_response())
         });
         if let Some(resp) = now {
             return Fast::Ready(resp);
@@ -143,14 +143,15 @@ pub fn fuzz_classify(target: &str) -> Option<(bool, Option<String>)> {
 
 async fn redirect(s: &EdgeState, code: &str, rest: Option<&str>, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
     let (link, source) = resolve(s, code).await?;
-    answer(s, link, source, rest, req, peer)
+    answer_visit(s, link, source, rest, req, peer, Visitor::Plain).await
 }
 
 /// The redirect for what the lookup found: to an active link inside its validity
 /// window, with its status, `Location` (the request's query and path forwarded as the
 /// link asks, [`kurz_schemas::LinkOptions::target`]) and `Cache-Control`, and its click
 /// recorded; else a 404. A link without options costs one comparison more than a
-/// plain 302.
+/// plain 302. `None`: the link has a visit limit, which only the async path
+/// ([`answer_visit`]) counts.
 fn answer(
     s: &EdgeState,
     link: Option<Arc<Link>>,
@@ -158,8 +159,11 @@ fn answer(
     rest: Option<&str>,
     req: &Parts,
     peer: Option<IpAddr>,
-) -> Result<Response, ApiError> {
-    answer_visit(s, link, source, rest, req, peer, Visitor::Plain)
+) -> Option<Result<Response, ApiError>> {
+    match plan(s, link, source, rest, req, peer, Visitor::Plain) {
+        Plan::Now(r) => Some(r),
+        Plan::Limited(_) => None,
+    }
 }
 
 /// Who is asking: anyone (a protected link answers its password form), or a visitor
@@ -170,8 +174,25 @@ pub(crate) enum Visitor {
     Unlocked,
 }
 
-/// [`answer`], for a visitor who may have unlocked the link.
-pub(crate) fn answer_visit(
+/// What [`plan`] decided: the answer, or a redirect of a link with a visit limit,
+/// which waits for its visit to be counted.
+enum Plan {
+    Now(Result<Response, ApiError>),
+    Limited(Limited),
+}
+
+/// A redirect that is served only within the link's visit limit.
+struct Limited {
+    link: Arc<Link>,
+    max: u64,
+    status: u16,
+    location: String,
+    source: Source,
+}
+
+/// [`answer`], for a visitor who may have unlocked the link, counting the visit of a
+/// link with a visit limit ([`within_limit`]): past it, the link answers as expired.
+pub(crate) async fn answer_visit(
     s: &EdgeState,
     link: Option<Arc<Link>>,
     source: Source,
@@ -180,19 +201,29 @@ pub(crate) fn answer_visit(
     peer: Option<IpAddr>,
     visitor: Visitor,
 ) -> Result<Response, ApiError> {
-    // A visit that reaches no link is answered 404 and recorded as an orphan visit.
-    let not_found = |found, kind, link: Option<&Link>| {
-        metrics::redirect(found, source).inc();
-        if s.clicks.enabled() {
-            let code = match link {
-                Some(l) => Some(l.short_code.as_str().into()),
-                None => code_of(&req.uri).ok().map(|(c, _)| c).filter(|c| ShortCode::parse_lenient(c).is_ok()).map(|c| c.into()),
-            };
-            let link_id = link.filter(|_| kind == OrphanKind::Expired).map(|l| l.id);
-            s.clicks.record(raw_click(&s.clicks, Visited::Orphan { kind, code, link_id }, &req.method, &req.uri, &req.headers, peer));
+    match plan(s, link, source, rest, req, peer, visitor) {
+        Plan::Now(r) => r,
+        Plan::Limited(l) => {
+            if within_limit(s, &l.link, l.max, req).await? {
+                redirected(s, l.link, l.status, &l.location, l.source, req, peer)
+            } else {
+                Err(orphan(s, Found::Expired, OrphanKind::Expired, Some(&l.link), l.source, req, peer))
+            }
         }
-        Err(ApiError::NotFound("short link not found or inactive".into()))
-    };
+    }
+}
+
+/// The answer to a visit of `link`, short of counting it against a visit limit.
+fn plan(
+    s: &EdgeState,
+    link: Option<Arc<Link>>,
+    source: Source,
+    rest: Option<&str>,
+    req: &Parts,
+    peer: Option<IpAddr>,
+    visitor: Visitor,
+) -> Plan {
+    let not_found = |found, kind, link: Option<&Link>| Plan::Now(Err(orphan(s, found, kind, link, source, req, peer)));
     let link = match link {
         Some(l) if l.is_active => l,
         Some(l) => return not_found(Found::Inactive, OrphanKind::NotFound, Some(&l)),
@@ -208,16 +239,33 @@ pub(crate) fn answer_visit(
         Target::Expired => return not_found(Found::Expired, OrphanKind::Expired, Some(&link)),
         Target::NoPath => return not_found(Found::NotFound, OrphanKind::NotFound, Some(&link)),
         Target::TooLong => {
-            return Err(ApiError::Status(414, format!("the forwarded address would exceed {MAX_LOCATION} bytes")));
+            return Plan::Now(Err(ApiError::Status(414, format!("the forwarded address would exceed {MAX_LOCATION} bytes"))));
         }
     };
     if visitor == Visitor::Plain && link.options.is_protected() {
         metrics::redirect(Found::Protected, source).inc();
-        return Ok(super::unlock::challenge(&req.headers, false));
+        return Plan::Now(Ok(super::unlock::challenge(&req.headers, false)));
     }
+    if let Some(max) = link.options.max_visits {
+        let location = location.into_owned();
+        return Plan::Limited(Limited { link, max, status, location, source });
+    }
+    Plan::Now(redirected(s, link.clone(), status, &location, source, req, peer))
+}
+
+/// The redirect itself, with its click recorded.
+fn redirected(
+    s: &EdgeState,
+    link: Arc<Link>,
+    status: u16,
+    location: &str,
+    source: Source,
+    req: &Parts,
+    peer: Option<IpAddr>,
+) -> Result<Response, ApiError> {
     metrics::redirect(Found::Found, source).inc();
-    let location = HeaderValue::from_str(&location)
-        .or_else(|_| url::Url::parse(&location).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))
+    let location = HeaderValue::from_str(location)
+        .or_else(|_| url::Url::parse(location).map_err(|_| ()).and_then(|u| HeaderValue::from_str(u.as_str()).map_err(|_| ())))
         .map_err(|_| ApiError::internal(format!("link {} has a target that is not a valid Location", link.id)))?;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
     let cache = if link.options.redirect_type().is_permanent() { &s.redirect_cache.permanent } else { &s.redirect_cache.temporary };
@@ -225,6 +273,56 @@ pub(crate) fn answer_visit(
         s.clicks.record(raw_click(&s.clicks, Visited::Link(link), &req.method, &req.uri, &req.headers, peer));
     }
     Ok((status, [(header::LOCATION, location), (header::CACHE_CONTROL, cache.clone())]).into_response())
+}
+
+/// A visit that reaches no link: answered 404 and recorded as an orphan visit of
+/// `kind` (with the code asked for, and for `expired` the link).
+fn orphan(
+    s: &EdgeState,
+    found: Found,
+    kind: OrphanKind,
+    link: Option<&Link>,
+    source: Source,
+    req: &Parts,
+    peer: Option<IpAddr>,
+) -> ApiError {
+    metrics::redirect(found, source).inc();
+    if s.clicks.enabled() {
+        let code = match link {
+            Some(l) => Some(l.short_code.as_str().into()),
+            None => code_of(&req.uri).ok().map(|(c, _)| c).filter(|c| ShortCode::parse_lenient(c).is_ok()).map(|c| c.into()),
+        };
+        let link_id = link.filter(|_| kind == OrphanKind::Expired).map(|l| l.id);
+        s.clicks.record(raw_click(&s.clicks, Visited::Orphan { kind, code, link_id }, &req.method, &req.uri, &req.headers, peer));
+    }
+    ApiError::NotFound("short link not found or inactive".into())
+}
+
+/// Whether this visit of a link with `max` visits is within them. A visit that counts
+/// (not a bot, not HEAD, as the click projection counts) takes the next number from the
+/// cache's shared count ([`kurz_storage::LinkCache::count_visit`]; a refused visit is
+/// not counted), seeded from the projected click count the first time; one that does
+/// not count only reads it. A limit is a promise: while the cache fails, such a visit
+/// is answered 503 rather than risk serving past it.
+async fn within_limit(s: &EdgeState, link: &Link, max: u64, req: &Parts) -> Result<bool, ApiError> {
+    let bot = req.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).is_some_and(|ua| s.agents.shared(ua).1);
+    let counted = req.method != Method::HEAD && !bot;
+    let down = |_| ApiError::Unavailable(format!("the visit count of link {} cannot be read", link.id));
+    let n = if counted {
+        match s.cache.count_visit(link.id, max).await.map_err(down)? {
+            Some(n) => n,
+            None => {
+                let seed = s.store.click_count(link.id).await?;
+                s.cache.seed_visits(link.id, seed, max).await.map_err(down)?
+            }
+        }
+    } else {
+        match s.cache.visits(link.id).await.map_err(down)? {
+            Some(n) => n.saturating_add(1),
+            None => s.store.click_count(link.id).await?.saturating_add(1),
+        }
+    };
+    Ok(n <= max)
 }
 
 /// What a redirect rule may ask of a request ([`kurz_schemas::rules::Visit`]): the

@@ -164,7 +164,7 @@ pub async fn unlock(State(s): State<EdgeState>, req: Request) -> Result<Response
     // The redirect a GET of an unprotected link would give, with its click, but always a
     // 302 kept by no cache: a 307 or 308 would make the browser post the password on to
     // the target, and a kept 301 would skip the password next time.
-    let mut resp = answer_visit(&s, Some(link), source, rest, &parts, peer, Visitor::Unlocked)?;
+    let mut resp = answer_visit(&s, Some(link), source, rest, &parts, peer, Visitor::Unlocked).await?;
     if resp.status().is_redirection() {
         *resp.status_mut() = StatusCode::FOUND;
     }

@@ -9,6 +9,7 @@
 use super::{CachedLink, LinkCache, NEGATIVE_TTL};
 use crate::StorageError;
 use async_trait::async_trait;
+use kurz_schemas::Id;
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -46,11 +47,16 @@ impl Entry {
 pub struct MemoryCache {
     inner: Cache<String, Entry>,
     negative_ttl_ms: u64,
+    visits: super::LocalVisits,
 }
 
 impl MemoryCache {
     pub fn new(capacity: u64) -> MemoryCache {
-        MemoryCache { inner: Cache::new(capacity.clamp(1, usize::MAX as u64) as usize), negative_ttl_ms: NEGATIVE_TTL.as_millis() as u64 }
+        MemoryCache {
+            inner: Cache::new(capacity.clamp(1, usize::MAX as u64) as usize),
+            negative_ttl_ms: NEGATIVE_TTL.as_millis() as u64,
+            visits: Default::default(),
+        }
     }
 
     /// How long negative entries answer ([`NEGATIVE_TTL`] unless set).
@@ -87,12 +93,24 @@ impl LinkCache for MemoryCache {
         }
         Ok(())
     }
+
+    async fn count_visit(&self, link: Id, max: u64) -> Result<Option<u64>, StorageError> {
+        Ok(self.visits.count(link, max))
+    }
+
+    async fn seed_visits(&self, link: Id, seed: u64, max: u64) -> Result<u64, StorageError> {
+        Ok(self.visits.seed(link, seed, max))
+    }
+
+    async fn visits(&self, link: Id) -> Result<Option<u64>, StorageError> {
+        Ok(self.visits.get(link))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kurz_schemas::{Id, Link, Ts};
+    use kurz_schemas::{Link, Ts};
     use std::sync::Arc;
 
     fn entry(version: u64, url: &str) -> CachedLink {

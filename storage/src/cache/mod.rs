@@ -12,8 +12,35 @@ pub mod memory;
 pub mod redis;
 pub mod tiered;
 
-/// No cache: every lookup misses and goes to the read store.
-pub struct NoCache;
+/// No cache: every lookup misses and goes to the read store. Visit counts are still
+/// kept in process ([`LocalVisits`]): they are not link entries, and without them a
+/// visit limit would be checked against the lagging projected count.
+#[derive(Default)]
+pub struct NoCache {
+    visits: LocalVisits,
+}
+
+/// Visit counts of links with a visit limit, by link id, in process memory: exact
+/// within the process. One entry per such link, never evicted (evicting one would
+/// seed it again from the projected count, which lags).
+#[derive(Default)]
+pub struct LocalVisits(std::sync::Mutex<std::collections::HashMap<u64, u64>>);
+
+impl LocalVisits {
+    pub fn count(&self, link: Id, max: u64) -> Option<u64> {
+        let mut v = self.0.lock().expect("visits poisoned");
+        v.get_mut(&link.get()).map(|n| next_visit(n, max))
+    }
+
+    pub fn seed(&self, link: Id, seed: u64, max: u64) -> u64 {
+        let mut v = self.0.lock().expect("visits poisoned");
+        next_visit(v.entry(link.get()).or_insert(seed), max)
+    }
+
+    pub fn get(&self, link: Id) -> Option<u64> {
+        self.0.lock().expect("visits poisoned").get(&link.get()).copied()
+    }
+}
 
 #[async_trait]
 impl LinkCache for NoCache {
@@ -23,12 +50,22 @@ impl LinkCache for NoCache {
     async fn offer(&self, _code: &str, _entry: CachedLink) -> Result<(), StorageError> {
         Ok(())
     }
+    async fn count_visit(&self, link: Id, max: u64) -> Result<Option<u64>, StorageError> {
+        Ok(self.visits.count(link, max))
+    }
+    async fn seed_visits(&self, link: Id, seed: u64, max: u64) -> Result<u64, StorageError> {
+        Ok(self.visits.seed(link, seed, max))
+    }
+    async fn visits(&self, link: Id) -> Result<Option<u64>, StorageError> {
+        Ok(self.visits.get(link))
+    }
 }
 
 use crate::{metrics, StorageError};
 use async_trait::async_trait;
 /// Entries are built in `kurz_schemas::cache`, where every writer finds the same mapping.
 pub use kurz_schemas::cache::CachedLink;
+use kurz_schemas::Id;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -53,6 +90,42 @@ pub trait LinkCache: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StorageError> {
         Ok(())
     }
+
+    /// Counts one visit of a link that allows `max` visits and returns its number (1
+    /// for the first); a number above `max` means the visit is refused and not counted,
+    /// so the count never passes `max` (a later, higher limit opens exactly the visits
+    /// it adds). `None` when this cache holds no count for the link: the caller then
+    /// reads the projected count and calls [`seed_visits`](LinkCache::seed_visits).
+    /// Every backend keeps counts ([`LocalVisits`] in process, or shared); the default
+    /// keeps none and answers `None`, which checks every visit against the lagging
+    /// projected count. Counts are kept by link id, so a code reused by a new link
+    /// starts from zero.
+    async fn count_visit(&self, _link: Id, _max: u64) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
+
+    /// Starts the link's count at `seed` unless a count was started meanwhile (by
+    /// another edge, or a racing visit), then counts one visit as
+    /// [`count_visit`](LinkCache::count_visit) does.
+    async fn seed_visits(&self, _link: Id, seed: u64, _max: u64) -> Result<u64, StorageError> {
+        Ok(seed.saturating_add(1))
+    }
+
+    /// The link's count without counting (for visits that do not count: bots, HEAD),
+    /// or `None` when none is held.
+    async fn visits(&self, _link: Id) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
+}
+
+/// One visit against a count of `count` visits of a link that allows `max`: the
+/// visit's number, counted only if within `max` (the rule every backend keeps).
+pub fn next_visit(count: &mut u64, max: u64) -> u64 {
+    let n = count.saturating_add(1);
+    if n <= max {
+        *count = n;
+    }
+    n
 }
 
 /// Counts hits, negative hits, misses and errors once, whatever the backend, and logs a
@@ -70,6 +143,14 @@ impl Instrumented {
         let by = |r: &str| metrics::get().cache_lookups.with_label_values(&[r]);
         let lookups = [by("hit"), by("negative_hit"), by("miss"), by("error")];
         Instrumented { inner, last_error_log: AtomicI64::new(0), lookups }
+    }
+
+    /// `kurz_cache_visit_counts_total{op, result}` for a visit count, and the error log.
+    fn visit_result<T>(&self, op: &'static str, r: &Result<T, StorageError>) {
+        metrics::get().cache_visit_counts.with_label_values(&[op, if r.is_ok() { "ok" } else { "error" }]).inc();
+        if let Err(e) = r {
+            self.failed(op, e);
+        }
     }
 
     fn failed(&self, op: &'static str, e: &StorageError) {
@@ -115,5 +196,23 @@ impl LinkCache for Instrumented {
     }
     async fn ping(&self) -> Result<(), StorageError> {
         self.inner.ping().await
+    }
+
+    async fn count_visit(&self, link: Id, max: u64) -> Result<Option<u64>, StorageError> {
+        let r = self.inner.count_visit(link, max).await;
+        self.visit_result("count_visit", &r);
+        r
+    }
+
+    async fn seed_visits(&self, link: Id, seed: u64, max: u64) -> Result<u64, StorageError> {
+        let r = self.inner.seed_visits(link, seed, max).await;
+        self.visit_result("seed_visits", &r);
+        r
+    }
+
+    async fn visits(&self, link: Id) -> Result<Option<u64>, StorageError> {
+        let r = self.inner.visits(link).await;
+        self.visit_result("visits", &r);
+        r
     }
 }

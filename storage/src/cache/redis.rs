@@ -20,7 +20,7 @@
 use super::{CachedLink, LinkCache};
 use crate::StorageError;
 use async_trait::async_trait;
-use kurz_schemas::Ts;
+use kurz_schemas::{Id, Ts};
 use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -37,6 +37,31 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 "#;
 
+/// Counts a visit of a link whose count exists, if within the limit (`ARGV[1]`), and
+/// refreshes its expiry (`ARGV[2]`); -1 if no count exists. `super::next_visit`'s rule.
+const COUNT: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if not cur then return -1 end
+local n = tonumber(cur) + 1
+if n <= tonumber(ARGV[1]) then redis.call('SET', KEYS[1], n) end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n
+"#;
+
+/// Starts a count at the seed (`ARGV[1]`) unless one exists, then counts a visit as
+/// `COUNT` does (limit `ARGV[2]`, expiry `ARGV[3]`).
+const SEED: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+local n = tonumber(redis.call('GET', KEYS[1])) + 1
+if n <= tonumber(ARGV[2]) then redis.call('SET', KEYS[1], n) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return n
+"#;
+
+/// How long a visit count outlives its last visit. Once gone it is seeded again from
+/// the projected count, which by then holds every visit.
+pub const VISITS_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
 pub const ENTRY_TTL: Duration = Duration::from_secs(3600);
 const MAX_PENDING: usize = 100_000;
 const BREAKER: i64 = 1_000;
@@ -45,6 +70,8 @@ struct Shared {
     conn: ConnectionManager,
     prefix: String,
     script: redis::Script,
+    count: redis::Script,
+    seed: redis::Script,
     pending: Mutex<HashMap<String, CachedLink>>,
     overflow: AtomicBool,
     open_until: AtomicI64,
@@ -95,6 +122,8 @@ impl RedisCache {
             conn,
             prefix,
             script: redis::Script::new(OFFER),
+            count: redis::Script::new(COUNT),
+            seed: redis::Script::new(SEED),
             pending: Mutex::new(HashMap::new()),
             overflow: AtomicBool::new(false),
             open_until: AtomicI64::new(0),
@@ -119,6 +148,24 @@ impl RedisCache {
 impl Shared {
     fn key(&self, code: &str) -> String {
         format!("{}link:{code}", self.prefix)
+    }
+
+    fn visits_key(&self, link: Id) -> String {
+        format!("{}visits:{}", self.prefix, link.get())
+    }
+
+    /// `script` on `link`'s visit count, behind the breaker.
+    async fn on_visits(&self, script: &redis::Script, link: Id, args: &[u64]) -> Result<i64, StorageError> {
+        self.check_breaker()?;
+        let mut conn = self.conn.clone();
+        let mut call = script.key(self.visits_key(link));
+        for a in args {
+            call.arg(*a);
+        }
+        call.invoke_async(&mut conn).await.map_err(|e| {
+            self.trip();
+            err(e)
+        })
     }
 
     fn check_breaker(&self) -> Result<(), StorageError> {
@@ -243,5 +290,26 @@ impl LinkCache for RedisCache {
     async fn ping(&self) -> Result<(), StorageError> {
         let mut conn = self.shared.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(err)
+    }
+
+    async fn count_visit(&self, link: Id, max: u64) -> Result<Option<u64>, StorageError> {
+        let n = self.shared.on_visits(&self.shared.count, link, &[max, VISITS_TTL.as_millis() as u64]).await?;
+        Ok(u64::try_from(n).ok())
+    }
+
+    async fn seed_visits(&self, link: Id, seed: u64, max: u64) -> Result<u64, StorageError> {
+        let n = self.shared.on_visits(&self.shared.seed, link, &[seed, max, VISITS_TTL.as_millis() as u64]).await?;
+        u64::try_from(n).map_err(|_| StorageError::Corrupt(format!("redis visit count of link {link}: {n}")))
+    }
+
+    async fn visits(&self, link: Id) -> Result<Option<u64>, StorageError> {
+        let s = &self.shared;
+        s.check_breaker()?;
+        let mut conn = s.conn.clone();
+        let raw: Option<u64> = redis::cmd("GET").arg(s.visits_key(link)).query_async(&mut conn).await.map_err(|e| {
+            s.trip();
+            err(e)
+        })?;
+        Ok(raw)
     }
 }

@@ -40,4 +40,17 @@ impl LinkCache for Tiered {
     async fn ping(&self) -> Result<(), StorageError> {
         self.far.ping().await
     }
+
+    // Visit counts are shared: the far tier alone keeps them.
+    async fn count_visit(&self, link: kurz_schemas::Id, max: u64) -> Result<Option<u64>, StorageError> {
+        self.far.count_visit(link, max).await
+    }
+
+    async fn seed_visits(&self, link: kurz_schemas::Id, seed: u64, max: u64) -> Result<u64, StorageError> {
+        self.far.seed_visits(link, seed, max).await
+    }
+
+    async fn visits(&self, link: kurz_schemas::Id) -> Result<Option<u64>, StorageError> {
+        self.far.visits(link).await
+    }
 }

@@ -65,4 +65,36 @@ pub async fn run(cache: Arc<dyn LinkCache>) {
     assert_eq!(won.version, 49);
     assert_eq!(won.link.unwrap().original_url, "https://v49.io");
     cache.ping().await.unwrap();
+    visit_counts_are_seeded_once_and_exact(cache).await;
+}
+
+/// A link's visit count: none until seeded, seeded once however many race to seed it,
+/// then every visit gets its own number. A caller counts through the port, as the
+/// edge does (`count_visit`, then `seed_visits` on `None`).
+pub async fn visit_counts_are_seeded_once_and_exact(cache: Arc<dyn LinkCache>) {
+    // A link id no earlier run on a shared server used.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let link = Id::new(1 + nanos % (1 << 40)).unwrap();
+    assert_eq!(cache.count_visit(link, 100).await.unwrap(), None, "no count before a seed");
+    assert_eq!(cache.visits(link).await.unwrap(), None);
+    let count = |cache: Arc<dyn LinkCache>, max: u64| async move {
+        match cache.count_visit(link, max).await.unwrap() {
+            Some(n) => n,
+            None => cache.seed_visits(link, 10, max).await.unwrap(),
+        }
+    };
+    let tasks: Vec<_> = (0..40).map(|_| tokio::spawn(count(cache.clone(), 45))).collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    got.sort_unstable();
+    let mut want: Vec<u64> = (11..=45).collect();
+    want.extend([46; 5]);
+    assert_eq!(got, want, "seeded at 10 once, one number per visit up to 45, then refusals that count nothing");
+    assert_eq!(cache.visits(link).await.unwrap(), Some(45), "refused visits are not counted");
+    assert_eq!(cache.seed_visits(link, 0, 50).await.unwrap(), 46, "a late seed does not reset the count");
+    assert_eq!(count(cache.clone(), 50).await, 47, "a higher limit opens exactly the visits it adds");
+    let other = Id::new(link.get() + 1).unwrap();
+    assert_eq!(cache.count_visit(other, 100).await.unwrap(), None, "counts are per link");
 }

@@ -65,7 +65,8 @@ fn explicit_id(row: &HashMap<String, String>, name: &str) -> Result<Option<Id>, 
 }
 
 /// The link options a row's columns set (`valid_since`, `valid_until`, `redirect_type`,
-/// `forward_query`, `forward_path`, `crawlable`; absent or empty: the default), checked as
+/// `forward_query`, `forward_path`, `crawlable`, `max_visits`; absent or empty: the
+/// default), checked as
 /// `POST /urls` checks them.
 fn row_options(row: &HashMap<String, String>) -> Result<LinkOptions, String> {
     let time =
@@ -88,6 +89,14 @@ fn row_options(row: &HashMap<String, String>) -> Result<LinkOptions, String> {
         rules: Vec::new(),
         password: None,
         crawlable: flag("crawlable")?,
+        max_visits: field(row, "max_visits")
+            .map(|v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=kurz_schemas::options::MAX_VISITS).contains(n))
+                    .ok_or(OptionError::MaxVisits.to_string())
+            })
+            .transpose()?,
     };
     options.check().map_err(|e| e.to_string())?;
     Ok(options)
