@@ -47,8 +47,9 @@ pub struct Args {
     /// Seconds per wrk run.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// Alternating rounds (ceiling, kurz hot, kurz large).
-    #[arg(long, default_value_t = 3)]
+    /// Alternating rounds (ceiling, kurz hot, kurz large). Even, so the options round
+    /// and its baseline each run first in half of them.
+    #[arg(long, default_value_t = 4)]
     pub rounds: usize,
     /// Sample this process with `perf` during extra hot-set runs (the ceiling, kurz HEAD, the
     /// edge with capture on, kurz GET): when a target is missed, always, or never.

@@ -369,7 +369,7 @@ pub fn markdown(v: &Report) -> String {
         v.generator.command
     );
     md += &format!(
-        "**Order**: after a warm-up run of each, {} rounds of ceiling → kurz hot → kurz edge with capture off → kurz edge with capture on → axum 1-route → kurz hot HEAD → kurz 1M → kurz hot as a browser → kurz hot with options; \
+        "**Order**: after a warm-up run of each, {} rounds of ceiling → kurz hot → kurz edge with capture off → kurz edge with capture on → axum 1-route → kurz hot HEAD → kurz 1M → kurz hot as a browser → kurz hot with options (these two swap places in even rounds, so neither always runs second); \
          between runs the harness waits until this process is idle (the click projection of the previous run drained). \
          Figures are medians over the rounds; *× ceiling* compares medians. *CPU µs/req* is this process's user+system CPU per \
          request during the run (the server side; wrk is another process); *incl. drain* adds the CPU spent after wrk stopped \

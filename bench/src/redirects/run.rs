@@ -486,7 +486,13 @@ pub(super) async fn run(args: Args) -> Report {
     ];
     let mut runs: BTreeMap<&str, Vec<Measured>> = BTreeMap::new();
     for round in 1..=args.rounds {
-        for (key, label, url, paths, method, who) in sides {
+        // The options round and its baseline swap places every other round, so neither
+        // always runs second (on a store that has grown by the other's clicks).
+        let mut order = sides;
+        if round % 2 == 0 {
+            order.swap(7, 8);
+        }
+        for (key, label, url, paths, method, who) in order {
             let before = scrape(&client, &base).await;
             let (c0, k0) = (cpu_seconds(), children_cpu_seconds());
             let (w, _) = gen.run(url, paths, args.duration, method, who).await;

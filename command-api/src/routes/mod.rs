@@ -6,7 +6,7 @@ pub(crate) mod auth;
 #[doc(hidden)]
 pub mod bulk;
 mod events;
-mod options;
+pub(crate) mod options;
 mod urls;
 mod users;
 

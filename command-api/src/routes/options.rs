@@ -38,7 +38,7 @@ pub(crate) fn patch(body: &JsonObject, targets: Targets<'_>) -> Result<OptionsPa
 
 /// `rules`: at most [`MAX_RULES`] of `{conditions: [{type, value}], target}`, each
 /// condition and target checked, each refusal naming where it is (`rules[1].target`).
-fn rules(body: &JsonObject, targets: Targets<'_>) -> Result<Option<Vec<Rule>>, ApiError> {
+pub(crate) fn rules(body: &JsonObject, targets: Targets<'_>) -> Result<Option<Vec<Rule>>, ApiError> {
     let Some(raw) = body.opt_array("rules").map_err(|_| bad("rules must be an array of {conditions, target}"))? else { return Ok(None) };
     if raw.len() > MAX_RULES {
         return Err(bad(RuleError::TooManyRules));
@@ -75,15 +75,25 @@ pub(crate) const MAX_LINK_PASSWORD: usize = 256;
 /// `password`: absent (no change), `null` (protection removed), or a new password of 1
 /// to [`MAX_LINK_PASSWORD`] bytes, still in the clear (the route hashes and seals it).
 pub(crate) fn password(body: &JsonObject) -> Result<Option<Option<String>>, ApiError> {
-    let wrong = || bad(format!("password must be a string of 1 to {MAX_LINK_PASSWORD} bytes, or null to remove it"));
     if !body.has("password") {
         return Ok(None);
     }
-    match body.opt_str("password").map_err(|_| wrong())? {
+    match body.opt_str("password").map_err(|_| wrong_password())? {
         None => Ok(Some(None)),
-        Some(p) if p.is_empty() || p.len() > MAX_LINK_PASSWORD => Err(wrong()),
-        Some(p) => Ok(Some(Some(p.to_string()))),
+        Some(p) => check_password(p).map(|()| Some(Some(p.to_string()))),
     }
+}
+
+fn wrong_password() -> ApiError {
+    bad(format!("password must be a string of 1 to {MAX_LINK_PASSWORD} bytes, or null to remove it"))
+}
+
+/// A new link password's length, before it is hashed.
+pub(crate) fn check_password(p: &str) -> Result<(), ApiError> {
+    if p.is_empty() || p.len() > MAX_LINK_PASSWORD {
+        return Err(wrong_password());
+    }
+    Ok(())
 }
 
 type Read<T> = fn(&JsonObject, &'static str) -> Result<Option<T>, ApiError>;

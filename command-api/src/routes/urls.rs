@@ -174,7 +174,7 @@ fn shorten_json(base: &str, l: &Link) -> serde_json::Value {
 /// when it is full), then sealed under a fresh data key of its own in the key vault, so
 /// the public events topic never carries the hash in the clear
 /// ([`kurz_schemas::LinkOptions::password`]).
-async fn sealed_password(s: &AppState, password: String) -> Result<kurz_schemas::sealed::Sealed, ApiError> {
+pub(crate) async fn sealed_password(s: &AppState, password: String) -> Result<kurz_schemas::sealed::Sealed, ApiError> {
     let phc = kurz_web::hashing::hash_password(password).await?;
     let subject = s.keys.mint().await?;
     let Some(kurz_schemas::personal::SubjectKey::Live(key)) = s.keys.key(&subject) else {

@@ -146,12 +146,37 @@ async fn bulk_loads_take_the_options_as_columns_and_skip_a_row_with_a_bad_one() 
     assert_eq!((got.status, got.location().as_deref()), (301, Some("https://t.example/b1/x")), "{}", got.text);
     let plain = api.get("/bulkopt2?q=1").await;
     assert_eq!((plain.status, plain.location().as_deref()), (302, Some("https://t.example/b2?q=1")));
-    // A password column is refused row by row, never loaded as an unprotected link.
-    let csv = "short_code,original_url,password\nbulkpw1,https://t.example/pw,secret\nbulkpw2,https://t.example/pw2,\n".to_string();
+    // Passwords and rules load too: a password is hashed and sealed like one set by
+    // POST /urls, and a rules cell is the JSON list POST /urls takes.
+    let csv = "short_code,original_url,password,rules\n\
+               bulkpw1,https://t.example/pw,open sesame,\n\
+               bulkpw2,https://t.example/pw2,,\n\
+               bulkpw3,https://t.example/pw3,,\"[{\"\"conditions\"\": [{\"\"type\"\": \"\"device\"\", \"\"value\"\": \"\"ios\"\"}], \"\"target\"\": \"\"https://t.example/ios\"\"}]\"\n\
+               bulkpw4,https://t.example/pw4,,\"[{\"\"conditions\"\": [{\"\"type\"\": \"\"device\"\", \"\"value\"\": \"\"fridge\"\"}], \"\"target\"\": \"\"https://t.example/f\"\"}]\"\n\
+               bulkpw5,https://t.example/pw5,,not json\n"
+        .to_string();
     let r = api.post_csv(None, "/urls/bulk", csv).await.ok(201);
-    assert_eq!(r["count"], 1, "{r}");
-    assert!(r["problems"].to_string().contains("bulk loads do not take passwords"), "{r}");
-    api.get("/bulkpw1").await.err(404, None);
+    assert_eq!(r["count"], 3, "{r}");
+    let problems = r["problems"].to_string();
+    assert!(problems.contains("row 4") && problems.contains("rules[0].conditions[0]"), "{r}");
+    assert!(problems.contains("row 5") && problems.contains("rules must be a JSON array"), "{r}");
+    let page = api.call(Method::GET, "/bulkpw1", None, None, &[("accept", "application/json")]).await;
+    assert_eq!(page.status, 401, "a loaded password protects the link: {}", page.text);
+    let opened = post_form(&api, "/bulkpw1", "password=open+sesame").await;
+    assert_eq!((opened.status, opened.location().as_deref()), (302, Some("https://t.example/pw")), "{}", opened.text);
+    assert_eq!(api.get("/bulkpw2").await.status, 302);
+    let ios = api.call(Method::GET, "/bulkpw3", None, None, &[("user-agent", IPHONE)]).await;
+    assert_eq!(ios.location().as_deref(), Some("https://t.example/ios"));
+    // Each password costs an argon2 run: one load hashes at most 100, and refuses the
+    // rest row by row (never loading them unprotected).
+    let mut csv = "short_code,original_url,password\n".to_string();
+    for i in 0..102 {
+        csv.push_str(&format!("bulkmany{i},https://t.example/m{i},pw-{i}\n"));
+    }
+    let r = api.post_csv(None, "/urls/bulk", csv).await.ok(201);
+    assert_eq!((r["count"].as_u64(), r["skipped"].as_u64()), (Some(100), Some(2)), "{r}");
+    assert!(r["problems"].to_string().contains("at most 100 passwords"), "{r}");
+    api.get("/bulkmany101").await.err(404, None);
 }
 
 /// `max_visits: 3`: visits 1 to 3 redirect, later ones answer as expired; bots and HEAD

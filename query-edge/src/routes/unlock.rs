@@ -147,7 +147,34 @@ pub async fn unlock(State(s): State<EdgeState>, req: Request) -> Result<Response
     }
     u.by_link.refuse_if_locked(&link_key).await?;
 
-    let phc = open(u, &sealed).await?;
+    let (link, phc) = match open(u, &sealed).await? {
+        Some(phc) => (link, phc),
+        // The cache held the link's version from before its password was replaced,
+        // whose key was erased with it: the store holds the current one (and the cache
+        // gets it too).
+        None => {
+            let fresh = s.store.link_by_code(&code).await?;
+            let entry = kurz_schemas::CachedLink::read(fresh.map(|vl| (vl.link, vl.version)));
+            let _ = s.cache.offer(&code, entry.clone()).await;
+            let Some(fresh) = entry.link.filter(|l| l.is_active) else {
+                return Err(ApiError::NotFound("short link not found or inactive".into()));
+            };
+            let Some(fresh_sealed) = fresh.options.password.clone() else {
+                return Err(ApiError::Status(405, "this link takes no password: GET it".into()));
+            };
+            if fresh_sealed.subject == sealed.subject {
+                return Err(ApiError::internal(format!(
+                    "the password key of subject {} is erased, and the store still holds it",
+                    sealed.subject
+                )));
+            }
+            let sealed = fresh_sealed;
+            let phc = open(u, &sealed)
+                .await?
+                .ok_or_else(|| ApiError::internal(format!("the password key of subject {} is erased", sealed.subject)))?;
+            (fresh, phc)
+        }
+    };
     if !kurz_web::hashing::verify_password(Some(phc), password).await? {
         if let Some(a) = &address {
             u.by_address.failed(a);
@@ -172,13 +199,17 @@ pub async fn unlock(State(s): State<EdgeState>, req: Request) -> Result<Response
     Ok(resp)
 }
 
-/// The link's password hash, opened with its key from the vault. A key that is gone or
-/// a seal that does not open is an internal error (logged once), never a match.
-async fn open(u: &Unlock, sealed: &kurz_schemas::sealed::Sealed) -> Result<String, ApiError> {
+/// The link's password hash, opened with its key from the vault; `None` if the key was
+/// erased (the password was replaced or removed since this copy of the link). A key the
+/// vault does not know or a seal that does not open is an internal error (logged once),
+/// never a match.
+async fn open(u: &Unlock, sealed: &kurz_schemas::sealed::Sealed) -> Result<Option<String>, ApiError> {
     u.keys.load_all(std::slice::from_ref(&sealed.subject)).await?;
-    let Some(SubjectKey::Live(key)) = u.keys.key(&sealed.subject) else {
-        return Err(ApiError::internal(format!("the password key of subject {} is erased", sealed.subject)));
+    let key = match u.keys.key(&sealed.subject) {
+        Some(SubjectKey::Live(key)) => key,
+        Some(_) => return Ok(None),
+        None => return Err(ApiError::internal(format!("the password key of subject {} is not in the vault", sealed.subject))),
     };
     let plain = kurz_schemas::sealed::open(&key, sealed).map_err(ApiError::internal)?;
-    String::from_utf8(plain).map_err(ApiError::internal)
+    String::from_utf8(plain).map(Some).map_err(ApiError::internal)
 }

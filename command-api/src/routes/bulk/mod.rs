@@ -65,28 +65,33 @@ fn explicit_id(row: &HashMap<String, String>, name: &str) -> Result<Option<Id>, 
 }
 
 /// The link options a row's columns set (`valid_since`, `valid_until`, `redirect_type`,
-/// `forward_query`, `forward_path`, `crawlable`, `max_visits`; absent or empty: the
-/// default), checked as
+/// `forward_query`, `forward_path`, `crawlable`, `max_visits`, and `rules` as the JSON
+/// list `POST /urls` takes; absent or empty: the default), checked as
 /// `POST /urls` checks them.
-fn row_options(row: &HashMap<String, String>) -> Result<LinkOptions, String> {
+fn row_options(row: &HashMap<String, String>, targets: super::options::Targets<'_>) -> Result<LinkOptions, String> {
     let time =
         |name: &'static str| field(row, name).map(|v| Ts::parse_rfc3339(v).ok_or_else(|| OptionError::Time(name).to_string())).transpose();
     let flag = |name: &str| field(row, name).map(|v| parse_bool(Some(v)).map_err(|_| format!("{name} '{v}' is not a boolean"))).transpose();
     let redirect_type = field(row, "redirect_type")
         .map(|v| v.parse::<u64>().map_err(|_| OptionError::RedirectType).and_then(RedirectType::from_status).map_err(|e| e.to_string()))
         .transpose()?;
-    // A password costs an argon2 run each; refused rather than ignored, so no row loads
-    // unprotected by surprise.
-    if field(row, "password").is_some() {
-        return Err("password: bulk loads do not take passwords; set one with PUT /urls/{id}".into());
-    }
+    let rules = match field(row, "rules") {
+        None => Vec::new(),
+        Some(cell) => {
+            let list: serde_json::Value =
+                serde_json::from_str(cell).map_err(|_| "rules must be a JSON array of {conditions, target}".to_string())?;
+            let body = kurz_web::JsonObject(serde_json::Map::from_iter([("rules".to_string(), list)]));
+            super::options::rules(&body, targets).map_err(|e| e.to_string())?.unwrap_or_default()
+        }
+    };
     let options = LinkOptions {
         valid_since: time("valid_since")?,
         valid_until: time("valid_until")?,
         redirect_type,
         forward_query: flag("forward_query")?,
         forward_path: flag("forward_path")?,
-        rules: Vec::new(),
+        rules,
+        // Hashed and sealed by the route ([`MAX_PASSWORD_ROWS`]).
         password: None,
         crawlable: flag("crawlable")?,
         max_visits: field(row, "max_visits")
@@ -184,6 +189,12 @@ pub async fn urls(
     let mut rows = input::rows(file).await?;
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
     let mut batch = Batcher::new(&s, p, key, |key, rows| CommandBody::ImportLinks { key, rows });
+    let targets = |field: &str, raw: &str| -> Result<TargetUrl, ApiError> {
+        let url = TargetUrl::parse(raw).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))?;
+        s.settings.targets.check(&url, host).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))?;
+        Ok(url)
+    };
+    let mut passwords = 0usize;
     while let Some((i, row)) = rows.recv().await {
         let parsed = (|| -> Result<LinkRow, String> {
             if let Some(p) = oversized(&row) {
@@ -205,9 +216,32 @@ pub async fn urls(
                 user_id: explicit_id(&row, "user_id")?,
                 created_at: field(&row, "created_at").and_then(Ts::parse),
                 updated_at: field(&row, "updated_at").and_then(Ts::parse),
-                options: row_options(&row)?,
+                options: row_options(&row, &targets)?,
             })
         })();
+        // A password costs an argon2 run on the bounded hashing pool: a load takes at
+        // most MAX_PASSWORD_ROWS of them, and the rest are refused, never loaded
+        // unprotected.
+        let parsed = match (parsed, field(&row, "password")) {
+            (Ok(mut r), Some(pw)) => match super::options::check_password(pw) {
+                Err(e) => Err(e.to_string()),
+                Ok(()) if passwords >= MAX_PASSWORD_ROWS => Err(format!("password: a load sets at most {MAX_PASSWORD_ROWS} passwords")),
+                Ok(()) => {
+                    passwords += 1;
+                    match super::urls::sealed_password(&s, pw.to_string()).await {
+                        Ok(sealed) => {
+                            r.options.password = Some(sealed);
+                            Ok(r)
+                        }
+                        Err(e) => {
+                            tracing::warn!(event = "bulk_password_not_sealed", row = i, error = %e);
+                            Err("password: could not be hashed and sealed now; load the row again".to_string())
+                        }
+                    }
+                }
+            },
+            (parsed, _) => parsed,
+        };
         match parsed {
             Ok(r) => batch.push_for_link(&r.code.clone(), s.command_partitions, r).await?,
             Err(e) => batch.problems.add(format!("row {i}: {e}")),
@@ -216,6 +250,10 @@ pub async fn urls(
     let (count, problems) = batch.finish().await?;
     Ok(answer(ROUTE, count, problems))
 }
+
+/// The most rows with a `password` one load may hash (about 50 ms of a hashing
+/// thread each).
+pub const MAX_PASSWORD_ROWS: usize = 100;
 
 /// Links' codes by id, for event rows: looked up once each, and at most this many kept.
 const CODES_KEPT: usize = 100_000;
