@@ -118,14 +118,16 @@ pub(super) fn perf_available() -> bool {
 /// hardware counters, `perf stat -e instructions` reads `<not supported>`) while wrk
 /// drives one hot-set run of `method` against `url`. The recording is kept in
 /// `<keep>/redirects-<label>.perf.data`. None if perf fails.
+/// What one profiled run asks for: the server's URL, the paths file, the method and
+/// who asks.
+pub(super) type Load<'a> = (&'a str, &'a Path, &'a str, super::wrk::Client);
+
 pub(super) async fn profile(
     gen: &Gen,
     label: &str,
-    url: &str,
-    paths: &Path,
+    (url, paths, method, client): Load<'_>,
     keep: &Path,
     secs: u64,
-    method: &str,
 ) -> Option<ProfileResult> {
     std::fs::create_dir_all(keep).ok()?;
     let data = keep.join(format!("redirects-{}.perf.data", label.replace(' ', "-")));
@@ -138,7 +140,7 @@ pub(super) async fn profile(
         &record_secs.to_string(),
     ]);
     let c0 = cpu_seconds();
-    let wrk = gen.run(url, paths, secs, method, super::wrk::Client::Bare);
+    let wrk = gen.run(url, paths, secs, method, client);
     let perf = async {
         tokio::time::sleep(Duration::from_secs(2)).await;
         tokio::task::spawn_blocking(move || rec.output()).await.unwrap()

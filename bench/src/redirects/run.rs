@@ -582,13 +582,15 @@ pub(super) async fn run(args: Args) -> Report {
             settle().await;
             let keep = args.perf_dir.clone().unwrap_or_else(|| dir.path().join("perf"));
             let mut done = Vec::new();
-            for (label, url, method) in [
-                ("ceiling", &ceiling_url, "GET"),
-                ("kurz HEAD", &base, "HEAD"),
-                ("kurz edge capture on", &on_url, "GET"),
-                ("kurz GET", &base, "GET"),
+            for (label, url, paths, method, who) in [
+                ("ceiling", &ceiling_url, &hot_paths, "GET", Client::Bare),
+                ("kurz HEAD", &base, &hot_paths, "HEAD", Client::Bare),
+                ("kurz edge capture on", &on_url, &hot_paths, "GET", Client::Bare),
+                ("kurz GET", &base, &hot_paths, "GET", Client::Bare),
+                ("kurz GET as a browser", &base, &hot_query_paths, "GET", Client::Browser),
+                ("kurz GET with options", &base, &options_paths, "GET", Client::Browser),
             ] {
-                done.extend(profile(&gen, label, url, &hot_paths, &keep, args.duration, method).await);
+                done.extend(profile(&gen, label, (url.as_str(), paths.as_path(), method, who), &keep, args.duration).await);
             }
             (!done.is_empty()).then_some(done)
         }
