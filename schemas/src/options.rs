@@ -270,12 +270,31 @@ fn forwarded(target: &str, rest: Option<&str>, query: Option<&str>) -> Option<St
     }
     // A target's own parameter is dropped if the request names it. The request's names
     // are borrowed, sorted and searched: listed only when the target has a query of its
-    // own, and never a scan per pair (both sides may hold thousands of pairs).
-    let mut names: Vec<&str> = Vec::new();
-    if own_query.is_some_and(|q| !q.is_empty()) {
-        names = query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()).map(name).collect();
-        names.sort_unstable();
-    }
+    // own, and never a scan per pair (both sides may hold thousands of pairs). Up to
+    // `FEW` names (nearly every request) sit on the stack: no allocation.
+    const FEW: usize = 16;
+    let mut few: [&str; FEW] = [""; FEW];
+    let mut many: Vec<&str> = Vec::new();
+    let names: &[&str] = if own_query.is_some_and(|q| !q.is_empty()) {
+        let mut all = query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()).map(name);
+        let mut n = 0;
+        for nm in all.by_ref().take(FEW) {
+            few[n] = nm;
+            n += 1;
+        }
+        let rest: Vec<&str> = all.collect();
+        if rest.is_empty() {
+            few[..n].sort_unstable();
+            &few[..n]
+        } else {
+            many.extend_from_slice(&few[..n]);
+            many.extend(rest);
+            many.sort_unstable();
+            &many
+        }
+    } else {
+        &[]
+    };
     let named = |n: &str| names.binary_search(&n).is_ok();
     let mut sep = '?';
     let own = own_query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty() && !named(name(p)));
@@ -391,6 +410,10 @@ mod tests {
         assert_eq!(at("https://t.example/p?a=1&b=2&a=3", "a=9"), "https://t.example/p?b=2&a=9");
         assert_eq!(at("https://t.example/p?a=1#top", "b=%20x"), "https://t.example/p?a=1&b=%20x#top");
         assert_eq!(at("https://t.example/p?a=1", "&&"), "https://t.example/p?a=1");
+        // More names than fit on the stack: the same answer.
+        let long: String = (0..40).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join("&");
+        let merged = at("https://t.example/p?k3=old&keep=1&k39=old", &long);
+        assert_eq!(merged, format!("https://t.example/p?keep=1&{long}"));
         let off = LinkOptions { forward_query: Some(false), ..Default::default() };
         assert_eq!(redirect(off.target("https://t.example/p?a=1", None, Some("b=2"), || Ts(0))).1, "https://t.example/p?a=1");
     }

@@ -1,9 +1,10 @@
 //! User-agent classes: browser, OS and device from woothee's rules, plus a bot flag
 //! (woothee's crawler category and common tool and bot markers). Results are cached
-//! per user-agent string: a site's traffic repeats a few thousand of them. The cache is a
-//! plain map behind a lock held for one lookup (the flusher has its own classifier; the
-//! edge's is read only by links with device, OS or browser rules), emptied when full
-//! (cheaper per click than a concurrent LRU, and the working set refills it).
+//! per user-agent string: a site's traffic repeats a few thousand of them. Each thread
+//! keeps the last agents it saw (a direct-mapped table of [`NEAR_SLOTS`], no lock, its
+//! own reference counts); behind it each classifier keeps a plain map behind a lock held
+//! for one lookup, emptied when full (cheaper per click than a concurrent LRU, and the
+//! working set refills it).
 
 use kurz_schemas::{Agent, Device};
 use std::sync::Arc;
@@ -40,6 +41,22 @@ const BOT_MARKERS: &[&str] = &[
 /// An agent's class and whether it is a bot, shared by every lookup that finds it.
 pub type Classified = Arc<(Agent, bool)>;
 
+/// Slots of the per-thread cache in front of each classifier's own.
+const NEAR_SLOTS: usize = 64;
+
+/// One slot of [`NEAR`]: a header and its class.
+type NearSlot = Option<(Box<str>, Classified)>;
+
+thread_local! {
+    static NEAR: std::cell::RefCell<Vec<NearSlot>> = std::cell::RefCell::new(vec![None; NEAR_SLOTS]);
+}
+
+/// A header's slot in [`NEAR`]: FNV-1a over its bytes.
+fn near_slot(ua: &str) -> usize {
+    let h = ua.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (h % NEAR_SLOTS as u64) as usize
+}
+
 pub struct Classifier {
     parser: woothee::parser::Parser,
     cache: std::sync::Mutex<std::collections::HashMap<Box<str>, Classified>>,
@@ -67,6 +84,20 @@ impl Classifier {
     /// seen is parsed outside it.
     pub fn shared(&self, ua: &str) -> Classified {
         let ua = truncate(ua, MAX_LEN);
+        // A few recent agents per thread first: no lock, and a class of this thread's own,
+        // so its reference count is touched by no other core. Classes depend on the
+        // header alone, so every classifier may share these.
+        let slot = near_slot(ua);
+        if let Some(hit) = NEAR.with_borrow(|near| near[slot].as_ref().filter(|(k, _)| **k == *ua).map(|(_, c)| c.clone())) {
+            return hit;
+        }
+        let own: Classified = Arc::new((*self.shared_by_all(ua)).clone());
+        NEAR.with_borrow_mut(|near| near[slot] = Some((ua.into(), own.clone())));
+        own
+    }
+
+    /// The classifier's own cache (one lock per lookup), parsing an agent not yet seen.
+    fn shared_by_all(&self, ua: &str) -> Classified {
         if let Some(hit) = self.cache.lock().expect("agent cache poisoned").get(ua) {
             return hit.clone();
         }
@@ -153,5 +184,22 @@ mod tests {
         }
         let long = "é".repeat(1000);
         assert!(!c.classify(&long).1, "long headers are cut on a character boundary");
+    }
+
+    #[test]
+    fn the_per_thread_cache_answers_by_the_whole_header_even_when_slots_collide() {
+        let c = Classifier::new();
+        // More agents than slots: some share a slot, and each still gets its own class.
+        let agents: Vec<String> =
+            (0..3 * NEAR_SLOTS).map(|i| format!("Mozilla/5.0 (X11; Linux x86_64; rv:{i}.0) Gecko/20100101 Firefox/{i}.0")).collect();
+        let bots: Vec<String> = (0..3 * NEAR_SLOTS).map(|i| format!("crawler-{i}/1.0")).collect();
+        for _ in 0..2 {
+            for (ua, bot) in agents.iter().zip(&bots) {
+                assert_eq!((c.shared(ua).0.browser.as_str(), c.shared(ua).1), ("Firefox", false), "{ua}");
+                assert!(c.shared(bot).1, "{bot}");
+            }
+        }
+        let a = c.shared(&agents[0]);
+        assert!(Arc::ptr_eq(&a, &c.shared(&agents[0])), "a repeated header is answered from this thread's cache");
     }
 }
