@@ -173,6 +173,12 @@ impl ReadStore for Redelivering {
     async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
         self.inner.crawlable_codes(limit).await
     }
+    async fn domains(&self) -> Result<Vec<kurz_schemas::Domain>, StorageError> {
+        self.inner.domains().await
+    }
+    async fn domain(&self, host: &str) -> Result<Option<kurz_schemas::Domain>, StorageError> {
+        self.inner.domain(host).await
+    }
     async fn history_event(&self, id: Id) -> Result<Option<kurz_schemas::HistoryEvent>, StorageError> {
         self.inner.history_event(id).await
     }

@@ -64,6 +64,7 @@ pub async fn run(a: Args) -> Value {
     let links: Vec<Event> = (0..a.users)
         .map(|i| {
             let link = Link {
+                domain: None,
                 id: Id::new(i as u64 + 1).unwrap(),
                 short_code: format!("c{i:06}"),
                 original_url: format!("https://example.com/{i}"),

@@ -92,6 +92,7 @@ pub async fn run(args: Args) -> serde_json::Value {
             user_id: None,
             existing_ok: false,
             options: Default::default(),
+            domain: None,
         };
         let o = state.submit(Command::new(CommandId::random(), Actor::Anonymous, body)).await.unwrap();
         let Answer::Link { link } = o.answer else { panic!("create failed: {:?}", o.answer) };
@@ -118,6 +119,7 @@ pub async fn run(args: Args) -> serde_json::Value {
             is_active: None,
             owner: None,
             options: Default::default(),
+            domain: None,
         };
         let t0 = Instant::now();
         let o = state.submit(Command::new(CommandId::random(), Actor::Anonymous, body)).await.unwrap();

@@ -212,6 +212,7 @@ pub fn render(o: &StoredOutcome) -> Result<(axum::http::StatusCode, serde_json::
         }
         Answer::Deleted { id } => serde_json::json!({ "message": "deleted", "id": id }),
         Answer::Reserved { refused } => serde_json::json!({ "refused": refused }),
+        Answer::Domain { domain } => domain.to_json(),
     };
     Ok((axum::http::StatusCode::from_u16(o.status).unwrap_or(axum::http::StatusCode::OK), body))
 }

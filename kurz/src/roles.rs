@@ -161,6 +161,8 @@ impl App {
         if !self.projector.wait_caught_up(Duration::from_secs(300)).await? {
             tracing::warn!(event = "startup_catch_up_incomplete", "serving before the projector caught up with the log");
         }
+        self.edge.load_domains().await;
+        workers.spawn("domains", self.edge.domains_refresher(kurz_query_edge::domains::DEFAULT_REFRESH));
         listening(&listener, &self.cfg)?;
 
         let fast = self.edge.fast_path();

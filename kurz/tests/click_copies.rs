@@ -85,6 +85,7 @@ async fn a_click_append_that_fails_after_writing_is_counted_once() {
 
     let link_id = Id::new(4242).unwrap();
     let link = Arc::new(Link {
+        domain: None,
         id: link_id,
         short_code: "copied".into(),
         original_url: "https://example.com/".into(),

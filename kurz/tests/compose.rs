@@ -361,8 +361,11 @@ fn nginx_sends_writes_to_command_api_and_reads_to_query_edge() {
         for uri in ["/abc1234", "/users", "/users/5", "/urls/7", "/events", "/health/ready", "/users/5/api-keys/x"] {
             assert_eq!(target(m, uri), "query_edge", "{m} {uri} must go to query-edge");
         }
-        // The one read the command-api serves: a user's API keys need authentication.
+        // The reads the command-api serves: a user's API keys, the domain registry.
         assert_eq!(target(m, "/users/5/api-keys"), "command_api", "{m} of a user's API keys");
+        assert_eq!(target(m, "/domains"), "command_api", "{m} of the domain registry");
+        assert_eq!(target(m, "/domains/go.example"), "command_api", "{m} of a domain");
+        assert_eq!(target(m, "/domains/go.example/x"), "query_edge", "{m} under a domain is no route of its own");
     }
     // A protected link's password goes to the edge that answers the link; a POST under
     // any reserved name, in any case, is a write.

@@ -336,7 +336,7 @@ impl Projector {
     pub(crate) async fn offer_to_cache(&self, mutations: &[Mutation]) {
         let Some(cache) = &self.cache else { return };
         for (code, entry) in mutations.iter().filter_map(projections::links::cache_entry) {
-            let _ = cache.offer(code, entry).await;
+            let _ = cache.offer(&code, entry).await;
         }
     }
 

@@ -81,6 +81,10 @@ pub async fn compare(log: &dyn EventLog, live: &dyn ReadStore, rebuilt: &dyn Rea
     diff("link", links.0, links.1, &mut out);
     diff("link analytics (count, aggregates, visitors)", clicks.0, clicks.1, &mut out);
 
+    // The domain registry.
+    let registry = |v: Vec<kurz_schemas::Domain>| v.into_iter().map(|d| (d.host.clone(), d)).collect::<BTreeMap<_, _>>();
+    diff("domain", registry(live.domains().await?), registry(rebuilt.domains().await?), &mut out);
+
     // The whole history.
     let everything = EventQuery { limit: usize::MAX, ..EventQuery::default() };
     let history = |v: Vec<kurz_schemas::HistoryEvent>| v.into_iter().map(|e| (e.id.get(), e)).collect::<BTreeMap<_, _>>();

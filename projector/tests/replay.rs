@@ -35,6 +35,7 @@ fn history() -> Vec<(u32, Event)> {
     for l in 1..=60u64 {
         let p = (l % 3) as u32;
         let mut link = Link {
+            domain: None,
             id: id(100 + l),
             short_code: format!("code{l}"),
             original_url: format!("https://x.io/{l}"),

@@ -25,6 +25,7 @@ fn id(n: u64) -> Id {
 
 fn link(n: u64, code: &str, title: &str) -> Link {
     Link {
+        domain: None,
         id: id(n),
         short_code: code.into(),
         original_url: format!("https://x.io/{n}"),
@@ -240,6 +241,12 @@ impl ReadStore for Hangs {
     }
     async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, kurz_storage::StorageError> {
         self.0.crawlable_codes(limit).await
+    }
+    async fn domains(&self) -> Result<Vec<kurz_schemas::Domain>, kurz_storage::StorageError> {
+        self.0.domains().await
+    }
+    async fn domain(&self, host: &str) -> Result<Option<kurz_schemas::Domain>, kurz_storage::StorageError> {
+        self.0.domain(host).await
     }
     async fn history_event(&self, i: Id) -> Result<Option<kurz_schemas::HistoryEvent>, kurz_storage::StorageError> {
         self.0.history_event(i).await

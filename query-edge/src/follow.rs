@@ -28,7 +28,7 @@ pub async fn run_until_stopped(log: Arc<dyn EventLog>, cache: Arc<dyn LinkCache>
                     let Ok(ev) = Event::decode(&r.payload) else { continue };
                     // A failed offer is the cache's to repair; the store stays the truth.
                     if let Some((code, entry)) = CachedLink::of_event(&ev.body, r.offset) {
-                        let _ = cache.offer(code, entry).await;
+                        let _ = cache.offer(&code, entry).await;
                     }
                 }
             }

@@ -2,6 +2,7 @@
 //! read half of the HTTP API, and click capture that never holds up a redirect.
 
 pub mod capture;
+pub mod domains;
 pub mod follow;
 pub mod metrics;
 pub mod routes;
@@ -38,6 +39,8 @@ pub struct Inner {
     pub unlock: Option<routes::unlock::Unlock>,
     /// The last `robots.txt` answer.
     pub robots: routes::robots::Robots,
+    /// The domain registry as this edge last read it.
+    pub domains: Arc<domains::Domains>,
 }
 
 /// The `Cache-Control` a redirect answers with: `private` always (a shared cache
@@ -120,6 +123,7 @@ impl QueryEdge {
                 agents: capture::agent::Classifier::new(),
                 unlock: None,
                 robots: Default::default(),
+                domains: Default::default(),
             })),
             flusher,
             reveal: Default::default(),
@@ -181,6 +185,23 @@ impl QueryEdge {
         self.flusher
     }
 
+    /// Reads the domain registry once, before serving: a failure is logged and the
+    /// edge starts with none (its refresh, [`QueryEdge::domains_refresher`], retries).
+    pub async fn load_domains(&self) {
+        if let Err(e) = self.state.domains.load(self.state.store.as_ref()).await {
+            tracing::warn!(event = "domains_not_read", error = %e, "serving without the domain registry until it can be read");
+        }
+    }
+
+    /// The worker that keeps the registry current, reading it every `every`.
+    pub fn domains_refresher(
+        &self,
+        every: std::time::Duration,
+    ) -> impl FnOnce(CancellationToken) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let (domains, store) = (self.state.domains.clone(), self.state.store.clone());
+        move |stop| Box::pin(domains.run_until_stopped(store, every, stop))
+    }
+
     /// Serves until `stop` under `limits` (connection limits and the drain limit); once
     /// the requests have drained, flushes the clicks they captured (for at most the
     /// drain limit again, `kurz_web::workers`).
@@ -194,6 +215,8 @@ impl QueryEdge {
         let fast = self.fast_path();
         let drain = limits.drain;
         let mut workers = kurz_web::workers::Workers::new();
+        self.load_domains().await;
+        workers.spawn("domains", self.domains_refresher(domains::DEFAULT_REFRESH));
         let flusher = self.flusher;
         workers.spawn("click_flusher", |stop| flusher.run_until_stopped(stop));
         kurz_web::serve::serve_with(listener, app, Some(fast), limits, stop).await?;

@@ -23,6 +23,7 @@ async fn sealed(keys: &Keyring, password: &str) -> kurz_schemas::sealed::Sealed 
 
 fn link(password: kurz_schemas::sealed::Sealed) -> Link {
     Link {
+        domain: None,
         id: Id::new(7).unwrap(),
         short_code: "guarded".into(),
         original_url: "https://t.example/secret".into(),

@@ -40,15 +40,16 @@ impl CachedLink {
         }
     }
 
-    /// The code a link event at offset `version` is about and the entry it leaves:
-    /// created or updated, the link; deleted, a negative entry. `None` for other events.
-    pub fn of_event(body: &EventBody, version: u64) -> Option<(&str, CachedLink)> {
+    /// The lookup key ([`Link::lookup_key`]) of the link a link event at offset
+    /// `version` is about and the entry it leaves: created or updated, the link;
+    /// deleted, a negative entry. `None` for other events.
+    pub fn of_event(body: &EventBody, version: u64) -> Option<(std::borrow::Cow<'_, str>, CachedLink)> {
         let (link, entry) = match body {
             EventBody::LinkCreated { link, .. } | EventBody::LinkUpdated { link } => (link, CachedLink::live(link.clone(), version)),
             EventBody::LinkDeleted { link } => (link, CachedLink::gone(version)),
             _ => return None,
         };
-        Some((&link.short_code, entry))
+        Some((link.lookup_key(), entry))
     }
 
     /// Whether the code resolves (the entry is not a negative one).
@@ -94,6 +95,7 @@ mod tests {
 
     fn link(code: &str) -> Link {
         Link {
+            domain: None,
             id: Id::new(7).unwrap(),
             short_code: code.into(),
             original_url: "https://example.com/a?b=c".into(),
@@ -112,11 +114,15 @@ mod tests {
         let created = EventBody::LinkCreated { link: l.clone(), imported: false };
         let updated = EventBody::LinkUpdated { link: l.clone() };
         let deleted = EventBody::LinkDeleted { link: l.clone() };
-        assert_eq!(CachedLink::of_event(&created, 4), Some(("abc", CachedLink::live(l.clone(), 4))));
-        assert_eq!(CachedLink::of_event(&updated, 5), Some(("abc", CachedLink::live(l.clone(), 5))));
-        assert_eq!(CachedLink::of_event(&deleted, 6), Some(("abc", CachedLink::gone(6))));
+        assert_eq!(CachedLink::of_event(&created, 4), Some(("abc".into(), CachedLink::live(l.clone(), 4))));
+        assert_eq!(CachedLink::of_event(&updated, 5), Some(("abc".into(), CachedLink::live(l.clone(), 5))));
+        assert_eq!(CachedLink::of_event(&deleted, 6), Some(("abc".into(), CachedLink::gone(6))));
         let other = EventBody::Decided { status: 200, answer: crate::Answer::Deleted { id: l.id }, fingerprint: None };
         assert_eq!(CachedLink::of_event(&other, 7), None);
+        // A link on a domain is cached under its host and code.
+        let on = Link { domain: Some("go.example".into()), ..l.clone() };
+        let created = EventBody::LinkCreated { link: on.clone(), imported: false };
+        assert_eq!(CachedLink::of_event(&created, 8), Some(("go.example/abc".into(), CachedLink::live(on, 8))));
         assert!(CachedLink::live(l.clone(), 1).is_live() && !CachedLink::gone(1).is_live());
     }
 

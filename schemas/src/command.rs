@@ -5,7 +5,7 @@
 //! applies a command id at most once.
 
 use crate::personal::{self, Keys, OpenError, RecordKind};
-use crate::{Email, Id, LinkOptions, OptionsPatch, ShortCode, TargetUrl, Ts};
+use crate::{DomainHost, Email, Id, LinkOptions, OptionsPatch, ShortCode, TargetUrl, Ts};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
@@ -170,9 +170,15 @@ pub enum CommandBody {
         existing_ok: bool,
         #[serde(default, skip_serializing_if = "LinkOptions::is_default")]
         options: LinkOptions,
+        /// The link's domain ([`crate::domain`]); none: the default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domain: Option<DomainHost>,
     },
     UpdateLink {
         code: ShortCode,
+        /// The link's domain ([`crate::domain`]); none: the default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domain: Option<DomainHost>,
         id: Id,
         title: Option<String>,
         original_url: Option<TargetUrl>,
@@ -184,6 +190,9 @@ pub enum CommandBody {
     },
     DeleteLink {
         code: ShortCode,
+        /// The link's domain ([`crate::domain`]); none: the default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domain: Option<DomainHost>,
         id: Id,
         owner: Option<Id>,
     },
@@ -194,6 +203,9 @@ pub enum CommandBody {
     },
     RecordEvent {
         code: ShortCode,
+        /// The link's domain ([`crate::domain`]); none: the default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domain: Option<DomainHost>,
         url_id: Id,
         user_id: Option<Id>,
         event_type: String,
@@ -204,6 +216,18 @@ pub enum CommandBody {
     ImportEvents {
         key: String,
         rows: Vec<EventRow>,
+    },
+    /// Registers a domain, or replaces its fallbacks (`host`: a [`DomainHost`] or
+    /// [`crate::domain::DEFAULT`]).
+    PutDomain {
+        host: String,
+        base_url_redirect: Option<TargetUrl>,
+        not_found_redirect: Option<TargetUrl>,
+        expired_redirect: Option<TargetUrl>,
+    },
+    /// Removes a domain: its links stay, and answer again if it is registered again.
+    DeleteDomain {
+        host: String,
     },
     /// Grants explicit ids of a bulk load before their rows are decided: every id here
     /// is owned by the partition of [`crate::id_key`] (`key`, the first id's), which
@@ -227,17 +251,22 @@ impl CommandBody {
             | TouchApiKey { .. }
             | DeleteUser { .. }
             | ImportUsers { .. } => crate::USERS_KEY.to_string(),
-            CreateLink { code, .. } | UpdateLink { code, .. } | DeleteLink { code, .. } | RecordEvent { code, .. } => link_key(code),
+            CreateLink { code, domain, .. }
+            | UpdateLink { code, domain, .. }
+            | DeleteLink { code, domain, .. }
+            | RecordEvent { code, domain, .. } => link_key(domain.as_ref(), code),
+            PutDomain { .. } | DeleteDomain { .. } => crate::domain::DOMAINS_KEY.to_string(),
             ImportLinks { key, .. } | ImportEvents { key, .. } => key.clone(),
             ReserveIds { kind, ids } => ids.first().map_or_else(|| format!("id:{}", kind.as_str()), |id| crate::id_key(*kind, *id)),
         }
     }
 }
 
-/// A link's aggregate key. Short codes never change, so they route every command for a
-/// link; uniqueness of a code is decided by the one partition that owns it.
-pub fn link_key(code: &ShortCode) -> String {
-    format!("link:{}", code.as_str())
+/// A link's aggregate key. Short codes and domains never change, so they route every
+/// command for a link; uniqueness of a code on a domain is decided by the one partition
+/// that owns it.
+pub fn link_key(domain: Option<&DomainHost>, code: &ShortCode) -> String {
+    format!("link:{}", crate::domain::lookup_key(domain.map(DomainHost::as_str), code.as_str()))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,6 +292,8 @@ pub struct LinkRow {
     pub updated_at: Option<Ts>,
     #[serde(default, skip_serializing_if = "LinkOptions::is_default")]
     pub options: LinkOptions,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainHost>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

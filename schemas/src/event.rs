@@ -12,12 +12,13 @@
 //! | 1 (additive) | `decided.fingerprint`, optional: absent in older records |
 //! | 2 | a user's personal fields (e-mail, username, password hash, API keys, revoked sessions) travel sealed under its data key: `user.subject`, `user.sealed`, and `user.erased` once the key is destroyed ([`crate::personal`]). Write with [`Event::encode_sealed`], read with [`Event::decode_opened`]. A v1 record reads as before. |
 //! | 3 | `ids_reserved`: explicit ids a bulk load brought, granted by the partition that owns them, and the `reserved` answer (the ids refused). Only these two are written as v3 (each record carries the lowest version that holds it, [`Event::version`]), so a v2 reader stops only where a bulk load brought explicit ids. |
+//! | 4 | domains ([`crate::domain`]): `domain_registered`, `domain_deleted`, the `domain` answer, and a link's `domain`. Only those records are written as v4: a v3 reader would take a domain's link for the default domain's, so it must stop there. |
 
 use crate::personal::{self, Keys, OpenError, RecordKind};
 use crate::{CommandId, HistoryEvent, Id, Link, Ts, User};
 use serde::{Deserialize, Serialize};
 
-pub const CURRENT_VERSION: u16 = 3;
+pub const CURRENT_VERSION: u16 = 4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
@@ -62,6 +63,13 @@ pub enum EventBody {
         kind: crate::IdKind,
         ids: Vec<Id>,
     },
+    /// A domain was registered, or its fallbacks replaced.
+    DomainRegistered {
+        domain: crate::Domain,
+    },
+    DomainDeleted {
+        domain: crate::Domain,
+    },
     /// The last event of every decided command: what its caller is answered.
     Decided {
         status: u16,
@@ -97,6 +105,9 @@ pub enum Answer {
     Rejected {
         message: String,
     },
+    Domain {
+        domain: crate::Domain,
+    },
     /// Of the ids a `reserve_ids` command asked for, those already granted before.
     Reserved {
         refused: Vec<Id>,
@@ -131,6 +142,11 @@ impl Event {
     /// a reader one version behind reads every event it could understand.
     pub fn version(&self) -> u16 {
         match &self.body {
+            EventBody::DomainRegistered { .. }
+            | EventBody::DomainDeleted { .. }
+            | EventBody::Decided { answer: Answer::Domain { .. }, .. } => 4,
+            EventBody::Decided { answer: Answer::Link { link }, .. } if link.domain.is_some() => 4,
+            _ if self.link().is_some_and(|l| l.domain.is_some()) => 4,
             EventBody::IdsReserved { .. } | EventBody::Decided { answer: Answer::Reserved { .. }, .. } => 3,
             _ => 2,
         }
@@ -146,7 +162,7 @@ impl Event {
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         let probe: VersionProbe = serde_json::from_slice(bytes)?;
         match probe.v {
-            1..=3 => Ok(serde_json::from_slice::<EventEnvelope>(bytes)?.event),
+            1..=CURRENT_VERSION => Ok(serde_json::from_slice::<EventEnvelope>(bytes)?.event),
             v => Err(DecodeError::UnknownVersion(v)),
         }
     }
@@ -186,7 +202,7 @@ impl Event {
             return Event::decode(bytes);
         }
         let probe: VersionProbe = serde_json::from_slice(bytes)?;
-        if !matches!(probe.v, 1..=3) {
+        if !matches!(probe.v, 1..=CURRENT_VERSION) {
             return Err(DecodeError::UnknownVersion(probe.v));
         }
         Ok(personal::decode::<EventEnvelope>(bytes, RecordKind::Event, keys)?.event)

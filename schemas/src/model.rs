@@ -187,6 +187,10 @@ pub struct Link {
     pub user_id: Option<Id>,
     pub created_at: Ts,
     pub updated_at: Ts,
+    /// The domain the link lives on ([`crate::domain`]); none: the default one. Set at
+    /// creation, never changed: with the code, it is how the link is found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     /// How the link answers beyond a 302 to `original_url` (`LinkOptions`); left out
     /// of the encoding when all are defaults, so links from before options encode as
     /// they always did.
@@ -230,8 +234,14 @@ impl Link {
         out.insert("user_id".into(), serde_json::json!(self.user_id));
         out.insert("created_at".into(), self.created_at.to_rfc3339().into());
         out.insert("updated_at".into(), self.updated_at.to_rfc3339().into());
+        out.insert("domain".into(), serde_json::json!(self.domain));
         self.options.write_json(&mut out);
         serde_json::Value::Object(out)
+    }
+
+    /// The key the link is found by: its code, or `domain/code` ([`crate::domain::lookup_key`]).
+    pub fn lookup_key(&self) -> std::borrow::Cow<'_, str> {
+        crate::domain::lookup_key(self.domain.as_deref(), &self.short_code)
     }
 }
 

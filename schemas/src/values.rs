@@ -9,6 +9,8 @@ pub enum ValueError {
     BadShortCode,
     #[error("short_code '{0}' is reserved")]
     ReservedShortCode(String),
+    #[error("domain must be a host name of two labels or more (letters, digits, inner '-'; punycode for international names), without a port, at most 253 characters")]
+    BadDomain,
     #[error("email must look like name@domain and be at most 254 characters")]
     BadEmail,
     #[error("url must be an absolute http or https URL")]
@@ -31,7 +33,7 @@ pub enum ValueError {
 /// static path segment must be listed here: the edge answers any other single-segment
 /// `GET` as a redirect before its router ([`ShortCode::is_plain_code`]).
 pub const RESERVED: &[&str] =
-    &["health", "users", "urls", "events", "auth", "shorten", "links", "metrics", "api", "admin", "static", "visits"];
+    &["health", "users", "urls", "events", "auth", "shorten", "links", "metrics", "api", "admin", "static", "visits", "domains"];
 pub const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -33,7 +33,7 @@ fn every_event_fixture_decodes_and_reencodes_losslessly() {
         // Re-encoding with the current version and decoding again keeps every field.
         assert_eq!(Event::decode(&ev.encode()).unwrap(), ev, "{}", path.display());
     }
-    assert_eq!(kinds.len(), 9, "a fixture for every event type");
+    assert_eq!(kinds.len(), 11, "a fixture for every event type");
 }
 
 #[test]
@@ -219,13 +219,47 @@ fn sealed_v2_fixtures_open_with_their_key_and_read_as_erased_once_it_is_gone() {
 }
 
 #[test]
+fn v4_fixtures_carry_the_registry_and_a_link_found_by_host_and_code() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events/v4");
+    let read = |f: &str| Event::decode(&std::fs::read(dir.join(f)).unwrap()).unwrap();
+    match read("domain_registered.json").body {
+        EventBody::DomainRegistered { domain } => {
+            assert_eq!((domain.host.as_str(), domain.not_found_redirect.as_deref()), ("go.example", Some("https://example.org/missing")));
+            assert!(domain.base_url_redirect.is_none() && domain.expired_redirect.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    let ev = read("link_created_on_domain.json");
+    let link = ev.link().unwrap();
+    assert_eq!((link.domain.as_deref(), link.lookup_key().as_ref()), (Some("go.example"), "go.example/promo"));
+    // A v1 link has no domain: found by its code alone, as before.
+    let v1 = Event::decode(&std::fs::read(dir.join("../v1/link_created.json")).unwrap()).unwrap();
+    assert_eq!((v1.link().unwrap().domain.as_deref(), v1.link().unwrap().lookup_key().as_ref()), (None, "u0MO8vv"));
+}
+
+#[test]
 fn each_event_is_written_at_the_lowest_version_that_holds_it() {
     // A reader one version behind must keep reading everything but the new kinds.
     for (version, path) in fixtures("events") {
         let ev = Event::decode(&std::fs::read(&path).unwrap()).unwrap();
         let written: serde_json::Value = serde_json::from_slice(&ev.encode()).unwrap();
-        let new_kind = matches!(ev.body, EventBody::IdsReserved { .. } | EventBody::Decided { answer: Answer::Reserved { .. }, .. });
-        assert_eq!(written["v"], if new_kind { 3 } else { 2 }, "{}", path.display());
+        let v3 = matches!(ev.body, EventBody::IdsReserved { .. } | EventBody::Decided { answer: Answer::Reserved { .. }, .. });
+        let v4 = matches!(
+            ev.body,
+            EventBody::DomainRegistered { .. } | EventBody::DomainDeleted { .. } | EventBody::Decided { answer: Answer::Domain { .. }, .. }
+        ) || ev.link().is_some_and(|l| l.domain.is_some());
+        assert_eq!(
+            written["v"],
+            if v4 {
+                4
+            } else if v3 {
+                3
+            } else {
+                2
+            },
+            "{}",
+            path.display()
+        );
         assert!(version <= ev.version(), "{} is stored as v{version}", path.display());
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 fn entry(url: &str, version: u64) -> CachedLink {
     CachedLink::live(
         Link {
+            domain: None,
             id: Id::new(3).unwrap(),
             short_code: "code".into(),
             original_url: url.into(),

@@ -157,6 +157,7 @@ mod tests {
                 user_id: None,
                 existing_ok: false,
                 options: Default::default(),
+                domain: None,
             },
         )
     }

@@ -4,8 +4,14 @@
 //! Every command ends with exactly one `Decided` event, the answer its caller gets.
 
 use super::state::PartitionState;
+use kurz_schemas::domain::{lookup_key, Domain, DEFAULT, MAX_DOMAINS};
 use kurz_schemas::event::Answer;
-use kurz_schemas::{Command, CommandBody, Event, EventBody, HistoryEvent, Id, Link, Ts, User};
+use kurz_schemas::{Command, CommandBody, DomainHost, Event, EventBody, HistoryEvent, Id, Link, ShortCode, Ts, User};
+
+/// The key `code` on `domain` is found by.
+fn key<'a>(domain: &Option<DomainHost>, code: &'a ShortCode) -> std::borrow::Cow<'a, str> {
+    lookup_key(domain.as_ref().map(DomainHost::as_str), code.as_str())
+}
 
 /// The data keys `cmd` brought that no user of `events` (or of the state) took: a
 /// sign-up refused, an import row skipped, an update of a user that has a key. The
@@ -162,8 +168,8 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             out.push(decided(201, Answer::Count { count, skipped }));
             out
         }
-        CreateLink { code, original_url, title, user_id, existing_ok, options, .. } => {
-            if let Some(existing) = state.links.get(code.as_str()) {
+        CreateLink { code, original_url, title, user_id, existing_ok, options, domain, .. } => {
+            if let Some(existing) = state.links.get(key(domain, code).as_ref()) {
                 let l = &existing.link;
                 if *existing_ok && !existing.deleted && l.is_active && l.user_id == *user_id && l.original_url == original_url.as_str() {
                     return vec![decided(200, Answer::Link { link: l.clone() })];
@@ -181,11 +187,12 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 created_at: now,
                 updated_at: now,
                 options: options.clone(),
+                domain: domain.as_ref().map(|d| d.to_string()),
             };
             vec![EventBody::LinkCreated { link: link.clone(), imported: false }, decided(201, Answer::Link { link })]
         }
-        UpdateLink { code, id, title, original_url, is_active, owner, options } => {
-            let Some(old) = state.live_link(code.as_str()).filter(|l| l.id == *id) else { return reject(404, "url not found") };
+        UpdateLink { code, id, title, original_url, is_active, owner, options, domain } => {
+            let Some(old) = state.live_link(&key(domain, code)).filter(|l| l.id == *id) else { return reject(404, "url not found") };
             if owner.is_some() && old.user_id != *owner {
                 return reject(403, "this url belongs to another user");
             }
@@ -207,8 +214,8 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             link.updated_at = now;
             vec![EventBody::LinkUpdated { link: link.clone() }, decided(200, Answer::Link { link })]
         }
-        DeleteLink { code, id, owner } => {
-            let Some(old) = state.live_link(code.as_str()).filter(|l| l.id == *id) else { return reject(404, "url not found") };
+        DeleteLink { code, id, owner, domain } => {
+            let Some(old) = state.live_link(&key(domain, code)).filter(|l| l.id == *id) else { return reject(404, "url not found") };
             if owner.is_some() && old.user_id != *owner {
                 return reject(403, "this url belongs to another user");
             }
@@ -222,7 +229,8 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             let mut batch_codes = std::collections::HashSet::new();
             let mut batch_ids = std::collections::HashSet::new();
             for (i, row) in rows.iter().enumerate() {
-                if state.links.contains_key(row.code.as_str()) || !batch_codes.insert(row.code.clone()) {
+                let k = key(&row.domain, &row.code);
+                if state.links.contains_key(k.as_ref()) || !batch_codes.insert(k.into_owned()) {
                     skipped.push(format!("row {}: short_code {} already exists", i + 1, row.code.as_str()));
                     continue;
                 }
@@ -244,6 +252,7 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                     created_at: created,
                     updated_at: row.updated_at.unwrap_or(created),
                     options: row.options.clone(),
+                    domain: row.domain.as_ref().map(|d| d.to_string()),
                 };
                 out.push(EventBody::LinkCreated { link, imported: true });
             }
@@ -251,8 +260,8 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
             out.push(decided(201, Answer::Count { count, skipped }));
             out
         }
-        RecordEvent { code, url_id, user_id, event_type, details, owner } => {
-            let Some(link) = state.live_link(code.as_str()).filter(|l| l.id == *url_id) else { return reject(404, "url not found") };
+        RecordEvent { code, url_id, user_id, event_type, details, owner, domain } => {
+            let Some(link) = state.live_link(&key(domain, code)).filter(|l| l.id == *url_id) else { return reject(404, "url not found") };
             if owner.is_some() && link.user_id != *owner {
                 return reject(403, "this url belongs to another user");
             }
@@ -269,6 +278,28 @@ fn decide(state: &mut PartitionState, cmd: &Command, now: Ts) -> Vec<EventBody> 
                 details: details.clone(),
             };
             vec![EventBody::EventRecorded { event: event.clone() }, decided(201, Answer::Event { event })]
+        }
+        PutDomain { host, base_url_redirect, not_found_redirect, expired_redirect } => {
+            let old = state.domains.get(host);
+            let listed = state.domains.keys().filter(|h| h.as_str() != DEFAULT).count();
+            if old.is_none() && host != DEFAULT && listed >= MAX_DOMAINS {
+                return reject(409, format!("at most {MAX_DOMAINS} domains can be registered; delete one first"));
+            }
+            let target = |t: &Option<kurz_schemas::TargetUrl>| t.as_ref().map(|t| t.as_str().to_string());
+            let domain = Domain {
+                host: host.clone(),
+                base_url_redirect: target(base_url_redirect),
+                not_found_redirect: target(not_found_redirect),
+                expired_redirect: target(expired_redirect),
+                created_at: old.map_or(now, |d| d.created_at),
+                updated_at: now,
+            };
+            let status = if old.is_some() { 200 } else { 201 };
+            vec![EventBody::DomainRegistered { domain: domain.clone() }, decided(status, Answer::Domain { domain })]
+        }
+        DeleteDomain { host } => {
+            let Some(domain) = state.domains.get(host).cloned() else { return reject(404, "domain not found") };
+            vec![EventBody::DomainDeleted { domain: domain.clone() }, decided(200, Answer::Domain { domain })]
         }
         ReserveIds { kind, ids } => {
             let mut granted = Vec::new();

@@ -1,7 +1,7 @@
 //! A decider partition's state: everything it needs to decide the next command, and
 //! nothing it cannot rebuild from its own partition of the events topic.
 
-use kurz_schemas::{CommandId, Event, EventBody, Id, IdGen, IdKind, Link, Ts, User};
+use kurz_schemas::{CommandId, Domain, Event, EventBody, Id, IdGen, IdKind, Link, Ts, User};
 use std::collections::{HashMap, HashSet};
 
 /// How long a decided command id is remembered for deduplication.
@@ -23,6 +23,7 @@ pub struct PartitionState {
     pub emails: HashMap<String, Id>,
     /// Ids of users that were ever created here, deleted ones included.
     pub user_ids: HashSet<Id>,
+    /// Links by lookup key ([`Link::lookup_key`]: the code, or `domain/code`).
     pub links: HashMap<String, LinkState>,
     pub link_ids: HashSet<Id>,
     pub history_ids: HashSet<Id>,
@@ -30,6 +31,8 @@ pub struct PartitionState {
     pub reserved: HashSet<(IdKind, Id)>,
     /// Decided command ids and when they were decided.
     pub decided: HashMap<CommandId, Ts>,
+    /// The domain registry, by host (only in the partition of `DOMAINS_KEY`).
+    pub domains: std::collections::BTreeMap<String, Domain>,
     last_prune: Ts,
 }
 
@@ -46,6 +49,7 @@ impl PartitionState {
             history_ids: HashSet::new(),
             reserved: HashSet::new(),
             decided: HashMap::new(),
+            domains: Default::default(),
             last_prune: Ts(0),
         }
     }
@@ -81,10 +85,16 @@ impl PartitionState {
             EventBody::LinkCreated { link, .. } | EventBody::LinkUpdated { link } => {
                 self.ids.observe(link.id);
                 self.link_ids.insert(link.id);
-                self.links.insert(link.short_code.clone(), LinkState { link: link.clone(), deleted: false });
+                self.links.insert(link.lookup_key().into_owned(), LinkState { link: link.clone(), deleted: false });
             }
             EventBody::LinkDeleted { link } => {
-                self.links.insert(link.short_code.clone(), LinkState { link: link.clone(), deleted: true });
+                self.links.insert(link.lookup_key().into_owned(), LinkState { link: link.clone(), deleted: true });
+            }
+            EventBody::DomainRegistered { domain } => {
+                self.domains.insert(domain.host.clone(), domain.clone());
+            }
+            EventBody::DomainDeleted { domain } => {
+                self.domains.remove(&domain.host);
             }
             EventBody::EventRecorded { event } => {
                 self.ids.observe(event.id);
@@ -104,7 +114,8 @@ impl PartitionState {
         }
     }
 
-    pub fn live_link(&self, code: &str) -> Option<&Link> {
-        self.links.get(code).filter(|l| !l.deleted).map(|l| &l.link)
+    /// The live link found by `key` (its code, or `domain/code`).
+    pub fn live_link(&self, key: &str) -> Option<&Link> {
+        self.links.get(key).filter(|l| !l.deleted).map(|l| &l.link)
     }
 }

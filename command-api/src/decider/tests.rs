@@ -18,6 +18,7 @@ fn create_link(code: &str, owner: Option<Id>) -> CommandBody {
         user_id: owner,
         existing_ok: false,
         options: Default::default(),
+        domain: None,
     }
 }
 
@@ -52,7 +53,7 @@ fn deleted_codes_are_never_handed_out_again() {
         Answer::Link { link } => link.clone(),
         other => panic!("{other:?}"),
     };
-    let del = CommandBody::DeleteLink { code: ShortCode::parse("gone1").unwrap(), id: link.id, owner: None };
+    let del = CommandBody::DeleteLink { code: ShortCode::parse("gone1").unwrap(), id: link.id, owner: None, domain: None };
     assert_eq!(decided(&handle(&mut s, &cmd("b", del.clone()), now())).0, 200);
     assert_eq!(decided(&handle(&mut s, &cmd("c", del), now())).0, 404, "already deleted");
     assert_eq!(decided(&handle(&mut s, &cmd("d", create_link("gone1", None)), now())).0, 409);
@@ -75,6 +76,7 @@ fn ownership_and_activity_are_checked_against_state() {
         is_active: active,
         owner,
         options: Default::default(),
+        domain: None,
     };
     assert_eq!(decided(&handle(&mut s, &cmd("b", upd(Some(Id::new(8).unwrap()), Some(false))), now())).0, 403);
     assert_eq!(decided(&handle(&mut s, &cmd("c", upd(Some(owner), Some(false))), now())).0, 200);
@@ -85,11 +87,12 @@ fn ownership_and_activity_are_checked_against_state() {
         event_type: "view".into(),
         details: Default::default(),
         owner: None,
+        domain: None,
     };
     let (status, answer) = decided(&handle(&mut s, &cmd("d", rec), now()));
     assert_eq!(status, 400);
     assert!(matches!(answer, Answer::Rejected { message } if message.contains("inactive")));
-    let wrong_id = CommandBody::DeleteLink { code, id: Id::new(999).unwrap(), owner: None };
+    let wrong_id = CommandBody::DeleteLink { code, id: Id::new(999).unwrap(), owner: None, domain: None };
     assert_eq!(decided(&handle(&mut s, &cmd("e", wrong_id), now())).0, 404, "id and code must name the same link");
 }
 
@@ -130,6 +133,7 @@ fn imports_skip_duplicates_and_report_them() {
         created_at: Some(Ts(5)),
         updated_at: None,
         options: Default::default(),
+        domain: None,
     };
     let rows = vec![row(1, "one"), row(2, "taken"), row(1, "dupid"), row(3, "one"), row(4, "four")];
     let evs = handle(&mut s, &cmd("b", CommandBody::ImportLinks { key: "link:one".into(), rows: rows.clone() }), now());
@@ -213,6 +217,7 @@ fn requests_at_every_limit_make_records_that_decode() {
                 user_id: None,
                 existing_ok: false,
                 options: Default::default(),
+                domain: None,
             },
         ),
         now(),
@@ -232,6 +237,7 @@ fn requests_at_every_limit_make_records_that_decode() {
                 event_type: "t".repeat(MAX_EVENT_TYPE_BYTES),
                 details: d,
                 owner: None,
+                domain: None,
             },
         ));
     }
@@ -368,4 +374,70 @@ fn answers_carry_no_credentials_and_import_problems_no_emails() {
         vec![kurz_schemas::UserRow { id: None, email: Email::parse("c@x.io").unwrap(), username: None, created_at: None, subject: None }];
     let text = format!("{:?}", decided(&handle(&mut s, &cmd("3", CommandBody::ImportUsers { rows }), Ts(3))).1);
     assert!(text.contains("row 1") && !text.contains("c@x.io"), "{text}");
+}
+
+fn on(domain: &str, body: CommandBody) -> CommandBody {
+    let d = Some(kurz_schemas::DomainHost::parse(domain).unwrap());
+    match body {
+        CommandBody::CreateLink { code, custom, original_url, title, user_id, existing_ok, options, .. } => {
+            CommandBody::CreateLink { code, custom, original_url, title, user_id, existing_ok, options, domain: d }
+        }
+        CommandBody::DeleteLink { code, id, owner, .. } => CommandBody::DeleteLink { code, id, owner, domain: d },
+        other => other,
+    }
+}
+
+#[test]
+fn a_code_is_decided_once_per_domain_and_routes_by_host_and_code() {
+    let mut s = PartitionState::new(0);
+    let plain = handle(&mut s, &cmd("a", create_link("promo", None)), now());
+    let on_go = handle(&mut s, &cmd("b", on("go.example", create_link("promo", None))), now());
+    assert_eq!((decided(&plain).0, decided(&on_go).0), (201, 201), "one code on two domains");
+    assert_eq!(decided(&handle(&mut s, &cmd("c", on("go.example", create_link("promo", None))), now())).0, 409);
+    let link = match decided(&on_go).1 {
+        Answer::Link { link } => link,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((link.domain.as_deref(), link.lookup_key().as_ref()), (Some("go.example"), "go.example/promo"));
+    assert_eq!(on_go[0].version(), 4, "a v3 reader must not take it for the default domain's link");
+    assert_eq!(plain[0].version(), 2);
+    // The domain's link is not the default domain's: a delete must name its domain.
+    let del = CommandBody::DeleteLink { code: ShortCode::parse("promo").unwrap(), id: link.id, owner: None, domain: None };
+    assert_eq!(decided(&handle(&mut s, &cmd("d", del.clone()), now())).0, 404);
+    assert_eq!(decided(&handle(&mut s, &cmd("e", on("go.example", del)), now())).0, 200);
+    assert!(s.live_link("promo").is_some() && s.live_link("go.example/promo").is_none());
+    // Their commands route by host and code.
+    assert_eq!(on("go.example", create_link("promo", None)).key(), "link:go.example/promo");
+    assert_eq!(create_link("promo", None).key(), "link:promo");
+}
+
+#[test]
+fn the_registry_is_bounded_and_updates_keep_their_creation_time() {
+    use kurz_schemas::domain::{DEFAULT, MAX_DOMAINS};
+    let put = |host: &str, nf: Option<&str>| CommandBody::PutDomain {
+        host: host.into(),
+        base_url_redirect: None,
+        not_found_redirect: nf.map(|u| TargetUrl::parse(u).unwrap()),
+        expired_redirect: None,
+    };
+    assert_eq!(put("go.example", None).key(), "domains");
+    let mut s = PartitionState::new(0);
+    let first = handle(&mut s, &cmd("a", put("go.example", None)), now());
+    assert_eq!(decided(&first).0, 201);
+    let later = Ts(now().0 + 1000);
+    let again = handle(&mut s, &cmd("b", put("go.example", Some("https://x.io/404"))), later);
+    let (status, answer) = decided(&again);
+    let Answer::Domain { domain } = answer else { panic!("{answer:?}") };
+    assert_eq!((status, domain.created_at, domain.updated_at), (200, now(), later));
+    assert_eq!(domain.not_found_redirect.as_deref(), Some("https://x.io/404"));
+    for i in 1..MAX_DOMAINS {
+        assert_eq!(decided(&handle(&mut s, &cmd(&format!("p{i}"), put(&format!("d{i}.example"), None)), now())).0, 201);
+    }
+    let over = handle(&mut s, &cmd("over", put("one-more.example", None)), now());
+    assert_eq!(decided(&over).0, 409, "at most {MAX_DOMAINS}");
+    assert_eq!(decided(&handle(&mut s, &cmd("default", put(DEFAULT, None)), now())).0, 201, "the default entry is not counted");
+    assert_eq!(decided(&handle(&mut s, &cmd("upd", put("d1.example", None)), now())).0, 200, "a full registry still updates");
+    assert_eq!(decided(&handle(&mut s, &cmd("del", CommandBody::DeleteDomain { host: "d1.example".into() }), now())).0, 200);
+    assert_eq!(decided(&handle(&mut s, &cmd("del2", CommandBody::DeleteDomain { host: "d1.example".into() }), now())).0, 404);
+    assert_eq!(decided(&handle(&mut s, &cmd("room", put("one-more.example", None)), now())).0, 201, "a deletion makes room");
 }

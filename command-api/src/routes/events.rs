@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use kurz_schemas::limits::{self, MAX_EVENT_TYPE_BYTES};
-use kurz_schemas::{CommandBody, Id, ShortCode};
+use kurz_schemas::{CommandBody, Id};
 use kurz_web::{ApiError, JsonObject};
 
 pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap, body: JsonObject) -> Result<Response, ApiError> {
@@ -36,9 +36,9 @@ pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap,
         }
         (_, None) => None,
     };
-    let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
+    let (domain, code) = super::urls::address(&link)?;
     let key = s.idempotency(&headers, &p.scope(), "POST /events", &canonical(&body))?;
-    let cmd = CommandBody::RecordEvent { code, url_id: link.id, user_id, event_type, details, owner: p.owner() };
+    let cmd = CommandBody::RecordEvent { code, url_id: link.id, user_id, event_type, details, owner: p.owner(), domain };
     let o = s.submit(key.command(p.actor(), cmd)).await?;
     Ok(to_response(render(&o)?))
 }

@@ -5,9 +5,10 @@ mod api_keys;
 pub(crate) mod auth;
 #[doc(hidden)]
 pub mod bulk;
+mod domains;
 mod events;
 pub(crate) mod options;
-mod urls;
+pub(crate) mod urls;
 mod users;
 
 use crate::AppState;
@@ -56,6 +57,8 @@ fn writes(
         ("/links/create", post(urls::create).with_state(s.clone()).layer(json_limit)),
         ("/urls/bulk", post(bulk::urls).with_state(s.clone()).layer(bulk_limit)),
         ("/urls/{id}", put(urls::update).delete(urls::delete).with_state(s.clone()).layer(json_limit)),
+        ("/domains", post(domains::put).get(domains::list).with_state(s.clone()).layer(json_limit)),
+        ("/domains/{host}", delete(domains::delete).get(domains::get).with_state(s.clone()).layer(json_limit)),
         ("/shorten", post(urls::shorten).with_state(s.clone()).layer(json_limit)),
         ("/events", post(events::create).with_state(s.clone()).layer(json_limit)),
         ("/events/bulk", post(bulk::events).with_state(s).layer(bulk_limit)),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use kurz_schemas::event::Answer;
 use kurz_schemas::limits;
-use kurz_schemas::{Command, CommandBody, CommandId, Id, Link, LinkOptions, ShortCode, TargetUrl};
+use kurz_schemas::{Command, CommandBody, CommandId, DomainHost, Id, Link, LinkOptions, ShortCode, TargetUrl};
 use kurz_storage::store::StoredOutcome;
 use kurz_web::{ApiError, JsonObject};
 
@@ -65,6 +65,26 @@ struct NewLink {
     title: Option<String>,
     owner: Option<Id>,
     options: LinkOptions,
+    domain: Option<DomainHost>,
+}
+
+/// The optional `domain` of a new link: a registered domain ([`kurz_schemas::domain`]).
+/// A domain deleted while the link is created leaves a link that answers once the
+/// domain is registered again.
+async fn domain(s: &AppState, body: &JsonObject) -> Result<Option<DomainHost>, ApiError> {
+    let Some(raw) = body.opt_str("domain")? else { return Ok(None) };
+    let host = DomainHost::parse(raw).map_err(bad)?;
+    if s.store.domain(host.as_str()).await?.is_none() {
+        return Err(bad(format!("domain '{host}' is not registered (POST /domains)")));
+    }
+    Ok(Some(host))
+}
+
+/// How a stored link is addressed: its domain and code, as its commands route.
+pub(crate) fn address(link: &Link) -> Result<(Option<DomainHost>, ShortCode), ApiError> {
+    let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
+    let domain = link.domain.as_deref().map(DomainHost::parse).transpose().map_err(ApiError::internal)?;
+    Ok((domain, code))
 }
 
 /// Creates a link under `alias`, or under generated codes until one is free.
@@ -86,7 +106,13 @@ async fn create_link(
             Some(a) => a.clone(),
             None if derive => {
                 let owner = link.owner.map(|o| o.get().to_string()).unwrap_or_default();
-                keyed_code(s.auth.secret(), &[b"shorten", owner.as_bytes(), link.url.as_str().as_bytes()], attempt, s.settings.code_len)
+                let domain = link.domain.as_ref().map_or("", DomainHost::as_str);
+                // A link on no domain keeps the code it always derived.
+                let parts: &[&[u8]] = match domain {
+                    "" => &[b"shorten", owner.as_bytes(), link.url.as_str().as_bytes()],
+                    d => &[b"shorten", owner.as_bytes(), link.url.as_str().as_bytes(), d.as_bytes()],
+                };
+                keyed_code(s.auth.secret(), parts, attempt, s.settings.code_len)
             }
             None if keyed => keyed_code(s.auth.secret(), &[b"create", base.as_str().as_bytes()], attempt, s.settings.code_len),
             None => random_code(s.settings.code_len),
@@ -100,6 +126,7 @@ async fn create_link(
             user_id: link.owner,
             existing_ok: derive,
             options: link.options.clone(),
+            domain: link.domain.clone(),
         };
         let o = s.submit(Command::new(id, p.actor(), body).with_fingerprint(key.fingerprint.clone())).await?;
         if o.status == 409 && alias.is_none() {
@@ -118,11 +145,12 @@ pub async fn create(State(s): State<AppState>, p: Principal, headers: HeaderMap,
     let mut options = super::options::of_new(&body, &|field, raw| named_target(&s, &headers, field, raw))?;
     let password = super::options::password(&body)?;
     let owner = owner_for(&s, p, user_id).await?;
+    let domain = domain(&s, &body).await?;
     if let Some(Some(password)) = password {
         options.password = Some(sealed_password(&s, password).await?);
     }
     let key = s.idempotency(&headers, &p.scope(), "POST /urls", &canonical(&body))?;
-    let o = create_link(&s, key, p, NewLink { url, title, owner, options }, alias, false).await?;
+    let o = create_link(&s, key, p, NewLink { url, title, owner, options, domain }, alias, false).await?;
     Ok(to_response(render(&o)?))
 }
 
@@ -134,12 +162,15 @@ pub async fn shorten(State(s): State<AppState>, p: Principal, headers: HeaderMap
     let title = title(&body)?;
     let user_id = body.opt_id("user_id")?;
     let owner = owner_for(&s, p, user_id).await?;
+    let domain = domain(&s, &body).await?;
     let base = short_base(&s, &headers);
-    if let Some(existing) = s.store.active_link_for(owner, url.as_str()).await? {
+    let existing = s.store.active_link_for(owner, url.as_str()).await?;
+    if let Some(existing) = existing.filter(|l| l.domain.as_deref() == domain.as_ref().map(DomainHost::as_str)) {
         return Ok((StatusCode::OK, Json(shorten_json(&base, &existing))).into_response());
     }
     let key = s.idempotency(&headers, &p.scope(), "POST /shorten", &canonical(&body))?;
-    let o = create_link(&s, key, p, NewLink { url, title, owner, options: LinkOptions::default() }, None, true).await?;
+    let new = NewLink { url, title, owner, options: LinkOptions::default(), domain };
+    let o = create_link(&s, key, p, new, None, true).await?;
     match &o.answer {
         Answer::Link { link } => {
             Ok((StatusCode::from_u16(o.status).unwrap_or(StatusCode::CREATED), Json(shorten_json(&base, link))).into_response())
@@ -160,11 +191,18 @@ fn short_base(s: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// `/shorten`'s answer. A link on a domain gets its short URL there, with the scheme
+/// of the default one.
 fn shorten_json(base: &str, l: &Link) -> serde_json::Value {
+    let base = match &l.domain {
+        None => base.to_string(),
+        Some(d) => format!("{}://{d}", base.split_once("://").map_or("https", |(scheme, _)| scheme)),
+    };
     serde_json::json!({
         "id": l.id,
         "short_code": l.short_code,
         "short_url": format!("{base}/{}", l.short_code),
+        "domain": l.domain,
         "original_url": l.original_url,
         "title": l.title,
     })
@@ -222,10 +260,10 @@ pub async fn update(
         Some(Some(password)) => Some(Some(sealed_password(&s, password).await?)),
         other => other.map(|_| None),
     };
-    let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
+    let (domain, code) = address(&link)?;
     let key = s.idempotency(&headers, &p.scope(), &format!("PUT /urls/{}", link.id), &canonical(&body))?;
     let replaced = options.password.is_some();
-    let cmd = CommandBody::UpdateLink { code, id: link.id, title, original_url, is_active, owner: p.owner(), options };
+    let cmd = CommandBody::UpdateLink { code, id: link.id, title, original_url, is_active, owner: p.owner(), options, domain };
     let o = s.submit(key.command(p.actor(), cmd)).await?;
     if replaced {
         forget_password(&s, &link, &o).await;
@@ -235,9 +273,9 @@ pub async fn update(
 
 pub async fn delete(State(s): State<AppState>, Path(raw): Path<String>, p: Principal, headers: HeaderMap) -> Result<Response, ApiError> {
     let link = existing_link(&s, &raw).await?;
-    let code = ShortCode::parse_lenient(&link.short_code).map_err(ApiError::internal)?;
+    let (domain, code) = address(&link)?;
     let key = s.idempotency(&headers, &p.scope(), &format!("DELETE /urls/{}", link.id), b"")?;
-    let o = s.submit(key.command(p.actor(), CommandBody::DeleteLink { code, id: link.id, owner: p.owner() })).await?;
+    let o = s.submit(key.command(p.actor(), CommandBody::DeleteLink { code, id: link.id, owner: p.owner(), domain })).await?;
     forget_password(&s, &link, &o).await;
     Ok(to_response(render(&o)?))
 }

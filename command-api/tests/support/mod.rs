@@ -20,6 +20,7 @@ pub fn create(id: &str, code: &str) -> Command {
             user_id: None,
             existing_ok: false,
             options: Default::default(),
+            domain: None,
         },
     )
 }

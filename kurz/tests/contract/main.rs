@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 mod auth;
 mod bulk;
+mod domains;
 mod errors;
 mod events;
 mod health;

@@ -4,6 +4,7 @@
 //! - `tests.rs`: that mapping's tests, including idempotence.
 
 pub mod clicks;
+pub mod domains;
 pub mod history;
 pub mod links;
 pub mod outcomes;
@@ -40,5 +41,12 @@ pub trait Projection: Send + Sync + 'static {
 
 /// Every projection kurz maintains.
 pub fn all() -> Vec<Box<dyn Projection>> {
-    vec![Box::new(users::Users), Box::new(links::Links), Box::new(history::History), Box::new(outcomes::Outcomes), Box::new(clicks::Clicks)]
+    vec![
+        Box::new(users::Users),
+        Box::new(links::Links),
+        Box::new(history::History),
+        Box::new(outcomes::Outcomes),
+        Box::new(clicks::Clicks),
+        Box::new(domains::Domains),
+    ]
 }

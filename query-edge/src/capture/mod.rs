@@ -88,6 +88,7 @@ impl Default for CaptureSettings {
 #[cfg(test)]
 pub(crate) fn test_link(id: u64, code: &str) -> Arc<Link> {
     Arc::new(Link {
+        domain: None,
         id: kurz_schemas::Id::new(id).unwrap(),
         short_code: code.into(),
         original_url: "https://example.com/".into(),

@@ -1,7 +1,7 @@
 //! Orphan visits: requests that reach no link ([`kurz_schemas::Orphan`]).
 //!
-//! - `GET /` (and `HEAD /`): there is no link at the root. Answered 404 and recorded as
-//!   a `base` orphan visit; unknown codes and expired links are recorded by the
+//! - `GET /` (and `HEAD /`): there is no link at the root. Recorded as a `base` orphan
+//!   visit and answered with the host's `base_url_redirect` (`crate::domains`), else 404; unknown codes and expired links are recorded by the
 //!   redirect itself (`super::redirect`).
 //! - `GET /visits/orphan?from=&to=&bucket=hour|day`: their counts from the clicks
 //!   projection's orphan aggregates (`kurz_schemas::analytics::orphan_hour`), per kind
@@ -33,7 +33,10 @@ pub async fn base(State(s): State<EdgeState>, req: Request) -> Response {
         let visited = Visited::Orphan { kind: OrphanKind::Base, code: None, link_id: None };
         s.clicks.record(super::redirect::raw_click(&s.clicks, visited, &req.method, &req.uri, &req.headers, peer));
     }
-    ApiError::NotFound("no link here: short links are served at /{code}".into()).into_response()
+    match s.domains.fallback(&req.headers, &req.uri, kurz_schemas::domain::Fallback::Base) {
+        Some(target) => super::redirect::fallback_redirect(target),
+        None => ApiError::NotFound("no link here: short links are served at /{code}".into()).into_response(),
+    }
 }
 
 pub async fn visits(State(s): State<EdgeState>, headers: HeaderMap, q: Params) -> Result<Json<Value>, ApiError> {

@@ -12,6 +12,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use kurz_schemas::domain::Fallback;
 use kurz_schemas::options::{Target, MAX_LOCATION};
 use kurz_schemas::{CachedLink, Link, OrphanKind, ShortCode, Ts};
 use kurz_web::ApiError;
@@ -22,23 +23,48 @@ use std::sync::Arc;
 /// Longest header value (and query string) a click keeps, in bytes.
 const MAX_HEADER: usize = 512;
 
-pub(crate) async fn resolve(s: &EdgeState, code: &str) -> Result<(Option<Arc<Link>>, Source), ApiError> {
+/// The link `code` names on the request's `domain` (a registered one,
+/// [`crate::domains::Domains::domain_of`]): the domain's own link of that code, else
+/// the default domain's (as Shlink answers).
+pub(crate) async fn resolve(s: &EdgeState, domain: Option<&str>, code: &str) -> Result<(Option<Arc<Link>>, Source), ApiError> {
     // A path that cannot be a short code (too long, or not URL-safe) is unknown without
     // asking: it never reaches a cache or the store, so odd paths cost no memory there.
     if ShortCode::parse_lenient(code).is_err() {
         return Ok((None, Source::Refused));
     }
+    if let Some(d) = domain {
+        let found = lookup(s, &kurz_schemas::domain::lookup_key(Some(d), code)).await?;
+        if found.0.is_some() {
+            return Ok(found);
+        }
+    }
+    lookup(s, code).await
+}
+
+/// The link under lookup key `key`: the hot cache, then the read store.
+async fn lookup(s: &EdgeState, key: &str) -> Result<(Option<Arc<Link>>, Source), ApiError> {
     // The in-process tier first, without a boxed future per lookup; then the whole cache.
-    if let Some(hit) = s.cache.get_local(code) {
+    if let Some(hit) = s.cache.get_local(key) {
         return Ok((hit.link, Source::Cache));
     }
     // A cache error is a miss: the store answers (slower, counted at the cache port).
-    if let Ok(Some(hit)) = s.cache.get(code).await {
+    if let Ok(Some(hit)) = s.cache.get(key).await {
         return Ok((hit.link, Source::Cache));
     }
-    let entry = CachedLink::read(s.store.link_by_code(code).await?.map(|vl| (vl.link, vl.version)));
-    let _ = s.cache.offer(code, entry.clone()).await;
+    let entry = CachedLink::read(s.store.link_by_code(key).await?.map(|vl| (vl.link, vl.version)));
+    let _ = s.cache.offer(key, entry.clone()).await;
     Ok((entry.link, Source::Store))
+}
+
+/// [`resolve`] from the in-process tier alone: `None` unless it answers for sure.
+fn resolve_local(s: &EdgeState, domain: Option<&str>, code: &str) -> Option<CachedLink> {
+    if let Some(d) = domain {
+        let hit = s.cache.get_local(&kurz_schemas::domain::lookup_key(Some(d), code))?;
+        if hit.link.is_some() {
+            return Some(hit);
+        }
+    }
+    s.cache.get_local(code)
 }
 
 /// The route's first path segment, percent-decoded only when it holds an escape (codes
@@ -69,13 +95,15 @@ pub async fn redirect_or_stats(State(s): State<EdgeState>, req: Request) -> Resu
         if rest.is_some() {
             return Err(ApiError::NotFound("short link not found".into()));
         }
-        return stats(&s, code).await;
+        let domain = s.domains.domain_of(&req.headers, &req.uri);
+        return stats(&s, domain.as_deref(), code).await;
     }
     let peer = req.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip());
     if let Some((refused, wait)) = peer.and_then(|p| limited(&s, p, &req.headers)) {
         return Ok(kurz_web::ratelimit::tarpit(refused, wait).await);
     }
-    redirect(&s, &code, rest, &req, peer).await
+    let domain = s.domains.domain_of(&req.headers, &req.uri);
+    redirect(&s, domain.as_deref(), &code, rest, &req, peer).await
 }
 
 /// `GET /{code}` answered before the router (`kurz_web::serve::FastPath`) when the
@@ -98,8 +126,9 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
         if let Some((refused, wait)) = limited(&s, peer.ip(), &req.headers) {
             return Fast::Later(Box::pin(observed("/{code}", &req.method, kurz_web::ratelimit::tarpit(refused, wait))));
         }
+        let domain = s.domains.domain_of(&req.headers, &req.uri);
         let now = observed_now("/{code}", &req.method, || {
-            let hit = s.cache.get_local(&req.uri.path()[1..])?;
+            let hit = resolve_local(&s, domain.as_deref(), &req.uri.path()[1..])?;
             Some(answer(&s, hit.link, Source::Cache, None, &req, Some(peer.ip()))?.into_response())
         });
         if let Some(resp) = now {
@@ -109,7 +138,7 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
         let s = s.clone();
         let method = req.method.clone();
         Fast::Later(Box::pin(observed("/{code}", &method, async move {
-            redirect(&s, &req.uri.path()[1..], None, &req, peer).await.into_response()
+            redirect(&s, domain.as_deref(), &req.uri.path()[1..], None, &req, peer).await.into_response()
         })))
     })
 }
@@ -141,8 +170,15 @@ pub fn fuzz_classify(target: &str) -> Option<(bool, Option<String>)> {
     Some((fast, looked_up))
 }
 
-async fn redirect(s: &EdgeState, code: &str, rest: Option<&str>, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
-    let (link, source) = resolve(s, code).await?;
+async fn redirect(
+    s: &EdgeState,
+    domain: Option<&str>,
+    code: &str,
+    rest: Option<&str>,
+    req: &Parts,
+    peer: Option<IpAddr>,
+) -> Result<Response, ApiError> {
+    let (link, source) = resolve(s, domain, code).await?;
     answer_visit(s, link, source, rest, req, peer, Visitor::Plain).await
 }
 
@@ -207,7 +243,7 @@ pub(crate) async fn answer_visit(
             if within_limit(s, &l.link, l.max, req).await? {
                 redirected(s, l.link, l.status, &l.location, l.source, req, peer)
             } else {
-                Err(orphan(s, Found::Expired, OrphanKind::Expired, Some(&l.link), l.source, req, peer))
+                orphan(s, Found::Expired, OrphanKind::Expired, Some(&l.link), l.source, req, peer)
             }
         }
     }
@@ -223,7 +259,7 @@ fn plan(
     peer: Option<IpAddr>,
     visitor: Visitor,
 ) -> Plan {
-    let not_found = |found, kind, link: Option<&Link>| Plan::Now(Err(orphan(s, found, kind, link, source, req, peer)));
+    let not_found = |found, kind, link: Option<&Link>| Plan::Now(orphan(s, found, kind, link, source, req, peer));
     let link = match link {
         Some(l) if l.is_active => l,
         Some(l) => return not_found(Found::Inactive, OrphanKind::NotFound, Some(&l)),
@@ -275,8 +311,9 @@ fn redirected(
     Ok((status, [(header::LOCATION, location), (header::CACHE_CONTROL, cache.clone())]).into_response())
 }
 
-/// A visit that reaches no link: answered 404 and recorded as an orphan visit of
-/// `kind` (with the code asked for, and for `expired` the link).
+/// A visit that reaches no link: recorded as an orphan visit of `kind` (with the code
+/// asked for, and for `expired` the link), and answered with the host's fallback for
+/// it ([`crate::domains::Domains::fallback`]), else a 404.
 fn orphan(
     s: &EdgeState,
     found: Found,
@@ -285,7 +322,7 @@ fn orphan(
     source: Source,
     req: &Parts,
     peer: Option<IpAddr>,
-) -> ApiError {
+) -> Result<Response, ApiError> {
     metrics::redirect(found, source).inc();
     if s.clicks.enabled() {
         let code = match link {
@@ -295,7 +332,22 @@ fn orphan(
         let link_id = link.filter(|_| kind == OrphanKind::Expired).map(|l| l.id);
         s.clicks.record(raw_click(&s.clicks, Visited::Orphan { kind, code, link_id }, &req.method, &req.uri, &req.headers, peer));
     }
-    ApiError::NotFound("short link not found or inactive".into())
+    let fallback = match kind {
+        OrphanKind::Base => Fallback::Base,
+        OrphanKind::NotFound => Fallback::NotFound,
+        OrphanKind::Expired => Fallback::Expired,
+    };
+    match s.domains.fallback(&req.headers, &req.uri, fallback) {
+        Some(target) => Ok(fallback_redirect(target)),
+        None => Err(ApiError::NotFound("short link not found or inactive".into())),
+    }
+}
+
+/// A 302 to a domain's fallback, kept by no shared cache and by no browser for long:
+/// the fallback may change, and the next visit may find a link.
+pub(crate) fn fallback_redirect(target: HeaderValue) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, target), (header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=0"))])
+        .into_response()
 }
 
 /// Whether this visit of a link with `max` visits is within them. A visit that counts
@@ -398,8 +450,8 @@ fn clipped(v: &str) -> String {
     v[..end].to_owned()
 }
 
-async fn stats(s: &EdgeState, code: &str) -> Result<Response, ApiError> {
-    let (link, _) = resolve(s, code).await?;
+async fn stats(s: &EdgeState, domain: Option<&str>, code: &str) -> Result<Response, ApiError> {
+    let (link, _) = resolve(s, domain, code).await?;
     let link = link.ok_or_else(|| ApiError::NotFound("short link not found".into()))?;
     let clicks = s.store.click_count(link.id).await?;
     let mut out = serde_json::Map::new();
@@ -409,6 +461,7 @@ async fn stats(s: &EdgeState, code: &str) -> Result<Response, ApiError> {
     out.insert("is_active".into(), link.is_active.into());
     out.insert("click_count".into(), clicks.into());
     out.insert("created_at".into(), link.created_at.to_rfc3339().into());
+    out.insert("domain".into(), serde_json::json!(link.domain));
     link.options.write_json(&mut out);
     Ok(Json(serde_json::Value::Object(out)).into_response())
 }

@@ -117,7 +117,8 @@ pub async fn unlock(State(s): State<EdgeState>, req: Request) -> Result<Response
     // answers other methods (404 for no link, 405 for a link without a password) before
     // a byte of the body is read.
     let (code, rest) = super::redirect::code_of(&parts.uri)?;
-    let (link, source) = super::redirect::resolve(&s, &code).await?;
+    let domain = s.domains.domain_of(&parts.headers, &parts.uri);
+    let (link, source) = super::redirect::resolve(&s, domain.as_deref(), &code).await?;
     let Some(link) = link.filter(|l| l.is_active && l.options.live_at(kurz_schemas::Ts::now())) else {
         return Err(ApiError::NotFound("short link not found or inactive".into()));
     };
@@ -153,9 +154,10 @@ pub async fn unlock(State(s): State<EdgeState>, req: Request) -> Result<Response
         // whose key was erased with it: the store holds the current one (and the cache
         // gets it too).
         None => {
-            let fresh = s.store.link_by_code(&code).await?;
+            let key = link.lookup_key().into_owned();
+            let fresh = s.store.link_by_code(&key).await?;
             let entry = kurz_schemas::CachedLink::read(fresh.map(|vl| (vl.link, vl.version)));
-            let _ = s.cache.offer(&code, entry.clone()).await;
+            let _ = s.cache.offer(&key, entry.clone()).await;
             let Some(fresh) = entry.link.filter(|l| l.is_active) else {
                 return Err(ApiError::NotFound("short link not found or inactive".into()));
             };

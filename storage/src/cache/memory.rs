@@ -115,6 +115,7 @@ mod tests {
 
     fn entry(version: u64, url: &str) -> CachedLink {
         let link = Link {
+            domain: None,
             id: Id::new(1).unwrap(),
             short_code: "abc".into(),
             original_url: url.into(),

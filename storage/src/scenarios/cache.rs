@@ -7,6 +7,7 @@ use std::sync::Arc;
 fn entry(code: &str, url: &str, version: u64) -> CachedLink {
     CachedLink::live(
         Link {
+            domain: None,
             id: Id::new(1).unwrap(),
             short_code: code.into(),
             original_url: url.into(),

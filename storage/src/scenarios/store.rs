@@ -18,6 +18,7 @@ pub fn user(n: u64, email: &str) -> User {
 
 pub fn link(n: u64, code: &str, owner: Option<u64>, url: &str, active: bool) -> Link {
     Link {
+        domain: None,
         id: id(n),
         short_code: code.into(),
         original_url: url.into(),
@@ -57,6 +58,8 @@ pub async fn run(store: Arc<dyn ReadStore>) {
     links_by_code_owner_and_filters(s).await;
     older_link_versions_never_win(s).await;
     crawlable_links_are_listed_by_code(s).await;
+    links_on_a_domain_are_found_by_host_and_code(s).await;
+    the_domain_registry_keeps_the_last_entry_per_host(s).await;
     history_filters_by_index(s).await;
     clicks_add_exactly_once_with_their_position(s).await;
     click_aggregates_are_exact_and_ranged(s).await;
@@ -291,6 +294,74 @@ async fn crawlable_links_are_listed_by_code(s: &dyn ReadStore) {
         .await
         .unwrap();
     assert_eq!(s.crawlable_codes(100).await.unwrap(), vec!["cr-e"]);
+}
+
+/// A code once per domain: a link on `go.example` is found by `go.example/<code>`, the
+/// default domain's by the code alone, each following its own changes.
+async fn links_on_a_domain_are_found_by_host_and_code(s: &dyn ReadStore) {
+    let on = |from: u64, mutations: Vec<Mutation>| StoreBatch {
+        positions: vec![Position { projection: "dom-links".into(), topic: "t".into(), partition: 0, from, to: from + 1 }],
+        mutations,
+        ..Default::default()
+    };
+    let put = |n: u64, domain: Option<&str>, url: &str, v: u64| {
+        let mut l = link(n, "dom-code", None, url, true);
+        l.domain = domain.map(str::to_string);
+        l.options.crawlable = Some(true);
+        Mutation::PutLink(VersionedLink { link: l, version: v })
+    };
+    s.apply(on(0, vec![put(70, None, "https://plain.io", 1), put(71, Some("go.example"), "https://go.io", 2)])).await.unwrap();
+    let url = |key: &'static str| async move { s.link_by_code(key).await.unwrap().map(|v| v.link.original_url) };
+    assert_eq!(url("dom-code").await.as_deref(), Some("https://plain.io"));
+    assert_eq!(url("go.example/dom-code").await.as_deref(), Some("https://go.io"));
+    assert_eq!(url("other.example/dom-code").await, None);
+    let listed = s.crawlable_codes(1000).await.unwrap();
+    assert!(listed.contains(&"dom-code".to_string()) && listed.contains(&"go.example/dom-code".to_string()), "{listed:?}");
+    // The domain's link changes and goes; the default domain's stays.
+    s.apply(on(1, vec![put(71, Some("go.example"), "https://go2.io", 3)])).await.unwrap();
+    assert_eq!(url("go.example/dom-code").await.as_deref(), Some("https://go2.io"));
+    let mut gone = link(71, "dom-code", None, "https://go2.io", true);
+    gone.domain = Some("go.example".into());
+    s.apply(on(2, vec![Mutation::DeleteLink(VersionedLink { link: gone, version: 4 })])).await.unwrap();
+    assert_eq!(url("go.example/dom-code").await, None);
+    assert_eq!(url("dom-code").await.as_deref(), Some("https://plain.io"));
+    assert!(!s.crawlable_codes(1000).await.unwrap().contains(&"go.example/dom-code".to_string()));
+}
+
+/// The registry: one entry per host (and the default), replaced whole, deleted by host.
+async fn the_domain_registry_keeps_the_last_entry_per_host(s: &dyn ReadStore) {
+    let on = |from: u64, mutations: Vec<Mutation>| StoreBatch {
+        positions: vec![Position { projection: "domains".into(), topic: "t".into(), partition: 0, from, to: from + 1 }],
+        mutations,
+        ..Default::default()
+    };
+    let entry = |host: &str, not_found: Option<&str>, at: i64| kurz_schemas::Domain {
+        host: host.into(),
+        base_url_redirect: None,
+        not_found_redirect: not_found.map(str::to_string),
+        expired_redirect: None,
+        created_at: Ts(1),
+        updated_at: Ts(at),
+    };
+    assert!(s.domains().await.unwrap().is_empty());
+    assert_eq!(s.domain("go.example").await.unwrap(), None);
+    s.apply(on(
+        0,
+        vec![
+            Mutation::PutDomain(entry("go.example", None, 1)),
+            Mutation::PutDomain(entry("default", Some("https://d.io"), 1)),
+            Mutation::PutDomain(entry("go.example", Some("https://g.io"), 2)),
+        ],
+    ))
+    .await
+    .unwrap();
+    let mut all = s.domains().await.unwrap();
+    all.sort_by(|a, b| a.host.cmp(&b.host));
+    assert_eq!(all, vec![entry("default", Some("https://d.io"), 1), entry("go.example", Some("https://g.io"), 2)], "the last put wins");
+    s.apply(on(1, vec![Mutation::DeleteDomain(entry("go.example", None, 3))])).await.unwrap();
+    assert_eq!(s.domain("go.example").await.unwrap(), None);
+    assert_eq!(s.domain("default").await.unwrap(), Some(entry("default", Some("https://d.io"), 1)));
+    assert_eq!(s.domains().await.unwrap().len(), 1);
 }
 
 async fn history_filters_by_index(s: &dyn ReadStore) {

@@ -22,6 +22,8 @@ const LINKS_BY_OWNER: TableDefinition<(u64, u64), ()> = TableDefinition::new("li
 const LINKS_BY_OWNER_URL: TableDefinition<(u64, &str, u64), ()> = TableDefinition::new("links_by_owner_url");
 /// Codes of the links `robots.txt` lists ([`super::is_listed_crawlable`]), with their ids.
 const LINKS_CRAWLABLE: TableDefinition<&str, u64> = TableDefinition::new("links_crawlable");
+/// The domain registry: host (or `default`) to its entry's JSON.
+const DOMAINS: TableDefinition<&str, &[u8]> = TableDefinition::new("domains");
 const HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("history");
 const HISTORY_BY_URL: TableDefinition<(u64, u64), ()> = TableDefinition::new("history_by_url");
 const HISTORY_BY_USER: TableDefinition<(u64, u64), ()> = TableDefinition::new("history_by_user");
@@ -74,6 +76,7 @@ impl RedbStore {
         w.open_table(LINKS_BY_OWNER)?;
         w.open_table(LINKS_BY_OWNER_URL)?;
         w.open_table(LINKS_CRAWLABLE)?;
+        w.open_table(DOMAINS)?;
         w.open_table(HISTORY)?;
         w.open_table(HISTORY_BY_URL)?;
         w.open_table(HISTORY_BY_USER)?;
@@ -243,6 +246,12 @@ fn apply_mutation(w: &WriteTransaction, m: &Mutation) -> Result<(), StorageError
         Mutation::AddVisitor { link_id, day, visitor } => {
             write_click_rows(w, &[], &BTreeMap::new(), &BTreeMap::new(), &[(link_id.get(), *day, visitor.as_str())])?
         }
+        Mutation::PutDomain(d) => {
+            w.open_table(DOMAINS)?.insert(d.host.as_str(), serde_json::to_vec(d)?.as_slice())?;
+        }
+        Mutation::DeleteDomain(d) => {
+            w.open_table(DOMAINS)?.remove(d.host.as_str())?;
+        }
         Mutation::Park(r) => {
             w.open_table(PARKED)?.insert((r.topic.as_str(), r.partition, r.key.as_str(), r.offset), serde_json::to_vec(r)?.as_slice())?;
         }
@@ -261,26 +270,28 @@ fn apply_mutation(w: &WriteTransaction, m: &Mutation) -> Result<(), StorageError
 }
 
 fn index_link(w: &WriteTransaction, l: &Link) -> Result<(), StorageError> {
-    w.open_table(LINKS_BY_CODE)?.insert(l.short_code.as_str(), l.id.get())?;
+    let key = l.lookup_key();
+    w.open_table(LINKS_BY_CODE)?.insert(key.as_ref(), l.id.get())?;
     w.open_table(LINKS_BY_OWNER)?.insert((owner_key(l.user_id), l.id.get()), ())?;
     w.open_table(LINKS_BY_OWNER_URL)?.insert((owner_key(l.user_id), l.original_url.as_str(), l.id.get()), ())?;
     if super::is_listed_crawlable(l) {
-        w.open_table(LINKS_CRAWLABLE)?.insert(l.short_code.as_str(), l.id.get())?;
+        w.open_table(LINKS_CRAWLABLE)?.insert(key.as_ref(), l.id.get())?;
     }
     Ok(())
 }
 
 fn unindex_link(w: &WriteTransaction, l: &Link) -> Result<(), StorageError> {
+    let key = l.lookup_key();
     let mut by_code = w.open_table(LINKS_BY_CODE)?;
-    let current = by_code.get(l.short_code.as_str())?.map(|v| v.value());
+    let current = by_code.get(key.as_ref())?.map(|v| v.value());
     if current == Some(l.id.get()) {
-        by_code.remove(l.short_code.as_str())?;
+        by_code.remove(key.as_ref())?;
     }
     w.open_table(LINKS_BY_OWNER)?.remove((owner_key(l.user_id), l.id.get()))?;
     w.open_table(LINKS_BY_OWNER_URL)?.remove((owner_key(l.user_id), l.original_url.as_str(), l.id.get()))?;
     let mut crawlable = w.open_table(LINKS_CRAWLABLE)?;
-    if crawlable.get(l.short_code.as_str())?.map(|v| v.value()) == Some(l.id.get()) {
-        crawlable.remove(l.short_code.as_str())?;
+    if crawlable.get(key.as_ref())?.map(|v| v.value()) == Some(l.id.get()) {
+        crawlable.remove(key.as_ref())?;
     }
     Ok(())
 }
@@ -415,6 +426,19 @@ impl ReadStore for RedbStore {
         let r = self.db.begin_read()?;
         let t = r.open_table(LINKS_CRAWLABLE)?;
         t.iter()?.take(limit).map(|e| Ok(e?.0.value().to_string())).collect()
+    }
+
+    async fn domains(&self) -> Result<Vec<kurz_schemas::Domain>, StorageError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(DOMAINS)?;
+        t.iter()?.map(|e| Ok(serde_json::from_slice(e?.1.value())?)).collect()
+    }
+
+    async fn domain(&self, host: &str) -> Result<Option<kurz_schemas::Domain>, StorageError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(DOMAINS)?;
+        let v = t.get(host)?;
+        Ok(v.map(|v| serde_json::from_slice(v.value())).transpose()?)
     }
 
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError> {

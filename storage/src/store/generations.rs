@@ -261,6 +261,12 @@ impl ReadStore for Generations {
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError> {
         self.current().links(q).await
     }
+    async fn domains(&self) -> Result<Vec<kurz_schemas::Domain>, StorageError> {
+        self.current().domains().await
+    }
+    async fn domain(&self, host: &str) -> Result<Option<kurz_schemas::Domain>, StorageError> {
+        self.current().domain(host).await
+    }
     async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
         self.current().crawlable_codes(limit).await
     }

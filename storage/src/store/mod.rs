@@ -13,7 +13,7 @@ pub mod scylla;
 use crate::{metrics, StorageError};
 use async_trait::async_trait;
 use kurz_schemas::event::Answer;
-use kurz_schemas::{HistoryEvent, Id, Link, Ts, User};
+use kurz_schemas::{Domain, HistoryEvent, Id, Link, Ts, User};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +45,9 @@ pub enum Mutation {
     PutLink(VersionedLink),
     DeleteLink(VersionedLink),
     PutHistory(HistoryEvent),
+    /// Registers a domain or replaces its entry ([`kurz_schemas::domain`]).
+    PutDomain(Domain),
+    DeleteDomain(Domain),
     /// Adds to a link's click count; exactly-once because it commits with its position.
     AddClicks {
         link_id: Id,
@@ -237,9 +240,13 @@ pub trait ReadStore: Send + Sync + 'static {
     /// The lowest-id active link of `owner` (None: anonymous) that targets `url`.
     async fn active_link_for(&self, owner: Option<Id>, url: &str) -> Result<Option<Link>, StorageError>;
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError>;
-    /// The short codes of active links marked crawlable, in code order, at most `limit`
+    /// The lookup keys (`code`, or `domain/code`) of active links marked crawlable, in key order, at most `limit`
     /// (for `robots.txt`).
     async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError>;
+    /// The domain registry: at most `MAX_DOMAINS` hosts and the default entry.
+    async fn domains(&self) -> Result<Vec<Domain>, StorageError>;
+    /// One registry entry, by host (or `default`).
+    async fn domain(&self, host: &str) -> Result<Option<Domain>, StorageError>;
 
     async fn history_event(&self, id: Id) -> Result<Option<HistoryEvent>, StorageError>;
     async fn history(&self, q: &EventQuery) -> Result<Vec<HistoryEvent>, StorageError>;
@@ -319,6 +326,12 @@ impl ReadStore for Instrumented {
     }
     async fn links(&self, q: &LinkQuery) -> Result<Vec<Link>, StorageError> {
         timed!("links", self.inner.links(q))
+    }
+    async fn domains(&self) -> Result<Vec<Domain>, StorageError> {
+        timed!("domains", self.inner.domains())
+    }
+    async fn domain(&self, host: &str) -> Result<Option<Domain>, StorageError> {
+        timed!("domain", self.inner.domain(host))
     }
     async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
         timed!("crawlable_codes", self.inner.crawlable_codes(limit))

@@ -68,9 +68,12 @@ async fn forward(front: Arc<Front>, req: axum::extract::Request) -> Response {
         Ok(b) => b,
         Err(e) => return front_error(StatusCode::BAD_REQUEST, format!("front: reading the request body: {e}")),
     };
-    // As infra/nginx/nginx.conf: writes, and the one private read (a user's API keys),
-    // go to the command-api; a POST to a code goes to the edge.
-    let private_read = parts.uri.path().starts_with("/users/") && parts.uri.path().ends_with("/api-keys");
+    // As infra/nginx/nginx.conf: writes, and the private reads (a user's API keys, the
+    // domain registry), go to the command-api; a POST to a code goes to the edge.
+    let path = parts.uri.path();
+    let private_read = (path.starts_with("/users/") && path.ends_with("/api-keys"))
+        || path == "/domains"
+        || path.strip_prefix("/domains/").is_some_and(|h| !h.is_empty() && !h.contains('/'));
     // A POST to a code (not a reserved name) is a protected link's password: the edge.
     let first = parts.uri.path().trim_start_matches('/').split('/').next().unwrap_or("");
     let unlock = parts.method == Method::POST && kurz_schemas::ShortCode::is_plain_code(first);

@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use kurz_schemas::command::link_key;
 use kurz_schemas::event::Answer;
-use kurz_schemas::{id_key, CommandBody, CommandId, EventRow, Id, IdKind, LinkRow, ShortCode, UserRow};
+use kurz_schemas::{id_key, CommandBody, CommandId, DomainHost, EventRow, Id, IdKind, LinkRow, ShortCode, UserRow};
 use kurz_storage::log::partition_for;
 use kurz_storage::store::StoredOutcome;
 use kurz_web::ApiError;
@@ -159,9 +159,9 @@ impl<R: Explicit + Send + 'static> Batcher<R> {
         Ok(())
     }
 
-    /// Adds a row of the link `code`, to the partition that owns it.
-    pub async fn push_for_link(&mut self, code: &ShortCode, partitions: u32, row: R) -> Result<(), ApiError> {
-        let key = link_key(code);
+    /// Adds a row of the link `code` on `domain`, to the partition that owns it.
+    pub async fn push_for_link(&mut self, domain: Option<&DomainHost>, code: &ShortCode, partitions: u32, row: R) -> Result<(), ApiError> {
+        let key = link_key(domain, code);
         self.push(partition_for(&key, partitions), || key, row).await
     }
 

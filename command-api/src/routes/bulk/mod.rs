@@ -17,7 +17,7 @@ use axum::Json;
 use kurz_schemas::ids::MAX_EXPLICIT_ID;
 use kurz_schemas::limits::{self, MAX_CSV_FIELD_BYTES};
 use kurz_schemas::options::OptionError;
-use kurz_schemas::{CommandBody, Email, EventRow, Id, LinkOptions, LinkRow, RedirectType, ShortCode, TargetUrl, Ts, UserRow};
+use kurz_schemas::{CommandBody, DomainHost, Email, EventRow, Id, LinkOptions, LinkRow, RedirectType, ShortCode, TargetUrl, Ts, UserRow};
 use kurz_web::ApiError;
 use std::collections::HashMap;
 
@@ -195,11 +195,29 @@ pub async fn urls(
         Ok(url)
     };
     let mut passwords = 0usize;
+    // The registry is small (at most MAX_DOMAINS): read once per load.
+    let mut registered: Option<std::collections::HashSet<String>> = None;
     while let Some((i, row)) = rows.recv().await {
+        let domain = match field(&row, "domain") {
+            None => Ok(None),
+            Some(d) => match DomainHost::parse(d) {
+                Err(e) => Err(e.to_string()),
+                Ok(d) => {
+                    if registered.is_none() {
+                        registered = Some(s.store.domains().await?.into_iter().map(|d| d.host).collect());
+                    }
+                    match registered.as_ref().is_some_and(|r| r.contains(d.as_str())) {
+                        true => Ok(Some(d)),
+                        false => Err(format!("domain '{d}' is not registered")),
+                    }
+                }
+            },
+        };
         let parsed = (|| -> Result<LinkRow, String> {
             if let Some(p) = oversized(&row) {
                 return Err(p);
             }
+            let domain = domain?;
             let code = match field(&row, "short_code") {
                 Some(c) => ShortCode::parse_lenient(c).map_err(|e| e.to_string())?,
                 None => random_code(s.settings.code_len),
@@ -217,6 +235,7 @@ pub async fn urls(
                 created_at: field(&row, "created_at").and_then(Ts::parse),
                 updated_at: field(&row, "updated_at").and_then(Ts::parse),
                 options: row_options(&row, &targets)?,
+                domain,
             })
         })();
         // A password costs an argon2 run on the bounded hashing pool: a load takes at
@@ -243,7 +262,7 @@ pub async fn urls(
             (parsed, _) => parsed,
         };
         match parsed {
-            Ok(r) => batch.push_for_link(&r.code.clone(), s.command_partitions, r).await?,
+            Ok(r) => batch.push_for_link(r.domain.clone().as_ref(), &r.code.clone(), s.command_partitions, r).await?,
             Err(e) => batch.problems.add(format!("row {i}: {e}")),
         }
     }
@@ -269,10 +288,10 @@ pub async fn events(
     let key = s.idempotency(&headers, &p.scope(), ROUTE, &digest)?;
     let mut rows = input::rows(file).await?;
     let mut batch = Batcher::new(&s, p, key, |key, rows| CommandBody::ImportEvents { key, rows });
-    let codes: quick_cache::unsync::Cache<Id, Option<ShortCode>> = quick_cache::unsync::Cache::new(CODES_KEPT);
+    let codes: quick_cache::unsync::Cache<Id, Option<(Option<DomainHost>, ShortCode)>> = quick_cache::unsync::Cache::new(CODES_KEPT);
     let mut codes = codes;
     while let Some((i, row)) = rows.recv().await {
-        let parsed: Result<EventRow, String> = async {
+        let parsed: Result<(Option<DomainHost>, EventRow), String> = async {
             if let Some(p) = oversized(&row) {
                 return Err(p);
             }
@@ -280,12 +299,7 @@ pub async fn events(
             let code = match codes.get(&url_id) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = s
-                        .store
-                        .link(url_id)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .and_then(|l| ShortCode::parse_lenient(&l.link.short_code).ok());
+                    let c = s.store.link(url_id).await.map_err(|e| e.to_string())?.and_then(|l| crate::routes::urls::address(&l.link).ok());
                     codes.insert(url_id, c.clone());
                     c
                 }
@@ -303,19 +317,23 @@ pub async fn events(
             if event_type.len() > limits::MAX_EVENT_TYPE_BYTES || event_type.chars().any(char::is_control) {
                 return Err(format!("event_type must be at most {} bytes of text", limits::MAX_EVENT_TYPE_BYTES));
             }
-            Ok(EventRow {
-                id: explicit_id(&row, "id")?,
-                code,
-                url_id,
-                user_id: explicit_id(&row, "user_id")?,
-                event_type: event_type.to_string(),
-                timestamp: field(&row, "timestamp").and_then(Ts::parse),
-                details,
-            })
+            let (domain, code) = code;
+            Ok((
+                domain,
+                EventRow {
+                    id: explicit_id(&row, "id")?,
+                    code,
+                    url_id,
+                    user_id: explicit_id(&row, "user_id")?,
+                    event_type: event_type.to_string(),
+                    timestamp: field(&row, "timestamp").and_then(Ts::parse),
+                    details,
+                },
+            ))
         }
         .await;
         match parsed {
-            Ok(r) => batch.push_for_link(&r.code.clone(), s.command_partitions, r).await?,
+            Ok((domain, r)) => batch.push_for_link(domain.as_ref(), &r.code.clone(), s.command_partitions, r).await?,
             Err(e) => batch.problems.add(format!("row {i}: {e}")),
         }
     }

@@ -5,6 +5,7 @@ use kurz_storage::store::Mutation;
 
 fn link() -> Link {
     Link {
+        domain: None,
         id: Id::new(5).unwrap(),
         short_code: "abc1234".into(),
         original_url: "https://x.io".into(),

@@ -22,10 +22,10 @@ impl super::Projection for Links {
 
 /// The hot-cache entry a link mutation leaves: the entry [`CachedLink::of_event`] maps
 /// the event that made it to (an edge following the log offers the same one).
-pub(crate) fn cache_entry(m: &Mutation) -> Option<(&str, CachedLink)> {
+pub(crate) fn cache_entry(m: &Mutation) -> Option<(std::borrow::Cow<'_, str>, CachedLink)> {
     match m {
-        Mutation::PutLink(vl) => Some((&vl.link.short_code, CachedLink::live(vl.link.clone(), vl.version))),
-        Mutation::DeleteLink(vl) => Some((&vl.link.short_code, CachedLink::gone(vl.version))),
+        Mutation::PutLink(vl) => Some((vl.link.lookup_key(), CachedLink::live(vl.link.clone(), vl.version))),
+        Mutation::DeleteLink(vl) => Some((vl.link.lookup_key(), CachedLink::gone(vl.version))),
         _ => None,
     }
 }

@@ -5,6 +5,7 @@ use kurz_storage::store::{Mutation, VersionedLink};
 
 fn link() -> Link {
     Link {
+        domain: None,
         id: Id::new(5).unwrap(),
         short_code: "abc1234".into(),
         original_url: "https://x.io".into(),
@@ -57,7 +58,7 @@ fn the_cache_gets_what_the_event_leaves() {
         let event = Event { id: Id::new(100).unwrap(), command_id: CommandId("c".into()), at: Ts(1), body };
         let mut out = Vec::new();
         Links.apply(Input::Event { event: &event, partition: 0, offset: 33 }, &mut out);
-        let offered: Vec<(&str, CachedLink)> = out.iter().filter_map(cache_entry).collect();
+        let offered: Vec<(std::borrow::Cow<'_, str>, CachedLink)> = out.iter().filter_map(cache_entry).collect();
         assert_eq!(offered, vec![CachedLink::of_event(&event.body, 33).unwrap()], "{:?}", event.body);
     }
 }

@@ -195,6 +195,7 @@ impl ScyllaStore {
                 }
                 Mutation::PutLink(vl) | Mutation::DeleteLink(vl) => vec![format!("link:{}", vl.link.id)],
                 Mutation::PutHistory(e) => vec![format!("history:{}", e.id)],
+                Mutation::PutDomain(d) | Mutation::DeleteDomain(d) => vec![format!("domain:{}", d.host)],
                 Mutation::PutOutcome { .. }
                 | Mutation::AddClicks { .. }
                 | Mutation::AddCount { .. }
@@ -270,14 +271,15 @@ impl ScyllaStore {
                 let (id, version) = (key(vl.link.id), signed(vl.version, "link version")?);
                 let body = serde_json::to_string(&vl.link)?;
                 let l = &vl.link;
+                let lookup = l.lookup_key();
                 tokio::try_join!(
-                    self.write(&st.put_link_by_code, at, (l.short_code.as_str(), id, version, body.as_str())),
+                    self.write(&st.put_link_by_code, at, (lookup.as_ref(), id, version, body.as_str())),
                     self.write(&st.put_link_by_owner, at, (owner_key(l.user_id), id, body.as_str())),
                     self.write(&st.put_link_by_owner_url, at, (owner_key(l.user_id), l.original_url.as_str(), id, body.as_str())),
                     self.write(&st.put_links_all, at, (ALL, id, body.as_str())),
                     async {
                         match is_listed_crawlable(l) {
-                            true => self.write(&st.put_link_crawlable, at, (ALL, l.short_code.as_str(), id)).await,
+                            true => self.write(&st.put_link_crawlable, at, (ALL, lookup.as_ref(), id)).await,
                             false => Ok(()),
                         }
                     },
@@ -294,6 +296,8 @@ impl ScyllaStore {
                 self.write(&st.delete_link, at, (key(vl.link.id),)).await?;
             }
             Mutation::PutHistory(e) => self.put_history(e, at).await?,
+            Mutation::PutDomain(d) => self.write(&st.put_domain, at, (ALL, d.host.as_str(), serde_json::to_string(d)?.as_str())).await?,
+            Mutation::DeleteDomain(d) => self.write(&st.delete_domain, at, (ALL, d.host.as_str())).await?,
             Mutation::AddClicks { link_id, n } => self.add_clicks(*link_id, *n, None, at).await?,
             Mutation::AddCount { link_id, name, n } => self.add_count(*link_id, name, *n, None, at).await?,
             Mutation::AddVisitor { link_id, day, visitor } => {
@@ -351,10 +355,11 @@ impl ScyllaStore {
     async fn unindex_link(&self, old: &Link, new: Option<&Link>, at: &Stamps) -> Result<(), StorageError> {
         let st = &self.st;
         let id = key(old.id);
-        if new.is_none_or(|n| n.short_code != old.short_code) {
-            let holder: Option<(i64, i64, String)> = self.one(&st.link_by_code, (old.short_code.as_str(),)).await?;
+        let lookup = old.lookup_key();
+        if new.is_none_or(|n| n.lookup_key() != lookup) {
+            let holder: Option<(i64, i64, String)> = self.one(&st.link_by_code, (lookup.as_ref(),)).await?;
             if holder.is_some_and(|(holder, _, _)| holder == id) {
-                self.write(&st.delete_link_by_code, at, (old.short_code.as_str(),)).await?;
+                self.write(&st.delete_link_by_code, at, (lookup.as_ref(),)).await?;
             }
         }
         if new.is_none_or(|n| n.user_id != old.user_id) {
@@ -364,8 +369,8 @@ impl ScyllaStore {
             self.write(&st.delete_link_by_owner_url, at, (owner_key(old.user_id), old.original_url.as_str(), id)).await?;
         }
         // Keyed by id too: exact, with no read of who holds the code.
-        if is_listed_crawlable(old) && new.is_none_or(|n| !is_listed_crawlable(n) || n.short_code != old.short_code) {
-            self.write(&st.delete_link_crawlable, at, (ALL, old.short_code.as_str(), id)).await?;
+        if is_listed_crawlable(old) && new.is_none_or(|n| !is_listed_crawlable(n) || n.lookup_key() != lookup) {
+            self.write(&st.delete_link_crawlable, at, (ALL, lookup.as_ref(), id)).await?;
         }
         Ok(())
     }

@@ -391,6 +391,22 @@ impl ReadStore for ScyllaStore {
         }
     }
 
+    async fn domains(&self) -> Result<Vec<kurz_schemas::Domain>, StorageError> {
+        let mut out = Vec::new();
+        self.each(&self.st.domains, (ALL,), |(body,): (String,)| {
+            out.push(serde_json::from_str(&body)?);
+            // Bounded by the decider (MAX_DOMAINS and the default), with room to spare.
+            Ok(if out.len() > 2 * kurz_schemas::domain::MAX_DOMAINS { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn domain(&self, host: &str) -> Result<Option<kurz_schemas::Domain>, StorageError> {
+        let row: Option<(String,)> = self.one(&self.st.domain, (ALL, host)).await?;
+        Ok(row.map(|(body,)| serde_json::from_str(&body)).transpose()?)
+    }
+
     async fn crawlable_codes(&self, limit: usize) -> Result<Vec<String>, StorageError> {
         let mut out: Vec<String> = Vec::new();
         if limit == 0 {

@@ -87,6 +87,10 @@ statements! {
     links_crawlable (paged) = "SELECT short_code, id FROM {ks}.links_crawlable WHERE bucket = ?";
     put_link_crawlable = "INSERT INTO {ks}.links_crawlable (bucket, short_code, id) VALUES (?, ?, ?)";
     delete_link_crawlable = "DELETE FROM {ks}.links_crawlable WHERE bucket = ? AND short_code = ? AND id = ?";
+    domains (paged) = "SELECT body FROM {ks}.domains WHERE bucket = ?";
+    domain = "SELECT body FROM {ks}.domains WHERE bucket = ? AND host = ?";
+    put_domain = "INSERT INTO {ks}.domains (bucket, host, body) VALUES (?, ?, ?)";
+    delete_domain = "DELETE FROM {ks}.domains WHERE bucket = ? AND host = ?";
 
     history_event = "SELECT body FROM {ks}.history WHERE id = ?";
     put_history = "INSERT INTO {ks}.history (id, body) VALUES (?, ?)";
