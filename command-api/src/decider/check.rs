@@ -21,6 +21,8 @@ struct Peek {
 struct PeekObj {
     id: u64,
     short_code: Option<String>,
+    /// A link's domain: a code is granted once per domain.
+    domain: Option<String>,
 }
 
 /// How many examples of each problem a report lists.
@@ -110,6 +112,7 @@ impl Checker {
         match (ev.kind.as_str(), ev.link, ev.user) {
             ("link_created", Some(link), _) => {
                 if let Some(code) = link.short_code {
+                    let code = kurz_schemas::domain::lookup_key(link.domain.as_deref(), &code).into_owned();
                     if let Some(first) = self.codes.insert(code.clone(), at.to_string()) {
                         self.report.aliases_granted_twice.add(format!("'{code}' at {first} and {at}"));
                     }
@@ -202,5 +205,34 @@ mod tests {
         let r = checker.report();
         assert_eq!((r.events, r.problems()), (5, 0), "{r:?}");
         assert_eq!(r.links_created_per_command, [(1, 2)].into(), "two creates of one link each (the third was refused)");
+    }
+
+    #[test]
+    fn one_code_on_two_domains_is_two_aliases() {
+        let mut s = PartitionState::new(0);
+        let mut checker = Checker::new();
+        let on_go = match create("b", "promo").body {
+            CommandBody::CreateLink { code, custom, original_url, title, user_id, existing_ok, options, .. } => CommandBody::CreateLink {
+                code,
+                custom,
+                original_url,
+                title,
+                user_id,
+                existing_ok,
+                options,
+                domain: Some(kurz_schemas::DomainHost::parse("go.example").unwrap()),
+            },
+            other => other,
+        };
+        let now = Ts(1_764_646_000_000);
+        let events: Vec<_> = [create("a", "promo"), Command::new(CommandId("b".into()), Actor::Anonymous, on_go)]
+            .iter()
+            .flat_map(|c| decide::handle(&mut s, c, now))
+            .collect();
+        for (i, e) in events.iter().enumerate() {
+            checker.add(&format!("0/{i}"), &e.encode());
+        }
+        let r = checker.report();
+        assert_eq!((r.events, r.problems()), (4, 0), "{r:?}");
     }
 }

@@ -165,3 +165,21 @@ async fn the_registry_is_the_admins() {
     let l = api.post_as(Some(&user), "/urls", json!({"original_url": "https://t.example/u", "domain": "go.example"})).await.ok(201);
     assert_eq!(l["domain"], "go.example");
 }
+
+#[tokio::test]
+async fn a_bulk_load_puts_rows_on_registered_domains_only() {
+    let api = Api::open();
+    api.post("/domains", json!({"host": "go.example"})).await.ok(201);
+    let csv = "short_code,original_url,domain\n\
+               bulk-a,https://t.example/a-go,go.example\n\
+               bulk-a,https://t.example/a,\n\
+               bulk-b,https://t.example/b,unknown.example\n\
+               bulk-c,https://t.example/c,not a host\n\
+               bulk-a,https://t.example/again,GO.EXAMPLE\n";
+    let r = api.post_csv(None, "/urls/bulk", csv.to_string()).await.ok(201);
+    assert_eq!((r["count"].as_u64(), r["skipped"].as_u64()), (Some(2), Some(3)), "{r}");
+    let problems = r["problems"].to_string();
+    assert!(problems.contains("not registered") && problems.contains("domain must be") && problems.contains("already exists"), "{r}");
+    poll_on(&api, "go.example", "/bulk-a", 302, Some("https://t.example/a-go")).await;
+    assert_eq!(api.get("/bulk-a").await.location().as_deref(), Some("https://t.example/a"));
+}
