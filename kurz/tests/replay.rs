@@ -131,6 +131,25 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let opts_url = s.url(&format!("/{}/x?q=1", with_options["short_code"].as_str().unwrap()));
+    // A domain with a fallback, and a link on it: the registry and the link's lookup by
+    // host and code come back too.
+    let domain = json!({"host": "replay.example", "not_found_redirect": "https://opts.example/missing"});
+    let r = c.post(s.url("/domains")).bearer_auth(ADMIN_TOKEN).json(&domain).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let registered: Value = r.json().await.unwrap();
+    let on_domain = json!({"original_url": "https://opts.example/on-domain", "short_code": "replay-dom", "domain": "replay.example"});
+    let r = c.post(s.url("/urls")).bearer_auth(ADMIN_TOKEN).json(&on_domain).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let on_domain: Value = r.json().await.unwrap();
+    let on_host = |c: reqwest::Client, url: String| async move {
+        let r = c.head(url).header("host", "replay.example").send().await.unwrap();
+        (r.status().as_u16(), r.headers().get("location").map(|l| l.to_str().unwrap().to_string()))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while on_host(c.clone(), s.url("/replay-dom")).await.0 != 302 {
+        assert!(std::time::Instant::now() < deadline, "the domain's link did not answer on its host");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     // Replay 1 with writes going on: every create is answered and read back at once,
     // before, during and after the switch.
@@ -187,6 +206,13 @@ async fn replay_switches_generations_while_serving_and_verify_finds_no_differenc
     assert_eq!(orphans(c.clone(), s.url("/visits/orphan")).await, 1, "orphan visits survive replay, once");
     let robots = c.get(s.url("/robots.txt")).send().await.unwrap().text().await.unwrap();
     assert!(robots.contains(&format!("Allow: /{}\n", with_options["short_code"].as_str().unwrap())), "{robots}");
+    let read: Value = c.get(s.url("/domains/replay.example")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(read, registered, "the domain registry survives replay");
+    let replayed: Value = c.get(s.url(&format!("/urls/{}", on_domain["id"]))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(replayed, on_domain, "a domain's link survives replay");
+    assert_eq!(on_host(c.clone(), s.url("/replay-dom")).await, (302, Some("https://opts.example/on-domain".to_string())));
+    assert_eq!(on_host(c.clone(), s.url("/no-such-replay-code")).await, (302, Some("https://opts.example/missing".to_string())));
+    assert_eq!(c.head(s.url("/replay-dom")).send().await.unwrap().status(), 404, "on no other host");
 
     // The serving generation survives a restart (the control topic names it).
     s.restart();
