@@ -19,30 +19,39 @@ impl Enricher {
     /// The record of a visit: a link's click, or an orphan visit with the same visitor
     /// fields (no UTM parameters: those describe a link's campaign).
     pub fn record(&self, raw: RawClick) -> ClickRecord {
-        match &raw.visited {
-            Visited::Link(_) => ClickRecord::Link(self.click(raw)),
-            Visited::Orphan { kind, code, link_id } => {
-                let (kind, code, link_id) = (*kind, code.as_deref().map(str::to_owned), *link_id);
-                let c = self.click(raw);
-                ClickRecord::Orphan(Orphan {
-                    orphan: kind,
-                    at: c.at,
-                    code,
-                    link_id,
-                    referrer_host: c.referrer_host,
-                    agent: c.agent,
-                    bot: c.bot,
-                    head: c.head,
-                    visitor: c.visitor,
-                    country: c.country,
-                })
-            }
+        let v = self.visitor(&raw);
+        match raw.visited {
+            Visited::Link(link) => ClickRecord::Link(Click {
+                link_id: link.id,
+                code: link.short_code.clone(),
+                owner_id: link.user_id,
+                at: raw.at,
+                referrer_host: v.referrer_host,
+                user_agent: None,
+                agent: v.agent,
+                bot: v.bot,
+                head: raw.head,
+                utm: raw.query.as_deref().map(utm::parse).unwrap_or_default(),
+                visitor: v.visitor,
+                country: v.country,
+            }),
+            Visited::Orphan { kind, code, link_id } => ClickRecord::Orphan(Orphan {
+                orphan: kind,
+                at: raw.at,
+                code: code.map(String::from),
+                link_id,
+                referrer_host: v.referrer_host,
+                agent: v.agent,
+                bot: v.bot,
+                head: raw.head,
+                visitor: v.visitor,
+                country: v.country,
+            }),
         }
     }
 
-    /// The click event of a visit; an orphan's has no link (id and code are left for
-    /// [`Enricher::record`] to drop).
-    fn click(&self, raw: RawClick) -> Click {
+    /// What a visit says of its visitor, the same for a click and an orphan visit.
+    fn visitor(&self, raw: &RawClick) -> VisitorFields {
         let (agent, bot) = match raw.user_agent.as_deref() {
             Some(ua) => {
                 let (a, bot) = self.agents.classify(ua);
@@ -52,27 +61,23 @@ impl Enricher {
             // that is not a known bot).
             None => (None, false),
         };
-        let visitor = raw.addr.map(|ip| self.visitors.visitor(raw.at, ip, raw.user_agent.as_deref().unwrap_or("")));
-        let country = raw.country.as_deref().and_then(country_code).or_else(|| raw.addr.and_then(|ip| self.geo.as_ref()?.country(ip)));
-        let (link_id, code, owner_id) = match &raw.visited {
-            Visited::Link(link) => (link.id, link.short_code.clone(), link.user_id),
-            Visited::Orphan { .. } => (kurz_schemas::analytics::ORPHANS, String::new(), None),
-        };
-        Click {
-            link_id,
-            code,
-            at: raw.at,
+        VisitorFields {
             referrer_host: raw.referer.as_deref().and_then(referrer_host),
-            user_agent: None,
-            owner_id,
             agent,
             bot,
-            head: raw.head,
-            utm: raw.query.as_deref().map(utm::parse).unwrap_or_default(),
-            visitor,
-            country,
+            visitor: raw.addr.map(|ip| self.visitors.visitor(raw.at, ip, raw.user_agent.as_deref().unwrap_or(""))),
+            country: raw.country.as_deref().and_then(country_code).or_else(|| raw.addr.and_then(|ip| self.geo.as_ref()?.country(ip))),
         }
     }
+}
+
+/// The visitor fields of a click and of an orphan visit.
+struct VisitorFields {
+    referrer_host: Option<String>,
+    agent: Option<kurz_schemas::Agent>,
+    bot: bool,
+    visitor: Option<String>,
+    country: Option<String>,
 }
 
 /// The host of a `Referer` value, lowercased; never the path or query.
@@ -94,6 +99,13 @@ mod tests {
     use super::*;
     use kurz_schemas::{Device, Ts};
 
+    fn click(e: &Enricher, raw: RawClick) -> Click {
+        match e.record(raw) {
+            ClickRecord::Link(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
     fn raw() -> RawClick {
         RawClick {
             visited: Visited::Link(crate::capture::test_link(7, "abc")),
@@ -112,7 +124,7 @@ mod tests {
     #[test]
     fn a_browser_click_is_classified_hashed_and_counted() {
         let e = Enricher::new(&CaptureSettings { secret: b"k".to_vec(), ..CaptureSettings::default() }).unwrap();
-        let c = e.click(raw());
+        let c = click(&e, raw());
         assert_eq!(c.referrer_host.as_deref(), Some("news.example.com"), "host only, lowercased");
         let a = c.agent.clone().unwrap();
         assert_eq!((a.browser.as_str(), a.os.as_str(), a.device), ("Chrome", "Windows", Device::Desktop));
@@ -128,14 +140,14 @@ mod tests {
     #[test]
     fn bots_and_head_requests_are_flagged_not_counted() {
         let e = Enricher::new(&CaptureSettings::default()).unwrap();
-        let bot = e.click(RawClick { user_agent: Some("Googlebot/2.1 (+http://www.google.com/bot.html)".into()), ..raw() });
+        let bot = click(&e, RawClick { user_agent: Some("Googlebot/2.1 (+http://www.google.com/bot.html)".into()), ..raw() });
         assert!(bot.bot && !bot.counted());
         assert_eq!(bot.agent.unwrap().device, Device::Bot);
-        let curl = e.click(RawClick { user_agent: Some("curl/8.5.0".into()), ..raw() });
+        let curl = click(&e, RawClick { user_agent: Some("curl/8.5.0".into()), ..raw() });
         assert!(curl.bot, "command-line tools are not visitors");
-        let none = e.click(RawClick { user_agent: None, ..raw() });
+        let none = click(&e, RawClick { user_agent: None, ..raw() });
         assert!(!none.bot && none.agent.is_none() && none.counted(), "no header is unknown, not a bot");
-        let head = e.click(RawClick { head: true, ..raw() });
+        let head = click(&e, RawClick { head: true, ..raw() });
         assert!(head.head && !head.bot && !head.counted());
     }
 
@@ -146,7 +158,7 @@ mod tests {
         let ClickRecord::Orphan(o) = e.record(RawClick { visited, ..raw() }) else { panic!("an orphan") };
         assert_eq!((o.code.as_deref(), o.link_id, o.at), (Some("nope1"), None, raw().at));
         assert_eq!((o.referrer_host.as_deref(), o.country.as_deref()), (Some("news.example.com"), Some("DE")));
-        assert_eq!(o.visitor, e.click(raw()).visitor, "the same visitor hash as a click of theirs");
+        assert_eq!(o.visitor, click(&e, raw()).visitor, "the same visitor hash as a click of theirs");
         assert!(!String::from_utf8(o.encode()).unwrap().contains("utm"), "no campaign fields");
         assert!(matches!(e.record(raw()), ClickRecord::Link(c) if c.code == "abc"));
     }
