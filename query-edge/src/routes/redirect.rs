@@ -127,9 +127,18 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
             return Fast::Later(Box::pin(observed("/{code}", &req.method, kurz_web::ratelimit::tarpit(refused, wait))));
         }
         let domain = s.domains.domain_of(&req.headers, &req.uri);
+        // A link with a visit limit is planned here too, and only counted on the async
+        // path: its plan goes along, not planned again.
+        let mut limited = None;
         let now = observed_now("/{code}", &req.method, || {
             let hit = resolve_local(&s, domain.as_deref(), &req.uri.path()[1..])?;
-            Some(answer(&s, hit.link, Source::Cache, None, &req, Some(peer.ip()))?.into_response())
+            match plan(&s, hit.link, Source::Cache, None, &req, Some(peer.ip()), Visitor::Plain) {
+                Plan::Now(r) => Some(r.into_response()),
+                Plan::Limited(l) => {
+                    limited = Some(l);
+                    None
+                }
+            }
         });
         if let Some(resp) = now {
             return Fast::Ready(resp);
@@ -138,7 +147,10 @@ pub fn fast_path(s: EdgeState) -> kurz_web::serve::FastPath {
         let s = s.clone();
         let method = req.method.clone();
         Fast::Later(Box::pin(observed("/{code}", &method, async move {
-            redirect(&s, domain.as_deref(), &req.uri.path()[1..], None, &req, peer).await.into_response()
+            match limited {
+                Some(l) => counted(&s, l, &req, peer).await.into_response(),
+                None => redirect(&s, domain.as_deref(), &req.uri.path()[1..], None, &req, peer).await.into_response(),
+            }
         })))
     })
 }
@@ -182,26 +194,6 @@ async fn redirect(
     answer_visit(s, link, source, rest, req, peer, Visitor::Plain).await
 }
 
-/// The redirect for what the lookup found: to an active link inside its validity
-/// window, with its status, `Location` (the request's query and path forwarded as the
-/// link asks, [`kurz_schemas::LinkOptions::target`]) and `Cache-Control`, and its click
-/// recorded; else a 404. A link without options costs one comparison more than a
-/// plain 302. `None`: the link has a visit limit, which only the async path
-/// ([`answer_visit`]) counts.
-fn answer(
-    s: &EdgeState,
-    link: Option<Arc<Link>>,
-    source: Source,
-    rest: Option<&str>,
-    req: &Parts,
-    peer: Option<IpAddr>,
-) -> Option<Result<Response, ApiError>> {
-    match plan(s, link, source, rest, req, peer, Visitor::Plain) {
-        Plan::Now(r) => Some(r),
-        Plan::Limited(_) => None,
-    }
-}
-
 /// Who is asking: anyone (a protected link answers its password form), or a visitor
 /// who gave the link's password (`super::unlock`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,17 +231,26 @@ pub(crate) async fn answer_visit(
 ) -> Result<Response, ApiError> {
     match plan(s, link, source, rest, req, peer, visitor) {
         Plan::Now(r) => r,
-        Plan::Limited(l) => {
-            if within_limit(s, &l.link, l.max, req).await? {
-                redirected(s, l.link, l.status, &l.location, l.source, req, peer)
-            } else {
-                orphan(s, Found::Expired, OrphanKind::Expired, Some(&l.link), l.source, req, peer)
-            }
-        }
+        Plan::Limited(l) => counted(s, l, req, peer).await,
     }
 }
 
-/// The answer to a visit of `link`, short of counting it against a visit limit.
+/// A planned redirect of a link with a visit limit: served if the visit is within it,
+/// else answered as expired.
+async fn counted(s: &EdgeState, l: Limited, req: &Parts, peer: Option<IpAddr>) -> Result<Response, ApiError> {
+    if within_limit(s, &l.link, l.max, req).await? {
+        redirected(s, l.link, l.status, &l.location, l.source, req, peer)
+    } else {
+        orphan(s, Found::Expired, OrphanKind::Expired, Some(&l.link), l.source, req, peer)
+    }
+}
+
+/// The answer to a visit of `link`, short of counting it against a visit limit: to an
+/// active link inside its validity window, the redirect with its status, `Location`
+/// (the request's query and path forwarded as the link asks,
+/// [`kurz_schemas::LinkOptions::target`]) and `Cache-Control`, and its click recorded;
+/// else the orphan answer. A link without options costs one comparison more than a
+/// plain 302.
 fn plan(
     s: &EdgeState,
     link: Option<Arc<Link>>,
