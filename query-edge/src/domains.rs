@@ -7,7 +7,8 @@
 //! that. Until some host is registered, a request pays one atomic load for this.
 
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
-use kurz_schemas::domain::{Domain, Fallback, DEFAULT};
+use kurz_schemas::domain::{Domain, DEFAULT};
+use kurz_schemas::OrphanKind;
 use kurz_storage::ReadStore;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -97,15 +98,15 @@ impl Domains {
         self.registry().hosts.contains_key(host.as_ref()).then(|| host.into_owned())
     }
 
-    /// Where a visit of kind `f` on this request's host goes instead of a 404: the
+    /// Where an orphan visit of `kind` on this request's host goes instead of a 404: the
     /// host's own fallback, else the default entry's; `None`: a 404.
-    pub fn fallback(&self, headers: &HeaderMap, uri: &Uri, f: Fallback) -> Option<HeaderValue> {
+    pub fn fallback(&self, headers: &HeaderMap, uri: &Uri, kind: OrphanKind) -> Option<HeaderValue> {
         let r = self.registry();
         let own = match self.any_host.load(Ordering::Acquire) {
-            true => request_host(headers, uri).and_then(|h| r.hosts.get(h.as_ref()).and_then(|d| d.fallback(f)).map(str::to_string)),
+            true => request_host(headers, uri).and_then(|h| r.hosts.get(h.as_ref()).and_then(|d| d.fallback(kind)).map(str::to_string)),
             false => None,
         };
-        let target = own.or_else(|| r.default.as_ref().and_then(|d| d.fallback(f)).map(str::to_string))?;
+        let target = own.or_else(|| r.default.as_ref().and_then(|d| d.fallback(kind)).map(str::to_string))?;
         HeaderValue::from_str(&target).ok()
     }
 
@@ -176,11 +177,11 @@ mod tests {
         ]));
         assert_eq!(d.domain_of(&host("GO.example:443"), &uri).as_deref(), Some("go.example"));
         assert_eq!(d.domain_of(&host("other.example"), &uri), None);
-        let nf = |h: &str| d.fallback(&host(h), &uri, Fallback::NotFound).map(|v| v.to_str().unwrap().to_string());
+        let nf = |h: &str| d.fallback(&host(h), &uri, OrphanKind::NotFound).map(|v| v.to_str().unwrap().to_string());
         assert_eq!(nf("x.example").as_deref(), Some("https://x.example/404"));
         assert_eq!(nf("go.example").as_deref(), Some("https://kurz.example/404"), "a domain without one takes the default's");
         assert_eq!(nf("127.0.0.1:8080").as_deref(), Some("https://kurz.example/404"));
-        assert_eq!(d.fallback(&host("x.example"), &uri, Fallback::Expired), None);
+        assert_eq!(d.fallback(&host("x.example"), &uri, OrphanKind::Expired), None);
         d.set(Registry::new(vec![]));
         assert_eq!(d.domain_of(&host("go.example"), &uri), None, "a deleted domain is no longer one");
         assert_eq!(nf("x.example"), None);

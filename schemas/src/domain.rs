@@ -13,7 +13,7 @@
 //! The registry is one aggregate ([`DOMAINS_KEY`]): one decider partition holds every
 //! domain, so [`MAX_DOMAINS`] is exact.
 
-use crate::{Ts, ValueError};
+use crate::{OrphanKind, Ts, ValueError};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
@@ -94,26 +94,18 @@ pub struct Domain {
     pub updated_at: Ts,
 }
 
-/// Which fallback a visit that reaches no link takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fallback {
-    /// `GET /`.
-    Base,
-    NotFound,
-    Expired,
-}
-
 impl Domain {
     pub fn is_default(&self) -> bool {
         self.host == DEFAULT
     }
 
-    /// This entry's own target for `f`.
-    pub fn fallback(&self, f: Fallback) -> Option<&str> {
-        match f {
-            Fallback::Base => self.base_url_redirect.as_deref(),
-            Fallback::NotFound => self.not_found_redirect.as_deref(),
-            Fallback::Expired => self.expired_redirect.as_deref(),
+    /// This entry's own target for an orphan visit of `kind` (`/`, no link, an
+    /// expired link).
+    pub fn fallback(&self, kind: OrphanKind) -> Option<&str> {
+        match kind {
+            OrphanKind::Base => self.base_url_redirect.as_deref(),
+            OrphanKind::NotFound => self.not_found_redirect.as_deref(),
+            OrphanKind::Expired => self.expired_redirect.as_deref(),
         }
         .filter(|t| !t.is_empty())
     }
@@ -177,9 +169,9 @@ mod tests {
             created_at: Ts(0),
             updated_at: Ts(0),
         };
-        assert_eq!(d.fallback(Fallback::Base), None);
-        assert_eq!(d.fallback(Fallback::NotFound), Some("https://x.io"));
-        assert_eq!(d.fallback(Fallback::Expired), None);
+        assert_eq!(d.fallback(OrphanKind::Base), None);
+        assert_eq!(d.fallback(OrphanKind::NotFound), Some("https://x.io"));
+        assert_eq!(d.fallback(OrphanKind::Expired), None);
         assert!(d.is_default());
     }
 }

@@ -33,8 +33,8 @@ pub async fn base(State(s): State<EdgeState>, req: Request) -> Response {
         let visited = Visited::Orphan { kind: OrphanKind::Base, code: None, link_id: None };
         s.clicks.record(super::redirect::raw_click(&s.clicks, visited, &req.method, &req.uri, &req.headers, peer));
     }
-    match s.domains.fallback(&req.headers, &req.uri, kurz_schemas::domain::Fallback::Base) {
-        Some(target) => super::redirect::fallback_redirect(target),
+    match s.domains.fallback(&req.headers, &req.uri, OrphanKind::Base) {
+        Some(target) => super::redirect::fallback_redirect(&s, target),
         None => ApiError::NotFound("no link here: short links are served at /{code}".into()).into_response(),
     }
 }

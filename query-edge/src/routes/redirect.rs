@@ -12,7 +12,6 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use kurz_schemas::domain::Fallback;
 use kurz_schemas::options::{Target, MAX_LOCATION};
 use kurz_schemas::{CachedLink, Link, OrphanKind, ShortCode, Ts};
 use kurz_web::ApiError;
@@ -333,22 +332,17 @@ fn orphan(
         let link_id = link.filter(|_| kind == OrphanKind::Expired).map(|l| l.id);
         s.clicks.record(raw_click(&s.clicks, Visited::Orphan { kind, code, link_id }, &req.method, &req.uri, &req.headers, peer));
     }
-    let fallback = match kind {
-        OrphanKind::Base => Fallback::Base,
-        OrphanKind::NotFound => Fallback::NotFound,
-        OrphanKind::Expired => Fallback::Expired,
-    };
-    match s.domains.fallback(&req.headers, &req.uri, fallback) {
-        Some(target) => Ok(fallback_redirect(target)),
+    match s.domains.fallback(&req.headers, &req.uri, kind) {
+        Some(target) => Ok(fallback_redirect(s, target)),
         None => Err(ApiError::NotFound("short link not found or inactive".into())),
     }
 }
 
-/// A 302 to a domain's fallback, kept by no shared cache and by no browser for long:
-/// the fallback may change, and the next visit may find a link.
-pub(crate) fn fallback_redirect(target: HeaderValue) -> Response {
-    (StatusCode::FOUND, [(header::LOCATION, target), (header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=0"))])
-        .into_response()
+/// A 302 to a domain's fallback, with a temporary redirect's `Cache-Control`
+/// ([`crate::RedirectCache`]): the fallback may change, and the next visit may find a
+/// link.
+pub(crate) fn fallback_redirect(s: &EdgeState, target: HeaderValue) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, target), (header::CACHE_CONTROL, s.redirect_cache.temporary.clone())]).into_response()
 }
 
 /// Whether this visit of a link with `max` visits is within them. A visit that counts
