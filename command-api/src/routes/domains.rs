@@ -36,10 +36,7 @@ fn host(raw: &str) -> Result<String, kurz_schemas::ValueError> {
 /// A fallback target, checked as a link's target is (form, own host, deny-list).
 fn fallback(s: &AppState, headers: &HeaderMap, body: &JsonObject, field: &str) -> Result<Option<TargetUrl>, ApiError> {
     let Some(raw) = body.opt_str(field)? else { return Ok(None) };
-    super::urls::target(s, headers, raw).map(Some).map_err(|e| match e {
-        ApiError::BadRequest(m) => ApiError::BadRequest(m.replacen("original_url", field, 1)),
-        other => other,
-    })
+    super::urls::named_target(s, headers, field, raw).map(Some)
 }
 
 pub async fn put(State(s): State<AppState>, p: Principal, headers: HeaderMap, body: JsonObject) -> Result<Response, ApiError> {

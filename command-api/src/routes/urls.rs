@@ -26,7 +26,7 @@ pub(crate) fn target(s: &AppState, headers: &HeaderMap, raw: &str) -> Result<Tar
 
 /// A redirect target from field `field` of a request (a rule's): checked as
 /// `original_url` is, the refusal naming the field.
-fn named_target(s: &AppState, headers: &HeaderMap, field: &str, raw: &str) -> Result<TargetUrl, ApiError> {
+pub(crate) fn named_target(s: &AppState, headers: &HeaderMap, field: &str, raw: &str) -> Result<TargetUrl, ApiError> {
     target(s, headers, raw).map_err(|e| match e {
         ApiError::BadRequest(m) => ApiError::BadRequest(m.replacen("original_url", field, 1)),
         other => other,

@@ -189,11 +189,7 @@ pub async fn urls(
     let mut rows = input::rows(file).await?;
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
     let mut batch = Batcher::new(&s, p, key, |key, rows| CommandBody::ImportLinks { key, rows });
-    let targets = |field: &str, raw: &str| -> Result<TargetUrl, ApiError> {
-        let url = TargetUrl::parse(raw).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))?;
-        s.settings.targets.check(&url, host).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))?;
-        Ok(url)
-    };
+    let targets = |field: &str, raw: &str| super::urls::named_target(&s, &headers, field, raw);
     let mut passwords = 0usize;
     // The registry is small (at most MAX_DOMAINS): read once per load.
     let mut registered: Option<std::collections::HashSet<String>> = None;
