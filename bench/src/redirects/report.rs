@@ -53,6 +53,15 @@ pub struct Report {
     /// `User-Agent` and `Accept-Language` (issue #20). Absent from results of before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) kurz_hot_options: Option<Side>,
+    /// The query-edge role (capture on, no projector), GET over the plain hot set asked
+    /// as [`Report::kurz_edge_options`] is: the options target's baseline. Two runs a
+    /// round. Absent from results of before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) kurz_edge_browser: Option<Side>,
+    /// The query-edge role, GET over the links with options, asked as
+    /// [`Report::kurz_hot_options`] is. Two runs a round. Absent from results of before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) kurz_edge_options: Option<Side>,
     pub(super) ratios: Ratios,
     pub(super) cpu_us_per_request_split: CpuSplit,
     pub(super) targets: Targets,
@@ -198,6 +207,9 @@ pub(super) struct Ratios {
     /// throughput.
     #[serde(default = "nan", deserialize_with = "nan_if_null", skip_serializing_if = "is_nan")]
     pub hot_options_throughput_to_plain: f64,
+    /// The same on the query-edge role (capture on, no projector): the options target.
+    #[serde(default = "nan", deserialize_with = "nan_if_null", skip_serializing_if = "is_nan")]
+    pub edge_options_throughput_to_plain: f64,
     pub per_round: Vec<PerRound>,
 }
 
@@ -217,6 +229,9 @@ pub(super) struct PerRound {
     pub capture_and_projection_cost: f64,
     #[serde(default = "nan", deserialize_with = "nan_if_null", skip_serializing_if = "is_nan")]
     pub options_throughput_ratio: f64,
+    /// The edge pair's two runs a side, summed.
+    #[serde(default = "nan", deserialize_with = "nan_if_null", skip_serializing_if = "is_nan")]
+    pub edge_options_throughput_ratio: f64,
 }
 
 fn nan() -> f64 {
@@ -282,8 +297,9 @@ pub(super) struct Targets {
     pub hot_client_p99_ratio: Target,
     pub hot_server_p99_ms: Target,
     pub capture_cost: Target,
-    /// Links with options / plain links, and their server p99 (issue #20). Absent from
-    /// results of before it: read back as not met.
+    /// Links with options / plain links on the query-edge role (on `kurz serve` in
+    /// results of before the edge pair), and their server p99 on either (issue #20).
+    /// Absent from results of before it: read back as not met.
     #[serde(default, skip_serializing_if = "Target::is_absent")]
     pub options_throughput_ratio: Target,
     #[serde(default, skip_serializing_if = "Target::is_absent")]
@@ -369,13 +385,19 @@ pub fn markdown(v: &Report) -> String {
         v.generator.command
     );
     md += &format!(
-        "**Order**: after a warm-up run of each, {} rounds of ceiling → kurz hot → kurz edge with capture off → kurz edge with capture on → axum 1-route → kurz hot HEAD → kurz 1M → kurz hot as a browser → kurz hot with options (these two swap places in even rounds, so neither always runs second); \
+        "**Order**: after a warm-up run of each, {} rounds of ceiling → kurz hot → kurz edge with capture off → kurz edge with capture on → axum 1-route → kurz hot HEAD → kurz 1M → kurz hot as a browser → kurz hot with options (these two swap places in even rounds, so neither always runs second){}; \
          between runs the harness waits until this process is idle (the click projection of the previous run drained). \
          Figures are medians over the rounds; *× ceiling* compares medians. *CPU µs/req* is this process's user+system CPU per \
          request during the run (the server side; wrk is another process); *incl. drain* adds the CPU spent after wrk stopped \
          until the process was idle (kurz projecting the clicks the run queued); *wrk CPU* is the load generator's own CPU per \
          request (from the children's times in `/proc/self/stat`).\n\n",
-        v.rounds
+        v.rounds,
+        if v.kurz_edge_options.is_some() {
+            " → kurz edge as a browser, kurz edge with options, twice and mirrored (A B B A; B A A B in even rounds, so \
+             drift within the block cancels out of the round's ratio)"
+        } else {
+            ""
+        },
     );
     md += "| server | req/s | × ceiling | p50 ms | p90 ms | p99 ms | p99 × ceiling | max ms | CPU µs/req | CPU µs/req incl. drain | wrk CPU µs/req | server p99 ms |\n\
            |---|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -390,7 +412,13 @@ pub fn markdown(v: &Report) -> String {
         md += &row("kurz, hot set, asked as a browser with a query (GET): the baseline of the next row", b);
     }
     if let Some(o) = &v.kurz_hot_options {
-        md += &row("**kurz, hot set with options**: window, 2 rules, query forwarded; asked the same way (GET)", o);
+        md += &row("kurz, hot set with options: window, 2 rules, query forwarded; asked the same way (GET)", o);
+    }
+    if let Some(b) = &v.kurz_edge_browser {
+        md += &row("kurz edge (capture on, no projector), hot set asked as a browser with a query (GET): the baseline of the next row", b);
+    }
+    if let Some(o) = &v.kurz_edge_options {
+        md += &row("**kurz edge, hot set with options**: window, 2 rules, query forwarded; asked the same way (GET)", o);
     }
 
     md += "\n## Targets (hot set)\n\n| target | value | met |\n|---|---|---|\n";
@@ -436,8 +464,10 @@ pub fn markdown(v: &Report) -> String {
         mark(&t.capture_cost)
     );
     if v.kurz_hot_options.is_some() {
+        let on_edge = v.kurz_edge_options.is_some();
         md += &format!(
-            "| throughput of links with options (a window, two rules, query forwarding) / plain links asked the same way, both `kurz serve` {} | {:.3} | {} |\n",
+            "| throughput of links with options (a window, two rules, query forwarding) / plain links asked the same way, {} {} | {:.3} | {} |\n",
+            if on_edge { "both on the query-edge role (capture on, no projector)" } else { "both `kurz serve`" },
             t.options_throughput_ratio.target,
             t.options_throughput_ratio.value,
             mark(&t.options_throughput_ratio)
@@ -448,12 +478,24 @@ pub fn markdown(v: &Report) -> String {
             t.options_server_p99_ms.value,
             mark(&t.options_server_p99_ms)
         );
+        let per_round = |f: fn(&PerRound) -> f64| r.per_round.iter().map(|x| format!("{:.3}", f(x))).collect::<Vec<_>>().join(", ");
+        md += &if on_edge {
+            format!(
+                "\nLinks with options / plain links, per round, on the query-edge role: {} (each round's two runs a side summed); \
+                 on `kurz serve`, a diagnostic (the click projection in the same process varies a run's CPU per request by more \
+                 than options cost): {}, {:.3} over the medians.",
+                per_round(|x| x.edge_options_throughput_ratio),
+                per_round(|x| x.options_throughput_ratio),
+                r.hot_options_throughput_to_plain,
+            )
+        } else {
+            format!("\nLinks with options, per round / plain links: {}.", per_round(|x| x.options_throughput_ratio))
+        };
         md += &format!(
-            "\nLinks with options, per round / plain links: {}. Both sides ask `/<code>?utm_source=bench&gclid=…` as a desktop \
-             Firefox (`User-Agent`, `Accept-Language: en-US`), so both forward the query and capture and project the same \
-             clicks. Each of the {} links with options answers inside its validity window; its rules (`device` = ios, then \
-             `language` = de) are both evaluated and miss, so the query is merged into `original_url`'s own (`?ref=kurz`).\n",
-            r.per_round.iter().map(|x| format!("{:.3}", x.options_throughput_ratio)).collect::<Vec<_>>().join(", "),
+            " Both sides ask `/<code>?utm_source=bench&gclid=…` as a desktop Firefox (`User-Agent`, `Accept-Language: en-US`), \
+             so both forward the query and capture the same clicks. Each of the {} links with options answers inside its \
+             validity window; its rules (`device` = ios, then `language` = de) are both evaluated and miss, so the query is \
+             merged into `original_url`'s own (`?ref=kurz`).\n",
             v.hot_links,
         );
     }
@@ -527,10 +569,18 @@ pub fn markdown(v: &Report) -> String {
     if let Some(o) = &v.kurz_hot_options {
         md += &side("hot set with options", o);
     }
+    if let Some(b) = &v.kurz_edge_browser {
+        md += &side("edge, hot set, as a browser", b);
+    }
+    if let Some(o) = &v.kurz_edge_options {
+        md += &side("edge, hot set with options", o);
+    }
     let mut timed =
         vec![&v.ceiling, &v.axum_ceiling, &v.kurz_hot, &v.kurz_hot_no_capture, &v.kurz_edge_capture, &v.kurz_hot_head, &v.kurz_1m];
     timed.extend(v.kurz_hot_browser.as_ref());
     timed.extend(v.kurz_hot_options.as_ref());
+    timed.extend(v.kurz_edge_browser.as_ref());
+    timed.extend(v.kurz_edge_options.as_ref());
     md += &format!(
         "\n(Store reads and clicks are summed over the timed runs.) wrk counted {} non-2xx/3xx responses and {} socket errors \
          over all timed runs.\n",
@@ -540,7 +590,7 @@ pub fn markdown(v: &Report) -> String {
     md += &format!(
         "\n**Correctness pass** (before any timing): {} kurz responses (GET of every hot code and of 2,000 random codes of the \
          large set: 302 with exactly the loaded `Location`; HEAD of 100 hot codes: the same; 20 unknown codes: 404; every link with options, with its \
-         query: 302 to `original_url` with the query merged) and {} \
+         query, from `kurz serve` and from the edge: 302 to `original_url` with the query merged) and {} \
          responses of the two ceilings: {} wrong. During the timed runs a wrong status would show in wrk's non-2xx/3xx count.\n",
         v.correctness.kurz_responses_checked, v.correctness.ceiling_responses_checked, v.correctness.wrong
     );
