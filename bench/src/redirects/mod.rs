@@ -11,7 +11,8 @@
 //! and summarised.
 //!
 //! `run.rs` drives the servers and the rounds, with wrk (`wrk.rs`), this process's CPU
-//! time (`cpu.rs`) and perf (`profile.rs`); everything it measured is one [`Report`]
+//! time (`cpu.rs`), kurz's `/metrics` (`server_view.rs`) and perf (`profile.rs`);
+//! everything it measured is one [`Report`]
 //! (`report.rs`), written as JSON and rendered as markdown with its findings
 //! (`findings.rs`).
 
@@ -23,6 +24,7 @@ mod findings;
 mod profile;
 mod report;
 mod run;
+mod server_view;
 mod wrk;
 
 pub use report::{markdown, Report};

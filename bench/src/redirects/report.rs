@@ -4,7 +4,8 @@
 
 use super::findings;
 use super::profile::{List, ProfileResult};
-use super::run::{Measured, ServerSide, CEILING_LOCATION};
+use super::run::{Measured, CEILING_LOCATION};
+use super::server_view::ServerSide;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
